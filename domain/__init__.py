@@ -1,0 +1,1 @@
+"""authbus domain."""

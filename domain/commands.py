@@ -1,0 +1,465 @@
+"""Commands: each is a typed request (decoded straight from the wire) that knows how to
+decide which events it causes.  ``run`` reads and changes aggregates only through a
+``UnitOfWork``; the caller saves everything the unit collected in one transaction, so a
+command that raises appends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar
+from uuid import UUID, uuid4
+
+import msgspec
+from eventsourcing.domain import Aggregate
+
+from authbus.domain import policy
+from authbus.domain.credentials import PersonalAccessToken, Key
+from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, not_found
+from authbus.domain.policy import Actor
+from authbus.domain.registry import NameClaim
+from authbus.domain.scopes import Scope
+from authbus.domain.tenant import SYSTEM_TENANT_ID, Tenant, tenant_name_claim_id
+from authbus.domain.tokens import hash_for_storage
+from authbus.domain.user import User, username_claim_id
+
+A = TypeVar("A", bound=Aggregate)
+
+CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Text = Annotated[str, msgspec.Meta(max_length=1024)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^\S(.*\S)?$")]
+Username = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
+Seconds = Annotated[int, msgspec.Meta(gt=0, le=10 * 366 * 86400)]
+Role = Literal["root", "admin", "auditor", "user"]
+KeyKind = Literal["api_key", "recovery", "invitation"]
+Scopes = Annotated[list[Scope], msgspec.Meta(max_length=5000)]
+
+MAX_SCOPES = 5000
+# (default, maximum) lifetime in seconds; None: never expires unless asked to.
+LIFETIMES: dict[str, tuple[int | None, int]] = {
+    "pat": (90 * 86400, 366 * 86400),
+    "api_key": (None, 10 * 366 * 86400),
+    "recovery": (3600, 86400),
+    "invitation": (7 * 86400, 30 * 86400),
+}
+
+
+class UnitOfWork(Protocol):
+    now: datetime
+    meta: dict[str, str]  # actor and correlation_id, carried by every event
+
+    def get(self, cls: type[A], aggregate_id: UUID, field: str) -> A:
+        """The aggregate, or raises ``not_found(field)``."""
+    def exists(self, aggregate_id: UUID) -> bool: ...
+    def add(self, *aggregates: Aggregate) -> None: ...
+    def mint(self, kind: str, credential_id: UUID) -> str: ...
+    def hash_password(self, password: str) -> str: ...
+    def password_matches(self, password: str, password_hash: str) -> bool: ...
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expiry(kind: str, expires_in: int | None, now: datetime) -> datetime | None:
+    default, maximum = LIFETIMES[kind]
+    seconds = default if expires_in is None else expires_in
+    if seconds is None:
+        return None
+    if seconds > maximum:
+        raise InvalidRequest(f"expires_in is at most {maximum} seconds for {kind}", field="expires_in")
+    return now + timedelta(seconds=seconds)
+
+
+class Command(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    command: ClassVar[str]
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    command_id: CommandId | None = None
+
+    def digest(self) -> str:
+        """What identifies the request for a repeated command_id; passwords are left out."""
+        blanked = msgspec.structs.replace(self, command_id=None, **{f: "" for f in self.secret_fields})
+        return hashlib.sha256(msgspec.json.encode(blanked)).hexdigest()
+
+
+def _user(uow: UnitOfWork, actor: Actor, user_id: UUID) -> User:
+    """The user, or not_found when it is in a tenant the actor cannot see."""
+    user = uow.get(User, user_id, "user_id")
+    if not actor.sees(user.tenant_id):
+        raise not_found("user_id")  # the same answer as for an id that does not exist
+    return user
+
+
+def _credential(uow: UnitOfWork, actor: Actor, cls: type[A], cred_id: UUID, field: str) -> A:
+    cred = uow.get(cls, cred_id, field)
+    if not actor.sees(cred.tenant_id):  # type: ignore[attr-defined]
+        raise not_found(field)
+    return cred
+
+
+def _claim(uow: UnitOfWork, claim_id: UUID, namespace: str, name: str, owner_id: UUID, field: str) -> None:
+    if uow.exists(claim_id):
+        raise Conflict(f"{field} {name!r} is already taken", field=field)
+    uow.add(NameClaim(namespace=namespace, name=name, owner_id=owner_id, id=claim_id, **uow.meta))
+
+
+def _active_tenant(uow: UnitOfWork, tenant_id: UUID) -> Tenant:
+    tenant = uow.get(Tenant, tenant_id, "tenant_id")
+    if tenant.disabled:
+        raise Conflict("tenant is disabled", field="tenant_id")
+    return tenant
+
+
+class CreateTenant(Command):
+    command = "create_tenant"
+    name: Label
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        policy.require_root(actor)
+        policy.require_scope(actor, "tenant", "create", "*")
+        tenant = Tenant(name=self.name, **uow.meta)
+        _claim(uow, tenant_name_claim_id(self.name), "tenant", self.name, tenant.id, "name")
+        uow.add(tenant)
+        return {"tenant_id": str(tenant.id)}
+
+
+class _TenantSwitch(Command):
+    tenant_id: UUID
+    reason: Text = ""
+
+    def _tenant(self, actor: Actor, uow: UnitOfWork) -> Tenant:
+        policy.require_root(actor)
+        policy.require_scope(actor, "tenant", "update", self.tenant_id)
+        if self.tenant_id == SYSTEM_TENANT_ID:
+            raise Forbidden("the system tenant cannot be disabled", field="tenant_id")
+        return uow.get(Tenant, self.tenant_id, "tenant_id")
+
+
+class DisableTenant(_TenantSwitch):
+    command = "disable_tenant"
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        tenant = self._tenant(actor, uow)
+        tenant.disable(reason=self.reason, **uow.meta)
+        uow.add(tenant)
+        return {}
+
+
+class EnableTenant(_TenantSwitch):
+    command = "enable_tenant"
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        tenant = self._tenant(actor, uow)
+        tenant.enable(**uow.meta)
+        uow.add(tenant)
+        return {}
+
+
+class RegisterUser(Command):
+    command = "register_user"
+    secret_fields = ("password",)
+    tenant_id: UUID
+    username: Username
+    password: Password | None = None
+    kind: Literal["user", "service"] = "user"
+    roles: Annotated[list[Role], msgspec.Meta(max_length=4)] = msgspec.field(default_factory=lambda: ["user"])
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        if not actor.sees(self.tenant_id):
+            raise Forbidden("you cannot register users in another tenant", field="tenant_id")
+        policy.require_admin(actor, self.tenant_id)
+        policy.require_scope(actor, "user", "create", "*")
+        _active_tenant(uow, self.tenant_id)
+        roles = sorted(set(self.roles), key=["root", "admin", "auditor", "user"].index)
+        if "root" in roles and not (actor.is_root and self.tenant_id == SYSTEM_TENANT_ID):
+            raise Forbidden("only root grants root, and only in the system tenant", field="roles")
+        password_hash = uow.hash_password(self.password) if self.password is not None else None
+        user = User(
+            tenant_id=self.tenant_id,
+            username=self.username,
+            kind=self.kind,
+            roles=roles,
+            password_hash=password_hash,
+            **uow.meta,
+        )
+        _claim(uow, username_claim_id(self.tenant_id, self.username), "username", self.username, user.id, "username")
+        uow.add(user)
+        return {"user_id": str(user.id)}
+
+
+class ChangePassword(Command):
+    command = "change_password"
+    secret_fields = ("password", "old_password")
+    user_id: UUID
+    password: Password
+    old_password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        user = _user(uow, actor, self.user_id)
+        policy.require_self_or_admin(actor, user.id, user.tenant_id)
+        policy.require_scope(actor, "user", "update", user.id)
+        if actor.principal_id == user.id and user.password_hash is not None and not actor.administers(user.tenant_id):
+            if self.old_password is None or not uow.password_matches(self.old_password, user.password_hash):
+                raise Forbidden("old_password does not match", field="old_password")
+        user.change_password(password_hash=uow.hash_password(self.password), **uow.meta)
+        uow.add(user)
+        return {}
+
+
+class _UserChange(Command):
+    user_id: UUID
+
+    def _target(self, actor: Actor, uow: UnitOfWork) -> User:
+        user = _user(uow, actor, self.user_id)
+        policy.require_admin(actor, user.tenant_id)
+        policy.require_scope(actor, "user", "update", user.id)
+        if user.id == actor.principal_id:
+            raise Forbidden("you cannot change your own status or roles", field="user_id")
+        if "root" in user.roles and not actor.is_root:
+            raise Forbidden("only root changes a root user", field="user_id")
+        return user
+
+
+class DisableUser(_UserChange):
+    command = "disable_user"
+    reason: Text = ""
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        user = self._target(actor, uow)
+        user.disable(reason=self.reason, **uow.meta)
+        uow.add(user)
+        return {}
+
+
+class EnableUser(_UserChange):
+    command = "enable_user"
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        user = self._target(actor, uow)
+        user.enable(**uow.meta)
+        uow.add(user)
+        return {}
+
+
+class GrantRole(_UserChange):
+    command = "grant_role"
+    role: Role
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        user = self._target(actor, uow)
+        if self.role == "root" and not (actor.is_root and user.tenant_id == SYSTEM_TENANT_ID):
+            raise Forbidden("only root grants root, and only in the system tenant", field="role")
+        user.grant_role(role=self.role, **uow.meta)
+        uow.add(user)
+        return {}
+
+
+class RevokeRole(_UserChange):
+    command = "revoke_role"
+    role: Role
+    reason: Text = ""
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        user = self._target(actor, uow)
+        user.revoke_role(role=self.role, reason=self.reason, **uow.meta)
+        uow.add(user)
+        return {}
+
+
+def _owner_for_new_credential(actor: Actor, uow: UnitOfWork, user_id: UUID, entity_type: str) -> User:
+    user = _user(uow, actor, user_id)
+    policy.require_self_or_admin(actor, user.id, user.tenant_id)
+    policy.require_may_mint(actor, user.id)
+    policy.require_scope(actor, entity_type, "create", "*")
+    if user.disabled:
+        raise Conflict("user is disabled", field="user_id")
+    _active_tenant(uow, user.tenant_id)
+    return user
+
+
+class CreatePAT(Command):
+    command = "create_pat"
+    user_id: UUID
+    name: Label
+    description: Text = ""
+    expires_in: Seconds | None = None
+    scopes: Scopes = msgspec.field(default_factory=list)
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        owner = _owner_for_new_credential(actor, uow, self.user_id, "pat")
+        pat_id = uuid4()
+        token = uow.mint("pat", pat_id)
+        expires_at = expiry("pat", self.expires_in, uow.now)
+        pat = PersonalAccessToken(
+            id=pat_id,
+            user_id=owner.id,
+            tenant_id=owner.tenant_id,
+            name=self.name,
+            description=self.description,
+            secret_hash=hash_for_storage(token),
+            expires_at=expires_at,
+            scopes=_unique_scopes(self.scopes),
+            **uow.meta,
+        )
+        uow.add(pat)
+        return {"pat_id": str(pat.id), "token": token, "expires_at": rfc3339(expires_at)}
+
+
+def _unique_scopes(scopes: list[Scope]) -> list[dict[str, str | None]]:
+    return list({s.key: s.to_dict() for s in scopes}.values())
+
+
+class _PATChange(Command):
+    pat_id: UUID
+
+    def _pat(self, actor: Actor, uow: UnitOfWork, operation: str) -> PersonalAccessToken:
+        pat = _credential(uow, actor, PersonalAccessToken, self.pat_id, "pat_id")
+        policy.require_self_or_admin(actor, pat.user_id, pat.tenant_id)
+        policy.require_scope(actor, "pat", operation, pat.id)
+        return pat
+
+
+class AddScope(_PATChange):
+    command = "add_scope"
+    scope: Scope
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        pat = self._pat(actor, uow, "update")
+        pat.require_active(uow.now)
+        if len(pat.scopes) >= MAX_SCOPES:
+            raise Conflict(f"a PAT holds at most {MAX_SCOPES} scopes", field="scope")
+        pat.add_scope(scope=self.scope.to_dict(), **uow.meta)
+        uow.add(pat)
+        return {}
+
+
+class RemoveScope(_PATChange):
+    command = "remove_scope"
+    scope: Scope
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        pat = self._pat(actor, uow, "update")
+        pat.remove_scope(scope=self.scope.to_dict(), **uow.meta)
+        uow.add(pat)
+        return {}
+
+
+class RevokePAT(_PATChange):
+    command = "revoke_pat"
+    reason: Text = ""
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        pat = self._pat(actor, uow, "delete")
+        pat.revoke(reason=self.reason, **uow.meta)
+        uow.add(pat)
+        return {}
+
+
+class ResetPATSecret(_PATChange):
+    command = "reset_pat_secret"
+    expires_in: Seconds | None = None
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        pat = self._pat(actor, uow, "update")
+        policy.require_may_mint(actor, pat.user_id)
+        if pat.revoked:
+            raise Conflict("a revoked PAT cannot be reset", field="pat_id")
+        token = uow.mint("pat", pat.id)
+        expires_at = expiry("pat", self.expires_in, uow.now)
+        pat.reset_secret(secret_hash=hash_for_storage(token), expires_at=expires_at, **uow.meta)
+        uow.add(pat)
+        return {"token": token, "expires_at": rfc3339(expires_at)}
+
+
+class IssueKey(Command):
+    command = "issue_key"
+    user_id: UUID
+    kind: KeyKind
+    name: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    expires_in: Seconds | None = None
+    scopes: Scopes | None = None
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        owner = _owner_for_new_credential(actor, uow, self.user_id, "key")
+        if self.scopes is not None and self.kind != "api_key":
+            raise InvalidRequest("only api_key keys carry scopes", field="scopes")
+        key_id = uuid4()
+        token = uow.mint(self.kind, key_id)
+        expires_at = expiry(self.kind, self.expires_in, uow.now)
+        key = Key(
+            id=key_id,
+            user_id=owner.id,
+            tenant_id=owner.tenant_id,
+            kind=self.kind,
+            name=self.name,
+            secret_hash=hash_for_storage(token),
+            expires_at=expires_at,
+            scopes=_unique_scopes(self.scopes) if self.scopes is not None else None,
+            **uow.meta,
+        )
+        uow.add(key)
+        return {"key_id": str(key.id), "token": token, "expires_at": rfc3339(expires_at)}
+
+
+class RevokeKey(Command):
+    command = "revoke_key"
+    key_id: UUID
+    reason: Text = ""
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        key = _credential(uow, actor, Key, self.key_id, "key_id")
+        policy.require_self_or_admin(actor, key.user_id, key.tenant_id)
+        policy.require_scope(actor, "key", "delete", key.id)
+        key.revoke(reason=self.reason, **uow.meta)
+        uow.add(key)
+        return {}
+
+
+COMMANDS: dict[str, type[Command]] = {
+    cls.command: cls
+    for cls in (
+        CreateTenant,
+        DisableTenant,
+        EnableTenant,
+        RegisterUser,
+        ChangePassword,
+        DisableUser,
+        EnableUser,
+        GrantRole,
+        RevokeRole,
+        CreatePAT,
+        AddScope,
+        RemoveScope,
+        RevokePAT,
+        ResetPATSecret,
+        IssueKey,
+        RevokeKey,
+    )
+}
+
+
+def bootstrap(uow: UnitOfWork) -> dict[str, Any]:
+    """The system tenant, its root service principal and that principal's API key."""
+    if uow.exists(SYSTEM_TENANT_ID):
+        raise Conflict("authbus is already bootstrapped")
+    tenant = Tenant(name="system", id=SYSTEM_TENANT_ID, **uow.meta)
+    _claim(uow, tenant_name_claim_id("system"), "tenant", "system", tenant.id, "name")
+    root = User(tenant_id=tenant.id, username="root", kind="service", roles=["root"], password_hash=None, **uow.meta)
+    _claim(uow, username_claim_id(tenant.id, "root"), "username", "root", root.id, "username")
+    key_id = uuid4()
+    token = uow.mint("api_key", key_id)
+    key = Key(
+        id=key_id,
+        user_id=root.id,
+        tenant_id=tenant.id,
+        kind="api_key",
+        name="root bootstrap key",
+        secret_hash=hash_for_storage(token),
+        expires_at=None,
+        scopes=None,
+        **uow.meta,
+    )
+    uow.add(tenant, root, key)
+    return {"tenant_id": str(tenant.id), "user_id": str(root.id), "key_id": str(key.id), "token": token}

@@ -1,0 +1,52 @@
+"""The errors a command or query can end in, named by their wire codes (docs/wire.md §Errors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AuthbusError(Exception):
+    code = "internal"
+    status = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(AuthbusError):
+    code, status = "invalid_request", 400
+
+
+class Unauthenticated(AuthbusError):
+    code, status = "unauthenticated", 401
+
+
+class Forbidden(AuthbusError):
+    code, status = "forbidden", 403
+
+
+class NotFound(AuthbusError):
+    code, status = "not_found", 404
+
+
+class Conflict(AuthbusError):
+    code, status = "conflict", 409
+
+
+class RateLimited(AuthbusError):
+    code, status = "rate_limited", 429
+
+
+class Stale(AuthbusError):
+    code, status = "stale", 503
+
+
+class Unavailable(AuthbusError):
+    code, status = "unavailable", 503
+
+
+def not_found(field: str) -> NotFound:
+    """The one answer for an id that does not exist and for one the caller may not see."""
+    return NotFound(f"{field} not found", field=field)

@@ -1,0 +1,51 @@
+"""Aggregates that exist only to make the event store enforce uniqueness.
+
+A claim's id is derived from what must be unique (a tenant name, a username, an actor's
+command id), so a second claim collides on version 1 inside the same transaction as the
+command's other events, and the whole command appends nothing.
+"""
+
+from __future__ import annotations
+
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+
+class NameClaim(Aggregate):
+    @event("NameClaimed")
+    def __init__(self, id: UUID, namespace: str, name: str, owner_id: UUID, actor: str, correlation_id: str) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.owner_id = owner_id
+
+
+class CommandRecord(Aggregate):
+    """The first reply to a command sent with a ``command_id``, without its secrets.
+
+    ``secrets`` maps a result field to the label from which the secret is derived again on
+    a repeat (see infra.secrets), so the repeat returns the same token without any secret
+    having been stored.
+    """
+
+    @event("CommandRecorded")
+    def __init__(
+        self,
+        id: UUID,
+        command: str,
+        command_id: str,
+        request_digest: str,
+        result: dict[str, object],
+        secrets: dict[str, list[str]],
+        actor: str,
+        correlation_id: str,
+    ) -> None:
+        self.command = command
+        self.command_id = command_id
+        self.request_digest = request_digest
+        self.result = result
+        self.secrets = secrets
+
+
+def command_record_id(actor: str, command_id: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"authbus:command:{actor}:{command_id}")

@@ -1,0 +1,76 @@
+"""User: a principal (a person or a service) with roles and, optionally, a password."""
+
+from __future__ import annotations
+
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from authbus.domain.errors import Conflict
+
+ROLES = ("root", "admin", "auditor", "user")
+KINDS = ("user", "service")
+
+
+class User(Aggregate):
+    @event("UserRegistered")
+    def __init__(
+        self,
+        tenant_id: UUID,
+        username: str,
+        kind: str,
+        roles: list[str],
+        password_hash: str | None,
+        actor: str,
+        correlation_id: str,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.username = username
+        self.kind = kind
+        self.roles = list(roles)
+        self.password_hash = password_hash
+        self.disabled = False
+
+    @event("PasswordChanged")
+    def change_password(self, password_hash: str, actor: str, correlation_id: str) -> None:
+        self.password_hash = password_hash
+
+    def disable(self, actor: str, correlation_id: str, reason: str) -> None:
+        if self.disabled:
+            raise Conflict("user is already disabled", field="user_id")
+        self._disable(actor=actor, correlation_id=correlation_id, reason=reason)
+
+    def enable(self, actor: str, correlation_id: str) -> None:
+        if not self.disabled:
+            raise Conflict("user is not disabled", field="user_id")
+        self._enable(actor=actor, correlation_id=correlation_id)
+
+    def grant_role(self, role: str, actor: str, correlation_id: str) -> None:
+        if role in self.roles:
+            raise Conflict(f"user already has role {role}", field="role")
+        self._grant(role=role, actor=actor, correlation_id=correlation_id)
+
+    def revoke_role(self, role: str, actor: str, correlation_id: str, reason: str) -> None:
+        if role not in self.roles:
+            raise Conflict(f"user does not have role {role}", field="role")
+        self._revoke(role=role, actor=actor, correlation_id=correlation_id, reason=reason)
+
+    @event("UserDisabled")
+    def _disable(self, actor: str, correlation_id: str, reason: str) -> None:
+        self.disabled = True
+
+    @event("UserEnabled")
+    def _enable(self, actor: str, correlation_id: str) -> None:
+        self.disabled = False
+
+    @event("RoleGranted")
+    def _grant(self, role: str, actor: str, correlation_id: str) -> None:
+        self.roles.append(role)
+
+    @event("RoleRevoked")
+    def _revoke(self, role: str, actor: str, correlation_id: str, reason: str) -> None:
+        self.roles.remove(role)
+
+
+def username_claim_id(tenant_id: UUID, username: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"authbus:username:{tenant_id}:{username.casefold()}")

@@ -1,0 +1,114 @@
+"""``auth.v1.admin.<name>``: read-only views for admins, auditors and users themselves."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from nats.micro.request import Request
+
+from authbus.domain import policy
+from authbus.domain.errors import Forbidden, not_found
+from authbus.domain.policy import Actor
+from authbus.handlers.wire import Backend, Position, authenticate, decode, ensure_position
+from authbus.projections import queries
+from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel
+
+Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
+
+
+class _Read(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    min_position: Position | None = None
+
+
+class GetUser(_Read):
+    user_id: UUID
+
+
+class ListUsers(_Read):
+    tenant_id: UUID | None = None
+    limit: Limit = 100
+    after: UUID | None = None
+
+
+class GetPAT(_Read):
+    pat_id: UUID
+
+
+class ListCredentials(_Read):
+    user_id: UUID | None = None
+    limit: Limit = 100
+    after: UUID | None = None
+
+
+def _visible_user(model: ReadModel, actor: Actor, user_id: UUID) -> PrincipalView:
+    """A user the actor may read: itself, or one of a tenant it audits."""
+    principal = model.principals.get(user_id)
+    if principal is None or not actor.sees(principal.tenant_id):
+        raise not_found("user_id")
+    if principal.id != actor.principal_id and not actor.audits(principal.tenant_id):
+        raise Forbidden("reading other users needs the admin or auditor role")
+    policy.require_scope(actor, "user", "read", principal.id)
+    return principal
+
+
+def _read(backend: Backend, cls: type, answer):
+    async def handle(request: Request) -> dict[str, Any]:
+        actor = authenticate(backend, request)
+        req = decode(request.data, cls)
+        await ensure_position(backend, req.min_position)
+        return {**answer(backend.model, actor, req), "position": backend.model.position}
+
+    return handle
+
+
+def _get_user(model: ReadModel, actor: Actor, req: GetUser) -> dict[str, Any]:
+    return {"user": queries.user_detail(_visible_user(model, actor, req.user_id))}
+
+
+def _list_users(model: ReadModel, actor: Actor, req: ListUsers) -> dict[str, Any]:
+    tenant_id = req.tenant_id or actor.tenant_id
+    if tenant_id not in model.tenants or not actor.sees(tenant_id):
+        raise not_found("tenant_id")
+    if not actor.audits(tenant_id):
+        raise Forbidden("listing users needs the admin or auditor role")
+    policy.require_scope(actor, "user", "list", tenant_id)
+    ids, cursor = queries.page(model.users_by_tenant.get(tenant_id, {}), req.after, req.limit)
+    return {"items": [queries.user_detail(model.principals[i]) for i in ids], "next": cursor}
+
+
+def _get_pat(model: ReadModel, actor: Actor, req: GetPAT) -> dict[str, Any]:
+    credential = model.credentials.get(req.pat_id)
+    if credential is None or credential.kind != "pat" or not actor.sees(credential.tenant_id):
+        raise not_found("pat_id")
+    _visible_user(model, actor, credential.owner_id)
+    policy.require_scope(actor, "pat", "read", credential.id)
+    return {"pat": queries.credential_detail(credential)}
+
+
+def _lister(entity_type: str, kinds: frozenset[str]):
+    def answer(model: ReadModel, actor: Actor, req: ListCredentials) -> dict[str, Any]:
+        owner = _visible_user(model, actor, req.user_id or actor.principal_id)
+        policy.require_scope(actor, entity_type, "list", owner.id)
+        owned = model.credentials_by_owner.get(owner.id, {})
+        matching = {i: None for i in owned if model.credentials[i].kind in kinds}
+        ids, cursor = queries.page(matching, req.after, req.limit)
+        items: list[CredentialView] = [model.credentials[i] for i in ids]
+        return {"items": [queries.credential_detail(c) for c in items], "next": cursor}
+
+    return answer
+
+
+ADMIN_READS = {
+    "get_user": (GetUser, _get_user),
+    "list_users": (ListUsers, _list_users),
+    "get_pat": (GetPAT, _get_pat),
+    "list_pats": (ListCredentials, _lister("pat", frozenset({"pat"}))),
+    "list_keys": (ListCredentials, _lister("key", frozenset({"api_key", "recovery", "invitation"}))),
+}
+
+
+def admin_read(backend: Backend, name: str):
+    cls, answer = ADMIN_READS[name]
+    return _read(backend, cls, answer)

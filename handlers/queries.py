@@ -1,0 +1,65 @@
+"""``verify`` and ``authorize``: answered from the read model alone, no store, no slow hash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from nats.micro.request import Request
+
+from authbus.domain.scopes import Name, Operation
+from authbus.handlers.wire import Backend, Position, Token, decode, ensure_position
+from authbus.projections import queries
+
+
+class VerifyRequest(msgspec.Struct, forbid_unknown_fields=True):
+    token: Token
+    min_position: Position | None = None
+
+
+class AuthorizeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    token: Token
+    entity_type: Name
+    operation: Operation
+    entity_id: Name
+    domain: Name | None = None
+    min_position: Position | None = None
+
+
+def verify(backend: Backend):
+    async def handle(request: Request) -> dict[str, Any]:
+        req = decode(request.data, VerifyRequest)
+        await ensure_position(backend, req.min_position)
+        model = backend.model
+        verdict = queries.verify(model, req.token, backend.now())
+        if verdict.credential is None or verdict.principal is None:
+            return {"valid": False, "reason": verdict.reason, "position": model.position}
+        return {
+            "valid": True,
+            "credential": queries.credential_view(verdict.credential),
+            "principal": queries.principal_view(verdict.principal),
+            "scopes": queries.scope_list(verdict.credential),
+            "position": model.position,
+        }
+
+    return handle
+
+
+def authorize(backend: Backend):
+    async def handle(request: Request) -> dict[str, Any]:
+        req = decode(request.data, AuthorizeRequest)
+        await ensure_position(backend, req.min_position)
+        model = backend.model
+        decision = queries.authorize(
+            model, req.token, backend.now(), req.domain, req.entity_type, req.operation, req.entity_id
+        )
+        principal = decision.verdict.principal
+        return {
+            "allowed": decision.allowed,
+            "reason": decision.reason,
+            "principal": queries.principal_view(principal) if principal is not None else None,
+            "matched_scope": decision.matched_scope.to_dict() if decision.matched_scope is not None else None,
+            "position": model.position,
+        }
+
+    return handle

@@ -1,0 +1,40 @@
+"""The ``authbus`` nats.micro service: one endpoint per subject, all in queue group ``authbus``."""
+
+from __future__ import annotations
+
+from nats.aio.client import Client
+from nats.micro import add_service
+from nats.micro.service import Service
+
+from authbus.domain.commands import COMMANDS
+from authbus.handlers.admin import ADMIN_READS, admin_read
+from authbus.handlers.commands import command
+from authbus.handlers.queries import authorize, verify
+from authbus.handlers.wire import Backend, endpoint
+
+QUEUE_GROUP = "authbus"
+VERSION = "0.1.0"
+
+
+def subjects(prefix: str) -> dict[str, str]:
+    """Endpoint name → subject, for every endpoint this service answers."""
+    names = {"verify": f"{prefix}.v1.verify", "authorize": f"{prefix}.v1.authorize"}
+    names.update({f"cmd_{name}": f"{prefix}.v1.cmd.{name}" for name in COMMANDS})
+    names.update({f"admin_{name}": f"{prefix}.v1.admin.{name}" for name in ADMIN_READS})
+    return names
+
+
+async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
+    service = await add_service(
+        nc,
+        name="authbus",
+        version=VERSION,
+        description="event-sourced authentication and authorization",
+        queue_group=QUEUE_GROUP,
+    )
+    handlers = {"verify": verify(backend), "authorize": authorize(backend)}
+    handlers.update({f"cmd_{name}": command(backend, cls) for name, cls in COMMANDS.items()})
+    handlers.update({f"admin_{name}": admin_read(backend, name) for name in ADMIN_READS})
+    for name, subject in subjects(prefix).items():
+        await service.add_endpoint(name=name, subject=subject, handler=endpoint(backend, handlers[name]), queue_group=QUEUE_GROUP)
+    return service

@@ -1,0 +1,133 @@
+"""Request decoding, reply encoding and the error shape of docs/wire.md.
+
+Every body is decoded with msgspec into a typed struct; a bad field becomes
+``invalid_request`` naming the field.  Messages never repeat a value the caller sent,
+so no reply can echo a secret, and nothing unexpected ever leaves as a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Protocol, TypeVar
+
+import msgspec
+from nats.micro.request import Request
+
+from authbus.domain.commands import Command
+from authbus.domain.errors import AuthbusError, InvalidRequest, Stale, Unauthenticated
+from authbus.domain.policy import Actor
+from authbus.projections.queries import actor_for
+from authbus.projections.read_model import ReadModel
+
+log = logging.getLogger("authbus.handlers")
+
+MAX_BODY = 64 * 1024
+MAX_TOKEN = 8 * 1024
+Token = Annotated[str, msgspec.Meta(max_length=MAX_TOKEN)]
+Position = Annotated[int, msgspec.Meta(ge=0)]
+
+T = TypeVar("T")
+
+
+class Backend(Protocol):
+    """What the handlers need from the composition root."""
+
+    model: ReadModel
+    consistency_wait: float
+
+    def now(self) -> float: ...
+    async def reached(self, position: int, timeout: float) -> bool: ...
+    async def execute(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]: ...
+
+
+_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_NAMED = re.compile(r"(?:missing required|unknown) field `(?P<name>[^`]*)`")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def describe(error: msgspec.ValidationError) -> InvalidRequest:
+    """An invalid_request naming the field msgspec complained about, without echoing values."""
+    text = str(error)
+    path = ""
+    match = _PATH.search(text)
+    if match:
+        path, text = match.group("path"), text[: match.start()]
+    named = _NAMED.search(text)
+    if named:
+        path = f"{path}.{named.group('name')}" if path else named.group("name")
+    field = path or "body"
+    reason = _QUOTED.sub("", text).replace("`", "").strip().rstrip(",")
+    return InvalidRequest(f"invalid {field}: {reason}", field=field)
+
+
+def decode(data: bytes, cls: type[T]) -> T:
+    if len(data) > MAX_BODY:
+        raise InvalidRequest(f"body is larger than {MAX_BODY} bytes", field="body", limit=MAX_BODY)
+    try:
+        return msgspec.json.decode(data, type=cls)
+    except msgspec.ValidationError as error:
+        raise describe(error) from None
+    except msgspec.DecodeError:
+        raise InvalidRequest("body is not valid JSON", field="body") from None
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(reply: dict[str, Any]) -> bytes:
+    return _encoder.encode(reply)
+
+
+def bearer(request: Request) -> str:
+    headers = request.headers or {}
+    value = headers.get("Authorization") or headers.get("authorization")
+    if not value:
+        raise Unauthenticated("send Authorization: Bearer <PAT, API key or access token>", field="Authorization")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'", field="Authorization")
+    if len(token) > MAX_TOKEN:
+        raise InvalidRequest(f"the bearer token is larger than {MAX_TOKEN} bytes", field="Authorization")
+    return token.strip()
+
+
+def authenticate(backend: Backend, request: Request) -> Actor:
+    actor = actor_for(backend.model, bearer(request), backend.now())
+    if actor is None:
+        raise Unauthenticated("the bearer credential is not valid", field="Authorization")
+    return actor
+
+
+async def ensure_position(backend: Backend, min_position: int | None) -> None:
+    if min_position is None or min_position <= backend.model.position:
+        return
+    if not await backend.reached(min_position, backend.consistency_wait):
+        raise Stale(
+            "this instance has not yet reached min_position; retry",
+            field="min_position",
+            reached=backend.model.position,
+        )
+
+
+async def respond_error(request: Request, error: AuthbusError, position: int) -> None:
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details}, "position": position}
+    await request.respond_error(str(error.status), error.message, data=encode(body))
+
+
+def endpoint(backend: Backend, handle: Callable[[Request], Awaitable[dict[str, Any]]]) -> Callable[[Request], Awaitable[None]]:
+    """Wraps a handler so every outcome, including a bug, becomes a well-formed reply."""
+
+    async def respond(request: Request) -> None:
+        try:
+            reply = await handle(request)
+        except AuthbusError as error:
+            await respond_error(request, error, backend.model.position)
+        except Exception:
+            log.exception("unexpected error on %s", request.subject)
+            await respond_error(request, AuthbusError("internal error"), backend.model.position)
+        else:
+            await request.respond(encode(reply))
+
+    return respond

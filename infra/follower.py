@@ -1,0 +1,114 @@
+"""Keeps a read model current with the event store.
+
+Start-up folds the log in large pages before anything is served.  Afterwards a thread
+follows the log — PostgreSQL through the eventsourcing LISTEN/NOTIFY subscription, SQLite
+by polling, nudged at once after this process's own writes — decodes events off the
+event loop, and hands them to the loop, which alone mutates the read model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from authbus.infra.store import EventStore
+from authbus.projections.read_model import ReadModel
+
+log = logging.getLogger("authbus.follower")
+PAGE = 2000
+
+
+def fold(store: EventStore, model: ReadModel, page: int = PAGE) -> None:
+    """Fold every event after the model's position into it, synchronously."""
+    to_event = store.mapper.to_domain_event
+    while True:
+        notifications = store.recorder.select_notifications(start=model.position + 1, limit=page)
+        for n in notifications:
+            model.apply(n.id, to_event(n))
+        if len(notifications) < page:
+            return
+
+
+class Follower:
+    def __init__(self, store: EventStore, model: ReadModel, loop: asyncio.AbstractEventLoop, listen: bool) -> None:
+        self.store = store
+        self.model = model
+        self.loop = loop
+        self.listen = listen
+        self._stop = threading.Event()
+        self._nudge = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="authbus-follower", daemon=True)
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._tiebreak = itertools.count()
+        self._subscription: Any = None
+        self._last_handed = model.position
+
+    def start(self) -> None:
+        self._last_handed = self.model.position
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._nudge.set()
+        if self._subscription is not None:
+            self._subscription.stop()
+        self._thread.join(timeout=5)
+
+    def nudge(self) -> None:
+        """Something was just written: look now instead of at the next poll."""
+        self._nudge.set()
+
+    async def reached(self, position: int, timeout: float) -> bool:
+        """Wait until the read model has folded ``position``; False if it did not in time."""
+        if self.model.position >= position:
+            return True
+        future: asyncio.Future[None] = self.loop.create_future()
+        heapq.heappush(self._waiters, (position, next(self._tiebreak), future))
+        self.nudge()
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return self.model.position >= position
+
+    def _apply(self, batch: list[tuple[int, Any]]) -> None:
+        self.model.apply_all(batch)
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self.model.position:
+            future = heapq.heappop(waiters)[2]
+            if not future.done():
+                future.set_result(None)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for batch in self._batches():
+                    self.loop.call_soon_threadsafe(self._apply, batch)
+            except Exception:  # the store went away: say so, back off, follow again
+                log.warning("following the event store failed; retrying", exc_info=True)
+                self._stop.wait(1.0)
+
+    def _batches(self) -> Iterator[list[tuple[int, Any]]]:
+        to_event: Callable[[Any], Any] = self.store.mapper.to_domain_event
+        if self.listen:
+            with self.store.recorder.subscribe(gt=self._last_handed) as subscription:
+                self._subscription = subscription
+                for n in subscription:
+                    self._last_handed = n.id
+                    yield [(n.id, to_event(n))]
+                    if self._stop.is_set():
+                        return
+            return
+        while not self._stop.is_set():
+            self._nudge.clear()  # before reading, so a nudge during the read is not lost
+            notifications = self.store.recorder.select_notifications(start=self._last_handed + 1, limit=PAGE)
+            if notifications:
+                self._last_handed = notifications[-1].id
+                yield [(n.id, to_event(n)) for n in notifications]
+                continue
+            self._nudge.wait(0.25)

