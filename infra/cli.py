@@ -1,2 +1,471 @@
-def main():
-    print("hi")
+"""The ``authbus`` command: run it (dev, serve, bootstrap) and administer it over NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from authbus.domain.errors import Conflict
+from authbus.infra.client import AuthbusClient, AuthbusError
+from authbus.infra.nats_server import NatsServer
+from authbus.infra.node import Node, open_runner, run_bootstrap
+from authbus.infra.secrets import KEKError
+from authbus.infra.settings import DEFAULT_DATA_DIR, Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="authbus: event-sourced authentication and authorization on NATS.")
+tenant_app = typer.Typer(no_args_is_help=True, help="Create, disable and enable tenants.")
+user_app = typer.Typer(no_args_is_help=True, help="Register, inspect, disable users; grant and revoke roles.")
+pat_app = typer.Typer(no_args_is_help=True, help="Personal access tokens and their scopes.")
+key_app = typer.Typer(no_args_is_help=True, help="API keys, recovery and invitation keys.")
+for sub, name in ((tenant_app, "tenant"), (user_app, "user"), (pat_app, "pat"), (key_app, "key")):
+    app.add_typer(sub, name=name)
+
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Path, typer.Option(envvar="AUTHBUS_DATA_DIR", help="Where dev keeps its store, KEK, NATS data and root token.")]
+Prefix = Annotated[str, typer.Option(envvar="AUTHBUS_SUBJECT_PREFIX", help="Subject prefix.")]
+
+
+# ---------------------------------------------------------------- running it
+
+
+@app.command()
+def dev(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    nats_port: Annotated[int, typer.Option(envvar="AUTHBUS_NATS_PORT", help="Port of the embedded nats-server.")] = 4222,
+    subject_prefix: Prefix = "auth",
+) -> None:
+    """Run everything on this machine: a real nats-server (JetStream) and a SQLite store under
+    ./.authbus, root bootstrapped on first run with its token in ./.authbus/root.token.
+
+    Example: authbus dev --nats-port 4333
+    """
+    settings = Settings.load(data_dir=data_dir, subject_prefix=subject_prefix)
+    settings.database_url = settings.database_url if os.environ.get("AUTHBUS_DATABASE_URL") else f"sqlite:///{data_dir / 'events.db'}"
+    server = NatsServer(data_dir / "nats", port=nats_port)
+    try:
+        server.start()
+        settings.nats_url = server.url
+        runner = _or_exit(lambda: open_runner(settings, create_kek=True))
+        fresh = _bootstrap_into(runner, settings.root_token_file)
+        asyncio.run(_run_until_signalled(settings, runner, lambda node: _dev_banner(settings, node, fresh)))
+    except RuntimeError as error:
+        _fail(str(error), 2)
+    finally:
+        server.stop()
+
+
+@app.command()
+def serve(
+    nats_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_NATS_URL", help="NATS server URL.")] = None,
+    database_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="postgresql://… (or sqlite:///path).")] = None,
+    kek_file: Annotated[Optional[Path], typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK).")] = None,
+    subject_prefix: Prefix = "auth",
+) -> None:
+    """Serve every endpoint against an external NATS and event store.  Run several side by side:
+    they share the queue group and each follows the store.
+
+    Example: authbus serve --nats-url nats://nats:4222 --database-url postgresql://authbus:pw@db/authbus
+    """
+    settings = Settings.load(nats_url=nats_url, database_url=database_url, kek_file=kek_file, subject_prefix=subject_prefix)
+    runner = _or_exit(lambda: open_runner(settings))
+    asyncio.run(_run_until_signalled(settings, runner, lambda node: err.print(
+        f"authbus serving on {settings.nats_url} (prefix {settings.subject_prefix!r}), store at position {node.model.position}")))
+
+
+@app.command()
+def bootstrap(
+    database_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="The event store.")] = None,
+    token_file: Annotated[Optional[Path], typer.Option(help="Also write the token here (mode 0600).")] = None,
+) -> None:
+    """Create the system tenant and the root principal, and print root's token once.
+
+    Example: authbus bootstrap --database-url postgresql://authbus:pw@db/authbus
+    """
+    settings = Settings.load(database_url=database_url)
+    runner = _or_exit(lambda: open_runner(settings, need_kek=False))
+    try:
+        result = run_bootstrap(runner)
+    except Conflict as error:
+        _fail(error.message, 1)
+    finally:
+        runner.store.close()
+    if token_file is not None:
+        _write_secret(token_file, result["token"])
+    out.print(result["token"], markup=False, highlight=False)
+
+
+def _bootstrap_into(runner: Any, token_file: Path) -> bool:
+    try:
+        token = run_bootstrap(runner)["token"]
+    except Conflict:
+        if not token_file.exists():
+            err.print(f"[yellow]the store is bootstrapped but {token_file} is missing; the root token cannot be shown again[/]")
+        return False
+    _write_secret(token_file, token)
+    return True
+
+
+def _write_secret(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+
+
+async def _run_until_signalled(settings: Settings, runner: Any, started: Callable[[Node], None]) -> None:
+    node = Node(settings, runner)
+    try:
+        await node.start()
+    except Exception as error:  # NATS or the store unreachable: one clear line, not a traceback
+        runner.store.close()
+        _fail(f"cannot start: {error}", 2)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started(node)
+    await stop.wait()
+    err.print("stopping…")
+    await node.stop()
+
+
+def _dev_banner(settings: Settings, node: Node, fresh: bool) -> None:
+    me = "authbus" if Path(sys.argv[0]).name == sys.argv[0] else sys.argv[0]
+    token_file = settings.root_token_file
+    out.print(f"[bold green]authbus dev[/] is running{' (root bootstrapped)' if fresh else ''}")
+    out.print(f"  NATS         {settings.nats_url}  (JetStream, data in {settings.data_dir / 'nats'})")
+    out.print(f"  event store  {settings.database_url}  (position {node.model.position})")
+    out.print(f"  root token   {token_file}")
+    out.print("\nTry, in another terminal:", highlight=False)
+    out.print(
+        f"  {me} tenant create acme\n"
+        f"  {me} user create --tenant <tenant_id> alice\n"
+        f"  {me} pat create --user <user_id> --name laptop --scope 'docs/document:read:*'\n"
+        f"  {me} verify <token>\n"
+        f"  {me} authorize <token> --domain docs --entity-type document --operation read --entity-id 42",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print("\nCtrl-C stops everything; the next start resumes from the same data.")
+
+
+# ---------------------------------------------------------------- talking to it
+
+
+class Ctx:
+    def __init__(self, nats_url: str, token: str | None, prefix: str, as_json: bool) -> None:
+        self.nats_url, self.token, self.prefix, self.as_json = nats_url, token, prefix, as_json
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    nats_url: Annotated[str, typer.Option(envvar="AUTHBUS_NATS_URL", help="NATS server URL.")] = "nats://127.0.0.1:4222",
+    token: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_TOKEN", help="Bearer credential; default: ./.authbus/root.token if present.")] = None,
+    subject_prefix: Prefix = "auth",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    if token is None:
+        default = Path(os.environ.get("AUTHBUS_DATA_DIR") or DEFAULT_DATA_DIR) / "root.token"
+        token = default.read_text().strip() if default.exists() else None
+    ctx.obj = Ctx(nats_url, token, subject_prefix, json_output)
+
+
+def _call(ctx: typer.Context, request: Callable[[AuthbusClient], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    options: Ctx = ctx.obj
+
+    async def go() -> dict[str, Any]:
+        try:
+            client = await AuthbusClient.connect(options.nats_url, options.prefix, options.token)
+        except Exception:
+            _fail(f"cannot reach NATS at {options.nats_url} (is `authbus dev` running?)", 2)
+        try:
+            return await request(client)
+        except AuthbusError as error:
+            field = error.details.get("field")
+            _fail(f"{error.code}: {error.message}" + (f" (field: {field})" if field else ""), 1)
+        except TimeoutError:
+            _fail(f"no authbus answered on {options.prefix}.v1.* at {options.nats_url}", 2)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def _show(ctx: typer.Context, data: Any, columns: tuple[str, ...] = ()) -> None:
+    if ctx.obj.as_json:
+        out.print_json(json.dumps(data))
+        return
+    if columns and isinstance(data, list):
+        table = Table()
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in data:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+        out.print(table)
+        return
+    # Plain lines, soft-wrapped: a token shown once must copy as one piece.
+    width = max(map(len, data), default=0)
+    for key, value in data.items():
+        out.print(f"[bold]{key.ljust(width)}[/]  {_cell(value)}", soft_wrap=True, highlight=False)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(format_scope(v) if isinstance(v, dict) and "operation" in v else _cell(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def format_scope(scope: dict[str, Any]) -> str:
+    text = f"{scope['entity_type']}:{scope['operation']}:{scope['entity_id']}"
+    return f"{scope['domain']}/{text}" if scope.get("domain") else text
+
+
+def _command(ctx: typer.Context, name: str, /, **fields: Any) -> None:
+    fields = {k: v for k, v in fields.items() if v is not None}
+    reply = _call(ctx, lambda c: c.command(name, **fields))
+    _show(ctx, {**reply["result"], "position": reply["position"]} if not ctx.obj.as_json else reply)
+
+
+def parse_scope(text: str) -> dict[str, Any]:
+    """``[domain/]entity_type:operation:entity_id``, e.g. ``docs/document:read:*``."""
+    domain, slash, rest = text.partition("/")
+    if not slash:
+        domain, rest = None, text
+    parts = rest.split(":")
+    if len(parts) != 3 or not all(parts):
+        raise typer.BadParameter(f"{text!r}: use [domain/]entity_type:operation:entity_id")
+    return {"domain": domain, "entity_type": parts[0], "operation": parts[1], "entity_id": parts[2]}
+
+
+Scopes = Annotated[Optional[list[str]], typer.Option("--scope", help="[domain/]entity_type:operation:entity_id (repeatable).")]
+ExpiresIn = Annotated[Optional[int], typer.Option(help="Lifetime in seconds.")]
+Reason = Annotated[Optional[str], typer.Option(help="Why (kept in the audit log).")]
+CommandId = Annotated[Optional[str], typer.Option(help="Idempotency key: a repeat returns the first reply.")]
+
+
+@tenant_app.command("create")
+def tenant_create(ctx: typer.Context, name: str, command_id: CommandId = None) -> None:
+    """Create a tenant (root only).  Example: authbus tenant create acme"""
+    _command(ctx, "create_tenant", name=name, command_id=command_id)
+
+
+@tenant_app.command("disable")
+def tenant_disable(ctx: typer.Context, tenant_id: str, reason: Reason = None) -> None:
+    """Disable a tenant: none of its credentials verify until it is enabled again."""
+    _command(ctx, "disable_tenant", tenant_id=tenant_id, reason=reason)
+
+
+@tenant_app.command("enable")
+def tenant_enable(ctx: typer.Context, tenant_id: str) -> None:
+    """Enable a disabled tenant."""
+    _command(ctx, "enable_tenant", tenant_id=tenant_id)
+
+
+@user_app.command("create")
+def user_create(
+    ctx: typer.Context,
+    username: str,
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    role: Annotated[Optional[list[str]], typer.Option(help="root, admin, auditor or user (repeatable).")] = None,
+    kind: Annotated[str, typer.Option(help="user or service.")] = "user",
+    password_stdin: Annotated[bool, typer.Option(help="Read a password from standard input.")] = False,
+    command_id: CommandId = None,
+) -> None:
+    """Register a user.  Example: authbus user create --tenant <tenant_id> --role admin alice"""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    _command(ctx, "register_user", tenant_id=tenant, username=username, kind=kind, roles=role, password=password, command_id=command_id)
+
+
+@user_app.command("get")
+def user_get(ctx: typer.Context, user_id: str) -> None:
+    """Show one user."""
+    _show(ctx, _call(ctx, lambda c: c.admin("get_user", user_id=user_id))["user"])
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None) -> None:
+    """List the users of a tenant."""
+    items = _all_pages(ctx, "list_users", tenant_id=tenant)
+    _show(ctx, items, ("id", "username", "kind", "roles", "disabled", "created_at"))
+
+
+@user_app.command("disable")
+def user_disable(ctx: typer.Context, user_id: str, reason: Reason = None) -> None:
+    """Disable a user: its credentials stop verifying at once."""
+    _command(ctx, "disable_user", user_id=user_id, reason=reason)
+
+
+@user_app.command("enable")
+def user_enable(ctx: typer.Context, user_id: str) -> None:
+    """Enable a disabled user."""
+    _command(ctx, "enable_user", user_id=user_id)
+
+
+@user_app.command("grant-role")
+def user_grant_role(ctx: typer.Context, user_id: str, role: str) -> None:
+    """Grant a role.  Example: authbus user grant-role <user_id> auditor"""
+    _command(ctx, "grant_role", user_id=user_id, role=role)
+
+
+@user_app.command("revoke-role")
+def user_revoke_role(ctx: typer.Context, user_id: str, role: str, reason: Reason = None) -> None:
+    """Revoke a role."""
+    _command(ctx, "revoke_role", user_id=user_id, role=role, reason=reason)
+
+
+@pat_app.command("create")
+def pat_create(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="Owner's user id.")],
+    name: Annotated[str, typer.Option(help="A name to recognise it by.")],
+    description: Annotated[Optional[str], typer.Option()] = None,
+    scope: Scopes = None,
+    expires_in: ExpiresIn = None,
+    command_id: CommandId = None,
+) -> None:
+    """Create a PAT; its token is shown once.
+    Example: authbus pat create --user <user_id> --name ci --scope 'docs/document:read:*'"""
+    scopes = [parse_scope(s) for s in scope or []]
+    _command(ctx, "create_pat", user_id=user, name=name, description=description, scopes=scopes, expires_in=expires_in, command_id=command_id)
+
+
+@pat_app.command("list")
+def pat_list(ctx: typer.Context, user: Annotated[Optional[str], typer.Option(help="Owner (default: you).")] = None) -> None:
+    """List a user's PATs (never their secrets)."""
+    _show(ctx, _all_pages(ctx, "list_pats", user_id=user), ("id", "name", "status", "expires_at", "scopes"))
+
+
+@pat_app.command("get")
+def pat_get(ctx: typer.Context, pat_id: str) -> None:
+    """Show one PAT with its scopes."""
+    _show(ctx, _call(ctx, lambda c: c.admin("get_pat", pat_id=pat_id))["pat"])
+
+
+@pat_app.command("revoke")
+def pat_revoke(ctx: typer.Context, pat_id: str, reason: Reason = None) -> None:
+    """Revoke a PAT: it stops verifying on every instance."""
+    _command(ctx, "revoke_pat", pat_id=pat_id, reason=reason)
+
+
+@pat_app.command("reset")
+def pat_reset(ctx: typer.Context, pat_id: str, expires_in: ExpiresIn = None) -> None:
+    """Give a PAT a new secret (the old token stops verifying); shown once."""
+    _command(ctx, "reset_pat_secret", pat_id=pat_id, expires_in=expires_in)
+
+
+@pat_app.command("add-scope")
+def pat_add_scope(ctx: typer.Context, pat_id: str, scope: str) -> None:
+    """Add a scope.  Example: authbus pat add-scope <pat_id> 'docs/document:update:42'"""
+    _command(ctx, "add_scope", pat_id=pat_id, scope=parse_scope(scope))
+
+
+@pat_app.command("remove-scope")
+def pat_remove_scope(ctx: typer.Context, pat_id: str, scope: str) -> None:
+    """Remove a scope."""
+    _command(ctx, "remove_scope", pat_id=pat_id, scope=parse_scope(scope))
+
+
+@key_app.command("issue")
+def key_issue(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="Owner's user id.")],
+    kind: Annotated[str, typer.Option(help="api_key, recovery or invitation.")] = "api_key",
+    name: Annotated[Optional[str], typer.Option()] = None,
+    scope: Scopes = None,
+    expires_in: ExpiresIn = None,
+) -> None:
+    """Issue a key; its token is shown once.  Example: authbus key issue --user <user_id> --name deploy"""
+    scopes = [parse_scope(s) for s in scope] if scope else None
+    _command(ctx, "issue_key", user_id=user, kind=kind, name=name, scopes=scopes, expires_in=expires_in)
+
+
+@key_app.command("list")
+def key_list(ctx: typer.Context, user: Annotated[Optional[str], typer.Option(help="Owner (default: you).")] = None) -> None:
+    """List a user's keys (never their secrets)."""
+    _show(ctx, _all_pages(ctx, "list_keys", user_id=user), ("id", "kind", "name", "status", "expires_at"))
+
+
+@key_app.command("revoke")
+def key_revoke(ctx: typer.Context, key_id: str, reason: Reason = None) -> None:
+    """Revoke a key."""
+    _command(ctx, "revoke_key", key_id=key_id, reason=reason)
+
+
+def _all_pages(ctx: typer.Context, name: str, /, **fields: Any) -> list[dict[str, Any]]:
+    fields = {k: v for k, v in fields.items() if v is not None}
+
+    async def pages(client: AuthbusClient) -> dict[str, Any]:
+        items: list[dict[str, Any]] = []
+        after = None
+        while True:
+            reply = await client.admin(name, **fields, limit=500, **({"after": after} if after else {}))
+            items.extend(reply["items"])
+            after = reply["next"]
+            if after is None:
+                return {"items": items}
+
+    return _call(ctx, pages)["items"]
+
+
+@app.command()
+def verify(ctx: typer.Context, token: str, min_position: Annotated[Optional[int], typer.Option()] = None) -> None:
+    """Verify a credential; exits 0 when valid, 1 when not.  Example: authbus verify pat_…"""
+    extra = {"min_position": min_position} if min_position is not None else {}
+    reply = _call(ctx, lambda c: c.verify(token, **extra))
+    _show(ctx, reply)
+    raise typer.Exit(0 if reply["valid"] else 1)
+
+
+@app.command()
+def authorize(
+    ctx: typer.Context,
+    token: str,
+    entity_type: Annotated[str, typer.Option()],
+    operation: Annotated[str, typer.Option()],
+    entity_id: Annotated[str, typer.Option()],
+    domain: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """May this credential do it?  Exits 0 when allowed, 1 when not.
+    Example: authbus authorize <token> --domain docs --entity-type document --operation read --entity-id 42"""
+    fields = {"entity_type": entity_type, "operation": operation, "entity_id": entity_id}
+    if domain is not None:
+        fields["domain"] = domain
+    reply = _call(ctx, lambda c: c.authorize(token, **fields))
+    _show(ctx, reply)
+    raise typer.Exit(0 if reply["allowed"] else 1)
+
+
+def _or_exit(make: Callable[[], Any]) -> Any:
+    try:
+        return make()
+    except (KEKError, ValueError) as error:
+        _fail(str(error), 2)
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()

@@ -15,6 +15,10 @@ class AuthbusError(Exception):
         self.code, self.message, self.details = code, message, details
 
 
+async def _quiet(error: Exception) -> None:
+    """nats.py logs every connection error with a traceback by default; callers see the exception."""
+
+
 class AuthbusClient:
     def __init__(self, nc: Client, prefix: str = "auth", token: str | None = None, timeout: float = 10.0) -> None:
         self.nc = nc
@@ -24,7 +28,10 @@ class AuthbusClient:
 
     @classmethod
     async def connect(cls, url: str, prefix: str = "auth", token: str | None = None) -> AuthbusClient:
-        return cls(await nats.connect(url, name="authbus-client", connect_timeout=5, max_reconnect_attempts=2), prefix, token)
+        nc = await nats.connect(
+            url, name="authbus-client", connect_timeout=5, allow_reconnect=False, error_cb=_quiet
+        )
+        return cls(nc, prefix, token)
 
     async def close(self) -> None:
         await self.nc.drain()

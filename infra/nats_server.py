@@ -57,7 +57,10 @@ class NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.data_dir / "jetstream")]
         with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen([*args, *self.extra_args], stdout=log, stderr=subprocess.STDOUT)
+            # Its own session: a terminal's Ctrl-C reaches authbus, which drains first and then stops it.
+            self.process = subprocess.Popen(
+                [*args, *self.extra_args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while not port_open(self.host, self.port):
             if self.process.poll() is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,8 +26,10 @@ from authbus.projections.read_model import ReadModel
 log = logging.getLogger("authbus")
 
 
-def open_runner(settings: Settings, create_kek: bool = False) -> CommandRunner:
-    kek = load_kek(settings.kek, settings.default_kek_file, create=create_kek)
+def open_runner(settings: Settings, create_kek: bool = False, need_kek: bool = True) -> CommandRunner:
+    """The command runner over the configured store.  Only commands sent with a command_id
+    derive secrets from the KEK, so ``bootstrap`` alone may run without one."""
+    kek = load_kek(settings.kek, settings.default_kek_file, create=create_kek) if need_kek else os.urandom(32)
     return CommandRunner(open_store(settings.database_url), SecretSource(kek), Passwords())
 
 
@@ -34,6 +37,14 @@ def run_bootstrap(runner: CommandRunner) -> dict[str, Any]:
     """Create the system tenant and root; raises Conflict when that was done before."""
     result, _ = runner.run_function("bootstrap", lambda _, uow: bootstrap(uow), None, SYSTEM_ACTOR, None, "")
     return result
+
+
+async def _log_nats_error(error: Exception) -> None:
+    log.warning("NATS: %s", error)
+
+
+async def _log_reconnect() -> None:
+    log.warning("NATS reconnected")
 
 
 class Node:
@@ -48,7 +59,12 @@ class Node:
         self.nc: Client | None = None
         self.service: Service | None = None
         self._follower: Follower | None = None
+        self._stopping = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authbus-commands")
+
+    async def _log_disconnect(self) -> None:
+        if not self._stopping:
+            log.warning("NATS disconnected; reconnecting")
 
     def now(self) -> float:
         return time.time()
@@ -65,15 +81,25 @@ class Node:
             name="authbus",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            error_cb=_log_nats_error,
+            disconnected_cb=self._log_disconnect,
+            reconnected_cb=_log_reconnect,
         )
         self.service = await start_service(self.nc, self, self.settings.subject_prefix)
         return self
 
     async def stop(self) -> None:
-        if self.service is not None:
-            await self.service.stop()
-        if self.nc is not None and not self.nc.is_closed:
-            await self.nc.drain()
+        """Stop taking requests, let in-flight ones finish, then release the store."""
+        self._stopping = True
+        try:
+            if self.service is not None:
+                await self.service.stop()
+            if self.nc is not None and not self.nc.is_closed:
+                await self.nc.drain()
+        except Exception as error:  # NATS already gone: nothing left to drain
+            log.warning("NATS was not drained cleanly: %s", error)
+            if self.nc is not None:
+                await self.nc.close()
         if self._follower is not None:
             await asyncio.to_thread(self._follower.stop)
         self._worker.shutdown(wait=True)

@@ -1,0 +1,3 @@
+from authbus.infra.cli import main
+
+main()
