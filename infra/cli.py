@@ -229,9 +229,9 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ", ".join(format_scope(v) if isinstance(v, dict) and "operation" in v else _cell(v) for v in value)
+        return ", ".join(map(_cell, value))
     if isinstance(value, dict):
-        return json.dumps(value)
+        return format_scope(value) if "operation" in value else json.dumps(value)
     return str(value)
 
 

@@ -29,7 +29,8 @@ class AuthbusClient:
     @classmethod
     async def connect(cls, url: str, prefix: str = "auth", token: str | None = None) -> AuthbusClient:
         nc = await nats.connect(
-            url, name="authbus-client", connect_timeout=5, allow_reconnect=False, error_cb=_quiet
+            # allow_reconnect=False makes nats.py retry a refused first connect forever.
+            url, name="authbus-client", connect_timeout=5, max_reconnect_attempts=1, reconnect_time_wait=0.1, error_cb=_quiet
         )
         return cls(nc, prefix, token)
 

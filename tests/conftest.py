@@ -104,3 +104,30 @@ async def client(instance: Instance, nats_server: NatsServer) -> AsyncIterator[A
     c = await AuthbusClient.connect(nats_server.url, prefix=instance.prefix, token=instance.root_token)
     yield c
     await c.close()
+
+
+class Org:
+    """A tenant of its own with an admin and a plain user, each holding an unscoped API key."""
+
+    tenant_id: str
+    admin_id: str
+    admin_key: str
+    user_id: str
+    user_key: str
+
+
+async def make_org(client: AuthbusClient) -> Org:
+    org = Org()
+    org.tenant_id = (await client.command("create_tenant", name=f"org-{uuid.uuid4().hex[:10]}"))["result"]["tenant_id"]
+    for role in ("admin", "user"):
+        user = await client.command("register_user", tenant_id=org.tenant_id, username=f"{role}-1", roles=[role])
+        user_id = user["result"]["user_id"]
+        key = await client.command("issue_key", user_id=user_id, kind="api_key", name=f"{role} key")
+        setattr(org, f"{role}_id", user_id)
+        setattr(org, f"{role}_key", key["result"]["token"])
+    return org
+
+
+@pytest.fixture
+async def org(client: AuthbusClient) -> Org:
+    return await make_org(client)

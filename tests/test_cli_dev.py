@@ -1,0 +1,93 @@
+"""``authbus dev`` and the admin CLI as a user runs them: real processes, real ports."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from authbus.infra.nats_server import free_port
+
+CLI = [sys.executable, "-m", "authbus.infra"]
+
+
+def authbus(cwd: Path, port: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AUTHBUS_NATS_URL": f"nats://127.0.0.1:{port}"}
+    return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def start_dev(cwd: Path, port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [*CLI, "dev", "--nats-port", str(port)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 60
+    for line in process.stdout:  # the banner's last line says it is ready
+        if "Ctrl-C stops everything" in line:
+            return process
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise AssertionError("authbus dev did not come up")
+
+
+def stop_dev(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGINT)
+    return process.wait(timeout=30)
+
+
+def field(result: subprocess.CompletedProcess, name: str) -> str:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["result"][name]
+
+
+def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
+    port = free_port()
+    dev = start_dev(tmp_path, port)
+    try:
+        token_file = tmp_path / ".authbus" / "root.token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / ".authbus" / "kek").stat().st_mode) == 0o600
+        assert (tmp_path / ".authbus" / "events.db").exists()
+
+        tenant = field(authbus(tmp_path, port, "--json", "tenant", "create", "acme"), "tenant_id")
+        user = field(authbus(tmp_path, port, "--json", "user", "create", "--tenant", tenant, "alice"), "user_id")
+        created = authbus(tmp_path, port, "pat", "create", "--user", user, "--name", "laptop", "--scope", "docs/document:read:*")
+        assert created.returncode == 0, created.stderr
+        token = next(line.split()[1] for line in created.stdout.splitlines() if line.startswith("token"))
+        assert authbus(tmp_path, port, "verify", token).returncode == 0
+        allowed = authbus(tmp_path, port, "authorize", token, "--domain", "docs", "--entity-type", "document",
+                          "--operation", "read", "--entity-id", "42")
+        assert allowed.returncode == 0 and "docs/document:read:*" in allowed.stdout
+        denied = authbus(tmp_path, port, "authorize", token, "--domain", "docs", "--entity-type", "document",
+                         "--operation", "delete", "--entity-id", "42")
+        assert denied.returncode == 1
+        listed = authbus(tmp_path, port, "--json", "pat", "list", "--user", user)
+        assert [p["name"] for p in json.loads(listed.stdout)] == ["laptop"]
+
+        failed = authbus(tmp_path, port, "tenant", "create", "acme")
+        assert failed.returncode == 1
+        assert "conflict" in failed.stderr and "Traceback" not in failed.stderr
+    finally:
+        assert stop_dev(dev) == 0
+    assert "Traceback" not in dev.stdout.read()
+
+    dev = start_dev(tmp_path, port)
+    try:
+        assert authbus(tmp_path, port, "verify", token).returncode == 0
+    finally:
+        assert stop_dev(dev) == 0
+
+
+def test_the_cli_says_clearly_when_nothing_is_listening(tmp_path):
+    result = authbus(tmp_path, free_port(), "verify", "pat_x")
+    assert result.returncode == 2
+    assert "cannot reach NATS" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_without_a_kek_is_a_clear_startup_error(tmp_path):
+    result = authbus(tmp_path, free_port(), "serve", "--database-url", f"sqlite:///{tmp_path}/x.db")
+    assert result.returncode == 2
+    assert "KEK" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,126 @@
+"""Positions, read-your-writes, idempotent commands, restarts and several instances."""
+
+import asyncio
+import secrets
+import uuid
+
+import pytest
+
+from authbus.infra.client import AuthbusClient, AuthbusError
+from tests.conftest import BACKENDS, make_settings, start_instance
+
+
+async def test_every_reply_carries_a_position_and_commands_report_their_last_event(client, org, instance):
+    before = instance.node.model.position
+    created = await client.command("create_pat", user_id=org.user_id, name="p", token=org.admin_key)
+    assert created["position"] > before
+    assert created["position"] == instance.node.store.recorder.max_notification_id()
+    assert (await client.verify(created["result"]["token"]))["position"] >= created["position"]
+
+
+async def test_revoke_then_verify_at_its_position_is_never_valid(client, org):
+    for _ in range(10):
+        created = await client.command("create_pat", user_id=org.user_id, name="short", token=org.admin_key)
+        revoked = await client.command("revoke_pat", pat_id=created["result"]["pat_id"], token=org.admin_key)
+        reply = await client.verify(created["result"]["token"], min_position=revoked["position"])
+        assert reply["valid"] is False and reply["reason"] == "revoked"
+        assert reply["position"] >= revoked["position"]
+
+
+async def test_a_position_not_reached_in_time_is_stale(client, org, instance):
+    ahead = instance.node.model.position + 1_000_000
+    with pytest.raises(AuthbusError) as error:
+        await client.verify(org.user_key, min_position=ahead)
+    assert (error.value.code, error.value.details["field"]) == ("stale", "min_position")
+
+
+async def test_a_repeated_command_id_returns_the_first_reply_and_appends_nothing(client, org, instance):
+    command_id = str(uuid.uuid4())
+    first = await client.command("create_pat", user_id=org.user_id, name="once", command_id=command_id, token=org.admin_key)
+    head = instance.node.store.recorder.max_notification_id()
+    again = await client.command("create_pat", user_id=org.user_id, name="once", command_id=command_id, token=org.admin_key)
+    assert again["result"] == first["result"]  # the same pat_id and the same token
+    assert again["position"] >= first["position"]
+    assert instance.node.store.recorder.max_notification_id() == head
+    assert (await client.verify(again["result"]["token"]))["valid"] is True
+
+    with pytest.raises(AuthbusError) as error:
+        await client.command("create_pat", user_id=org.user_id, name="different", command_id=command_id, token=org.admin_key)
+    assert (error.value.code, error.value.details["field"]) == ("conflict", "command_id")
+    assert instance.node.store.recorder.max_notification_id() == head
+
+
+async def test_a_failed_command_appends_nothing(client, org, instance):
+    head = instance.node.store.recorder.max_notification_id()
+    with pytest.raises(AuthbusError):
+        await client.command("register_user", tenant_id=org.tenant_id, username="user-1", token=org.admin_key)
+    with pytest.raises(AuthbusError):
+        await client.command("revoke_role", user_id=org.user_id, role="admin", token=org.admin_key)
+    assert instance.node.store.recorder.max_notification_id() == head
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_store(request, databases, nats_server, tmp_path):
+    """Settings for an empty store of the given backend, with a KEK of its own."""
+    backend = request.param
+    kek = secrets.token_hex(32)
+
+    def settings(prefix: str):
+        return make_settings(nats_server, url, prefix, tmp_path, kek)
+
+    url = databases.new(backend)
+    return backend, settings
+
+
+async def test_a_restart_resumes_with_the_same_credentials(fresh_store, nats_server):
+    backend, settings = fresh_store
+    first = await start_instance(settings(f"r{backend}"), backend)
+    client = await AuthbusClient.connect(nats_server.url, first.prefix, first.root_token)
+    try:
+        tenant = (await client.command("create_tenant", name="restart"))["result"]["tenant_id"]
+        user = (await client.command("register_user", tenant_id=tenant, username="bob"))["result"]["user_id"]
+        command_id = str(uuid.uuid4())
+        created = await client.command("create_pat", user_id=user, name="keep", command_id=command_id)
+        await first.node.stop()
+
+        second = await start_instance(settings(f"r{backend}"), backend, bootstrap=False)
+        try:
+            assert second.node.model.position == created["position"]
+            assert (await client.verify(created["result"]["token"]))["valid"] is True
+            # The command_id survives the restart: the same reply, the same token, nothing appended.
+            again = await client.command("create_pat", user_id=user, name="keep", command_id=command_id)
+            assert again["result"] == created["result"]
+            assert second.node.store.recorder.max_notification_id() == created["position"]
+        finally:
+            await second.node.stop()
+    finally:
+        await client.close()
+
+
+async def test_two_instances_on_one_store_both_see_a_revocation(fresh_store, nats_server):
+    backend, settings = fresh_store
+    a = await start_instance(settings(f"a{backend}"), backend)
+    b = await start_instance(settings(f"b{backend}"), backend, bootstrap=False)
+    via_a = await AuthbusClient.connect(nats_server.url, a.prefix, a.root_token)
+    via_b = await AuthbusClient.connect(nats_server.url, b.prefix, a.root_token)
+    try:
+        tenant = (await via_a.command("create_tenant", name="shared"))["result"]["tenant_id"]
+        user = (await via_a.command("register_user", tenant_id=tenant, username="carol"))["result"]["user_id"]
+        created = await via_a.command("create_pat", user_id=user, name="both")
+        token = created["result"]["token"]
+        assert (await via_b.verify(token, min_position=created["position"]))["valid"] is True
+
+        revoked = await via_b.command("revoke_pat", pat_id=created["result"]["pat_id"])
+        assert (await via_a.verify(token, min_position=revoked["position"]))["reason"] == "revoked"
+        # Without min_position too: the follower brings B along by itself (LISTEN/NOTIFY or polling).
+        for _ in range(100):
+            if (await via_b.verify(token))["reason"] == "revoked" and (await via_a.verify(token))["reason"] == "revoked":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("an instance never saw the revocation")
+    finally:
+        await via_a.close()
+        await via_b.close()
+        await a.node.stop()
+        await b.node.stop()

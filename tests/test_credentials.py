@@ -1,0 +1,143 @@
+"""PATs, scopes and keys through the real NATS interface, on SQLite and PostgreSQL."""
+
+import asyncio
+
+import pytest
+
+from authbus.infra.client import AuthbusError
+
+DOC_READ_ANY = {"domain": "docs", "entity_type": "document", "operation": "read", "entity_id": "*"}
+DOC_UPDATE_42 = {"domain": "docs", "entity_type": "document", "operation": "update", "entity_id": "42"}
+IMG_LIST_EVERYWHERE = {"domain": None, "entity_type": "image", "operation": "list", "entity_id": "*"}
+
+
+async def allowed(client, token, domain, entity_type, operation, entity_id, **extra):
+    reply = await client.authorize(
+        token, domain=domain, entity_type=entity_type, operation=operation, entity_id=entity_id, **extra
+    )
+    return reply["allowed"]
+
+
+async def test_pat_lifecycle(client, org):
+    created = await client.command(
+        "create_pat", user_id=org.user_id, name="laptop", description="dev box", expires_in=3600,
+        scopes=[DOC_READ_ANY, DOC_UPDATE_42, IMG_LIST_EVERYWHERE], token=org.admin_key,
+    )
+    pat_id, token = created["result"]["pat_id"], created["result"]["token"]
+    assert token.startswith("pat_") and created["result"]["expires_at"].endswith("Z")
+
+    verified = await client.verify(token)
+    assert verified["valid"] is True
+    assert verified["credential"] == {"id": pat_id, "kind": "pat", "expires_at": created["result"]["expires_at"]}
+    assert verified["principal"] == {"id": org.user_id, "tenant_id": org.tenant_id, "kind": "user", "roles": ["user"]}
+    assert sorted(map(str, verified["scopes"])) == sorted(map(str, [DOC_READ_ANY, DOC_UPDATE_42, IMG_LIST_EVERYWHERE]))
+
+    assert await allowed(client, token, "docs", "document", "read", "7")  # wildcard
+    assert await allowed(client, token, "docs", "document", "update", "42")  # exact
+    assert not await allowed(client, token, "docs", "document", "update", "43")
+    assert not await allowed(client, token, "wiki", "document", "read", "7")  # other domain
+    assert await allowed(client, token, "anything", "image", "list", "9")  # domain null
+    reply = await client.authorize(token, domain="docs", entity_type="document", operation="update", entity_id="42")
+    assert reply["reason"] == "scope" and reply["matched_scope"] == DOC_UPDATE_42
+    assert reply["principal"]["id"] == org.user_id
+
+    added = await client.command("add_scope", pat_id=pat_id, scope={"entity_type": "document", "operation": "delete", "entity_id": "1", "domain": "docs"}, token=org.admin_key)
+    assert await allowed(client, token, "docs", "document", "delete", "1", min_position=added["position"])
+    removed = await client.command("remove_scope", pat_id=pat_id, scope=DOC_READ_ANY, token=org.admin_key)
+    assert not await allowed(client, token, "docs", "document", "read", "7", min_position=removed["position"])
+
+    reset = await client.command("reset_pat_secret", pat_id=pat_id, token=org.admin_key)
+    new_token = reset["result"]["token"]
+    assert (await client.verify(token))["reason"] == "unknown"  # the old secret no longer matches
+    assert (await client.verify(new_token))["valid"] is True
+
+    revoked = await client.command("revoke_pat", pat_id=pat_id, reason="laptop lost", token=org.user_key)
+    assert (await client.verify(new_token, min_position=revoked["position"]))["reason"] == "revoked"
+    detail = (await client.admin("get_pat", pat_id=pat_id, token=org.admin_key))["pat"]
+    assert detail["status"] == "revoked" and detail["revoked_reason"] == "laptop lost"
+    assert "token" not in detail and "secret_hash" not in detail
+
+    with pytest.raises(AuthbusError) as error:
+        await client.command("revoke_pat", pat_id=pat_id, token=org.admin_key)
+    assert error.value.code == "conflict"
+
+
+async def test_api_keys_act_as_their_owner_unless_scoped(client, org):
+    # The admin's unscoped key acts with the admin role; the user's with nothing but its own scopes (none).
+    assert await allowed(client, org.admin_key, "docs", "document", "delete", "1")
+    assert not await allowed(client, org.user_key, "docs", "document", "read", "1")
+
+    scoped = await client.command("issue_key", user_id=org.user_id, kind="api_key", scopes=[DOC_READ_ANY], token=org.admin_key)
+    key_id, token = scoped["result"]["key_id"], scoped["result"]["token"]
+    assert token.startswith("key_") and scoped["result"]["expires_at"] is None
+    assert await allowed(client, token, "docs", "document", "read", "5")
+    assert not await allowed(client, token, "docs", "document", "update", "5")
+
+    listed = await client.admin("list_keys", user_id=org.user_id, token=org.admin_key)
+    assert key_id in [item["id"] for item in listed["items"]]
+
+    revoked = await client.command("revoke_key", key_id=key_id, token=org.admin_key)
+    assert (await client.verify(token, min_position=revoked["position"]))["reason"] == "revoked"
+
+
+async def test_recovery_and_invitation_keys_verify_but_are_no_bearer(client, org):
+    for kind, prefix in (("recovery", "rec_"), ("invitation", "inv_")):
+        issued = await client.command("issue_key", user_id=org.user_id, kind=kind, token=org.admin_key)
+        token = issued["result"]["token"]
+        assert token.startswith(prefix) and issued["result"]["expires_at"] is not None
+        assert (await client.verify(token))["credential"]["kind"] == kind
+        with pytest.raises(AuthbusError) as error:
+            await client.admin("get_user", user_id=org.user_id, token=token)
+        assert error.value.code == "unauthenticated"
+    with pytest.raises(AuthbusError) as error:
+        await client.command("issue_key", user_id=org.user_id, kind="recovery", expires_in=2 * 86400, token=org.admin_key)
+    assert (error.value.code, error.value.details["field"]) == ("invalid_request", "expires_in")
+
+
+async def test_expired_credentials_stop_verifying(client, org):
+    issued = await client.command("issue_key", user_id=org.user_id, kind="api_key", expires_in=1, token=org.admin_key)
+    token = issued["result"]["token"]
+    assert (await client.verify(token))["valid"] is True
+    await asyncio.sleep(1.2)
+    assert (await client.verify(token))["reason"] == "expired"
+
+
+async def test_disabling_a_user_or_tenant_stops_its_credentials(client, org):
+    disabled = await client.command("disable_user", user_id=org.user_id, reason="left", token=org.admin_key)
+    assert (await client.verify(org.user_key, min_position=disabled["position"]))["reason"] == "disabled"
+    enabled = await client.command("enable_user", user_id=org.user_id, token=org.admin_key)
+    assert (await client.verify(org.user_key, min_position=enabled["position"]))["valid"] is True
+
+    disabled = await client.command("disable_tenant", tenant_id=org.tenant_id, reason="unpaid")
+    for key in (org.admin_key, org.user_key):
+        assert (await client.verify(key, min_position=disabled["position"]))["reason"] == "disabled"
+    await client.command("enable_tenant", tenant_id=org.tenant_id)
+    assert (await client.verify(org.admin_key))["valid"] is True
+
+
+async def test_admin_reads_page_through_users(client, org):
+    for n in range(3):
+        await client.command("register_user", tenant_id=org.tenant_id, username=f"member-{n}", token=org.admin_key)
+    seen, after = [], None
+    while True:
+        page = await client.admin("list_users", tenant_id=org.tenant_id, limit=2, token=org.admin_key, **({"after": after} if after else {}))
+        assert len(page["items"]) <= 2 and "position" in page
+        seen += [item["username"] for item in page["items"]]
+        after = page["next"]
+        if after is None:
+            break
+    assert seen == ["admin-1", "user-1", "member-0", "member-1", "member-2"]
+    user = (await client.admin("get_user", user_id=org.user_id, token=org.user_key))["user"]
+    assert user["username"] == "user-1" and user["tenant_id"] == org.tenant_id
+    with pytest.raises(AuthbusError) as error:
+        await client.command("register_user", tenant_id=org.tenant_id, username="MEMBER-0", token=org.admin_key)
+    assert (error.value.code, error.value.details["field"]) == ("conflict", "username")
+
+
+async def test_passwords_are_changed_with_the_old_one(client, org):
+    await client.command("change_password", user_id=org.user_id, password="correct horse battery", token=org.admin_key)
+    with pytest.raises(AuthbusError) as error:
+        await client.command("change_password", user_id=org.user_id, password="new password 123", old_password="wrong one!", token=org.user_key)
+    assert (error.value.code, error.value.details["field"]) == ("forbidden", "old_password")
+    await client.command("change_password", user_id=org.user_id, password="new password 123", old_password="correct horse battery", token=org.user_key)
+    assert (await client.admin("get_user", user_id=org.user_id, token=org.user_key))["user"]["has_password"] is True
