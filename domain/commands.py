@@ -417,6 +417,28 @@ class RevokeKey(Command):
         return {}
 
 
+class RedeemKey(Command):
+    """A recovery or invitation key sets its owner's password, once.  Not a bearer command:
+    the key itself is the credential, so ``auth.v1.redeem`` builds this from the token."""
+
+    command = "redeem_key"
+    secret_fields = ("password",)
+    key_id: UUID
+    password: Password
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        if actor.credential_id != self.key_id or actor.credential_kind not in ("recovery", "invitation"):
+            raise Forbidden("only the key itself redeems it", field="token")
+        key = uow.get(Key, self.key_id, "token")
+        key.redeem(uow.now, **uow.meta)  # single use: a second redeem finds it redeemed
+        user = uow.get(User, key.user_id, "token")
+        if user.disabled:
+            raise Conflict("user is disabled", field="token")
+        user.change_password(password_hash=uow.hash_password(self.password), **uow.meta)
+        uow.add(key, user)
+        return {"user_id": str(user.id)}
+
+
 COMMANDS: dict[str, type[Command]] = {
     cls.command: cls
     for cls in (

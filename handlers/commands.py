@@ -4,16 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from nats.micro.request import Request
 
-from authbus.domain.commands import Command
-from authbus.handlers.wire import Backend, authenticate, decode
+from authbus.domain.commands import Command, CommandId, Password, RedeemKey
+from authbus.domain.errors import Unauthenticated
+from authbus.handlers.wire import Backend, Token, authenticate, decode
+from authbus.projections.queries import REDEEMABLE_KINDS, actor_for
 
 
 def command(backend: Backend, cls: type[Command]):
     async def handle(request: Request) -> dict[str, Any]:
         actor = authenticate(backend, request)
         cmd = decode(request.data, cls)
+        result, position = await backend.execute(cmd, actor)
+        return {"ok": True, "result": result, "position": position}
+
+    return handle
+
+
+class RedeemRequest(msgspec.Struct, forbid_unknown_fields=True):
+    token: Token
+    password: Password
+    command_id: CommandId | None = None
+
+
+def redeem(backend: Backend):
+    """``auth.v1.redeem``: a recovery or invitation key, presented in the body, sets a password."""
+
+    async def handle(request: Request) -> dict[str, Any]:
+        req = decode(request.data, RedeemRequest)
+        actor = actor_for(backend.model, req.token, backend.now(), REDEEMABLE_KINDS)
+        if actor is None:
+            raise Unauthenticated("the recovery or invitation key is not valid", field="token")
+        cmd = RedeemKey(key_id=actor.credential_id, password=req.password, command_id=req.command_id)
         result, position = await backend.execute(cmd, actor)
         return {"ok": True, "result": result, "position": position}
 

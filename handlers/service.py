@@ -8,7 +8,7 @@ from nats.micro.service import Service
 
 from authbus.domain.commands import COMMANDS
 from authbus.handlers.admin import ADMIN_READS, admin_read
-from authbus.handlers.commands import command
+from authbus.handlers.commands import command, redeem
 from authbus.handlers.queries import authorize, verify
 from authbus.handlers.wire import Backend, endpoint
 
@@ -18,7 +18,11 @@ VERSION = "0.1.0"
 
 def subjects(prefix: str) -> dict[str, str]:
     """Endpoint name → subject, for every endpoint this service answers."""
-    names = {"verify": f"{prefix}.v1.verify", "authorize": f"{prefix}.v1.authorize"}
+    names = {
+        "verify": f"{prefix}.v1.verify",
+        "authorize": f"{prefix}.v1.authorize",
+        "redeem": f"{prefix}.v1.redeem",
+    }
     names.update({f"cmd_{name}": f"{prefix}.v1.cmd.{name}" for name in COMMANDS})
     names.update({f"admin_{name}": f"{prefix}.v1.admin.{name}" for name in ADMIN_READS})
     return names
@@ -32,7 +36,7 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
         description="event-sourced authentication and authorization",
         queue_group=QUEUE_GROUP,
     )
-    handlers = {"verify": verify(backend), "authorize": authorize(backend)}
+    handlers = {"verify": verify(backend), "authorize": authorize(backend), "redeem": redeem(backend)}
     handlers.update({f"cmd_{name}": command(backend, cls) for name, cls in COMMANDS.items()})
     handlers.update({f"admin_{name}": admin_read(backend, name) for name in ADMIN_READS})
     for name, subject in subjects(prefix).items():

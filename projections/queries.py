@@ -15,6 +15,7 @@ from authbus.domain.scopes import Scope, find_grant
 from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel
 
 BEARER_KINDS = frozenset({"pat", "api_key"})
+REDEEMABLE_KINDS = frozenset({"recovery", "invitation"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +76,12 @@ def authorize(
     return Decision(False, "no_matching_scope", verdict)
 
 
-def actor_for(model: ReadModel, token: str, now: float) -> Actor | None:
-    """The acting principal behind a bearer credential, or None when it does not verify."""
+def actor_for(model: ReadModel, token: str, now: float, kinds: frozenset[str] = BEARER_KINDS) -> Actor | None:
+    """The acting principal behind a credential of one of ``kinds``, or None when it does not verify."""
     verdict = verify(model, token, now)
     if not verdict.valid or verdict.credential is None or verdict.principal is None:
         return None
-    if verdict.credential.kind not in BEARER_KINDS:
+    if verdict.credential.kind not in kinds:
         return None
     principal = verdict.principal
     return Actor(

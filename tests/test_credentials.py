@@ -141,3 +141,20 @@ async def test_passwords_are_changed_with_the_old_one(client, org):
     assert (error.value.code, error.value.details["field"]) == ("forbidden", "old_password")
     await client.command("change_password", user_id=org.user_id, password="new password 123", old_password="correct horse battery", token=org.user_key)
     assert (await client.admin("get_user", user_id=org.user_id, token=org.user_key))["user"]["has_password"] is True
+
+
+async def test_a_recovery_key_sets_a_password_once(client, org, instance):
+    issued = await client.command("issue_key", user_id=org.user_id, kind="recovery", token=org.admin_key)
+    key = issued["result"]["token"]
+    redeemed = await client.call("redeem", {"token": key, "password": "a brand new secret"}, token="")
+    assert redeemed["result"] == {"user_id": org.user_id}
+    assert (await client.verify(key, min_position=redeemed["position"]))["reason"] == "revoked"
+    head = instance.node.store.recorder.max_notification_id()
+    with pytest.raises(AuthbusError) as error:
+        await client.call("redeem", {"token": key, "password": "a second new secret"}, token="")
+    assert (error.value.code, error.value.details["field"]) == ("unauthenticated", "token")
+    with pytest.raises(AuthbusError) as error:  # an API key is no recovery key
+        await client.call("redeem", {"token": org.user_key, "password": "a third new secret"}, token="")
+    assert error.value.code == "unauthenticated"
+    assert instance.node.store.recorder.max_notification_id() == head
+    assert (await client.admin("get_user", user_id=org.user_id, token=org.admin_key))["user"]["has_password"] is True
