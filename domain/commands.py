@@ -6,6 +6,7 @@ command that raises appends nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar
@@ -16,7 +17,7 @@ from eventsourcing.domain import Aggregate
 
 from authbus.domain import policy
 from authbus.domain.credentials import PersonalAccessToken, Key
-from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, not_found
+from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated, not_found
 from authbus.domain.policy import Actor
 from authbus.domain.registry import NameClaim
 from authbus.domain.scopes import Scope
@@ -84,6 +85,28 @@ class Command(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return hashlib.sha256(msgspec.json.encode(blanked)).hexdigest()
 
 
+def current_actor(actor: Actor, uow: UnitOfWork) -> Actor:
+    """The actor as the store has it now.
+
+    The read model that authenticated the bearer may lag the store by a few milliseconds;
+    a command must not act on a credential revoked, a user disabled or a role or scope
+    removed in that window, so the deciding read sees them here.
+    """
+    refused = Unauthenticated("the bearer credential is not valid", field="Authorization")
+    cls = PersonalAccessToken if actor.credential_kind == "pat" else Key
+    try:
+        credential = uow.get(cls, actor.credential_id, "Authorization")
+        credential.require_active(uow.now)
+        user = uow.get(User, credential.user_id, "Authorization")
+        tenant = uow.get(Tenant, user.tenant_id, "Authorization")
+    except (NotFound, Conflict):
+        raise refused from None
+    if user.disabled or tenant.disabled:
+        raise refused
+    scopes = None if credential.scopes is None else {s.key: s for s in map(Scope.from_dict, credential.scopes)}
+    return dataclasses.replace(actor, roles=frozenset(user.roles), scopes=scopes)
+
+
 def _user(uow: UnitOfWork, actor: Actor, user_id: UUID) -> User:
     """The user, or not_found when it is in a tenant the actor cannot see."""
     user = uow.get(User, user_id, "user_id")
@@ -97,6 +120,11 @@ def _credential(uow: UnitOfWork, actor: Actor, cls: type[A], cred_id: UUID, fiel
     if not actor.sees(cred.tenant_id):  # type: ignore[attr-defined]
         raise not_found(field)
     return cred
+
+
+def _require_owner_or_admin(actor: Actor, uow: UnitOfWork, owner_id: UUID) -> None:
+    owner = uow.get(User, owner_id, "user_id")
+    policy.require_self_or_admin(actor, owner.id, owner.tenant_id, owner.roles)
 
 
 def _claim(uow: UnitOfWork, claim_id: UUID, namespace: str, name: str, owner_id: UUID, field: str) -> None:
@@ -127,18 +155,18 @@ class CreateTenant(Command):
 
 class _TenantSwitch(Command):
     tenant_id: UUID
-    reason: Text = ""
 
     def _tenant(self, actor: Actor, uow: UnitOfWork) -> Tenant:
         policy.require_root(actor)
         policy.require_scope(actor, "tenant", "update", self.tenant_id)
         if self.tenant_id == SYSTEM_TENANT_ID:
-            raise Forbidden("the system tenant cannot be disabled", field="tenant_id")
+            raise Forbidden("the system tenant is always enabled", field="tenant_id")
         return uow.get(Tenant, self.tenant_id, "tenant_id")
 
 
 class DisableTenant(_TenantSwitch):
     command = "disable_tenant"
+    reason: Text = ""
 
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         tenant = self._tenant(actor, uow)
@@ -198,7 +226,7 @@ class ChangePassword(Command):
 
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         user = _user(uow, actor, self.user_id)
-        policy.require_self_or_admin(actor, user.id, user.tenant_id)
+        policy.require_self_or_admin(actor, user.id, user.tenant_id, user.roles)
         policy.require_scope(actor, "user", "update", user.id)
         if actor.principal_id == user.id and user.password_hash is not None and not actor.administers(user.tenant_id):
             if self.old_password is None or not uow.password_matches(self.old_password, user.password_hash):
@@ -217,8 +245,7 @@ class _UserChange(Command):
         policy.require_scope(actor, "user", "update", user.id)
         if user.id == actor.principal_id:
             raise Forbidden("you cannot change your own status or roles", field="user_id")
-        if "root" in user.roles and not actor.is_root:
-            raise Forbidden("only root changes a root user", field="user_id")
+        policy.require_outranks(actor, user.roles)
         return user
 
 
@@ -270,7 +297,7 @@ class RevokeRole(_UserChange):
 
 def _owner_for_new_credential(actor: Actor, uow: UnitOfWork, user_id: UUID, entity_type: str) -> User:
     user = _user(uow, actor, user_id)
-    policy.require_self_or_admin(actor, user.id, user.tenant_id)
+    policy.require_self_or_admin(actor, user.id, user.tenant_id, user.roles)
     policy.require_may_mint(actor, user.id)
     policy.require_scope(actor, entity_type, "create", "*")
     if user.disabled:
@@ -316,7 +343,7 @@ class _PATChange(Command):
 
     def _pat(self, actor: Actor, uow: UnitOfWork, operation: str) -> PersonalAccessToken:
         pat = _credential(uow, actor, PersonalAccessToken, self.pat_id, "pat_id")
-        policy.require_self_or_admin(actor, pat.user_id, pat.tenant_id)
+        _require_owner_or_admin(actor, uow, pat.user_id)
         policy.require_scope(actor, "pat", operation, pat.id)
         return pat
 
@@ -341,6 +368,7 @@ class RemoveScope(_PATChange):
 
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         pat = self._pat(actor, uow, "update")
+        pat.require_active(uow.now)
         pat.remove_scope(scope=self.scope.to_dict(), **uow.meta)
         uow.add(pat)
         return {}
@@ -410,7 +438,7 @@ class RevokeKey(Command):
 
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         key = _credential(uow, actor, Key, self.key_id, "key_id")
-        policy.require_self_or_admin(actor, key.user_id, key.tenant_id)
+        _require_owner_or_admin(actor, uow, key.user_id)
         policy.require_scope(actor, "key", "delete", key.id)
         key.revoke(reason=self.reason, **uow.meta)
         uow.add(key)

@@ -6,6 +6,7 @@ scopes) must also hold a scope in domain ``authbus`` for the entity it acts on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -62,9 +63,18 @@ def require_root(actor: Actor) -> None:
         raise Forbidden("this needs the root role")
 
 
-def require_self_or_admin(actor: Actor, user_id: UUID, tenant_id: UUID) -> None:
-    if actor.principal_id != user_id and not actor.administers(tenant_id):
+def require_self_or_admin(actor: Actor, user_id: UUID, tenant_id: UUID, roles: Iterable[str]) -> None:
+    """The user itself, or an admin of its tenant; a root user only by root."""
+    if actor.principal_id == user_id:
+        return
+    if not actor.administers(tenant_id):
         raise Forbidden("only the user itself or an admin of its tenant may do this")
+    require_outranks(actor, roles)
+
+
+def require_outranks(actor: Actor, roles: Iterable[str]) -> None:
+    if "root" in roles and not actor.is_root:
+        raise Forbidden("only root acts on a root user or its credentials")
 
 
 def require_may_mint(actor: Actor, owner_id: UUID) -> None:

@@ -55,19 +55,20 @@ def _visible_user(model: ReadModel, actor: Actor, user_id: UUID) -> PrincipalVie
 
 def _read(backend: Backend, cls: type, answer):
     async def handle(request: Request) -> dict[str, Any]:
-        actor = authenticate(backend, request)
         req = decode(request.data, cls)
+        # Wait first, so a credential issued or revoked before min_position is judged as such.
         await ensure_position(backend, req.min_position)
-        return {**answer(backend.model, actor, req), "position": backend.model.position}
+        actor = authenticate(backend, request)
+        return {**answer(backend.model, actor, req, backend.now()), "position": backend.model.position}
 
     return handle
 
 
-def _get_user(model: ReadModel, actor: Actor, req: GetUser) -> dict[str, Any]:
+def _get_user(model: ReadModel, actor: Actor, req: GetUser, now: float) -> dict[str, Any]:
     return {"user": queries.user_detail(_visible_user(model, actor, req.user_id))}
 
 
-def _list_users(model: ReadModel, actor: Actor, req: ListUsers) -> dict[str, Any]:
+def _list_users(model: ReadModel, actor: Actor, req: ListUsers, now: float) -> dict[str, Any]:
     tenant_id = req.tenant_id or actor.tenant_id
     if tenant_id not in model.tenants or not actor.sees(tenant_id):
         raise not_found("tenant_id")
@@ -78,24 +79,24 @@ def _list_users(model: ReadModel, actor: Actor, req: ListUsers) -> dict[str, Any
     return {"items": [queries.user_detail(model.principals[i]) for i in ids], "next": cursor}
 
 
-def _get_pat(model: ReadModel, actor: Actor, req: GetPAT) -> dict[str, Any]:
+def _get_pat(model: ReadModel, actor: Actor, req: GetPAT, now: float) -> dict[str, Any]:
     credential = model.credentials.get(req.pat_id)
     if credential is None or credential.kind != "pat" or not actor.sees(credential.tenant_id):
         raise not_found("pat_id")
     _visible_user(model, actor, credential.owner_id)
     policy.require_scope(actor, "pat", "read", credential.id)
-    return {"pat": queries.credential_detail(credential)}
+    return {"pat": queries.credential_detail(credential, now)}
 
 
 def _lister(entity_type: str, kinds: frozenset[str]):
-    def answer(model: ReadModel, actor: Actor, req: ListCredentials) -> dict[str, Any]:
+    def answer(model: ReadModel, actor: Actor, req: ListCredentials, now: float) -> dict[str, Any]:
         owner = _visible_user(model, actor, req.user_id or actor.principal_id)
         policy.require_scope(actor, entity_type, "list", owner.id)
         owned = model.credentials_by_owner.get(owner.id, {})
         matching = {i: None for i in owned if model.credentials[i].kind in kinds}
         ids, cursor = queries.page(matching, req.after, req.limit)
         items: list[CredentialView] = [model.credentials[i] for i in ids]
-        return {"items": [queries.credential_detail(c) for c in items], "next": cursor}
+        return {"items": [queries.credential_detail(c, now) for c in items], "next": cursor}
 
     return answer
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import msgspec
 from nats.micro.request import Request
@@ -23,6 +24,7 @@ class AuthorizeRequest(msgspec.Struct, forbid_unknown_fields=True):
     operation: Operation
     entity_id: Name
     domain: Name | None = None
+    tenant_id: UUID | None = None
     min_position: Position | None = None
 
 
@@ -51,7 +53,7 @@ def authorize(backend: Backend):
         await ensure_position(backend, req.min_position)
         model = backend.model
         decision = queries.authorize(
-            model, req.token, backend.now(), req.domain, req.entity_type, req.operation, req.entity_id
+            model, req.token, backend.now(), req.domain, req.entity_type, req.operation, req.entity_id, req.tenant_id
         )
         principal = decision.verdict.principal
         return {

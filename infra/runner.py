@@ -12,7 +12,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from authbus.domain import tokens
-from authbus.domain.commands import Command
+from authbus.domain.commands import Command, current_actor
 from authbus.domain.errors import Conflict, Unavailable, not_found
 from authbus.domain.policy import Actor
 from authbus.domain.registry import CommandRecord, command_record_id
@@ -72,7 +72,10 @@ class CommandRunner:
         self.passwords = passwords
 
     def run(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]:
-        return self.run_function(command.command, command.run, actor, actor.id, command.command_id, command.digest())
+        def decide(actor: Actor, uow: StoreUnitOfWork) -> dict[str, Any]:
+            return command.run(current_actor(actor, uow), uow)
+
+        return self.run_function(command.command, decide, actor, actor.id, command.command_id, command.digest())
 
     def run_function(
         self,

@@ -59,13 +59,24 @@ ROLE_OPERATIONS = {"auditor": frozenset({"read", "list"})}
 
 
 def authorize(
-    model: ReadModel, token: str, now: float, domain: str | None, entity_type: str, operation: str, entity_id: str
+    model: ReadModel,
+    token: str,
+    now: float,
+    domain: str | None,
+    entity_type: str,
+    operation: str,
+    entity_id: str,
+    tenant_id: UUID | None = None,
 ) -> Decision:
     verdict = verify(model, token, now)
     if not verdict.valid:
         return Decision(False, verdict.reason or "unknown", verdict)
     credential, principal = verdict.credential, verdict.principal
     assert credential is not None and principal is not None
+    if credential.kind in REDEEMABLE_KINDS:
+        return Decision(False, "not_a_bearer_credential", verdict)
+    if tenant_id is not None and tenant_id != principal.tenant_id and "root" not in principal.roles:
+        return Decision(False, "other_tenant", verdict)
     if credential.scopes is not None:
         scope = find_grant(credential.scopes, domain, entity_type, operation, entity_id)
         return Decision(scope is not None, "scope" if scope else "no_matching_scope", verdict, scope)
@@ -107,8 +118,9 @@ def principal_view(principal: PrincipalView) -> dict[str, Any]:
     }
 
 
-def scope_list(credential: CredentialView) -> list[dict[str, str | None]]:
-    return [] if credential.scopes is None else [s.to_dict() for s in credential.scopes.values()]
+def scope_list(credential: CredentialView) -> list[dict[str, str | None]] | None:
+    """The credential's scopes; None when it has none of its own and acts with its owner's roles."""
+    return None if credential.scopes is None else [s.to_dict() for s in credential.scopes.values()]
 
 
 def user_detail(principal: PrincipalView) -> dict[str, Any]:
@@ -121,15 +133,16 @@ def user_detail(principal: PrincipalView) -> dict[str, Any]:
     }
 
 
-def credential_detail(credential: CredentialView) -> dict[str, Any]:
+def credential_detail(credential: CredentialView, now: float) -> dict[str, Any]:
+    expired = credential.expires_ts is not None and credential.expires_ts <= now
     detail = {
         **credential_view(credential),
         "user_id": str(credential.owner_id),
         "tenant_id": str(credential.tenant_id),
         "name": credential.name,
-        "status": credential.status,
+        "status": "expired" if credential.status == "active" and expired else credential.status,
         "created_at": credential.created_at,
-        "scopes": scope_list(credential) if credential.scopes is not None else None,
+        "scopes": scope_list(credential),
     }
     if credential.kind == "pat":
         detail["description"] = credential.description

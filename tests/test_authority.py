@@ -1,6 +1,10 @@
 """Who may do what: roles, escalation and tenant isolation, through real NATS."""
 
+import uuid
+
 import pytest
+
+from authbus.domain.tenant import SYSTEM_TENANT_ID
 
 from authbus.infra.client import AuthbusError
 from tests.conftest import make_org
@@ -72,3 +76,35 @@ async def test_tenants_are_isolated(client, org):
     await refused(client.command("register_user", tenant_id=other.tenant_id, username="spy", token=a), "forbidden", "tenant_id")
     await refused(client.command("disable_tenant", tenant_id=other.tenant_id, token=a), "forbidden")
     assert (await client.verify(other_pat["result"]["token"]))["valid"] is True
+
+
+async def test_root_and_its_credentials_are_out_of_reach_of_system_admins(client):
+    system = str(SYSTEM_TENANT_ID)
+    root_id = next(u["id"] for u in (await client.admin("list_users", tenant_id=system))["items"] if u["username"] == "root")
+    admin = await client.command("register_user", tenant_id=system, username=f"ops-{uuid.uuid4().hex[:8]}", roles=["admin"])
+    admin_key = (await client.command("issue_key", user_id=admin["result"]["user_id"], kind="api_key"))["result"]["token"]
+    root_key_id = (await client.admin("list_keys", user_id=root_id))["items"][0]["id"]
+    for call in (
+        client.command("issue_key", user_id=root_id, kind="api_key", token=admin_key),
+        client.command("create_pat", user_id=root_id, name="mine now", token=admin_key),
+        client.command("change_password", user_id=root_id, password="taken over!", token=admin_key),
+        client.command("revoke_key", key_id=root_key_id, token=admin_key),
+        client.command("disable_user", user_id=root_id, token=admin_key),
+    ):
+        await refused(call, "forbidden")
+
+
+async def test_recovery_keys_authorize_nothing_and_tenants_can_be_checked(client, org):
+    recovery = (await client.command("issue_key", user_id=org.admin_id, kind="recovery"))["result"]["token"]
+    reply = await client.authorize(recovery, entity_type="document", operation="read", entity_id="1")
+    assert (reply["allowed"], reply["reason"]) == (False, "not_a_bearer_credential")
+
+    other = await make_org(client)
+    reply = await client.authorize(org.admin_key, tenant_id=other.tenant_id, entity_type="document", operation="read", entity_id="1")
+    assert (reply["allowed"], reply["reason"]) == (False, "other_tenant")
+    reply = await client.authorize(org.admin_key, tenant_id=org.tenant_id, entity_type="document", operation="read", entity_id="1")
+    assert (reply["allowed"], reply["reason"]) == (True, "role:admin")
+    # An unscoped key says so (null: acts with its owner's roles); a key issued with [] holds nothing.
+    assert (await client.verify(org.admin_key))["scopes"] is None
+    empty = (await client.command("issue_key", user_id=org.user_id, kind="api_key", scopes=[], token=org.admin_key))["result"]["token"]
+    assert (await client.verify(empty))["scopes"] == []

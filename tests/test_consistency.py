@@ -124,3 +124,27 @@ async def test_two_instances_on_one_store_both_see_a_revocation(fresh_store, nat
         await via_b.close()
         await a.node.stop()
         await b.node.stop()
+
+
+async def test_a_lagging_instance_still_refuses_a_just_revoked_key_for_commands(fresh_store, nats_server):
+    backend, settings = fresh_store
+    a = await start_instance(settings(f"la{backend}"), backend)
+    b = await start_instance(settings(f"lb{backend}"), backend, bootstrap=False)
+    via_a = await AuthbusClient.connect(nats_server.url, a.prefix, a.root_token)
+    via_b = await AuthbusClient.connect(nats_server.url, b.prefix, a.root_token)
+    try:
+        tenant = (await via_a.command("create_tenant", name="lag"))["result"]["tenant_id"]
+        admin = (await via_a.command("register_user", tenant_id=tenant, username="adm", roles=["admin"]))["result"]["user_id"]
+        issued = await via_a.command("issue_key", user_id=admin, kind="api_key")
+        assert (await via_b.verify(issued["result"]["token"], min_position=issued["position"]))["valid"]
+        b.node._follower.stop()  # B's read model now lags the store
+        await via_a.command("revoke_key", key_id=issued["result"]["key_id"])
+        assert (await via_b.verify(issued["result"]["token"]))["valid"] is True  # the lag is real
+        with pytest.raises(AuthbusError) as error:
+            await via_b.command("register_user", tenant_id=tenant, username="sneaky", token=issued["result"]["token"])
+        assert error.value.code == "unauthenticated"
+    finally:
+        await via_a.close()
+        await via_b.close()
+        await a.node.stop()
+        await b.node.stop()
