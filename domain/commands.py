@@ -77,6 +77,7 @@ def expiry(kind: str, expires_in: int | None, now: datetime) -> datetime | None:
 class Command(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     command: ClassVar[str]
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    credential_field: ClassVar[str] = "Authorization"  # where the acting credential came from
     command_id: CommandId | None = None
 
     def digest(self) -> str:
@@ -85,20 +86,20 @@ class Command(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return hashlib.sha256(msgspec.json.encode(blanked)).hexdigest()
 
 
-def current_actor(actor: Actor, uow: UnitOfWork) -> Actor:
+def current_actor(actor: Actor, uow: UnitOfWork, field: str = "Authorization") -> Actor:
     """The actor as the store has it now.
 
     The read model that authenticated the bearer may lag the store by a few milliseconds;
     a command must not act on a credential revoked, a user disabled or a role or scope
     removed in that window, so the deciding read sees them here.
     """
-    refused = Unauthenticated("the bearer credential is not valid", field="Authorization")
+    refused = Unauthenticated("the credential is not valid", field=field)
     cls = PersonalAccessToken if actor.credential_kind == "pat" else Key
     try:
-        credential = uow.get(cls, actor.credential_id, "Authorization")
+        credential = uow.get(cls, actor.credential_id, field)
         credential.require_active(uow.now)
-        user = uow.get(User, credential.user_id, "Authorization")
-        tenant = uow.get(Tenant, user.tenant_id, "Authorization")
+        user = uow.get(User, credential.user_id, field)
+        tenant = uow.get(Tenant, user.tenant_id, field)
     except (NotFound, Conflict):
         raise refused from None
     if user.disabled or tenant.disabled:
@@ -451,6 +452,7 @@ class RedeemKey(Command):
 
     command = "redeem_key"
     secret_fields = ("password",)
+    credential_field = "token"
     key_id: UUID
     password: Password
 

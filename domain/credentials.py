@@ -124,6 +124,11 @@ class Key(_Credential):
         if self.redeemed:
             raise Conflict("key was already redeemed")
 
+    def revoke(self, actor: str, correlation_id: str, reason: str) -> None:
+        if self.redeemed:
+            raise Conflict("key was already redeemed")
+        super().revoke(actor=actor, correlation_id=correlation_id, reason=reason)
+
     def redeem(self, now: datetime, actor: str, correlation_id: str) -> None:
         self.require_active(now)
         if not self.single_use:

@@ -10,7 +10,7 @@ from nats.micro.request import Request
 from authbus.domain.commands import Command, CommandId, Password, RedeemKey
 from authbus.domain.errors import Unauthenticated
 from authbus.handlers.wire import Backend, Token, authenticate, decode
-from authbus.projections.queries import REDEEMABLE_KINDS, actor_for
+from authbus.projections.queries import redeemer_for
 
 
 def command(backend: Backend, cls: type[Command]):
@@ -34,7 +34,7 @@ def redeem(backend: Backend):
 
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, RedeemRequest)
-        actor = actor_for(backend.model, req.token, backend.now(), REDEEMABLE_KINDS)
+        actor = redeemer_for(backend.model, req.token)
         if actor is None:
             raise Unauthenticated("the recovery or invitation key is not valid", field="token")
         cmd = RedeemKey(key_id=actor.credential_id, password=req.password, command_id=req.command_id)

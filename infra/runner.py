@@ -73,7 +73,7 @@ class CommandRunner:
 
     def run(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]:
         def decide(actor: Actor, uow: StoreUnitOfWork) -> dict[str, Any]:
-            return command.run(current_actor(actor, uow), uow)
+            return command.run(current_actor(actor, uow, command.credential_field), uow)
 
         return self.run_function(command.command, decide, actor, actor.id, command.command_id, command.digest())
 

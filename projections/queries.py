@@ -87,21 +87,37 @@ def authorize(
     return Decision(False, "no_matching_scope", verdict)
 
 
-def actor_for(model: ReadModel, token: str, now: float, kinds: frozenset[str] = BEARER_KINDS) -> Actor | None:
-    """The acting principal behind a credential of one of ``kinds``, or None when it does not verify."""
+def actor_for(model: ReadModel, token: str, now: float) -> Actor | None:
+    """The acting principal behind a valid bearer credential (PAT or API key), or None."""
     verdict = verify(model, token, now)
-    if not verdict.valid or verdict.credential is None or verdict.principal is None:
+    if verdict.credential is None or verdict.principal is None or verdict.credential.kind not in BEARER_KINDS:
         return None
-    if verdict.credential.kind not in kinds:
+    return _actor(verdict.credential, verdict.principal)
+
+
+def redeemer_for(model: ReadModel, token: str) -> Actor | None:
+    """The owner of a recovery or invitation key, identified by its secret alone.
+
+    Its status is left to the store: a redeemed key then answers a retried ``command_id``
+    with the first reply, and anything else with ``unauthenticated``.
+    """
+    parsed = tokens.parse(token)
+    credential = model.credentials.get(parsed.credential_id) if parsed is not None else None
+    if parsed is None or credential is None or credential.kind not in REDEEMABLE_KINDS or credential.kind != parsed.kind:
         return None
-    principal = verdict.principal
+    if not tokens.secret_matches(parsed.secret, credential.digest):
+        return None
+    return _actor(credential, model.principals[credential.owner_id])
+
+
+def _actor(credential: CredentialView, principal: PrincipalView) -> Actor:
     return Actor(
         principal_id=principal.id,
         tenant_id=principal.tenant_id,
         roles=frozenset(principal.roles),
-        credential_id=verdict.credential.id,
-        credential_kind=verdict.credential.kind,
-        scopes=verdict.credential.scopes,
+        credential_id=credential.id,
+        credential_kind=credential.kind,
+        scopes=credential.scopes,
     )
 
 

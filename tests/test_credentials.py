@@ -158,3 +158,13 @@ async def test_a_recovery_key_sets_a_password_once(client, org, instance):
     assert error.value.code == "unauthenticated"
     assert instance.node.store.recorder.max_notification_id() == head
     assert (await client.admin("get_user", user_id=org.user_id, token=org.admin_key))["user"]["has_password"] is True
+
+
+async def test_a_redeem_retried_with_its_command_id_returns_the_first_reply(client, org):
+    key = (await client.command("issue_key", user_id=org.user_id, kind="invitation", token=org.admin_key))["result"]
+    body = {"token": key["token"], "password": "welcome aboard!", "command_id": "accept-1"}
+    first = await client.call("redeem", body, token="")
+    assert (await client.call("redeem", body, token=""))["result"] == first["result"]
+    with pytest.raises(AuthbusError) as error:
+        await client.command("revoke_key", key_id=key["key_id"], token=org.admin_key)
+    assert error.value.code == "conflict"
