@@ -43,8 +43,12 @@ class Backend(Protocol):
 
 
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
-_NAMED = re.compile(r"(?:missing required|unknown) field `(?P<name>[^`]*)`")
+_NAMED = re.compile(r"(?P<what>missing required|unknown) field `(?P<name>.*)`$", re.DOTALL)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+# The shape of our field paths.  An unknown field's name is the caller's own text (a pasted
+# token even, or backticks forging a path in msgspec's message), so it is echoed only when
+# it looks like one of ours; otherwise the error names the object that holds it.
+_FIELD = re.compile(r"[a-z][a-z0-9_]{0,63}(?:\[\d+\])*(?:\.[a-z][a-z0-9_]{0,63}(?:\[\d+\])*)*")
 
 
 def describe(error: msgspec.ValidationError) -> InvalidRequest:
@@ -56,10 +60,18 @@ def describe(error: msgspec.ValidationError) -> InvalidRequest:
         path, text = match.group("path"), text[: match.start()]
     named = _NAMED.search(text)
     if named:
-        path = f"{path}.{named.group('name')}" if path else named.group("name")
+        name, text = named.group("name"), f"{text[: named.start()]}{named.group('what')} field"
+        if _FIELD.fullmatch(name):
+            path, text = (f"{path}.{name}" if path else name), f"{text} {name}"
+    if not _FIELD.fullmatch(path):
+        path = ""
     field = path or "body"
     reason = _QUOTED.sub("", text).replace("`", "").strip().rstrip(",")
     return InvalidRequest(f"invalid {field}: {reason}", field=field)
+
+
+def _not_json() -> InvalidRequest:
+    return InvalidRequest("body is not valid JSON", field="body")
 
 
 def decode(data: bytes, cls: type[T]) -> T:
@@ -68,9 +80,18 @@ def decode(data: bytes, cls: type[T]) -> T:
     try:
         return msgspec.json.decode(data, type=cls)
     except msgspec.ValidationError as error:
+        # msgspec validates as it parses, so a body that breaks off (or goes on) after a bad
+        # field reports that field; a body that is not JSON at all says so.  Error path only.
+        try:
+            data.decode()  # JSON is UTF-8 throughout
+            msgspec.json.decode(data, type=msgspec.Raw)  # and well-formed (values unchecked)
+        except (UnicodeDecodeError, msgspec.DecodeError):
+            raise _not_json() from None
+        except RecursionError:  # absurdly deep, but not provably broken: the field error stands
+            pass
         raise describe(error) from None
-    except msgspec.DecodeError:
-        raise InvalidRequest("body is not valid JSON", field="body") from None
+    except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 in a string is the latter
+        raise _not_json() from None
 
 
 _encoder = msgspec.json.Encoder()

@@ -17,6 +17,7 @@ from authbus.infra.client import AuthbusClient
 from authbus.infra.nats_server import NatsServer, free_port
 from authbus.infra.node import Node, open_runner, run_bootstrap
 from authbus.infra.settings import Settings
+from tests.helpers import Org, make_org
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -105,27 +106,6 @@ async def client(instance: Instance, nats_server: NatsServer) -> AsyncIterator[A
     yield c
     await c.close()
 
-
-class Org:
-    """A tenant of its own with an admin and a plain user, each holding an unscoped API key."""
-
-    tenant_id: str
-    admin_id: str
-    admin_key: str
-    user_id: str
-    user_key: str
-
-
-async def make_org(client: AuthbusClient) -> Org:
-    org = Org()
-    org.tenant_id = (await client.command("create_tenant", name=f"org-{uuid.uuid4().hex[:10]}"))["result"]["tenant_id"]
-    for role in ("admin", "user"):
-        user = await client.command("register_user", tenant_id=org.tenant_id, username=f"{role}-1", roles=[role])
-        user_id = user["result"]["user_id"]
-        key = await client.command("issue_key", user_id=user_id, kind="api_key", name=f"{role} key")
-        setattr(org, f"{role}_id", user_id)
-        setattr(org, f"{role}_key", key["result"]["token"])
-    return org
 
 
 @pytest.fixture

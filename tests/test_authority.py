@@ -7,7 +7,7 @@ import pytest
 from authbus.domain.tenant import SYSTEM_TENANT_ID
 
 from authbus.infra.client import AuthbusError
-from tests.conftest import make_org
+from tests.helpers import make_org
 
 AUTHBUS_PAT_DELETE = {"domain": "authbus", "entity_type": "pat", "operation": "delete", "entity_id": "*"}
 
