@@ -21,9 +21,11 @@ from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound,
 from authbus.domain.policy import Actor
 from authbus.domain.registry import NameClaim
 from authbus.domain.scopes import Scope
+from authbus.domain.session import Session
+from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import SYSTEM_TENANT_ID, Tenant, tenant_name_claim_id
 from authbus.domain.tokens import hash_for_storage
-from authbus.domain.user import User, username_claim_id
+from authbus.domain.user import User, public_key_claim_id, username_claim_id
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -36,6 +38,7 @@ Seconds = Annotated[int, msgspec.Meta(gt=0, le=10 * 366 * 86400)]
 Role = Literal["root", "admin", "auditor", "user"]
 KeyKind = Literal["api_key", "recovery", "invitation"]
 Scopes = Annotated[list[Scope], msgspec.Meta(max_length=5000)]
+PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]  # base64url of 32 bytes
 
 MAX_SCOPES = 5000
 # (default, maximum) lifetime in seconds; None: never expires unless asked to.
@@ -58,10 +61,21 @@ class UnitOfWork(Protocol):
     def mint(self, kind: str, credential_id: UUID) -> str: ...
     def hash_password(self, password: str) -> str: ...
     def password_matches(self, password: str, password_hash: str) -> bool: ...
+    def new_signing_key(self, alg: str, kid: str) -> tuple[dict[str, str] | None, str, str | None]:
+        """(public JWK, sealed private key, HS256 secret shown once or None)."""
+    def sign(self, tenant_id: UUID, claims: dict[str, Any]) -> str:
+        """A JWT over ``claims`` from the tenant's newest active asymmetric key, else the system's."""
 
 
 def rfc3339(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_epoch(seconds: float) -> str | None:
+    try:
+        return rfc3339(datetime.fromtimestamp(float(seconds), timezone.utc))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def expiry(kind: str, expires_in: int | None, now: datetime) -> datetime | None:
@@ -94,17 +108,24 @@ def current_actor(actor: Actor, uow: UnitOfWork, field: str = "Authorization") -
     removed in that window, so the deciding read sees them here.
     """
     refused = Unauthenticated("the credential is not valid", field=field)
-    cls = PersonalAccessToken if actor.credential_kind == "pat" else Key
     try:
-        credential = uow.get(cls, actor.credential_id, field)
-        credential.require_active(uow.now)
-        user = uow.get(User, credential.user_id, field)
+        if actor.credential_kind == "access_token":  # its session stands for it
+            session = uow.get(Session, actor.credential_id, field)
+            if session.revoked:
+                raise refused
+            owner_id, scoped = session.user_id, None
+        else:
+            cls = PersonalAccessToken if actor.credential_kind == "pat" else Key
+            credential = uow.get(cls, actor.credential_id, field)
+            credential.require_active(uow.now)
+            owner_id, scoped = credential.user_id, credential.scopes
+        user = uow.get(User, owner_id, field)
         tenant = uow.get(Tenant, user.tenant_id, field)
     except (NotFound, Conflict):
         raise refused from None
     if user.disabled or tenant.disabled:
         raise refused
-    scopes = None if credential.scopes is None else {s.key: s for s in map(Scope.from_dict, credential.scopes)}
+    scopes = None if scoped is None else {s.key: s for s in map(Scope.from_dict, scoped)}
     return dataclasses.replace(actor, roles=frozenset(user.roles), scopes=scopes)
 
 
@@ -128,10 +149,15 @@ def _require_owner_or_admin(actor: Actor, uow: UnitOfWork, owner_id: UUID) -> No
     policy.require_self_or_admin(actor, owner.id, owner.tenant_id, owner.roles)
 
 
-def _claim(uow: UnitOfWork, claim_id: UUID, namespace: str, name: str, owner_id: UUID, field: str) -> None:
-    if uow.exists(claim_id):
-        raise Conflict(f"{field} {name!r} is already taken", field=field)
-    uow.add(NameClaim(namespace=namespace, name=name, owner_id=owner_id, id=claim_id, **uow.meta))
+def claim_name(uow: UnitOfWork, claim_id: UUID, namespace: str, name: str, owner_id: UUID, field: str) -> None:
+    if not uow.exists(claim_id):
+        uow.add(NameClaim(namespace=namespace, name=name, owner_id=owner_id, id=claim_id, **uow.meta))
+        return
+    claim = uow.get(NameClaim, claim_id, field)
+    if claim.owner_id is not None:
+        raise Conflict(f"{field} is already taken", field=field)
+    claim.reclaim(owner_id=owner_id, **uow.meta)
+    uow.add(claim)
 
 
 def _active_tenant(uow: UnitOfWork, tenant_id: UUID) -> Tenant:
@@ -149,7 +175,7 @@ class CreateTenant(Command):
         policy.require_root(actor)
         policy.require_scope(actor, "tenant", "create", "*")
         tenant = Tenant(name=self.name, **uow.meta)
-        _claim(uow, tenant_name_claim_id(self.name), "tenant", self.name, tenant.id, "name")
+        claim_name(uow, tenant_name_claim_id(self.name), "tenant", self.name, tenant.id, "name")
         uow.add(tenant)
         return {"tenant_id": str(tenant.id)}
 
@@ -213,7 +239,7 @@ class RegisterUser(Command):
             password_hash=password_hash,
             **uow.meta,
         )
-        _claim(uow, username_claim_id(self.tenant_id, self.username), "username", self.username, user.id, "username")
+        claim_name(uow, username_claim_id(self.tenant_id, self.username), "username", self.username, user.id, "username")
         uow.add(user)
         return {"user_id": str(user.id)}
 
@@ -446,6 +472,109 @@ class RevokeKey(Command):
         return {}
 
 
+class CreateSigningKey(Command):
+    command = "create_signing_key"
+    tenant_id: UUID | None = None
+    alg: Literal["EdDSA", "ES256", "RS256", "HS256"] = "EdDSA"
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        tenant_id = self.tenant_id or actor.tenant_id
+        if not actor.sees(tenant_id):
+            raise Forbidden("you cannot create signing keys in another tenant", field="tenant_id")
+        policy.require_admin(actor, tenant_id)
+        policy.require_may_mint(actor, None)
+        policy.require_scope(actor, "signing_key", "create", "*")
+        _active_tenant(uow, tenant_id)
+        kid = uuid4()
+        public_jwk, sealed, secret = uow.new_signing_key(self.alg, str(kid))
+        key = SigningKey(id=kid, tenant_id=tenant_id, alg=self.alg, public_jwk=public_jwk, sealed_private=sealed, **uow.meta)
+        uow.add(key)
+        result: dict[str, Any] = {"kid": key.kid, "alg": self.alg, "tenant_id": str(tenant_id)}
+        if secret is not None:
+            result["secret"] = secret
+        return result
+
+
+class _SigningKeyChange(Command):
+    kid: UUID
+
+    def _key(self, actor: Actor, uow: UnitOfWork, operation: str) -> SigningKey:
+        key = _credential(uow, actor, SigningKey, self.kid, "kid")
+        policy.require_admin(actor, key.tenant_id)
+        policy.require_scope(actor, "signing_key", operation, key.id)
+        return key
+
+
+class RetireSigningKey(_SigningKeyChange):
+    command = "retire_signing_key"
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        key = self._key(actor, uow, "update")
+        key.retire(**uow.meta)
+        uow.add(key)
+        return {}
+
+
+class RevokeSigningKey(_SigningKeyChange):
+    command = "revoke_signing_key"
+    reason: Text = ""
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        key = self._key(actor, uow, "delete")
+        key.revoke(reason=self.reason, **uow.meta)
+        uow.add(key)
+        return {}
+
+
+class _PublicKeyChange(Command):
+    user_id: UUID
+    public_key: PublicKey
+
+    def _user(self, actor: Actor, uow: UnitOfWork) -> User:
+        user = _user(uow, actor, self.user_id)
+        policy.require_self_or_admin(actor, user.id, user.tenant_id, user.roles)
+        policy.require_scope(actor, "user", "update", user.id)
+        return user
+
+
+class RegisterPublicKey(_PublicKeyChange):
+    command = "register_public_key"
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        user = self._user(actor, uow)
+        claim_id = public_key_claim_id(user.tenant_id, self.public_key)
+        user.register_public_key(public_key=self.public_key, **uow.meta)
+        claim_name(uow, claim_id, "public_key", self.public_key, user.id, "public_key")
+        uow.add(user)
+        return {"key_id": str(claim_id)}
+
+
+class RemovePublicKey(_PublicKeyChange):
+    command = "remove_public_key"
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        user = self._user(actor, uow)
+        user.remove_public_key(public_key=self.public_key, **uow.meta)
+        claim = uow.get(NameClaim, public_key_claim_id(user.tenant_id, self.public_key), "public_key")
+        claim.release(**uow.meta)
+        uow.add(user, claim)
+        return {}
+
+
+class RevokeSession(Command):
+    command = "revoke_session"
+    session_id: UUID
+    reason: Text = ""
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        session = _credential(uow, actor, Session, self.session_id, "session_id")
+        _require_owner_or_admin(actor, uow, session.user_id)
+        policy.require_scope(actor, "session", "delete", session.id)
+        session.revoke(reason=self.reason or "revoked by an admin", **uow.meta)
+        uow.add(session)
+        return {}
+
+
 class RedeemKey(Command):
     """A recovery or invitation key sets its owner's password, once.  Not a bearer command:
     the key itself is the credential, so ``auth.v1.redeem`` builds this from the token."""
@@ -488,6 +617,12 @@ COMMANDS: dict[str, type[Command]] = {
         ResetPATSecret,
         IssueKey,
         RevokeKey,
+        CreateSigningKey,
+        RetireSigningKey,
+        RevokeSigningKey,
+        RegisterPublicKey,
+        RemovePublicKey,
+        RevokeSession,
     )
 }
 
@@ -497,9 +632,9 @@ def bootstrap(uow: UnitOfWork) -> dict[str, Any]:
     if uow.exists(SYSTEM_TENANT_ID):
         raise Conflict("authbus is already bootstrapped")
     tenant = Tenant(name="system", id=SYSTEM_TENANT_ID, **uow.meta)
-    _claim(uow, tenant_name_claim_id("system"), "tenant", "system", tenant.id, "name")
+    claim_name(uow, tenant_name_claim_id("system"), "tenant", "system", tenant.id, "name")
     root = User(tenant_id=tenant.id, username="root", kind="service", roles=["root"], password_hash=None, **uow.meta)
-    _claim(uow, username_claim_id(tenant.id, "root"), "username", "root", root.id, "username")
+    claim_name(uow, username_claim_id(tenant.id, "root"), "username", "root", root.id, "username")
     key_id = uuid4()
     token = uow.mint("api_key", key_id)
     key = Key(
@@ -513,5 +648,8 @@ def bootstrap(uow: UnitOfWork) -> dict[str, Any]:
         scopes=None,
         **uow.meta,
     )
-    uow.add(tenant, root, key)
+    kid = uuid4()  # signs access tokens for every tenant that has no key of its own
+    public_jwk, sealed, _ = uow.new_signing_key("EdDSA", str(kid))
+    signing = SigningKey(id=kid, tenant_id=tenant.id, alg="EdDSA", public_jwk=public_jwk, sealed_private=sealed, **uow.meta)
+    uow.add(tenant, root, key, signing)
     return {"tenant_id": str(tenant.id), "user_id": str(root.id), "key_id": str(key.id), "token": token}

@@ -77,7 +77,7 @@ def require_outranks(actor: Actor, roles: Iterable[str]) -> None:
         raise Forbidden("only root acts on a root user or its credentials")
 
 
-def require_may_mint(actor: Actor, owner_id: UUID) -> None:
+def require_may_mint(actor: Actor, owner_id: UUID | None) -> None:
     """Credentials cannot mint credentials that outlive or out-scope them.
 
     A PAT never creates PATs or keys; an API key never creates them for its own principal

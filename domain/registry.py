@@ -11,21 +11,43 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from authbus.domain.errors import Conflict
+
 
 class NameClaim(Aggregate):
+    """Released claims (a removed public key, say) can be claimed again, by anyone."""
+
     @event("NameClaimed")
     def __init__(self, id: UUID, namespace: str, name: str, owner_id: UUID, actor: str, correlation_id: str) -> None:
         self.namespace = namespace
         self.name = name
+        self.owner_id: UUID | None = owner_id
+
+    def release(self, actor: str, correlation_id: str) -> None:
+        if self.owner_id is None:
+            raise Conflict(f"{self.namespace} is not claimed")
+        self._release(actor=actor, correlation_id=correlation_id)
+
+    def reclaim(self, owner_id: UUID, actor: str, correlation_id: str) -> None:
+        if self.owner_id is not None:
+            raise Conflict(f"{self.namespace} {self.name!r} is already taken", field=self.namespace)
+        self._reclaim(owner_id=owner_id, actor=actor, correlation_id=correlation_id)
+
+    @event("NameReleased")
+    def _release(self, actor: str, correlation_id: str) -> None:
+        self.owner_id = None
+
+    @event("NameReclaimed")
+    def _reclaim(self, owner_id: UUID, actor: str, correlation_id: str) -> None:
         self.owner_id = owner_id
 
 
 class CommandRecord(Aggregate):
     """The first reply to a command sent with a ``command_id``, without its secrets.
 
-    ``secrets`` maps a result field to the label from which the secret is derived again on
-    a repeat (see infra.secrets), so the repeat returns the same token without any secret
-    having been stored.
+    ``secrets`` maps a result field to the recipe from which its shown-once value is derived
+    again on a repeat (see infra.runner.render_secret), so the repeat returns the same token
+    or key secret without any secret having been stored.
     """
 
     @event("CommandRecorded")

@@ -30,6 +30,7 @@ class User(Aggregate):
         self.roles = list(roles)
         self.password_hash = password_hash
         self.disabled = False
+        self.public_keys: list[str] = []  # base64url raw Ed25519 keys, for challenge login
 
     @event("PasswordChanged")
     def change_password(self, password_hash: str, actor: str, correlation_id: str) -> None:
@@ -55,6 +56,32 @@ class User(Aggregate):
             raise Conflict(f"user does not have role {role}", field="role")
         self._revoke(role=role, actor=actor, correlation_id=correlation_id, reason=reason)
 
+    def register_public_key(self, public_key: str, actor: str, correlation_id: str) -> None:
+        if public_key in self.public_keys:
+            raise Conflict("this public key is already registered", field="public_key")
+        self._add_public_key(public_key=public_key, actor=actor, correlation_id=correlation_id)
+
+    def remove_public_key(self, public_key: str, actor: str, correlation_id: str) -> None:
+        if public_key not in self.public_keys:
+            raise Conflict("this public key is not registered", field="public_key")
+        self._remove_public_key(public_key=public_key, actor=actor, correlation_id=correlation_id)
+
+    @event("LoginSucceeded")
+    def login_succeeded(self, method: str, session_id: UUID, source: str, actor: str, correlation_id: str) -> None:
+        pass
+
+    @event("LoginFailed")
+    def login_failed(self, method: str, reason: str, source: str, actor: str, correlation_id: str) -> None:
+        pass
+
+    @event("PublicKeyRegistered")
+    def _add_public_key(self, public_key: str, actor: str, correlation_id: str) -> None:
+        self.public_keys.append(public_key)
+
+    @event("PublicKeyRemoved")
+    def _remove_public_key(self, public_key: str, actor: str, correlation_id: str) -> None:
+        self.public_keys.remove(public_key)
+
     @event("UserDisabled")
     def _disable(self, actor: str, correlation_id: str, reason: str) -> None:
         self.disabled = True
@@ -74,3 +101,8 @@ class User(Aggregate):
 
 def username_claim_id(tenant_id: UUID, username: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"authbus:username:{tenant_id}:{username.casefold()}")
+
+
+def public_key_claim_id(tenant_id: UUID, public_key: str) -> UUID:
+    """A public key names one principal per tenant, so a challenge answer has one owner."""
+    return uuid5(NAMESPACE_URL, f"authbus:public-key:{tenant_id}:{public_key}")

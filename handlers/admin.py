@@ -101,12 +101,53 @@ def _lister(entity_type: str, kinds: frozenset[str]):
     return answer
 
 
+class ListSigningKeys(_Read):
+    tenant_id: UUID | None = None
+    limit: Limit = 100
+    after: str | None = None
+
+
+def _list_signing_keys(model: ReadModel, actor: Actor, req: ListSigningKeys, now: float) -> dict[str, Any]:
+    tenant_id = req.tenant_id or actor.tenant_id
+    if tenant_id not in model.tenants or not actor.sees(tenant_id):
+        raise not_found("tenant_id")
+    if not actor.audits(tenant_id):
+        raise Forbidden("listing signing keys needs the admin or auditor role")
+    policy.require_scope(actor, "signing_key", "list", tenant_id)
+    kids = list(model.signing_keys_by_tenant.get(tenant_id, {}))
+    start = kids.index(req.after) + 1 if req.after in kids else 0
+    chunk = kids[start : start + req.limit]
+    keys = [model.signing_keys[kid] for kid in chunk]
+    items = [{"kid": k.kid, "alg": k.alg, "status": k.status, "tenant_id": str(k.tenant_id), "created_at": k.created_at} for k in keys]
+    return {"items": items, "next": chunk[-1] if chunk and start + req.limit < len(kids) else None}
+
+
+def _list_sessions(model: ReadModel, actor: Actor, req: ListCredentials, now: float) -> dict[str, Any]:
+    owner = _visible_user(model, actor, req.user_id or actor.principal_id)
+    policy.require_scope(actor, "session", "list", owner.id)
+    ids, cursor = queries.page(model.sessions_by_user.get(owner.id, {}), req.after, req.limit)
+    return {"items": [queries.session_detail(model.sessions[i]) for i in ids], "next": cursor}
+
+
+class LoginActivity(_Read):
+    user_id: UUID | None = None
+
+
+def _login_activity(model: ReadModel, actor: Actor, req: LoginActivity, now: float) -> dict[str, Any]:
+    owner = _visible_user(model, actor, req.user_id or actor.principal_id)
+    policy.require_scope(actor, "user", "read", owner.id)
+    return {"items": list(reversed(model.login_activity.get(owner.id, ()))), "next": None}
+
+
 ADMIN_READS = {
     "get_user": (GetUser, _get_user),
     "list_users": (ListUsers, _list_users),
     "get_pat": (GetPAT, _get_pat),
     "list_pats": (ListCredentials, _lister("pat", frozenset({"pat"}))),
     "list_keys": (ListCredentials, _lister("key", frozenset({"api_key", "recovery", "invitation"}))),
+    "list_signing_keys": (ListSigningKeys, _list_signing_keys),
+    "list_sessions": (ListCredentials, _list_sessions),
+    "login_activity": (LoginActivity, _login_activity),
 }
 
 

@@ -33,7 +33,7 @@ def verify(backend: Backend):
         req = decode(request.data, VerifyRequest)
         await ensure_position(backend, req.min_position)
         model = backend.model
-        verdict = queries.verify(model, req.token, backend.now())
+        verdict = queries.verify(model, req.token, backend.now(), backend.keys)
         if verdict.credential is None or verdict.principal is None:
             return {"valid": False, "reason": verdict.reason, "position": model.position}
         return {
@@ -53,7 +53,8 @@ def authorize(backend: Backend):
         await ensure_position(backend, req.min_position)
         model = backend.model
         decision = queries.authorize(
-            model, req.token, backend.now(), req.domain, req.entity_type, req.operation, req.entity_id, req.tenant_id
+            model, req.token, backend.now(), backend.keys, req.domain, req.entity_type, req.operation, req.entity_id,
+            req.tenant_id,
         )
         principal = decision.verdict.principal
         return {
@@ -63,5 +64,21 @@ def authorize(backend: Backend):
             "matched_scope": decision.matched_scope.to_dict() if decision.matched_scope is not None else None,
             "position": model.position,
         }
+
+    return handle
+
+
+class JwksRequest(msgspec.Struct, forbid_unknown_fields=True):
+    tenant_id: UUID | None = None
+    min_position: Position | None = None
+
+
+def jwks(backend: Backend):
+    """``auth.v1.jwks``: the public keys that verify access tokens (RFC 7517), never a secret."""
+
+    async def handle(request: Request) -> dict[str, Any]:
+        req = decode(request.data or b"{}", JwksRequest)
+        await ensure_position(backend, req.min_position)
+        return {"keys": queries.jwks(backend.model, req.tenant_id), "position": backend.model.position}
 
     return handle

@@ -9,7 +9,8 @@ from nats.micro.service import Service
 from authbus.domain.commands import COMMANDS
 from authbus.handlers.admin import ADMIN_READS, admin_read
 from authbus.handlers.commands import command, redeem
-from authbus.handlers.queries import authorize, verify
+from authbus.handlers import sessions
+from authbus.handlers.queries import authorize, jwks, verify
 from authbus.handlers.wire import Backend, endpoint
 
 QUEUE_GROUP = "authbus"
@@ -21,6 +22,12 @@ def subjects(prefix: str) -> dict[str, str]:
     names = {
         "verify": f"{prefix}.v1.verify",
         "authorize": f"{prefix}.v1.authorize",
+        "jwks": f"{prefix}.v1.jwks",
+        "login": f"{prefix}.v1.login",
+        "refresh": f"{prefix}.v1.refresh",
+        "logout": f"{prefix}.v1.logout",
+        "challenge": f"{prefix}.v1.challenge",
+        "challenge_answer": f"{prefix}.v1.challenge.answer",
         "redeem": f"{prefix}.v1.redeem",
     }
     names.update({f"cmd_{name}": f"{prefix}.v1.cmd.{name}" for name in COMMANDS})
@@ -36,7 +43,17 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
         description="event-sourced authentication and authorization",
         queue_group=QUEUE_GROUP,
     )
-    handlers = {"verify": verify(backend), "authorize": authorize(backend), "redeem": redeem(backend)}
+    handlers = {
+        "verify": verify(backend),
+        "authorize": authorize(backend),
+        "jwks": jwks(backend),
+        "login": sessions.login_endpoint(backend),
+        "refresh": sessions.refresh_endpoint(backend),
+        "logout": sessions.logout_endpoint(backend),
+        "challenge": sessions.challenge_endpoint(backend),
+        "challenge_answer": sessions.answer_endpoint(backend),
+        "redeem": redeem(backend),
+    }
     handlers.update({f"cmd_{name}": command(backend, cls) for name, cls in COMMANDS.items()})
     handlers.update({f"admin_{name}": admin_read(backend, name) for name in ADMIN_READS})
     for name, subject in subjects(prefix).items():

@@ -15,9 +15,10 @@ from typing import Annotated, Any, Protocol, TypeVar
 import msgspec
 from nats.micro.request import Request
 
-from authbus.domain.commands import Command
+from authbus.domain.commands import Command, UnitOfWork
 from authbus.domain.errors import AuthbusError, InvalidRequest, Stale, Unauthenticated
 from authbus.domain.policy import Actor
+from authbus.projections.jwt_tokens import KeyMaterial
 from authbus.projections.queries import actor_for
 from authbus.projections.read_model import ReadModel
 
@@ -36,10 +37,15 @@ class Backend(Protocol):
 
     model: ReadModel
     consistency_wait: float
+    keys: KeyMaterial
+    challenges: Any  # infra.challenges.Challenges: issue() and answer()
 
     def now(self) -> float: ...
     async def reached(self, position: int, timeout: float) -> bool: ...
     async def execute(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]: ...
+    async def perform(
+        self, name: str, actor_id: str, decide: Callable[[UnitOfWork], dict[str, Any]]
+    ) -> tuple[dict[str, Any], int]: ...
 
 
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
@@ -115,7 +121,7 @@ def bearer(request: Request) -> str:
 
 
 def authenticate(backend: Backend, request: Request) -> Actor:
-    actor = actor_for(backend.model, bearer(request), backend.now())
+    actor = actor_for(backend.model, bearer(request), backend.now(), backend.keys)
     if actor is None:
         raise Unauthenticated("the bearer credential is not valid", field="Authorization")
     return actor

@@ -95,7 +95,7 @@ def bootstrap(
     Example: authbus bootstrap --database-url postgresql://authbus:pw@db/authbus
     """
     settings = Settings.load(database_url=database_url)
-    runner = _or_exit(lambda: open_runner(settings, need_kek=False))
+    runner = _or_exit(lambda: open_runner(settings))
     try:
         result = run_bootstrap(runner)
     except Conflict as error:

@@ -3,34 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import nats
 from nats.aio.client import Client
 from nats.micro.service import Service
 
-from authbus.domain.commands import Command, bootstrap
+from authbus.domain.commands import Command, UnitOfWork, bootstrap
+from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
 from authbus.handlers.service import start_service
 from authbus.infra.follower import Follower, fold
 from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
-from authbus.infra.secrets import Passwords, SecretSource, load_kek
+from authbus.infra.secrets import Passwords, load_kek
 from authbus.infra.settings import Settings
 from authbus.infra.store import EventStore, is_postgres, open_store
-from authbus.projections.read_model import ReadModel
+from authbus.projections.queries import signing_key_for
+from authbus.projections.read_model import ReadModel, SigningKeyView
 
 log = logging.getLogger("authbus")
 
 
-def open_runner(settings: Settings, create_kek: bool = False, need_kek: bool = True) -> CommandRunner:
-    """The command runner over the configured store.  Only commands sent with a command_id
-    derive secrets from the KEK, so ``bootstrap`` alone may run without one."""
-    kek = load_kek(settings.kek, settings.default_kek_file, create=create_kek) if need_kek else os.urandom(32)
-    return CommandRunner(open_store(settings.database_url), SecretSource(kek), Passwords())
+def open_runner(settings: Settings, create_kek: bool = False) -> CommandRunner:
+    """The command runner over the configured store, with key material from the KEK."""
+    kek = load_kek(settings.kek, settings.default_kek_file, create=create_kek)
+    return CommandRunner(open_store(settings.database_url), kek, Passwords())
 
 
 def run_bootstrap(runner: CommandRunner) -> dict[str, Any]:
@@ -59,8 +62,13 @@ class Node:
         self.nc: Client | None = None
         self.service: Service | None = None
         self._follower: Follower | None = None
+        self.keys = runner.keyring
+        self.challenges = runner.challenges
+        runner.signing_key_for = self._signing_key_for
         self._stopping = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authbus-commands")
+        # argon2 is slow on purpose: logins get workers of their own, off the event loop.
+        self._logins = ThreadPoolExecutor(max_workers=2, thread_name_prefix="authbus-logins")
 
     async def _log_disconnect(self) -> None:
         if not self._stopping:
@@ -103,6 +111,7 @@ class Node:
         if self._follower is not None:
             await asyncio.to_thread(self._follower.stop)
         self._worker.shutdown(wait=True)
+        self._logins.shutdown(wait=True)
         self.store.close()
 
     async def reached(self, position: int, timeout: float) -> bool:
@@ -110,9 +119,22 @@ class Node:
         return await self._follower.reached(position, timeout)
 
     async def execute(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]:
-        loop = asyncio.get_running_loop()
-        result, position = await loop.run_in_executor(self._worker, self.runner.run, command, actor)
-        # Answer only once this instance's read model holds the command's events, so a
-        # caller's next request here already sees them.
+        return await self._settled(self._worker, self.runner.run, command, actor)
+
+    async def perform(self, name: str, actor_id: str, decide: Callable[[UnitOfWork], dict[str, Any]]) -> tuple[dict[str, Any], int]:
+        """A login-family decision: no bearer, retried when it loses a race."""
+        run = functools.partial(self.runner.run_function, name, lambda _, uow: decide(uow), None, actor_id, None, "", attempts=3)
+        return await self._settled(self._logins, run)
+
+    async def _settled(self, pool: ThreadPoolExecutor, fn: Callable[..., tuple[dict[str, Any], int]], *args: Any) -> tuple[dict[str, Any], int]:
+        result, position = await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        # Answer only once this instance's read model holds the events, so a caller's
+        # next request here already sees them.
         await self.reached(position, self.consistency_wait)
         return result, position
+
+    def _signing_key_for(self, tenant_id: UUID) -> SigningKeyView:
+        key = signing_key_for(self.model, tenant_id)
+        if key is None:
+            raise Unavailable("no active signing key: create one with create_signing_key")
+        return key

@@ -16,22 +16,34 @@ from authbus.domain.commands import Command, current_actor
 from authbus.domain.errors import Conflict, Unavailable, not_found
 from authbus.domain.policy import Actor
 from authbus.domain.registry import CommandRecord, command_record_id
-from authbus.infra.secrets import Passwords, SecretSource
+from authbus.infra import keys
+from authbus.infra.keys import b64url
+from authbus.infra.challenges import Challenges
+from authbus.infra.secrets import Passwords, SecretSource, derive
 from authbus.infra.store import EventStore
+from authbus.projections.read_model import SigningKeyView
 
 A = TypeVar("A", bound=Aggregate)
 SYSTEM_ACTOR = "system"
 
 
+def render_secret(recipe: list[str], secret: bytes) -> str:
+    """The shown-once value a recipe makes from derived secret bytes (see CommandRecord)."""
+    if recipe[0] == "token":
+        return tokens.mint(recipe[1], UUID(recipe[2]), secret)
+    return b64url(secret)  # "hs256": the tenant's HMAC key is this string's UTF-8 bytes
+
+
 class StoreUnitOfWork:
-    def __init__(self, store: EventStore, meta: dict[str, str], secret: Callable[[int], bytes], passwords: Passwords) -> None:
+    def __init__(self, runner: CommandRunner, meta: dict[str, str], secret: Callable[[int], bytes]) -> None:
         self.now = datetime.now(timezone.utc)
         self.meta = meta
         self.pending: dict[UUID, Aggregate] = {}
-        self.minted: list[tuple[str, str, UUID]] = []  # (token, kind, credential id)
-        self._store = store
+        self.minted: list[tuple[str, list[str]]] = []  # (shown-once value, recipe)
+        self._store = runner.store
+        self._runner = runner
         self._secret = secret
-        self._passwords = passwords
+        self._passwords = runner.passwords
 
     def get(self, cls: type[A], aggregate_id: UUID, field: str) -> A:
         aggregate = self.pending.get(aggregate_id)
@@ -51,10 +63,21 @@ class StoreUnitOfWork:
         for aggregate in aggregates:
             self.pending[aggregate.id] = aggregate
 
+    def _shown_once(self, recipe: list[str]) -> str:
+        value = render_secret(recipe, self._secret(len(self.minted)))
+        self.minted.append((value, recipe))
+        return value
+
     def mint(self, kind: str, credential_id: UUID) -> str:
-        token = tokens.mint(kind, credential_id, self._secret(len(self.minted)))
-        self.minted.append((token, kind, credential_id))
-        return token
+        return self._shown_once(["token", kind, str(credential_id)])
+
+    def new_signing_key(self, alg: str, kid: str) -> tuple[dict[str, str] | None, str, str | None]:
+        secret = self._shown_once(["hs256"]) if alg == "HS256" else None
+        generated = keys.generate(alg, kid, self._runner.sealer, secret.encode() if secret else None)
+        return generated.public_jwk, generated.sealed_private, secret
+
+    def sign(self, tenant_id: UUID, claims: dict[str, Any]) -> str:
+        return self._runner.sign(tenant_id, claims)
 
     def hash_password(self, password: str) -> str:
         return self._passwords.hash(password)
@@ -66,10 +89,21 @@ class StoreUnitOfWork:
 class CommandRunner:
     """Synchronous: call it from one worker thread, never from the event loop."""
 
-    def __init__(self, store: EventStore, secrets: SecretSource, passwords: Passwords) -> None:
+    def __init__(self, store: EventStore, kek: bytes, passwords: Passwords) -> None:
         self.store = store
-        self.secrets = secrets
         self.passwords = passwords
+        # Everything keyed by the KEK, each under a key derived for its one purpose.
+        self.secrets = SecretSource(kek)
+        self.sealer = keys.Sealer(derive(kek, b"seal"))
+        self.keyring = keys.Keyring(self.sealer)
+        self.challenges = Challenges(derive(kek, b"challenges"))
+        # Set by the node that owns the read model: the key a tenant's tokens are signed with.
+        self.signing_key_for: Callable[[UUID], SigningKeyView] | None = None
+
+    def sign(self, tenant_id: UUID, claims: dict[str, Any]) -> str:
+        if self.signing_key_for is None:  # pragma: no cover - only a node signs
+            raise Unavailable("this process does not sign tokens")
+        return self.keyring.sign(self.signing_key_for(tenant_id), claims)
 
     def run(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]:
         def decide(actor: Actor, uow: StoreUnitOfWork) -> dict[str, Any]:
@@ -85,35 +119,41 @@ class CommandRunner:
         actor_id: str,
         command_id: str | None,
         digest: str,
+        attempts: int = 1,
     ) -> tuple[dict[str, Any], int]:
-        """Decide, then append every collected event in one transaction; or replay."""
+        """Decide, then append every collected event in one transaction; or replay.
+
+        With ``attempts`` > 1 a decision that lost a race to a concurrent writer is made
+        again on the new state (a refresh token used twice at once must see the reuse).
+        """
         record_id = command_record_id(actor_id, command_id) if command_id else None
         try:
             if record_id is not None and record_id in self.store.repository:
                 return self._replay(record_id, name, digest, actor_id)
-            meta = {"actor": actor_id, "correlation_id": command_id or str(uuid4())}
-            uow = StoreUnitOfWork(self.store, meta, lambda n: self.secrets.secret(actor_id, command_id, n), self.passwords)
-            result = decide(actor, uow)
-            aggregates = list(uow.pending.values())
-            if record_id is not None:
-                aggregates.append(self._record(record_id, name, digest, result, uow))
-            try:
-                recordings = self.store.save(*aggregates)
-            except IntegrityError:
-                if record_id is not None and record_id in self.store.repository:
-                    return self._replay(record_id, name, digest, actor_id)
-                raise Conflict("a concurrent change got there first; send the command again") from None
+            for attempt in range(attempts):
+                meta = {"actor": actor_id, "correlation_id": command_id or str(uuid4())}
+                uow = StoreUnitOfWork(self, meta, lambda n: self.secrets.secret(actor_id, command_id, n))
+                result = decide(actor, uow)
+                aggregates = list(uow.pending.values())
+                if not aggregates:  # a refusal that records nothing
+                    return result, self.store.recorder.max_notification_id() or 0
+                if record_id is not None:
+                    aggregates.append(self._record(record_id, name, digest, result, uow))
+                try:
+                    recordings = self.store.save(*aggregates)
+                    return result, recordings[-1].notification.id
+                except IntegrityError:
+                    if record_id is not None and record_id in self.store.repository:
+                        return self._replay(record_id, name, digest, actor_id)
+                    if attempt + 1 == attempts:
+                        raise Conflict("a concurrent change got there first; send the command again") from None
         except PersistenceError as error:
             raise Unavailable("the event store is unavailable; retry with the same command_id") from error
-        return result, recordings[-1].notification.id
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _record(self, record_id: UUID, name: str, digest: str, result: dict[str, Any], uow: StoreUnitOfWork) -> CommandRecord:
-        minted = {token: (kind, credential_id, index) for index, (token, kind, credential_id) in enumerate(uow.minted)}
-        secrets = {
-            field: [minted[value][0], str(minted[value][1]), str(minted[value][2])]
-            for field, value in result.items()
-            if isinstance(value, str) and value in minted
-        }
+        minted = {value: [*recipe, str(index)] for index, (value, recipe) in enumerate(uow.minted)}
+        secrets = {field: minted[value] for field, value in result.items() if isinstance(value, str) and value in minted}
         stored = {field: value for field, value in result.items() if field not in secrets}
         return CommandRecord(
             command=name,
@@ -130,8 +170,7 @@ class CommandRunner:
         if record.command != name or record.request_digest != digest:
             raise Conflict("this command_id was already used for a different request", field="command_id")
         result = dict(record.result)
-        for field, (kind, credential_id, index) in record.secrets.items():
-            secret = self.secrets.secret(actor_id, record.command_id, int(index))
-            result[field] = tokens.mint(kind, UUID(credential_id), secret)
+        for field, recipe in record.secrets.items():
+            result[field] = render_secret(recipe[:-1], self.secrets.secret(actor_id, record.command_id, int(recipe[-1])))
         # The first reply's position is not kept; the log's head is at least that.
         return result, self.store.recorder.max_notification_id() or 0

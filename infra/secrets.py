@@ -51,9 +51,14 @@ def load_kek(kek_hex: str | None, kek_file: Path | None, create: bool = False) -
     return kek
 
 
+def derive(kek: bytes, purpose: bytes) -> bytes:
+    """A key for one purpose, so no two uses ever share key material with the KEK."""
+    return hmac.new(kek, b"authbus/v1/" + purpose, hashlib.sha256).digest()
+
+
 class SecretSource:
     def __init__(self, kek: bytes) -> None:
-        self._replay_key = hmac.new(kek, b"authbus/v1/command-secrets", hashlib.sha256).digest()
+        self._replay_key = derive(kek, b"command-secrets")
 
     def secret(self, actor: str, command_id: str | None, index: int) -> bytes:
         if command_id is None:

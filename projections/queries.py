@@ -12,24 +12,29 @@ from uuid import UUID
 from authbus.domain import tokens
 from authbus.domain.policy import Actor
 from authbus.domain.scopes import Scope, find_grant
-from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel
+from authbus.domain.signing import ASYMMETRIC_ALGS
+from authbus.domain.tenant import SYSTEM_TENANT_ID
+from authbus.projections.jwt_tokens import KeyMaterial, looks_like_jwt, verify_jwt
+from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, SessionView, SigningKeyView
 
-BEARER_KINDS = frozenset({"pat", "api_key"})
+BEARER_KINDS = frozenset({"pat", "api_key", "access_token"})
 REDEEMABLE_KINDS = frozenset({"recovery", "invitation"})
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     reason: str | None  # None when valid
-    credential: CredentialView | None = None
-    principal: PrincipalView | None = None
+    credential: Any = None  # CredentialView, or a TokenCredential for a JWT
+    principal: Any = None  # PrincipalView, or an ExternalPrincipal for a tenant-minted JWT
 
     @property
     def valid(self) -> bool:
         return self.reason is None
 
 
-def verify(model: ReadModel, token: str, now: float) -> Verdict:
+def verify(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Verdict:
+    if looks_like_jwt(token):
+        return Verdict(*verify_jwt(model, token, now, keys))
     parsed = tokens.parse(token)
     if parsed is None:
         return Verdict("malformed")
@@ -62,13 +67,14 @@ def authorize(
     model: ReadModel,
     token: str,
     now: float,
+    keys: KeyMaterial,
     domain: str | None,
     entity_type: str,
     operation: str,
     entity_id: str,
     tenant_id: UUID | None = None,
 ) -> Decision:
-    verdict = verify(model, token, now)
+    verdict = verify(model, token, now, keys)
     if not verdict.valid:
         return Decision(False, verdict.reason or "unknown", verdict)
     credential, principal = verdict.credential, verdict.principal
@@ -87,12 +93,17 @@ def authorize(
     return Decision(False, "no_matching_scope", verdict)
 
 
-def actor_for(model: ReadModel, token: str, now: float) -> Actor | None:
-    """The acting principal behind a valid bearer credential (PAT or API key), or None."""
-    verdict = verify(model, token, now)
-    if verdict.credential is None or verdict.principal is None or verdict.credential.kind not in BEARER_KINDS:
+def actor_for(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Actor | None:
+    """The acting principal behind a valid bearer (PAT, API key or access token), or None.
+
+    An access token acts through its session: the store re-check of a command looks there.
+    """
+    verdict = verify(model, token, now, keys)
+    credential = verdict.credential
+    if credential is None or verdict.principal is None or credential.kind not in BEARER_KINDS:
         return None
-    return _actor(verdict.credential, verdict.principal)
+    credential_id = credential.session_id if credential.kind == "access_token" else credential.id
+    return _actor(credential_id, credential, verdict.principal)
 
 
 def redeemer_for(model: ReadModel, token: str) -> Actor | None:
@@ -107,15 +118,15 @@ def redeemer_for(model: ReadModel, token: str) -> Actor | None:
         return None
     if not tokens.secret_matches(parsed.secret, credential.digest):
         return None
-    return _actor(credential, model.principals[credential.owner_id])
+    return _actor(credential.id, credential, model.principals[credential.owner_id])
 
 
-def _actor(credential: CredentialView, principal: PrincipalView) -> Actor:
+def _actor(credential_id: UUID, credential: Any, principal: PrincipalView) -> Actor:
     return Actor(
         principal_id=principal.id,
         tenant_id=principal.tenant_id,
         roles=frozenset(principal.roles),
-        credential_id=credential.id,
+        credential_id=credential_id,
         credential_kind=credential.kind,
         scopes=credential.scopes,
     )
@@ -167,6 +178,20 @@ def credential_detail(credential: CredentialView, now: float) -> dict[str, Any]:
     return detail
 
 
+def session_detail(session: SessionView) -> dict[str, Any]:
+    return {
+        "id": str(session.id),
+        "user_id": str(session.user_id),
+        "tenant_id": str(session.tenant_id),
+        "method": session.method,
+        "status": "revoked" if session.revoked else "active",
+        "revoked_reason": session.revoked_reason,
+        "rotations": session.rotations,
+        "created_at": session.created_at,
+        "expires_at": session.expires_at,
+    }
+
+
 def page(ids: dict[UUID, None], after: UUID | None, limit: int) -> tuple[list[UUID], str | None]:
     """One page of an insertion-ordered id list, and the cursor of the next page."""
     ordered = list(ids)
@@ -179,3 +204,24 @@ def page(ids: dict[UUID, None], after: UUID | None, limit: int) -> tuple[list[UU
     chunk = ordered[start : start + limit]
     more = start + limit < len(ordered)
     return chunk, (str(chunk[-1]) if more and chunk else None)
+
+
+def signing_key_for(model: ReadModel, tenant_id: UUID) -> SigningKeyView | None:
+    """The tenant's newest active asymmetric key, else the system's: what signs its tokens."""
+    for owner in (tenant_id, SYSTEM_TENANT_ID):
+        for kid in reversed(list(model.signing_keys_by_tenant.get(owner, {}))):
+            key = model.signing_keys[kid]
+            if key.status == "active" and key.alg in ASYMMETRIC_ALGS:
+                return key
+    return None
+
+
+def jwks(model: ReadModel, tenant_id: UUID | None) -> list[dict[str, str]]:
+    """Public keys that verify tokens (active and retired, never HS256 or revoked)."""
+    owners = (SYSTEM_TENANT_ID,) if tenant_id is None or tenant_id == SYSTEM_TENANT_ID else (SYSTEM_TENANT_ID, tenant_id)
+    return [
+        model.signing_keys[kid].public_jwk  # type: ignore[misc]
+        for owner in owners
+        for kid in model.signing_keys_by_tenant.get(owner, {})
+        if model.signing_keys[kid].status != "revoked" and model.signing_keys[kid].public_jwk is not None
+    ]

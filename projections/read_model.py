@@ -5,6 +5,7 @@ of the log twice changes nothing.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -14,8 +15,13 @@ from authbus.domain.commands import rfc3339
 from authbus.domain.credentials import Key, PersonalAccessToken
 from authbus.domain.registry import CommandRecord, NameClaim
 from authbus.domain.scopes import Scope, ScopeKey
+from authbus.domain.session import Session
+from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import Tenant
 from authbus.domain.user import User
+
+LOGIN_ACTIVITY_KEPT = 50
+FAILURES_KEPT = 5  # the rate limit counts at most this many recent failures
 
 
 class TenantView:
@@ -69,6 +75,34 @@ class CredentialView:
         self.expires_at = rfc3339(expires_at)
 
 
+class SigningKeyView:
+    __slots__ = ("kid", "tenant_id", "alg", "status", "public_jwk", "sealed_private", "created_at")
+
+    def __init__(self, event: Any, created_at: str) -> None:
+        self.kid = str(event.originator_id)
+        self.tenant_id: UUID = event.tenant_id
+        self.alg: str = event.alg
+        self.status = "active"
+        self.public_jwk: dict[str, str] | None = event.public_jwk
+        self.sealed_private: str = event.sealed_private
+        self.created_at = created_at
+
+
+class SessionView:
+    __slots__ = ("id", "user_id", "tenant_id", "method", "revoked", "revoked_reason", "created_at", "expires_at", "rotations")
+
+    def __init__(self, event: Any, created_at: str) -> None:
+        self.id: UUID = event.originator_id
+        self.user_id: UUID = event.user_id
+        self.tenant_id: UUID = event.tenant_id
+        self.method: str = event.method
+        self.revoked = False
+        self.revoked_reason: str | None = None
+        self.created_at = created_at
+        self.expires_at = rfc3339(event.expires_at)
+        self.rotations = 0
+
+
 class ReadModel:
     def __init__(self) -> None:
         self.position = 0
@@ -78,6 +112,14 @@ class ReadModel:
         # Insertion-ordered member lists, for paging admin reads.
         self.users_by_tenant: dict[UUID, dict[UUID, None]] = {}
         self.credentials_by_owner: dict[UUID, dict[UUID, None]] = {}
+        self.users_by_name: dict[tuple[UUID, str], UUID] = {}
+        self.signing_keys: dict[str, SigningKeyView] = {}
+        self.signing_keys_by_tenant: dict[UUID, dict[str, None]] = {}
+        self.sessions: dict[UUID, SessionView] = {}
+        self.sessions_by_user: dict[UUID, dict[UUID, None]] = {}
+        self.public_keys: dict[tuple[UUID, str], UUID] = {}
+        self.login_activity: dict[UUID, deque[dict[str, Any]]] = {}
+        self.login_failures: dict[UUID, deque[float]] = {}
         self._appliers: dict[type, Callable[[Any], None]] = {
             Tenant.TenantCreated: self._tenant_created,
             Tenant.TenantRenamed: lambda e: setattr(self.tenants[e.originator_id], "name", e.name),
@@ -89,6 +131,16 @@ class ReadModel:
             User.UserEnabled: lambda e: setattr(self.principals[e.originator_id], "disabled", False),
             User.RoleGranted: self._role_granted,
             User.RoleRevoked: self._role_revoked,
+            User.PublicKeyRegistered: lambda e: self.public_keys.__setitem__((self.principals[e.originator_id].tenant_id, e.public_key), e.originator_id),
+            User.PublicKeyRemoved: lambda e: self.public_keys.pop((self.principals[e.originator_id].tenant_id, e.public_key), None),
+            User.LoginSucceeded: lambda e: self._login(e, "succeeded"),
+            User.LoginFailed: lambda e: self._login(e, "failed"),
+            SigningKey.SigningKeyCreated: self._signing_key_created,
+            SigningKey.SigningKeyRetired: lambda e: setattr(self.signing_keys[str(e.originator_id)], "status", "retired"),
+            SigningKey.SigningKeyRevoked: lambda e: setattr(self.signing_keys[str(e.originator_id)], "status", "revoked"),
+            Session.SessionStarted: self._session_started,
+            Session.RefreshRotated: self._session_rotated,
+            Session.SessionRevoked: self._session_revoked,
             PersonalAccessToken.PATCreated: lambda e: self._credential_created(e, "pat"),
             PersonalAccessToken.ScopeAdded: self._scope_added,
             PersonalAccessToken.ScopeRemoved: self._scope_removed,
@@ -98,6 +150,8 @@ class ReadModel:
             Key.KeyRevoked: self._revoked,
             Key.KeyRedeemed: lambda e: setattr(self.credentials[e.originator_id], "status", "redeemed"),
             NameClaim.NameClaimed: lambda e: None,
+            NameClaim.NameReleased: lambda e: None,
+            NameClaim.NameReclaimed: lambda e: None,
             CommandRecord.CommandRecorded: lambda e: None,
         }
 
@@ -120,6 +174,34 @@ class ReadModel:
     def _user_registered(self, e: Any) -> None:
         self.principals[e.originator_id] = PrincipalView(e, rfc3339(e.timestamp) or "")
         self.users_by_tenant.setdefault(e.tenant_id, {})[e.originator_id] = None
+        self.users_by_name[(e.tenant_id, e.username.casefold())] = e.originator_id
+
+    def _login(self, e: Any, outcome: str) -> None:
+        entry = {"at": rfc3339(e.timestamp), "outcome": outcome, "method": e.method, "source": e.source}
+        if outcome == "failed":
+            entry["reason"] = e.reason
+            failures = self.login_failures.setdefault(e.originator_id, deque(maxlen=FAILURES_KEPT))
+            failures.append(e.timestamp.timestamp())
+        else:
+            self.login_failures.pop(e.originator_id, None)
+        self.login_activity.setdefault(e.originator_id, deque(maxlen=LOGIN_ACTIVITY_KEPT)).append(entry)
+
+    def _signing_key_created(self, e: Any) -> None:
+        key = SigningKeyView(e, rfc3339(e.timestamp) or "")
+        self.signing_keys[key.kid] = key
+        self.signing_keys_by_tenant.setdefault(key.tenant_id, {})[key.kid] = None
+
+    def _session_started(self, e: Any) -> None:
+        self.sessions[e.originator_id] = SessionView(e, rfc3339(e.timestamp) or "")
+        self.sessions_by_user.setdefault(e.user_id, {})[e.originator_id] = None
+
+    def _session_rotated(self, e: Any) -> None:
+        self.sessions[e.originator_id].rotations += 1
+
+    def _session_revoked(self, e: Any) -> None:
+        session = self.sessions[e.originator_id]
+        session.revoked = True
+        session.revoked_reason = e.reason
 
     def _role_granted(self, e: Any) -> None:
         principal = self.principals[e.originator_id]

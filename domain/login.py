@@ -1,0 +1,161 @@
+"""Logging in: password, refresh rotation with reuse detection, logout, Ed25519 challenge.
+
+These are decisions like commands, but with no bearer: the caller proves who it is with
+a password, a refresh token or a signature.  Each returns an ``outcome``; a refusal still
+appends what it must (LoginFailed, or SessionRevoked on refresh reuse), so the caller
+saves first and answers the refusal after.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from authbus.domain.errors import NotFound
+from authbus.domain.commands import UnitOfWork, claim_name
+from authbus.domain.session import Session
+from authbus.domain.tenant import Tenant
+from authbus.domain.tokens import hash_for_storage, secret_digest
+from authbus.domain.user import User
+
+ACCESS_TOKEN_SECONDS = 15 * 60
+SESSION_SECONDS = 30 * 86400
+FAILURE_WINDOW_SECONDS = 15 * 60
+MAX_FAILURES = 5
+CHALLENGE_SECONDS = 60
+ISSUER = "authbus"
+# An argon2id hash of a random password: checked when the user does not exist, so an
+# unknown user costs the same time as a wrong password.
+DECOY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$GynNOqIlFIClR/I5+FV69Q$5XBXEKi87JkTkD1EiwHGPMoph7oEGV7l14/phFV8S/4"
+
+
+def rate_limited(failure_times: list[float], now: float) -> bool:
+    """Five failures within fifteen minutes lock the account until the oldest ages out."""
+    return len(failure_times) >= MAX_FAILURES and now - failure_times[-MAX_FAILURES] < FAILURE_WINDOW_SECONDS
+
+
+def access_claims(user: User, session_id: UUID, issued_at: int) -> dict[str, Any]:
+    return {
+        "iss": ISSUER,
+        "sub": str(user.id),
+        "tnd": str(user.tenant_id),
+        "iat": issued_at,
+        "exp": issued_at + ACCESS_TOKEN_SECONDS,
+        "jti": str(uuid4()),
+        "sid": str(session_id),
+        "roles": list(user.roles),
+    }
+
+
+def _usable(uow: UnitOfWork, user: User) -> bool:
+    return not user.disabled and not uow.get(Tenant, user.tenant_id, "tenant_id").disabled
+
+
+def _start_session(uow: UnitOfWork, user: User, method: str, source: str) -> dict[str, Any]:
+    session_id = uuid4()
+    refresh = uow.mint("refresh", session_id)
+    session = Session(
+        id=session_id,
+        user_id=user.id,
+        tenant_id=user.tenant_id,
+        method=method,
+        refresh_hash=hash_for_storage(refresh),
+        expires_at=uow.now + timedelta(seconds=SESSION_SECONDS),
+        source=source,
+        **uow.meta,
+    )
+    user.login_succeeded(method=method, session_id=session_id, source=source, **uow.meta)
+    uow.add(user, session)
+    return _pair(uow, user, session_id, refresh)
+
+
+def _pair(uow: UnitOfWork, user: User, session_id: UUID, refresh: str) -> dict[str, Any]:
+    access = uow.sign(user.tenant_id, access_claims(user, session_id, int(uow.now.timestamp())))
+    return {
+        "outcome": "ok",
+        "access_token": access,
+        "refresh_token": refresh,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "session_id": str(session_id),
+    }
+
+
+def password_login(uow: UnitOfWork, user_id: UUID | None, password: str, source: str) -> dict[str, Any]:
+    user = uow.get(User, user_id, "username") if user_id is not None else None
+    if user is None or user.password_hash is None:
+        uow.password_matches(password, DECOY_HASH)
+        if user is not None:
+            user.login_failed(method="password", reason="no_password", source=source, **uow.meta)
+            uow.add(user)
+        return {"outcome": "failed"}
+    if not uow.password_matches(password, user.password_hash):
+        user.login_failed(method="password", reason="bad_password", source=source, **uow.meta)
+        uow.add(user)
+        return {"outcome": "failed"}
+    if not _usable(uow, user):
+        user.login_failed(method="password", reason="disabled", source=source, **uow.meta)
+        uow.add(user)
+        return {"outcome": "disabled"}
+    return _start_session(uow, user, "password", source)
+
+
+def _presented_session(uow: UnitOfWork, session_id: UUID) -> Session | None:
+    try:
+        return uow.get(Session, session_id, "refresh_token")
+    except NotFound:
+        return None
+
+
+def refresh(uow: UnitOfWork, session_id: UUID, secret: str) -> dict[str, Any]:
+    session = _presented_session(uow, session_id)
+    if session is None:
+        return {"outcome": "unknown"}
+    presented = secret_digest(secret).hex()
+    if session.revoked:
+        return {"outcome": "revoked"}
+    if not hmac.compare_digest(presented, session.refresh_hash):
+        if any(hmac.compare_digest(presented, used) for used in session.used_hashes):
+            # A refresh token used twice leaked: end the whole family (RFC 9700 §4.14.2).
+            session.revoke(reason="refresh token reuse detected", **uow.meta)
+            uow.add(session)
+            return {"outcome": "reused"}
+        return {"outcome": "unknown"}
+    if session.expires_at <= uow.now:
+        return {"outcome": "expired"}
+    user = uow.get(User, session.user_id, "refresh_token")
+    if not _usable(uow, user):
+        return {"outcome": "disabled"}
+    new_refresh = uow.mint("refresh", session.id)
+    session.rotate(refresh_hash=hash_for_storage(new_refresh), **uow.meta)
+    uow.add(session)
+    return _pair(uow, user, session.id, new_refresh)
+
+
+def logout(uow: UnitOfWork, session_id: UUID, secret: str) -> dict[str, Any]:
+    session = _presented_session(uow, session_id)
+    if session is None or not hmac.compare_digest(secret_digest(secret).hex(), session.refresh_hash):
+        return {"outcome": "unknown"}
+    if not session.revoked:
+        session.revoke(reason="logout", **uow.meta)
+        uow.add(session)
+    return {"outcome": "ok"}
+
+
+def challenge_login(uow: UnitOfWork, user_id: UUID, nonce: str, source: str) -> dict[str, Any]:
+    """The signature was checked by the caller; the nonce is claimed so it redeems once."""
+    user = uow.get(User, user_id, "challenge")
+    if not _usable(uow, user):
+        user.login_failed(method="challenge", reason="disabled", source=source, **uow.meta)
+        uow.add(user)
+        return {"outcome": "disabled"}
+    if uow.exists(challenge_claim_id(nonce)):
+        return {"outcome": "used"}
+    claim_name(uow, challenge_claim_id(nonce), "challenge", nonce, user.id, "challenge")
+    return _start_session(uow, user, "challenge", source)
+
+
+def challenge_claim_id(nonce: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"authbus:challenge:{nonce}")

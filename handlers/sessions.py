@@ -1,0 +1,131 @@
+"""Login, refresh, logout and Ed25519 challenge–response: the endpoints that start and end
+sessions.  The caller proves itself in the body (password, refresh token, signature)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from nats.micro.request import Request
+
+from authbus.domain import login, tokens
+from authbus.domain.commands import PublicKey, rfc3339_epoch
+from authbus.domain.errors import RateLimited, Unauthenticated
+from authbus.handlers.wire import Backend, Token, decode
+
+Source = Annotated[str, msgspec.Meta(max_length=256)]
+WRONG_CREDENTIALS = "wrong username or password"
+
+
+class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
+    tenant_id: UUID
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    source: Source = ""
+
+
+class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: Token
+    source: Source = ""
+
+
+class ChallengeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    tenant_id: UUID
+    public_key: PublicKey
+
+
+class AnswerRequest(msgspec.Struct, forbid_unknown_fields=True):
+    challenge: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    signature: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    source: Source = ""
+
+
+def _pair(result: dict[str, Any], position: int) -> dict[str, Any]:
+    return {**{k: v for k, v in result.items() if k != "outcome"}, "position": position}
+
+
+def _refused(outcome: str, field: str) -> Unauthenticated:
+    messages = {
+        "failed": WRONG_CREDENTIALS,
+        "disabled": "this account is disabled",
+        "reused": "this refresh token was already used: the session is revoked",
+        "used": "this challenge was already answered",
+    }
+    return Unauthenticated(messages.get(outcome, f"the {field.replace('_', ' ')} is not valid"), field=field)
+
+
+def login_endpoint(backend: Backend):
+    async def handle(request: Request) -> dict[str, Any]:
+        req = decode(request.data, LoginRequest)
+        user_id = backend.model.users_by_name.get((req.tenant_id, req.username.casefold()))
+        if user_id is not None and login.rate_limited(list(backend.model.login_failures.get(user_id, ())), backend.now()):
+            raise RateLimited("too many failed logins: try again in a few minutes", field="username")
+        result, position = await backend.perform(
+            "login", str(user_id or "anonymous"), lambda uow: login.password_login(uow, user_id, req.password, req.source)
+        )
+        if result["outcome"] != "ok":
+            raise _refused(result["outcome"], "password")
+        return _pair(result, position)
+
+    return handle
+
+
+def _refresh_session(backend: Backend, token: str) -> tuple[UUID, str, str]:
+    parsed = tokens.parse(token)
+    if parsed is None or parsed.kind != "refresh":
+        raise Unauthenticated("the refresh token is not valid", field="refresh_token")
+    session = backend.model.sessions.get(parsed.credential_id)
+    return parsed.credential_id, parsed.secret, str(session.user_id) if session else "anonymous"
+
+
+def refresh_endpoint(backend: Backend):
+    async def handle(request: Request) -> dict[str, Any]:
+        req = decode(request.data, RefreshRequest)
+        session_id, secret, actor = _refresh_session(backend, req.refresh_token)
+        result, position = await backend.perform("refresh", actor, lambda uow: login.refresh(uow, session_id, secret))
+        if result["outcome"] != "ok":
+            raise _refused(result["outcome"], "refresh_token")
+        return _pair(result, position)
+
+    return handle
+
+
+def logout_endpoint(backend: Backend):
+    async def handle(request: Request) -> dict[str, Any]:
+        req = decode(request.data, RefreshRequest)
+        session_id, secret, actor = _refresh_session(backend, req.refresh_token)
+        result, position = await backend.perform("logout", actor, lambda uow: login.logout(uow, session_id, secret))
+        if result["outcome"] != "ok":
+            raise _refused(result["outcome"], "refresh_token")
+        return {"ok": True, "position": position}
+
+    return handle
+
+
+def challenge_endpoint(backend: Backend):
+    """Always issues a challenge, registered key or not: the answer is where it counts."""
+
+    async def handle(request: Request) -> dict[str, Any]:
+        req = decode(request.data, ChallengeRequest)
+        challenge, expires = backend.challenges.issue(req.tenant_id, req.public_key, backend.now())
+        return {"challenge": challenge, "expires_at": rfc3339_epoch(expires), "position": backend.model.position}
+
+    return handle
+
+
+def answer_endpoint(backend: Backend):
+    async def handle(request: Request) -> dict[str, Any]:
+        req = decode(request.data, AnswerRequest)
+        answered = backend.challenges.answer(req.challenge, req.signature, backend.now())
+        user_id = backend.model.public_keys.get((answered.tenant_id, answered.public_key)) if answered else None
+        if answered is None or user_id is None:
+            raise Unauthenticated("the challenge answer is not valid", field="signature")
+        result, position = await backend.perform(
+            "challenge_login", str(user_id), lambda uow: login.challenge_login(uow, user_id, answered.nonce, req.source)
+        )
+        if result["outcome"] != "ok":
+            raise _refused(result["outcome"], "challenge")
+        return _pair(result, position)
+
+    return handle

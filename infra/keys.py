@@ -1,0 +1,96 @@
+"""Signing-key material: generated here, sealed under the KEK, opened only in memory.
+
+Sealing is AES-256-GCM with a fresh 96-bit nonce and the key id as associated data, so a
+sealed private key cannot be swapped onto another key's record.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from authbus.projections.read_model import SigningKeyView
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    public_jwk: dict[str, str] | None
+    sealed_private: str
+
+
+class Sealer:
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def seal(self, kid: str, plaintext: bytes) -> str:
+        nonce = os.urandom(12)
+        return b64url(nonce + self._aead.encrypt(nonce, plaintext, kid.encode()))
+
+    def open(self, kid: str, sealed: str) -> bytes:
+        raw = unb64url(sealed)
+        return self._aead.decrypt(raw[:12], raw[12:], kid.encode())
+
+
+def generate(alg: str, kid: str, sealer: Sealer, hs256_secret: bytes | None = None) -> GeneratedKey:
+    """A new key for ``alg``; HS256 takes its secret from the caller (derived or random)."""
+    if alg == "HS256":
+        assert hs256_secret is not None
+        return GeneratedKey(None, sealer.seal(kid, hs256_secret))
+    if alg == "EdDSA":
+        private: Any = ed25519.Ed25519PrivateKey.generate()
+        jwk = OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    elif alg == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+        jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    elif alg == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    else:  # pragma: no cover - the command's type only admits the algorithms above
+        raise ValueError(alg)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return GeneratedKey({**jwk, "kid": kid, "alg": alg, "use": "sig"}, sealer.seal(kid, pem))
+
+
+class Keyring:
+    """Opened keys by kid, for signing and verifying; the read model holds them sealed."""
+
+    def __init__(self, sealer: Sealer) -> None:
+        self._sealer = sealer
+        self._private: dict[str, Any] = {}
+        self._public: dict[str, Any] = {}
+
+    def verification_key(self, key: SigningKeyView) -> Any:
+        opened = self._public.get(key.kid)
+        if opened is None:
+            if key.alg == "HS256":
+                opened = self._sealer.open(key.kid, key.sealed_private)
+            else:
+                opened = jwt.PyJWK(key.public_jwk, algorithm=key.alg).key
+            self._public[key.kid] = opened
+        return opened
+
+    def signing_key(self, key: SigningKeyView) -> Any:
+        opened = self._private.get(key.kid)
+        if opened is None:
+            opened = serialization.load_pem_private_key(self._sealer.open(key.kid, key.sealed_private), password=None)
+            self._private[key.kid] = opened
+        return opened
+
+    def sign(self, key: SigningKeyView, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self.signing_key(key), algorithm=key.alg, headers={"kid": key.kid, "typ": "JWT"})

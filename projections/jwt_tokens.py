@@ -1,0 +1,147 @@
+"""JWT verification: authbus access tokens and tenant-minted (Hivekit-style) tokens.
+
+The key named by ``kid`` decides the algorithm, never the header; ``none`` and every
+algorithm but the key's are refused; ``exp`` is required, with 30 s leeway; a key only
+vouches for its own tenant (the system key vouches for all).  HS256 keys belong to tenants
+that mint their own tokens with ``per`` claims; asymmetric keys sign authbus's own access
+tokens, which name their session so that revoking it ends them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+import jwt
+
+from authbus.domain.commands import rfc3339_epoch
+from authbus.domain.scopes import Scope, ScopeKey
+from authbus.domain.tenant import SYSTEM_TENANT_ID
+from authbus.projections.read_model import PrincipalView, ReadModel, SigningKeyView
+
+LEEWAY_SECONDS = 30
+PER_OPERATIONS = {"C": "create", "R": "read", "U": "update", "D": "delete"}
+
+
+class KeyMaterial(Protocol):
+    def verification_key(self, key: SigningKeyView) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCredential:
+    """What a verified JWT stands for, shaped like a stored credential."""
+
+    id: str
+    kind: str  # access_token | tenant_token
+    expires_at: str | None
+    tenant_id: UUID
+    session_id: UUID | None
+    scopes: dict[ScopeKey, Scope] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalPrincipal:
+    """The subject of a tenant-minted token: known to the tenant, not registered here."""
+
+    id: str
+    tenant_id: UUID
+    kind: str = "external"
+    roles: tuple[str, ...] = ()
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
+def per_scopes(per: Any) -> dict[ScopeKey, Scope] | None:
+    """``{realm: {"type/id": "CRUD"}}`` as scopes with ``domain = realm``; None if malformed."""
+    if not isinstance(per, dict):
+        return None
+    scopes: dict[ScopeKey, Scope] = {}
+    for realm, grants in per.items():
+        if not isinstance(realm, str) or not isinstance(grants, dict):
+            return None
+        for target, letters in grants.items():
+            entity_type, slash, entity_id = str(target).partition("/")
+            if not slash or not entity_type or not entity_id or not isinstance(letters, str):
+                return None
+            for letter in letters:
+                operation = PER_OPERATIONS.get(letter)
+                if operation is None:
+                    return None
+                scope = Scope(entity_type=entity_type, operation=operation, entity_id=entity_id, domain=realm)
+                scopes[scope.key] = scope
+    return scopes
+
+
+def verify_jwt(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> tuple[str | None, Any, Any]:
+    """(reason or None, credential, principal) for a JWT."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return "malformed", None, None
+    if not isinstance(kid, str):
+        return "malformed", None, None
+    key = model.signing_keys.get(kid)
+    if key is None:
+        return "unknown", None, None
+    try:
+        claims = jwt.decode(
+            token,
+            keys.verification_key(key),
+            algorithms=[key.alg],
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["exp", "iat", "sub", "tnd"], "verify_aud": False, "verify_iat": False},
+        )
+    except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
+        return "bad_signature", None, None
+    except jwt.ExpiredSignatureError:
+        return "expired", None, None
+    except jwt.PyJWTError:
+        return "malformed", None, None
+    if key.status == "revoked":
+        return "revoked", None, None
+    tenant_id = _uuid(claims.get("tnd"))
+    if tenant_id is None or not isinstance(claims["sub"], str):
+        return "malformed", None, None
+    if key.tenant_id != tenant_id and key.tenant_id != SYSTEM_TENANT_ID:
+        return "unknown", None, None  # a key vouches only for its own tenant
+    if key.tenant_id == SYSTEM_TENANT_ID and key.alg == "HS256":
+        return "unknown", None, None
+    tenant = model.tenants.get(tenant_id)
+    if tenant is None:
+        return "unknown", None, None
+    expires_at = rfc3339_epoch(claims["exp"])
+    if key.alg == "HS256":
+        scopes = per_scopes(claims.get("per", {}))
+        if scopes is None:
+            return "malformed", None, None
+        if tenant.disabled:
+            return "disabled", None, None
+        credential = TokenCredential(str(claims.get("jti") or kid), "tenant_token", expires_at, tenant_id, None, scopes)
+        return None, credential, ExternalPrincipal(claims["sub"], tenant_id)
+    return _access_token(model, claims, tenant_id, expires_at, tenant.disabled)
+
+
+def _access_token(model: ReadModel, claims: dict[str, Any], tenant_id: UUID, expires_at: str | None, tenant_disabled: bool):
+    session_id, user_id = _uuid(claims.get("sid")), _uuid(claims["sub"])
+    if session_id is None or user_id is None:
+        return "malformed", None, None
+    session = model.sessions.get(session_id)
+    principal: PrincipalView | None = model.principals.get(user_id)
+    if session is None or principal is None or session.user_id != user_id or principal.tenant_id != tenant_id:
+        return "unknown", None, None
+    if session.revoked:
+        return "revoked", None, None
+    if principal.disabled or tenant_disabled:
+        return "disabled", None, None
+    credential = TokenCredential(str(claims.get("jti") or session_id), "access_token", expires_at, tenant_id, session_id, None)
+    return None, credential, principal
+
+
+def _uuid(value: Any) -> UUID | None:
+    try:
+        return UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
