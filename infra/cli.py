@@ -28,7 +28,16 @@ tenant_app = typer.Typer(no_args_is_help=True, help="Create, disable and enable 
 user_app = typer.Typer(no_args_is_help=True, help="Register, inspect, disable users; grant and revoke roles.")
 pat_app = typer.Typer(no_args_is_help=True, help="Personal access tokens and their scopes.")
 key_app = typer.Typer(no_args_is_help=True, help="API keys, recovery and invitation keys.")
-for sub, name in ((tenant_app, "tenant"), (user_app, "user"), (pat_app, "pat"), (key_app, "key")):
+signing_app = typer.Typer(no_args_is_help=True, help="Keys that sign JWTs: create, list, retire, revoke.")
+session_app = typer.Typer(no_args_is_help=True, help="Login sessions (refresh-token families).")
+for sub, name in (
+    (tenant_app, "tenant"),
+    (user_app, "user"),
+    (pat_app, "pat"),
+    (key_app, "key"),
+    (signing_app, "signing-key"),
+    (session_app, "session"),
+):
     app.add_typer(sub, name=name)
 
 out = Console()
@@ -88,13 +97,15 @@ def serve(
 @app.command()
 def bootstrap(
     database_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="The event store.")] = None,
+    kek_file: Annotated[Optional[Path], typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK).")] = None,
     token_file: Annotated[Optional[Path], typer.Option(help="Also write the token here (mode 0600).")] = None,
 ) -> None:
-    """Create the system tenant and the root principal, and print root's token once.
+    """Create the system tenant, the root principal and the system signing key (sealed under
+    the KEK), and print root's token once.
 
-    Example: authbus bootstrap --database-url postgresql://authbus:pw@db/authbus
+    Example: AUTHBUS_KEK=… authbus bootstrap --database-url postgresql://authbus:pw@db/authbus
     """
-    settings = Settings.load(database_url=database_url)
+    settings = Settings.load(database_url=database_url, kek_file=kek_file)
     runner = _or_exit(lambda: open_runner(settings))
     try:
         result = run_bootstrap(runner)
@@ -425,6 +436,78 @@ def _all_pages(ctx: typer.Context, name: str, /, **fields: Any) -> list[dict[str
                 return {"items": items}
 
     return _call(ctx, pages)["items"]
+
+
+@user_app.command("add-public-key")
+def user_add_public_key(ctx: typer.Context, user_id: str, public_key: str) -> None:
+    """Register an Ed25519 public key (base64url, 32 bytes) for challenge login."""
+    _command(ctx, "register_public_key", user_id=user_id, public_key=public_key)
+
+
+@user_app.command("remove-public-key")
+def user_remove_public_key(ctx: typer.Context, user_id: str, public_key: str) -> None:
+    """Remove a registered public key."""
+    _command(ctx, "remove_public_key", user_id=user_id, public_key=public_key)
+
+
+@signing_app.command("create")
+def signing_create(
+    ctx: typer.Context,
+    alg: Annotated[str, typer.Option(help="EdDSA, ES256, RS256, or HS256 (a secret for the tenant to mint tokens with).")] = "EdDSA",
+    tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None,
+) -> None:
+    """Create a signing key; an HS256 secret is shown once.  Example: authbus signing-key create --alg HS256 --tenant <id>"""
+    _command(ctx, "create_signing_key", alg=alg, tenant_id=tenant)
+
+
+@signing_app.command("list")
+def signing_list(ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None) -> None:
+    """List a tenant's signing keys (never their private halves)."""
+    _show(ctx, _all_pages(ctx, "list_signing_keys", tenant_id=tenant), ("kid", "alg", "status", "created_at"))
+
+
+@signing_app.command("retire")
+def signing_retire(ctx: typer.Context, kid: str) -> None:
+    """Stop signing with a key; its tokens verify until they expire."""
+    _command(ctx, "retire_signing_key", kid=kid)
+
+
+@signing_app.command("revoke")
+def signing_revoke(ctx: typer.Context, kid: str, reason: Reason = None) -> None:
+    """Revoke a key: every token it signed is invalid at once."""
+    _command(ctx, "revoke_signing_key", kid=kid, reason=reason)
+
+
+@session_app.command("list")
+def session_list(ctx: typer.Context, user: Annotated[Optional[str], typer.Option(help="User id (default: you).")] = None) -> None:
+    """List a user's sessions."""
+    _show(ctx, _all_pages(ctx, "list_sessions", user_id=user), ("id", "method", "status", "rotations", "created_at", "expires_at"))
+
+
+@session_app.command("revoke")
+def session_revoke(ctx: typer.Context, session_id: str, reason: Reason = None) -> None:
+    """Revoke a session: its refresh token and every access token it issued stop working."""
+    _command(ctx, "revoke_session", session_id=session_id, reason=reason)
+
+
+@app.command()
+def login(
+    ctx: typer.Context,
+    username: str,
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input instead of a prompt.")] = False,
+) -> None:
+    """Log in with a password and print an access token and a refresh token.
+    Example: authbus login --tenant <tenant_id> alice"""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
+    body = {"tenant_id": tenant, "username": username, "password": password, "source": "authbus cli"}
+    _show(ctx, _call(ctx, lambda c: c.call("login", body, token="")))
+
+
+@app.command()
+def logout(ctx: typer.Context, refresh_token: str) -> None:
+    """End the session a refresh token belongs to."""
+    _show(ctx, _call(ctx, lambda c: c.call("logout", {"refresh_token": refresh_token}, token="")))
 
 
 @app.command()

@@ -14,9 +14,9 @@ from authbus.infra.nats_server import free_port
 CLI = [sys.executable, "-m", "authbus.infra"]
 
 
-def authbus(cwd: Path, port: int, *args: str) -> subprocess.CompletedProcess:
+def authbus(cwd: Path, port: int, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "AUTHBUS_NATS_URL": f"nats://127.0.0.1:{port}"}
-    return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, input=stdin)
 
 
 def start_dev(cwd: Path, port: int) -> subprocess.Popen:
@@ -66,6 +66,18 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         assert denied.returncode == 1
         listed = authbus(tmp_path, port, "--json", "pat", "list", "--user", user)
         assert [p["name"] for p in json.loads(listed.stdout)] == ["laptop"]
+
+        authbus(tmp_path, port, "user", "create", "--tenant", tenant, "--password-stdin", "bob", stdin="bob's password\n")
+        pair = json.loads(authbus(tmp_path, port, "--json", "login", "--tenant", tenant, "--password-stdin", "bob",
+                                  stdin="bob's password\n").stdout)
+        assert authbus(tmp_path, port, "verify", pair["access_token"]).returncode == 0
+        bob = json.loads(authbus(tmp_path, port, "--json", "verify", pair["access_token"]).stdout)["principal"]["id"]
+        sessions = json.loads(authbus(tmp_path, port, "--json", "session", "list", "--user", bob).stdout)
+        assert [s["method"] for s in sessions] == ["password"]
+        assert authbus(tmp_path, port, "logout", pair["refresh_token"]).returncode == 0
+        assert authbus(tmp_path, port, "verify", pair["access_token"]).returncode == 1
+        secret = field(authbus(tmp_path, port, "--json", "signing-key", "create", "--alg", "HS256", "--tenant", tenant), "secret")
+        assert len(secret) == 43
 
         failed = authbus(tmp_path, port, "tenant", "create", "acme")
         assert failed.returncode == 1
