@@ -31,14 +31,16 @@ A = TypeVar("A", bound=Aggregate)
 
 CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
-Label = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^\S(.*\S)?$")]
-Username = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^\S(.*\S)?\Z")]
+Username = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]*\Z")]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
 Seconds = Annotated[int, msgspec.Meta(gt=0, le=10 * 366 * 86400)]
 Role = Literal["root", "admin", "auditor", "user"]
 KeyKind = Literal["api_key", "recovery", "invitation"]
 Scopes = Annotated[list[Scope], msgspec.Meta(max_length=5000)]
-PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]  # base64url of 32 bytes
+# base64url of 32 bytes, canonical (the last character's two spare bits are zero): a key has
+# one spelling, so the claim keyed by its text gives it one owner per tenant.
+PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]\Z")]
 
 MAX_SCOPES = 5000
 # (default, maximum) lifetime in seconds; None: never expires unless asked to.
@@ -254,6 +256,7 @@ class ChangePassword(Command):
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         user = _user(uow, actor, self.user_id)
         policy.require_self_or_admin(actor, user.id, user.tenant_id, user.roles)
+        policy.require_may_mint(actor, user.id)  # a password logs in: it is a credential too
         policy.require_scope(actor, "user", "update", user.id)
         if actor.principal_id == user.id and user.password_hash is not None and not actor.administers(user.tenant_id):
             if self.old_password is None or not uow.password_matches(self.old_password, user.password_hash):
@@ -485,6 +488,8 @@ class CreateSigningKey(Command):
         policy.require_may_mint(actor, None)
         policy.require_scope(actor, "signing_key", "create", "*")
         _active_tenant(uow, tenant_id)
+        if self.alg == "HS256" and tenant_id == SYSTEM_TENANT_ID:
+            raise InvalidRequest("HS256 keys are for tenants to mint their own tokens, not the system tenant", field="alg")
         kid = uuid4()
         public_jwk, sealed, secret = uow.new_signing_key(self.alg, str(kid))
         key = SigningKey(id=kid, tenant_id=tenant_id, alg=self.alg, public_jwk=public_jwk, sealed_private=sealed, **uow.meta)
@@ -533,6 +538,7 @@ class _PublicKeyChange(Command):
     def _user(self, actor: Actor, uow: UnitOfWork) -> User:
         user = _user(uow, actor, self.user_id)
         policy.require_self_or_admin(actor, user.id, user.tenant_id, user.roles)
+        policy.require_may_mint(actor, user.id)  # a public key logs in: it is a credential too
         policy.require_scope(actor, "user", "update", user.id)
         return user
 
@@ -570,7 +576,7 @@ class RevokeSession(Command):
         session = _credential(uow, actor, Session, self.session_id, "session_id")
         _require_owner_or_admin(actor, uow, session.user_id)
         policy.require_scope(actor, "session", "delete", session.id)
-        session.revoke(reason=self.reason or "revoked by an admin", **uow.meta)
+        session.revoke(reason=self.reason or "revoked", **uow.meta)
         uow.add(session)
         return {}
 

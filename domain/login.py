@@ -145,15 +145,16 @@ def logout(uow: UnitOfWork, session_id: UUID, secret: str) -> dict[str, Any]:
 
 
 def challenge_login(uow: UnitOfWork, user_id: UUID, nonce: str, source: str) -> dict[str, Any]:
-    """The signature was checked by the caller; the nonce is claimed so it redeems once."""
+    """The signature was checked by the caller; the nonce is claimed so it redeems once,
+    whatever the outcome, and a replayed answer appends nothing."""
+    if uow.exists(challenge_claim_id(nonce)):
+        return {"outcome": "used"}
     user = uow.get(User, user_id, "challenge")
+    claim_name(uow, challenge_claim_id(nonce), "challenge", nonce, user.id, "challenge")
     if not _usable(uow, user):
         user.login_failed(method="challenge", reason="disabled", source=source, **uow.meta)
         uow.add(user)
         return {"outcome": "disabled"}
-    if uow.exists(challenge_claim_id(nonce)):
-        return {"outcome": "used"}
-    claim_name(uow, challenge_claim_id(nonce), "challenge", nonce, user.id, "challenge")
     return _start_session(uow, user, "challenge", source)
 
 

@@ -80,11 +80,12 @@ def require_outranks(actor: Actor, roles: Iterable[str]) -> None:
 def require_may_mint(actor: Actor, owner_id: UUID | None) -> None:
     """Credentials cannot mint credentials that outlive or out-scope them.
 
-    A PAT never creates PATs or keys; an API key never creates them for its own principal
-    (it may for others, as its owner's admin role allows).  Root's bootstrap key is an API
-    key, so it can set up every other principal but cannot perpetuate itself.
+    A PAT never creates PATs, keys, passwords or public keys; an API key never creates them
+    for its own principal (it may for others, as its owner's admin role allows).  Root's
+    bootstrap key is an API key, so it can set up every other principal but cannot
+    perpetuate itself.  A person mints for themselves with the access token of a login.
     """
     if actor.credential_kind == "pat":
-        raise Forbidden("a PAT cannot create PATs or keys")
+        raise Forbidden("a PAT cannot create credentials")
     if actor.credential_kind == "api_key" and actor.principal_id == owner_id:
-        raise Forbidden("an API key cannot create PATs or keys for its own principal")
+        raise Forbidden("an API key cannot create credentials for its own principal")

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
-Operation = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\s]+\Z")]
+Operation = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*\Z")]
 WILDCARD = "*"
 
 ScopeKey = tuple[str | None, str, str, str]

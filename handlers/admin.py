@@ -104,7 +104,7 @@ def _lister(entity_type: str, kinds: frozenset[str]):
 class ListSigningKeys(_Read):
     tenant_id: UUID | None = None
     limit: Limit = 100
-    after: str | None = None
+    after: UUID | None = None  # a kid
 
 
 def _list_signing_keys(model: ReadModel, actor: Actor, req: ListSigningKeys, now: float) -> dict[str, Any]:
@@ -114,19 +114,18 @@ def _list_signing_keys(model: ReadModel, actor: Actor, req: ListSigningKeys, now
     if not actor.audits(tenant_id):
         raise Forbidden("listing signing keys needs the admin or auditor role")
     policy.require_scope(actor, "signing_key", "list", tenant_id)
-    kids = list(model.signing_keys_by_tenant.get(tenant_id, {}))
-    start = kids.index(req.after) + 1 if req.after in kids else 0
-    chunk = kids[start : start + req.limit]
-    keys = [model.signing_keys[kid] for kid in chunk]
+    kids = {UUID(kid): None for kid in model.signing_keys_by_tenant.get(tenant_id, {})}
+    chunk, cursor = queries.page(kids, req.after, req.limit)
+    keys = [model.signing_keys[str(kid)] for kid in chunk]
     items = [{"kid": k.kid, "alg": k.alg, "status": k.status, "tenant_id": str(k.tenant_id), "created_at": k.created_at} for k in keys]
-    return {"items": items, "next": chunk[-1] if chunk and start + req.limit < len(kids) else None}
+    return {"items": items, "next": cursor}
 
 
 def _list_sessions(model: ReadModel, actor: Actor, req: ListCredentials, now: float) -> dict[str, Any]:
     owner = _visible_user(model, actor, req.user_id or actor.principal_id)
     policy.require_scope(actor, "session", "list", owner.id)
     ids, cursor = queries.page(model.sessions_by_user.get(owner.id, {}), req.after, req.limit)
-    return {"items": [queries.session_detail(model.sessions[i]) for i in ids], "next": cursor}
+    return {"items": [queries.session_detail(model.sessions[i], now) for i in ids], "next": cursor}
 
 
 class LoginActivity(_Read):

@@ -35,8 +35,13 @@ class ChallengeRequest(msgspec.Struct, forbid_unknown_fields=True):
     public_key: PublicKey
 
 
+# What auth.v1.challenge issues: <base64url payload>.<base64url MAC>.  Anything else is not
+# a challenge (and never reaches the MAC check, which compares ASCII only).
+Challenge = Annotated[str, msgspec.Meta(max_length=1024, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z")]
+
+
 class AnswerRequest(msgspec.Struct, forbid_unknown_fields=True):
-    challenge: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    challenge: Challenge
     signature: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     source: Source = ""
 

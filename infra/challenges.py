@@ -50,7 +50,7 @@ class Challenges:
     def answer(self, challenge: str, signature: str, now: float) -> Answered | None:
         """The challenge's content if it is ours, unexpired, and signed by its public key."""
         body, _, mac = challenge.partition(".")
-        if not hmac.compare_digest(mac, self._mac(body)):
+        if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):  # bytes: any text compares
             return None
         try:
             payload = msgspec.json.decode(unb64url(body), type=_Payload)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from authbus.domain.errors import Conflict
+from authbus.infra.audit_cli import audit_app
 from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.nats_server import NatsServer
 from authbus.infra.node import Node, open_runner, run_bootstrap
@@ -31,6 +32,7 @@ key_app = typer.Typer(no_args_is_help=True, help="API keys, recovery and invitat
 signing_app = typer.Typer(no_args_is_help=True, help="Keys that sign JWTs: create, list, retire, revoke.")
 session_app = typer.Typer(no_args_is_help=True, help="Login sessions (refresh-token families).")
 for sub, name in (
+    (audit_app, "audit"),
     (tenant_app, "tenant"),
     (user_app, "user"),
     (pat_app, "pat"),

@@ -13,7 +13,7 @@ import heapq
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from authbus.infra.store import EventStore
@@ -34,6 +34,20 @@ def fold(store: EventStore, model: ReadModel, page: int = PAGE) -> None:
             return
 
 
+async def wait_until(awaitable: Awaitable[object], timeout: float) -> None:
+    """Wait for ``awaitable`` at most ``timeout`` seconds.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancellation that arrives as the
+    awaited thing completes, and a task told to stop runs on forever.
+    """
+    waiter = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+
+
 class Follower:
     def __init__(self, store: EventStore, model: ReadModel, loop: asyncio.AbstractEventLoop, listen: bool) -> None:
         self.store = store
@@ -47,6 +61,7 @@ class Follower:
         self._tiebreak = itertools.count()
         self._subscription: Any = None
         self._last_handed = model.position
+        self.advanced = asyncio.Event()  # set whenever the read model moves on
 
     def start(self) -> None:
         self._last_handed = self.model.position
@@ -70,14 +85,12 @@ class Follower:
         future: asyncio.Future[None] = self.loop.create_future()
         heapq.heappush(self._waiters, (position, next(self._tiebreak), future))
         self.nudge()
-        try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return self.model.position >= position
+        await wait_until(asyncio.shield(future), timeout)
+        return self.model.position >= position
 
     def _apply(self, batch: list[tuple[int, Any]]) -> None:
         self.model.apply_all(batch)
+        self.advanced.set()
         waiters = self._waiters
         while waiters and waiters[0][0] <= self.model.position:
             future = heapq.heappop(waiters)[2]

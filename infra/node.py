@@ -19,7 +19,8 @@ from authbus.domain.commands import Command, UnitOfWork, bootstrap
 from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
 from authbus.handlers.service import start_service
-from authbus.infra.follower import Follower, fold
+from authbus.infra.follower import Follower, fold, wait_until
+from authbus.infra.publisher import Publisher
 from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
 from authbus.infra.secrets import Passwords, load_kek
 from authbus.infra.settings import Settings
@@ -62,6 +63,8 @@ class Node:
         self.nc: Client | None = None
         self.service: Service | None = None
         self._follower: Follower | None = None
+        self.publisher: Publisher | None = None
+        self._publishing: asyncio.Task[None] | None = None
         self.keys = runner.keyring
         self.challenges = runner.challenges
         runner.signing_key_for = self._signing_key_for
@@ -94,11 +97,21 @@ class Node:
             reconnected_cb=_log_reconnect,
         )
         self.service = await start_service(self.nc, self, self.settings.subject_prefix)
+        if self.settings.event_feed:
+            self.publisher = Publisher(
+                self.nc, self.store, self.model, self.settings.subject_prefix, self._follower.advanced,
+                lease_seconds=self.settings.feed_lease_seconds,
+            )
+            self._publishing = asyncio.create_task(self.publisher.run(), name="authbus-event-feed")
         return self
 
     async def stop(self) -> None:
         """Stop taking requests, let in-flight ones finish, then release the store."""
         self._stopping = True
+        if self._publishing is not None and self.publisher is not None:
+            self.publisher.stop()
+            await wait_until(asyncio.shield(self._publishing), 10.0)
+            self._publishing.cancel()
         try:
             if self.service is not None:
                 await self.service.stop()

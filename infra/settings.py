@@ -23,6 +23,8 @@ class Settings:
     consistency_wait: float = 1.0
     kek: str | None = field(default=None, repr=False)
     kek_file: Path | None = None
+    event_feed: bool = True  # publish the log to JetStream (one instance at a time)
+    feed_lease_seconds: float = 10.0
 
     @classmethod
     def load(cls, **flags: object) -> Settings:
@@ -32,8 +34,10 @@ class Settings:
             raw = flag if flag is not None else _env(f.name)
             if raw is None:
                 continue
-            if f.name == "consistency_wait":
+            if f.name in ("consistency_wait", "feed_lease_seconds"):
                 raw = float(raw)  # type: ignore[arg-type]
+            elif f.name == "event_feed":
+                raw = str(raw).lower() not in ("0", "false", "no", "off")
             elif f.name in ("data_dir", "kek_file"):
                 raw = Path(str(raw))
             values[f.name] = raw

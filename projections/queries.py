@@ -178,13 +178,14 @@ def credential_detail(credential: CredentialView, now: float) -> dict[str, Any]:
     return detail
 
 
-def session_detail(session: SessionView) -> dict[str, Any]:
+def session_detail(session: SessionView, now: float) -> dict[str, Any]:
+    status = "revoked" if session.revoked else "expired" if session.expires_ts <= now else "active"
     return {
         "id": str(session.id),
         "user_id": str(session.user_id),
         "tenant_id": str(session.tenant_id),
         "method": session.method,
-        "status": "revoked" if session.revoked else "active",
+        "status": status,
         "revoked_reason": session.revoked_reason,
         "rotations": session.rotations,
         "created_at": session.created_at,

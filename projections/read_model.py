@@ -89,7 +89,10 @@ class SigningKeyView:
 
 
 class SessionView:
-    __slots__ = ("id", "user_id", "tenant_id", "method", "revoked", "revoked_reason", "created_at", "expires_at", "rotations")
+    __slots__ = (
+        "id", "user_id", "tenant_id", "method", "revoked", "revoked_reason", "created_at", "expires_at", "expires_ts",
+        "rotations",
+    )
 
     def __init__(self, event: Any, created_at: str) -> None:
         self.id: UUID = event.originator_id
@@ -100,6 +103,7 @@ class SessionView:
         self.revoked_reason: str | None = None
         self.created_at = created_at
         self.expires_at = rfc3339(event.expires_at)
+        self.expires_ts: float = event.expires_at.timestamp()
         self.rotations = 0
 
 

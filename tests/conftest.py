@@ -100,6 +100,19 @@ async def instance(request: pytest.FixtureRequest, nats_server: NatsServer, data
     await inst.node.stop()
 
 
+@pytest.fixture(params=BACKENDS)
+def fresh_store(request, databases, nats_server, tmp_path):
+    """Settings for an empty store of the given backend, with a KEK of its own."""
+    backend = request.param
+    kek = secrets.token_hex(32)
+
+    def settings(prefix: str):
+        return make_settings(nats_server, url, prefix, tmp_path, kek)
+
+    url = databases.new(backend)
+    return backend, settings
+
+
 @pytest.fixture
 async def client(instance: Instance, nats_server: NatsServer) -> AsyncIterator[AuthbusClient]:
     c = await AuthbusClient.connect(nats_server.url, prefix=instance.prefix, token=instance.root_token)

@@ -3,19 +3,33 @@
 Each test makes a tenant of its own (unique name), created by the caller (normally the
 root ``client`` fixture), so a test never shares state with another one:
 ``make_org`` gives an admin and a user with an unscoped API key each; ``make_tenant``
-adds the user's PAT and recovery key.
+adds the user's PAT and recovery key, and on request a session and signing material.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.domain import tokens
 from authbus.infra.client import AuthbusClient
 
 # The one scope every TenantWorld PAT is created with.
 PAT_SCOPE = {"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"}
+# The password ``make_tenant(login=True)`` gives the user.
+PASSWORD = "correct horse battery staple"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def device(seed: str) -> Ed25519PrivateKey:
+    """The Ed25519 key behind a TenantWorld's ``device_seed``."""
+    return Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(seed + "="))
 
 
 @dataclass
@@ -44,24 +58,53 @@ class TenantWorld:
     tenant_id: str
     admin_id: str
     admin_token: str  # an API key: the admin acts with its full role
-    user_id: str  # a plain user (role "user"), no password
+    user_id: str  # a plain user (role "user"), username "user-1", no password unless login=True
     pat_id: str
     pat_token: str  # scoped to PAT_SCOPE
     key_id: str
     key_token: str  # an unscoped API key
     recovery_id: str
     recovery_token: str  # single use: auth.v1.redeem sets the user's password with it
+    # login=True (argon2 is slow: ask only when needed): the user's PASSWORD and one login.
+    password: str | None = None
+    session_id: str | None = None
+    access_token: str | None = None  # a JWT: its signature is the secret part
+    refresh_token: str | None = None
+    # keys=True: the tenant's HS256 signing key, and the user's registered Ed25519 key
+    # (``device_seed`` is its private half) with a fresh challenge for it (valid 60 s).
+    signing_kid: str | None = None
+    hs256_secret: str | None = None
+    public_key: str | None = None
+    device_seed: str | None = None
+    challenge: str | None = None
 
     @property
     def tokens(self) -> tuple[str, ...]:
         return (self.admin_token, self.pat_token, self.key_token, self.recovery_token)
 
 
-async def make_tenant(client: AuthbusClient, label: str = "t") -> TenantWorld:
-    """``make_org`` plus the user's PAT (scoped to PAT_SCOPE) and recovery key."""
+async def make_tenant(client: AuthbusClient, label: str = "t", *, login: bool = False, keys: bool = False) -> TenantWorld:
+    """``make_org`` plus the user's PAT (scoped to PAT_SCOPE) and recovery key; with
+    ``login`` a password and a session for the user, with ``keys`` signing material."""
     org = await make_org(client, label)
     pat = await client.command("create_pat", user_id=org.user_id, name="ci", scopes=[PAT_SCOPE])
     recovery = await client.command("issue_key", user_id=org.user_id, kind="recovery", name="recovery")
+    extra: dict[str, str] = {}
+    if login:
+        await client.command("change_password", user_id=org.user_id, password=PASSWORD)
+        body = {"tenant_id": org.tenant_id, "username": "user-1", "password": PASSWORD}
+        pair = await client.call("login", body, token="")
+        extra |= {"password": PASSWORD, **{k: pair[k] for k in ("session_id", "access_token", "refresh_token")}}
+    if keys:
+        hs256 = (await client.command("create_signing_key", tenant_id=org.tenant_id, alg="HS256"))["result"]
+        seed = Ed25519PrivateKey.generate()
+        public_key = b64url(seed.public_key().public_bytes_raw())
+        await client.command("register_public_key", user_id=org.user_id, public_key=public_key)
+        issued = await client.call("challenge", {"tenant_id": org.tenant_id, "public_key": public_key}, token="")
+        extra |= {
+            "signing_kid": hs256["kid"], "hs256_secret": hs256["secret"], "public_key": public_key,
+            "device_seed": b64url(seed.private_bytes_raw()), "challenge": issued["challenge"],
+        }
     return TenantWorld(
         tenant_id=org.tenant_id,
         admin_id=org.admin_id,
@@ -73,6 +116,7 @@ async def make_tenant(client: AuthbusClient, label: str = "t") -> TenantWorld:
         key_token=org.user_key,
         recovery_id=recovery["result"]["key_id"],
         recovery_token=recovery["result"]["token"],
+        **extra,
     )
 
 

@@ -108,3 +108,14 @@ async def test_recovery_keys_authorize_nothing_and_tenants_can_be_checked(client
     assert (await client.verify(org.admin_key))["scopes"] is None
     empty = (await client.command("issue_key", user_id=org.user_id, kind="api_key", scopes=[], token=org.admin_key))["result"]["token"]
     assert (await client.verify(empty))["scopes"] == []
+
+
+async def test_no_credential_changes_its_own_owners_login_factors(client, org):
+    """Else a scoped PAT or an API key could set a password, log in, and get an unscoped token."""
+    scoped = await client.command("create_pat", user_id=org.user_id, name="narrow", token=org.admin_key,
+                                  scopes=[{"domain": "authbus", "entity_type": "user", "operation": "update", "entity_id": "*"}])
+    public_key = "A" * 42 + "A"
+    for token in (scoped["result"]["token"], org.user_key):
+        await refused(client.command("change_password", user_id=org.user_id, password="a fresh password", token=token), "forbidden")
+        await refused(client.command("register_public_key", user_id=org.user_id, public_key=public_key, token=token), "forbidden")
+    await client.command("change_password", user_id=org.user_id, password="a fresh password", token=org.admin_key)

@@ -5,36 +5,49 @@ not an object, a missing required field, a wrong type, an unknown enum value, an
 field, a value out of range, an oversized body or token, a bad ``Authorization`` header,
 unknown ids, ids of the wrong kind, and ids of another tenant.  Each must come back as a
 well-formed error with the right code, naming the field, with the micro error header set,
-and the event store must not have moved.  A malformed token sent to verify or authorize is
-an answer, not an error.  No reply may carry a token's secret, a SHA-256 digest, a
-traceback or a file path.
+and the event store must not have moved, except by the audit record a refusal is meant to
+leave (a failed login's ``LoginFailed``, a reused refresh token's ``SessionRevoked``): a
+case names those.  A malformed token sent to verify or authorize is an answer, not an
+error.  No reply may carry a secret (a token's, a password, a refresh token, an access
+token's signature, an HS256 key, a sealed private key, a password hash), a SHA-256
+digest, a traceback or a file path.
 
 The matrix is generated from data tables: ``BASE`` holds one valid body per endpoint, built
-from a fresh tenant (``tests.helpers.make_tenant``), and every case is a change to it.
-``test_the_tables_cover_every_endpoint`` fails when an endpoint, field or enum is added
-without a row here.
+from a fresh tenant (``tests.helpers.make_tenant``), and every case is a change to it.  A
+tenant gets a password, a session and signing material only for the cases that read them
+(argon2 is slow on purpose), see ``Case.options``.
+``test_the_tables_cover_every_endpoint`` fails when an endpoint, field, enum, id or token
+field is added without a row here.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.domain import tokens
 from authbus.domain.commands import COMMANDS
+from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.handlers.admin import ADMIN_READS
 from authbus.handlers.commands import RedeemRequest
-from authbus.handlers.queries import AuthorizeRequest, VerifyRequest
+from authbus.handlers.queries import AuthorizeRequest, JwksRequest, VerifyRequest
 from authbus.handlers.service import subjects
+from authbus.handlers.sessions import WRONG_CREDENTIALS, AnswerRequest, ChallengeRequest, LoginRequest, RefreshRequest
 from authbus.handlers.wire import MAX_BODY, MAX_TOKEN
-from tests.helpers import PAT_SCOPE, TenantWorld, make_tenant, secret_of, store_position
+from tests.helpers import (
+    PAT_SCOPE, PASSWORD, TenantWorld, b64url, device, make_tenant, secret_of, store_position,
+)
 
 Body = dict[str, Any]
 W = TenantWorld
@@ -50,6 +63,17 @@ def cmd(**fields: Any) -> Body:
     return {**fields, "command_id": str(uuid.uuid4())}
 
 
+def new_public_key() -> str:
+    """A public key nobody has registered (any 32 bytes will do for registering)."""
+    return b64url(os.urandom(32))
+
+
+def signed(w: W, challenge: str | None = None, key: Ed25519PrivateKey | None = None) -> str:
+    """The user's device key's (or ``key``'s) signature over ``challenge`` (the world's)."""
+    message = (w.challenge if challenge is None else challenge).encode()
+    return b64url((key or device(w.device_seed)).sign(message))
+
+
 BASE: dict[str, Callable[[W], Body]] = {
     "verify": lambda w: {"token": w.pat_token, "min_position": 0},
     "authorize": lambda w: {
@@ -57,6 +81,12 @@ BASE: dict[str, Callable[[W], Body]] = {
         "tenant_id": w.tenant_id, "min_position": 0,
     },
     "redeem": lambda w: cmd(token=w.recovery_token, password="a new password"),
+    "jwks": lambda w: {"tenant_id": w.tenant_id, "min_position": 0},
+    "login": lambda w: {"tenant_id": w.tenant_id, "username": "user-1", "password": w.password, "source": "bad-input"},
+    "refresh": lambda w: {"refresh_token": w.refresh_token, "source": "bad-input"},
+    "logout": lambda w: {"refresh_token": w.refresh_token, "source": "bad-input"},
+    "challenge": lambda w: {"tenant_id": w.tenant_id, "public_key": new_public_key()},
+    "challenge.answer": lambda w: {"challenge": w.challenge, "signature": signed(w), "source": "bad-input"},
     "cmd.create_tenant": lambda w: cmd(name=f"new-{uuid.uuid4().hex}"),
     "cmd.disable_tenant": lambda w: cmd(tenant_id=w.tenant_id, reason="audit"),
     "cmd.enable_tenant": lambda w: cmd(tenant_id=w.tenant_id),
@@ -79,27 +109,49 @@ BASE: dict[str, Callable[[W], Body]] = {
         user_id=w.user_id, kind="api_key", name="k", expires_in=3600, scopes=[dict(PAT_SCOPE)]
     ),
     "cmd.revoke_key": lambda w: cmd(key_id=w.key_id, reason="rotated"),
+    "cmd.create_signing_key": lambda w: cmd(tenant_id=w.tenant_id, alg="EdDSA"),
+    "cmd.retire_signing_key": lambda w: cmd(kid=w.signing_kid),
+    "cmd.revoke_signing_key": lambda w: cmd(kid=w.signing_kid, reason="leaked"),
+    "cmd.register_public_key": lambda w: cmd(user_id=w.user_id, public_key=new_public_key()),
+    "cmd.remove_public_key": lambda w: cmd(user_id=w.user_id, public_key=w.public_key),
+    "cmd.revoke_session": lambda w: cmd(session_id=w.session_id, reason="stolen laptop"),
     "admin.get_user": lambda w: {"user_id": w.user_id, "min_position": 0},
     "admin.list_users": lambda w: {"tenant_id": w.tenant_id, "limit": 10, "after": w.admin_id, "min_position": 0},
     "admin.get_pat": lambda w: {"pat_id": w.pat_id, "min_position": 0},
     "admin.list_pats": lambda w: {"user_id": w.user_id, "limit": 10, "after": w.pat_id, "min_position": 0},
     "admin.list_keys": lambda w: {"user_id": w.user_id, "limit": 10, "after": w.key_id, "min_position": 0},
+    "admin.list_signing_keys": lambda w: {
+        "tenant_id": w.tenant_id, "limit": 10, "after": w.signing_kid, "min_position": 0
+    },
+    "admin.list_sessions": lambda w: {"user_id": w.user_id, "limit": 10, "after": w.session_id, "min_position": 0},
+    "admin.login_activity": lambda w: {"user_id": w.user_id, "min_position": 0},
 }
 
 STRUCTS: dict[str, type] = {
     "verify": VerifyRequest,
     "authorize": AuthorizeRequest,
     "redeem": RedeemRequest,
+    "jwks": JwksRequest,
+    "login": LoginRequest,
+    "refresh": RefreshRequest,
+    "logout": RefreshRequest,
+    "challenge": ChallengeRequest,
+    "challenge.answer": AnswerRequest,
     **{f"cmd.{name}": cls for name, cls in COMMANDS.items()},
     **{f"admin.{name}": cls for name, (cls, _) in ADMIN_READS.items()},
 }
 ENDPOINTS = list(BASE)
 AUTHENTICATED = [e for e in ENDPOINTS if e.startswith(("cmd.", "admin."))]
-ID_FIELDS = ("tenant_id", "user_id", "pat_id", "key_id")  # ids that name an entity (not the ``after`` cursor)
+# ids that name an entity (not the ``after`` cursor)
+ID_FIELDS = ("tenant_id", "user_id", "pat_id", "key_id", "kid", "session_id")
+# Answer a request with no body at all: like an HTTP GET, an empty body means ``{}``.
+EMPTY_BODY_IS_EMPTY_OBJECT = {"jwks"}
+# Endpoints with no bearer that still change the store when they succeed.
+UNAUTHENTICATED_WRITES = {"redeem", "login", "refresh", "logout", "challenge.answer"}
 
 STATUS = {
     "invalid_request": "400", "unauthenticated": "401", "forbidden": "403", "not_found": "404", "conflict": "409",
-    "stale": "503",
+    "rate_limited": "429", "stale": "503",
 }
 
 # Set up before a base body can succeed on its own (the control test only).
@@ -119,6 +171,20 @@ def as_root(w: W, root: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {root}"}
 
 
+def default_headers(endpoint: str, w: W, root: str) -> dict[str, str] | None:
+    return as_root(w, root) if endpoint in AUTHENTICATED else None
+
+
+@dataclass(frozen=True)
+class Step:
+    """A request sent before the case's own (as root where a bearer is needed), and the
+    error code it must end in (None: it succeeds)."""
+
+    endpoint: str
+    body: Callable[[W], Body]
+    refused: str | None = None
+
+
 @dataclass(frozen=True)
 class Case:
     endpoint: str
@@ -127,14 +193,45 @@ class Case:
     code: str
     field: str | None
     headers: Headers | None = None  # None: root's bearer on authenticated endpoints, nothing otherwise
+    steps: tuple[Step, ...] = ()  # the world is changed so first
+    records: tuple[str, ...] = ()  # the events the refusal itself appends (an audit record), in order
+    message: str | None = None  # the exact message, where it must not tell refusals apart
 
     def request_headers(self, w: W, root: str) -> dict[str, str] | None:
         if self.headers is not None:
             return self.headers(w, root)
-        return as_root(w, root) if self.endpoint in AUTHENTICATED else None
+        return default_headers(self.endpoint, w, root)
+
+    @functools.cached_property
+    def options(self) -> dict[str, bool]:
+        """The ``make_tenant`` options for the world fields this case reads."""
+        return world_options(self.body, lambda w: self.request_headers(w, "root"), *(s.body for s in self.steps))
 
     def param(self):
         return pytest.param(self, id=f"{self.endpoint}:{self.label}")
+
+
+LOGIN_FIELDS = frozenset({"password", "session_id", "access_token", "refresh_token"})
+KEY_FIELDS = frozenset({"signing_kid", "hs256_secret", "public_key", "device_seed", "challenge"})
+
+
+class _Reads:
+    """A stand-in world that notes the fields read from it."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        self.names.add(name)
+        return getattr(_PLACEHOLDER, name)
+
+
+def world_options(*builders: Callable[[Any], Any]) -> dict[str, bool]:
+    """The ``make_tenant`` options that give the world fields ``builders`` read."""
+    reads = _Reads()
+    for build in builders:
+        build(reads)
+    return {"login": bool(reads.names & LOGIN_FIELDS), "keys": bool(reads.names & KEY_FIELDS)}
 
 
 def changed(endpoint: str, change: Callable[[Body, W], Any]) -> Callable[[W], bytes]:
@@ -220,6 +317,7 @@ ENUMS: list[tuple[str, str, list[Any], str]] = [
     ("cmd.grant_role", "role", ["superuser", "Admin", ""], "role"),
     ("cmd.revoke_role", "role", ["superuser", "USER"], "role"),
     ("cmd.issue_key", "kind", ["pat", "refresh", "API_KEY"], "kind"),
+    ("cmd.create_signing_key", "alg", ["none", "HS512", "eddsa", "RS256 ", ""], "alg"),
 ]
 
 def _recovery_for_two_days(b: Body, w: W) -> None:
@@ -229,6 +327,30 @@ def _recovery_for_two_days(b: Body, w: W) -> None:
 TOO_LONG_TEXT = "x" * 1025
 LONG_NAME = "n" * 129
 OVER_A_YEAR = 367 * 86400
+LONG_SOURCE = "s" * 257
+
+
+def _non_canonical(key: str) -> str:
+    """The same 32 bytes spelt differently: the last character's two unused bits set."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return key[:-1] + alphabet[alphabet.index(key[-1]) | 1]
+
+
+def _forged_challenge(b: Body, w: W) -> None:
+    """A challenge whose MAC is wrong, signed by the right key: the MAC is what counts."""
+    forged = flip(w.challenge, -3)
+    b.update(challenge=forged, signature=signed(w, forged))
+
+
+def _tampered_challenge(b: Body, w: W) -> None:
+    """The payload changed (the MAC kept), signed by the right key."""
+    forged = flip(w.challenge, 5)
+    b.update(challenge=forged, signature=signed(w, forged))
+
+
+def _unmacked_challenge(b: Body, w: W) -> None:
+    bare = w.challenge.partition(".")[0]
+    b.update(challenge=bare, signature=signed(w, bare))
 
 # (endpoint, label, change, code, field): values of the right type that are still wrong,
 # in the request's constraints or in the domain's rules.
@@ -239,6 +361,7 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("authorize", "operation-uppercase", put("operation", "READ"), "invalid_request", "operation"),
     ("authorize", "operation-empty", put("operation", ""), "invalid_request", "operation"),
     ("authorize", "entity_type-space", put("entity_type", "a doc"), "invalid_request", "entity_type"),
+    ("authorize", "operation-trailing-newline", put("operation", "read\n"), "invalid_request", "operation"),
     ("authorize", "entity_id-empty", put("entity_id", ""), "invalid_request", "entity_id"),
     ("authorize", "entity_id-too-long", put("entity_id", LONG_NAME), "invalid_request", "entity_id"),
     ("authorize", "domain-empty", put("domain", ""), "invalid_request", "domain"),
@@ -250,6 +373,7 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("cmd.create_tenant", "name-empty", put("name", ""), "invalid_request", "name"),
     ("cmd.create_tenant", "name-padded", put("name", " acme"), "invalid_request", "name"),
     ("cmd.create_tenant", "name-newline", put("name", "ac\nme"), "invalid_request", "name"),
+    ("cmd.create_tenant", "name-trailing-newline", put("name", "system\n"), "invalid_request", "name"),
     ("cmd.create_tenant", "name-too-long", put("name", LONG_NAME), "invalid_request", "name"),
     ("cmd.create_tenant", "command_id-empty", put("command_id", ""), "invalid_request", "command_id"),
     ("cmd.create_tenant", "command_id-too-long", put("command_id", LONG_NAME), "invalid_request", "command_id"),
@@ -259,6 +383,7 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("cmd.enable_tenant", "not-disabled", lambda b, w: None, "conflict", "tenant_id"),
     ("cmd.register_user", "username-space", put("username", "bo b"), "invalid_request", "username"),
     ("cmd.register_user", "username-leading-dot", put("username", ".bob"), "invalid_request", "username"),
+    ("cmd.register_user", "username-trailing-newline", put("username", "user-1\n"), "invalid_request", "username"),
     ("cmd.register_user", "username-too-long", put("username", LONG_NAME), "invalid_request", "username"),
     ("cmd.register_user", "password-short", put("password", "1234567"), "invalid_request", "password"),
     ("cmd.register_user", "password-too-long", put("password", TOO_LONG_TEXT), "invalid_request", "password"),
@@ -291,6 +416,7 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("cmd.add_scope", "operation-wrong-type", put("scope.operation", 7), "invalid_request", "scope.operation"),
     ("cmd.add_scope", "operation-missing", drop("scope.operation"), "invalid_request", "scope.operation"),
     ("cmd.add_scope", "entity_type-empty", put("scope.entity_type", ""), "invalid_request", "scope.entity_type"),
+    ("cmd.add_scope", "entity_type-trailing-newline", put("scope.entity_type", "doc\n"), "invalid_request", "scope.entity_type"),
     ("cmd.add_scope", "scope-unknown-field", put("scope.bogus", True), "invalid_request", "scope.bogus"),
     ("cmd.add_scope", "already-held", put("scope", dict(PAT_SCOPE)), "conflict", "scope"),
     ("cmd.remove_scope", "not-held", put("scope", dict(SCOPE_NEW)), "conflict", "scope"),
@@ -310,6 +436,176 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("admin.list_users", "after-not-a-uuid", put("after", "next"), "invalid_request", "after"),
     ("admin.list_pats", "limit-negative", put("limit", -1), "invalid_request", "limit"),
     ("admin.list_keys", "limit-string", put("limit", "10"), "invalid_request", "limit"),
+    ("jwks", "tenant_id-not-a-uuid", put("tenant_id", "system"), "invalid_request", "tenant_id"),
+    ("jwks", "min_position-negative", put("min_position", -1), "invalid_request", "min_position"),
+    ("login", "tenant_id-not-a-uuid", put("tenant_id", "acme"), "invalid_request", "tenant_id"),
+    ("login", "username-empty", put("username", ""), "invalid_request", "username"),
+    ("login", "username-too-long", put("username", LONG_NAME), "invalid_request", "username"),
+    ("login", "password-empty", put("password", ""), "invalid_request", "password"),
+    ("login", "password-too-long", put("password", TOO_LONG_TEXT), "invalid_request", "password"),
+    ("login", "source-too-long", put("source", LONG_SOURCE), "invalid_request", "source"),
+    ("refresh", "source-too-long", put("source", LONG_SOURCE), "invalid_request", "source"),
+    ("logout", "source-too-long", put("source", LONG_SOURCE), "invalid_request", "source"),
+    ("challenge", "tenant_id-not-a-uuid", put("tenant_id", "acme"), "invalid_request", "tenant_id"),
+    ("challenge", "public_key-short", put("public_key", "A" * 42), "invalid_request", "public_key"),
+    ("challenge", "public_key-long", put("public_key", "A" * 44), "invalid_request", "public_key"),
+    ("challenge", "public_key-padded", put("public_key", lambda w: new_public_key() + "="), "invalid_request", "public_key"),
+    ("challenge", "public_key-standard-base64", put("public_key", "+" * 43), "invalid_request", "public_key"),
+    ("challenge", "public_key-non-canonical", put("public_key", lambda w: _non_canonical(new_public_key())), "invalid_request", "public_key"),
+    ("challenge", "public_key-trailing-newline", put("public_key", lambda w: new_public_key() + "\n"), "invalid_request", "public_key"),
+    ("challenge.answer", "challenge-empty", put("challenge", ""), "invalid_request", "challenge"),
+    ("challenge.answer", "challenge-too-long", put("challenge", "c" * 1025), "invalid_request", "challenge"),
+    ("challenge.answer", "signature-empty", put("signature", ""), "invalid_request", "signature"),
+    ("challenge.answer", "signature-too-long", put("signature", "s" * 257), "invalid_request", "signature"),
+    ("challenge.answer", "source-too-long", put("source", LONG_SOURCE), "invalid_request", "source"),
+    # Not of the shape auth.v1.challenge issues (<payload>.<MAC>, base64url): not a challenge.
+    ("challenge.answer", "challenge-without-mac", _unmacked_challenge, "invalid_request", "challenge"),
+    ("challenge.answer", "challenge-non-ascii", put("challenge", lambda w: w.challenge + "ä"), "invalid_request", "challenge"),
+    ("challenge.answer", "challenge-trailing-newline", put("challenge", lambda w: w.challenge + "\n"), "invalid_request", "challenge"),
+    ("challenge.answer", "challenge-two-dots", put("challenge", lambda w: w.challenge + ".x"), "invalid_request", "challenge"),
+    ("cmd.create_signing_key", "tenant_id-not-a-uuid", put("tenant_id", "acme"), "invalid_request", "tenant_id"),
+    ("cmd.retire_signing_key", "kid-not-a-uuid", put("kid", "key-1"), "invalid_request", "kid"),
+    ("cmd.revoke_signing_key", "kid-empty", put("kid", ""), "invalid_request", "kid"),
+    ("cmd.revoke_signing_key", "reason-too-long", put("reason", TOO_LONG_TEXT), "invalid_request", "reason"),
+    ("cmd.register_public_key", "public_key-short", put("public_key", "A" * 42), "invalid_request", "public_key"),
+    ("cmd.register_public_key", "public_key-padded", put("public_key", lambda w: new_public_key() + "="), "invalid_request", "public_key"),
+    ("cmd.register_public_key", "public_key-standard-base64", put("public_key", "/" * 43), "invalid_request", "public_key"),
+    ("cmd.register_public_key", "public_key-non-canonical", put("public_key", lambda w: _non_canonical(w.public_key)), "invalid_request", "public_key"),
+    ("cmd.register_public_key", "public_key-trailing-newline", put("public_key", lambda w: w.public_key + "\n"), "invalid_request", "public_key"),
+    ("cmd.register_public_key", "already-registered", put("public_key", lambda w: w.public_key), "conflict", "public_key"),
+    ("cmd.register_public_key", "another-users-key", lambda b, w: b.update(user_id=w.admin_id, public_key=w.public_key), "conflict", "public_key"),
+    ("cmd.remove_public_key", "public_key-long", put("public_key", "A" * 44), "invalid_request", "public_key"),
+    ("cmd.remove_public_key", "not-registered", put("public_key", lambda w: new_public_key()), "conflict", "public_key"),
+    ("cmd.remove_public_key", "another-users-key", put("user_id", lambda w: w.admin_id), "conflict", "public_key"),
+    ("cmd.revoke_session", "session_id-not-a-uuid", put("session_id", "s1"), "invalid_request", "session_id"),
+    ("cmd.revoke_session", "reason-too-long", put("reason", TOO_LONG_TEXT), "invalid_request", "reason"),
+    ("admin.list_signing_keys", "limit-zero", put("limit", 0), "invalid_request", "limit"),
+    ("admin.list_signing_keys", "limit-over-500", put("limit", 501), "invalid_request", "limit"),
+    ("admin.list_signing_keys", "after-not-a-uuid", put("after", "next"), "invalid_request", "after"),
+    ("admin.list_sessions", "limit-string", put("limit", "10"), "invalid_request", "limit"),
+    ("admin.list_sessions", "after-not-a-uuid", put("after", "next"), "invalid_request", "after"),
+    ("admin.login_activity", "user_id-not-a-uuid", put("user_id", "user-1"), "invalid_request", "user_id"),
+    ("admin.login_activity", "min_position-negative", put("min_position", -1), "invalid_request", "min_position"),
+]
+
+
+def _other_key_signature(b: Body, w: W) -> None:
+    b["signature"] = signed(w, key=Ed25519PrivateKey.generate())
+
+
+def _wrong_password(b: Body, w: W) -> None:
+    b["password"] = "wrong password"
+
+
+def _wrong_login(w: W) -> Body:
+    body = BASE["login"](w)
+    _wrong_password(body, w)
+    return body
+
+
+def _refresh_token(w: W) -> Body:
+    return {"refresh_token": w.refresh_token}
+
+
+def _unknown_refresh(w: W) -> str:
+    return tokens.mint("refresh", uuid.uuid4(), os.urandom(32))
+
+
+def _refresh_wrong_secret(w: W) -> str:
+    return tokens.mint("refresh", uuid.UUID(w.session_id), os.urandom(32))
+
+
+def as_is(b: Body, w: W) -> None:
+    """No change: the base body, refused because of what the steps did first."""
+
+
+def refusal(
+    e: str, label: str, change: Callable[[Body, W], Any], code: str, field: str, *,
+    message: str | None = None, records: tuple[str, ...] = (), steps: tuple[Step, ...] = (),
+) -> Case:
+    return Case(e, label, changed(e, change), code, field, steps=steps, records=records, message=message)
+
+
+def bad_login(label: str, change: Callable[[Body, W], Any], records: tuple[str, ...] = ()) -> Case:
+    """Unknown user and wrong password alike: one message, whatever was wrong."""
+    return refusal("login", label, change, "unauthenticated", "password", message=WRONG_CREDENTIALS, records=records)
+
+
+def bad_refresh(e: str, label: str, change: Callable[[Body, W], Any], **more: Any) -> Case:
+    return refusal(e, label, change, "unauthenticated", "refresh_token", **more)
+
+
+def bad_answer(label: str, change: Callable[[Body, W], Any], field: str = "signature", **more: Any) -> Case:
+    return refusal("challenge.answer", label, change, "unauthenticated", field, **more)
+
+
+def conflict(e: str, label: str, field: str, *steps: Step) -> Case:
+    return refusal(e, label, as_is, "conflict", field, steps=steps)
+
+
+def root_step(e: str, **fields: str) -> Step:
+    """A command as root, its fields taken from the world by name (``kid="signing_kid"``)."""
+    return Step(e, lambda w: {f: getattr(w, name) for f, name in fields.items()})
+
+
+DISABLE_USER = root_step("cmd.disable_user", user_id="user_id")
+DISABLE_TENANT = root_step("cmd.disable_tenant", tenant_id="tenant_id")
+REFRESH_ONCE = Step("refresh", _refresh_token)
+LOGOUT = Step("logout", _refresh_token)
+RETIRE_KEY = root_step("cmd.retire_signing_key", kid="signing_kid")
+REVOKE_KEY = root_step("cmd.revoke_signing_key", kid="signing_kid")
+REMOVE_PUBLIC_KEY = root_step("cmd.remove_public_key", user_id="user_id", public_key="public_key")
+FAILED = ("LoginFailed",)
+
+# Refusals of a request that is well-formed: by the credentials it presents (a password, a
+# refresh token, a signature) or by the state the steps left.  Some leave an audit record.
+REFUSALS: list[Case] = [
+    bad_login("unknown-tenant_id", put("tenant_id", lambda w: str(uuid.uuid4()))),
+    bad_login("system-tenant", put("tenant_id", str(SYSTEM_TENANT_ID))),
+    bad_login("unknown-username", put("username", "nobody")),
+    bad_login("username-trailing-newline", put("username", "user-1\n")),
+    bad_login("token-as-username", put("username", lambda w: w.pat_token)),
+    bad_login("wrong-password", _wrong_password, FAILED),
+    bad_login("password-case", put("password", PASSWORD.upper()), FAILED),
+    bad_login("no-password-set", put("username", "admin-1"), FAILED),
+    refusal("login", "user-disabled", as_is, "unauthenticated", "password", records=FAILED, steps=(DISABLE_USER,)),
+    refusal("login", "tenant-disabled", as_is, "unauthenticated", "password", records=FAILED, steps=(DISABLE_TENANT,)),
+    # Five failures lock the user out, even with the right password (and that appends nothing).
+    refusal("login", "rate-limited", as_is, "rate_limited", "username", steps=(Step("login", _wrong_login, "unauthenticated"),) * 5),
+    *(
+        case
+        for e in ("refresh", "logout")
+        for case in (
+            bad_refresh(e, "refresh_token-empty", put("refresh_token", "")),
+            bad_refresh(e, "refresh_token-a-pat", put("refresh_token", lambda w: w.pat_token)),
+            bad_refresh(e, "refresh_token-access-token", put("refresh_token", lambda w: w.access_token)),
+            bad_refresh(e, "refresh_token-bad-checksum", put("refresh_token", lambda w: flip(w.refresh_token, 40))),
+            bad_refresh(e, "refresh_token-unknown-session", put("refresh_token", _unknown_refresh)),
+            bad_refresh(e, "refresh_token-wrong-secret", put("refresh_token", _refresh_wrong_secret)),
+        )
+    ),
+    # A refresh token used twice leaked: the refusal ends the session.
+    bad_refresh("refresh", "refresh_token-reused", as_is, records=("SessionRevoked",), steps=(REFRESH_ONCE,)),
+    bad_refresh("refresh", "after-logout", as_is, steps=(LOGOUT,)),
+    bad_refresh("refresh", "session-revoked", as_is, steps=(root_step("cmd.revoke_session", session_id="session_id"),)),
+    bad_refresh("refresh", "user-disabled", as_is, steps=(DISABLE_USER,)),
+    bad_refresh("logout", "refresh_token-rotated", as_is, steps=(REFRESH_ONCE,)),
+    bad_answer("signature-by-another-key", _other_key_signature),
+    bad_answer("signature-of-another-message", put("signature", lambda w: signed(w, "hello"))),
+    bad_answer("signature-truncated", put("signature", lambda w: signed(w)[:-4])),
+    bad_answer("signature-not-base64url", put("signature", "!!!!")),
+    bad_answer("signature-non-ascii", put("signature", "ä" * 8)),
+    bad_answer("challenge-forged", _forged_challenge),
+    bad_answer("challenge-tampered", _tampered_challenge),
+    bad_answer("key-removed", as_is, steps=(REMOVE_PUBLIC_KEY,)),
+    bad_answer("answered-twice", as_is, "challenge", steps=(Step("challenge.answer", BASE["challenge.answer"]),)),
+    bad_answer("user-disabled", as_is, "challenge", records=("NameClaimed", "LoginFailed"), steps=(DISABLE_USER,)),  # the answer spends the challenge
+    conflict("cmd.create_signing_key", "tenant-disabled", "tenant_id", DISABLE_TENANT),
+    conflict("cmd.retire_signing_key", "already-retired", "kid", RETIRE_KEY),
+    conflict("cmd.retire_signing_key", "revoked", "kid", REVOKE_KEY),
+    conflict("cmd.revoke_signing_key", "already-revoked", "kid", REVOKE_KEY),
+    conflict("cmd.remove_public_key", "already-removed", "public_key", REMOVE_PUBLIC_KEY),
+    conflict("cmd.revoke_session", "already-revoked", "session_id", LOGOUT),
 ]
 
 
@@ -336,6 +632,17 @@ SECRETS_IN_REQUEST: list[tuple[str, str, Callable[[Body, W], None], str]] = [
     ("cmd.disable_user", "token-as-uuid", put("user_id", lambda w: w.key_token), "user_id"),
     ("cmd.create_tenant", "token-in-bad-name", put("name", lambda w: " " + w.pat_token), "name"),
     ("authorize", "token-as-operation", put("operation", lambda w: w.key_token), "operation"),
+    ("login", "password-as-field-name", lambda b, w: b.update({w.password: 1}), "body"),
+    ("login", "password-in-long-source", put("source", lambda w: w.password * 10), "source"),
+    ("refresh", "refresh-token-as-field-name", lambda b, w: b.update({w.refresh_token: 1}), "body"),
+    ("logout", "refresh-token-in-long-source", put("source", lambda w: w.refresh_token * 4), "source"),
+    ("challenge", "token-as-public_key", put("public_key", lambda w: w.pat_token), "public_key"),
+    ("challenge.answer", "token-as-challenge", put("challenge", lambda w: w.pat_token), "challenge"),
+    ("challenge.answer", "seed-in-long-signature", put("signature", lambda w: w.device_seed * 6), "signature"),
+    ("cmd.create_signing_key", "secret-as-alg", put("alg", lambda w: w.hs256_secret), "alg"),
+    ("cmd.register_public_key", "token-as-public_key", put("public_key", lambda w: w.key_token), "public_key"),
+    ("cmd.revoke_session", "refresh-token-as-session_id", put("session_id", lambda w: w.refresh_token), "session_id"),
+    ("admin.list_sessions", "refresh-token-as-after", put("after", lambda w: w.refresh_token), "after"),
 ]
 
 # (endpoint, label, body, field): bodies that msgspec alone would misjudge.
@@ -349,6 +656,14 @@ RAW: list[tuple[str, str, bytes, str]] = [
 ]
 
 UNKNOWN_BEARER = tokens.mint("api_key", uuid.uuid4(), os.urandom(32))
+
+
+def _tenant_token(w: W) -> str:
+    """A JWT the tenant mints with its HS256 key: it verifies, but it is nobody's bearer."""
+    now = int(time.time())
+    claims = {"tnd": w.tenant_id, "sub": "device-7", "iat": now, "exp": now + 300, "per": {"docs": {"doc/*": "CRUD"}}}
+    return jwt.encode(claims, w.hs256_secret, algorithm="HS256", headers={"kid": w.signing_kid})
+
 AUTH_HEADERS: dict[str, Headers] = {
     "missing": lambda w, root: None,
     "empty": lambda w, root: {"Authorization": ""},
@@ -358,6 +673,9 @@ AUTH_HEADERS: dict[str, Headers] = {
     "bad-checksum": lambda w, root: {"Authorization": f"Bearer {flip(root, 40)}"},
     "unknown-key": lambda w, root: {"Authorization": f"Bearer {UNKNOWN_BEARER}"},
     "recovery-key": lambda w, root: {"Authorization": f"Bearer {w.recovery_token}"},
+    "refresh-token": lambda w, root: {"Authorization": f"Bearer {w.refresh_token}"},
+    "tampered-access-token": lambda w, root: {"Authorization": f"Bearer {flip(w.access_token, -10)}"},
+    "tenant-token": lambda w, root: {"Authorization": f"Bearer {_tenant_token(w)}"},
 }
 
 def _padded_pat(w: W) -> str:
@@ -369,13 +687,23 @@ def _oversized_bearer(w: W, root: str) -> dict[str, str]:
 
 
 # Another id of the same world that names an entity of the wrong kind.
-WRONG_KIND = {"tenant_id": "user_id", "user_id": "pat_id", "pat_id": "key_id", "key_id": "pat_id"}
+WRONG_KIND = {
+    "tenant_id": "user_id", "user_id": "pat_id", "pat_id": "key_id", "key_id": "pat_id", "kid": "key_id",
+    "session_id": "signing_kid",
+}
+# The fields that carry a token, and so have a size limit of their own.
+TOKEN_FIELDS = [("verify", "token"), ("authorize", "token"), ("redeem", "token"), ("refresh", "refresh_token"),
+                ("logout", "refresh_token")]
 
 
 def _cases() -> list:
     cases: list[Case] = []
     for e in ENDPOINTS:
-        cases += [Case(e, f"not-json-{k}", raw(v), "invalid_request", "body") for k, v in NOT_JSON.items()]
+        cases += [
+            Case(e, f"not-json-{k}", raw(v), "invalid_request", "body")
+            for k, v in NOT_JSON.items()
+            if not (k == "empty" and e in EMPTY_BODY_IS_EMPTY_OBJECT)
+        ]
         cases += [Case(e, f"not-object-{k}", raw(v), "invalid_request", "body") for k, v in NOT_OBJECT.items()]
         base_fields = list(BASE[e](_PLACEHOLDER))
         cases += [Case(e, f"missing-{f}", changed(e, drop(f)), "invalid_request", f) for f in required(e)]
@@ -394,9 +722,9 @@ def _cases() -> list:
             cases.append(Case(e, f"unknown-{f}", changed(e, put(f, str(uuid.uuid4()))), "not_found", f))
             wrong = changed(e, put(f, lambda w, o=other: getattr(w, o)))
             cases.append(Case(e, f"{other}-as-{f}", wrong, "not_found", f))
-    for e in ("verify", "authorize", "redeem"):
+    for e, f in TOKEN_FIELDS:
         for label, token in (("oversized-token", "a" * (MAX_TOKEN + 1)), ("oversized-real-token", _padded_pat)):
-            cases.append(Case(e, label, changed(e, put("token", token)), "invalid_request", "token"))
+            cases.append(Case(e, label, changed(e, put(f, token)), "invalid_request", f))
     for e in AUTHENTICATED:
         unchanged = changed(e, lambda b, w: None)
         cases.append(Case(e, "oversized-bearer", unchanged, "invalid_request", "Authorization", _oversized_bearer))
@@ -411,13 +739,24 @@ def _cases() -> list:
     cases += [Case(e, label, changed(e, change), code, f) for e, label, change, code, f in CONSTRAINTS]
     cases += [Case(e, label, changed(e, change), "invalid_request", f) for e, label, change, f in SECRETS_IN_REQUEST]
     cases += [Case(e, label, raw(data), "invalid_request", f) for e, label, data, f in RAW]
+    cases += REFUSALS
     return [c.param() for c in cases]
 
 
 # A stand-in world for building tables at import time (only the shape of its values matters).
+_SEED = Ed25519PrivateKey.from_private_bytes(bytes(32))
 _PLACEHOLDER = W(**{
-    f: tokens.mint("pat", uuid.UUID(int=0), bytes(32)) if f.endswith("token") else str(uuid.UUID(int=0))
-    for f in W.__dataclass_fields__
+    **{
+        f: tokens.mint("pat", uuid.UUID(int=0), bytes(32)) if f.endswith("token") else str(uuid.UUID(int=0))
+        for f in W.__dataclass_fields__
+    },
+    "password": PASSWORD,
+    "access_token": "eyJhbGciOiJFZERTQSJ9.e30." + "A" * 86,
+    "refresh_token": tokens.mint("refresh", uuid.UUID(int=0), bytes(32)),
+    "hs256_secret": b64url(bytes(32)),
+    "public_key": b64url(_SEED.public_key().public_bytes_raw()),
+    "device_seed": b64url(bytes(32)),
+    "challenge": "e30.AAAA",
 })
 CASES = _cases()
 
@@ -430,6 +769,8 @@ LEAKS = [
     re.compile(rb'File "'),
     re.compile(rb"\.py\b"),
     re.compile(rb"(?<![\w.])/(?:[\w.-]+/)+[\w.-]+"),  # an absolute file path
+    re.compile(rb"\$argon2"),  # a password hash
+    re.compile(rb"PRIVATE KEY"),
 ]
 
 
@@ -454,14 +795,35 @@ async def send(
     return reply
 
 
+def endpoint_options(endpoint: str) -> dict[str, bool]:
+    return world_options(BASE[endpoint], *([PREPARE[endpoint]] if endpoint in PREPARE else []))
+
+
 @pytest.fixture
-async def world(client) -> W:
-    return await make_tenant(client, "bad")
+async def world(client, request) -> W:
+    """A fresh tenant, with what the test's case (or endpoint's base body) reads from it."""
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    if "case" in params:
+        options = params["case"].options
+    else:
+        options = endpoint_options(params["endpoint"]) if "endpoint" in params else {}
+    return await make_tenant(client, "bad", **options)
+
+
+def secrets_of(w: W, instance) -> list[str]:
+    """Everything secret a world holds, and every sealed private key the instance knows."""
+    secrets = [secret_of(t) for t in (*w.tokens, instance.root_token)]
+    if w.password is not None:
+        secrets += [w.password, secret_of(w.refresh_token), w.access_token.rsplit(".", 1)[1]]
+    if w.hs256_secret is not None:
+        secrets += [w.hs256_secret, w.device_seed]
+    return secrets + [k.sealed_private for k in instance.node.model.signing_keys.values()]
 
 
 @pytest.fixture
 def secrets(world, instance) -> list[str]:
-    return [secret_of(t) for t in (*world.tokens, instance.root_token)]
+    return secrets_of(world, instance)
 
 
 def assert_error(reply: Reply, code: str, field: str | None, position: int) -> None:
@@ -479,14 +841,30 @@ def assert_error(reply: Reply, code: str, field: str | None, position: int) -> N
 # The tests.
 
 
+def appended(instance, after: int) -> list[str]:
+    """The names of the events appended since position ``after``."""
+    notifications = instance.node.store.recorder.select_notifications(start=after + 1, limit=100)
+    return [n.topic.rsplit(".", 1)[-1] for n in notifications]
+
+
+async def take(client, instance, w: W, steps: tuple[Step, ...], secrets: list[str]) -> None:
+    for step in steps:
+        headers = default_headers(step.endpoint, w, instance.root_token)
+        reply = await send(client, instance, step.endpoint, msgspec.json.encode(step.body(w)), headers, secrets)
+        assert (reply.body.get("error") or {}).get("code") == step.refused, (step, reply.body)
+
+
 @pytest.mark.parametrize("case", CASES)
 async def test_bad_request_is_rejected_and_appends_nothing(client, instance, world, secrets, case: Case):
+    await take(client, instance, world, case.steps, secrets)
     before = store_position(instance)
     reply = await send(
         client, instance, case.endpoint, case.body(world), case.request_headers(world, instance.root_token), secrets
     )
-    assert_error(reply, case.code, case.field, before)
-    assert store_position(instance) == before
+    assert_error(reply, case.code, case.field, store_position(instance))
+    assert appended(instance, before) == list(case.records)
+    if case.message is not None:
+        assert reply.body["error"]["message"] == case.message
 
 
 # A tenant admin of A sends tenant B's ids: the same answer as for an id that does not
@@ -513,13 +891,22 @@ CROSS_TENANT: dict[str, tuple[str, str | None]] = {
     "admin.get_pat": ("not_found", "pat_id"),
     "admin.list_pats": ("not_found", "user_id"),
     "admin.list_keys": ("not_found", "user_id"),
+    "cmd.create_signing_key": ("forbidden", "tenant_id"),
+    "cmd.retire_signing_key": ("not_found", "kid"),
+    "cmd.revoke_signing_key": ("not_found", "kid"),
+    "cmd.register_public_key": ("not_found", "user_id"),
+    "cmd.remove_public_key": ("not_found", "user_id"),
+    "cmd.revoke_session": ("not_found", "session_id"),
+    "admin.list_signing_keys": ("not_found", "tenant_id"),
+    "admin.list_sessions": ("not_found", "user_id"),
+    "admin.login_activity": ("not_found", "user_id"),
 }
 
 
 @pytest.mark.parametrize("endpoint", list(CROSS_TENANT))
 async def test_another_tenants_ids_are_not_found_or_forbidden(client, instance, world, secrets, endpoint):
-    other = await make_tenant(client, "other")
-    secrets = [*secrets, *(secret_of(t) for t in other.tokens)]
+    other = await make_tenant(client, "other", **endpoint_options(endpoint))
+    secrets = [*secrets, *secrets_of(other, instance)]
     admin_a = {"Authorization": f"Bearer {world.admin_token}"}
     code, field = CROSS_TENANT[endpoint]
     await prepare(client, endpoint, other)
@@ -549,12 +936,32 @@ async def test_base_bodies_are_accepted(client, instance, world, secrets, endpoi
     reply = await send(client, instance, endpoint, msgspec.json.encode(BASE[endpoint](world)), headers, secrets)
     assert "error" not in reply.body, reply.body
     assert "Nats-Service-Error-Code" not in reply.headers
-    if endpoint.startswith("cmd.") or endpoint == "redeem":
-        assert reply.body["ok"] is True and store_position(instance) > before
+    if endpoint.startswith("cmd.") or endpoint in UNAUTHENTICATED_WRITES:
+        assert store_position(instance) > before
     else:
         assert store_position(instance) == before
+    if endpoint.startswith("cmd.") or endpoint in ("redeem", "logout"):
+        assert reply.body["ok"] is True
+    if endpoint in ("login", "refresh", "challenge.answer"):
+        assert reply.body["token_type"] == "Bearer" and reply.body["session_id"]
     if endpoint == "verify":
         assert reply.body["valid"] is True
+
+
+async def test_jwks_takes_an_empty_body_and_never_shows_a_tenants_secret(client, instance, secrets):
+    world = await make_tenant(client, "jwks", keys=True)
+    secrets = [*secrets, *secrets_of(world, instance)]
+    for body in (b"", b"{}", msgspec.json.encode({"tenant_id": world.tenant_id})):
+        reply = await send(client, instance, "jwks", body, None, secrets)
+        assert reply.body["keys"] and world.signing_kid not in [k["kid"] for k in reply.body["keys"]]
+        assert all("d" not in k and "k" not in k for k in reply.body["keys"])
+
+
+async def test_the_tenant_token_is_valid_where_it_is_refused_as_a_bearer(client, instance, secrets):
+    """Control for the ``authorization-tenant-token`` cases: refused as a bearer, not as a token."""
+    world = await make_tenant(client, "tt", keys=True)
+    reply = await send(client, instance, "verify", msgspec.json.encode({"token": _tenant_token(world)}), None, secrets)
+    assert reply.body["valid"] is True, reply.body
 
 
 def _malformed(w: W) -> dict[str, str]:
@@ -620,7 +1027,7 @@ async def test_the_body_limit_is_exact(client, instance, world, secrets):
     assert_error(reply, "invalid_request", "body", before)
 
 
-@pytest.mark.parametrize("endpoint", ["verify", "authorize", "admin.get_user"])
+@pytest.mark.parametrize("endpoint", ["verify", "authorize", "jwks", "admin.get_user"])
 async def test_a_min_position_never_reached_is_stale(client, instance, world, secrets, endpoint):
     body = {**BASE[endpoint](world), "min_position": 10**30}
     headers = as_root(world, instance.root_token) if endpoint in AUTHENTICATED else None
@@ -640,13 +1047,27 @@ def _has_enum(info: msgspec.inspect.Type) -> bool:
     return False
 
 
+def _options(info: msgspec.inspect.Type) -> tuple[msgspec.inspect.Type, ...]:
+    return info.types if isinstance(info, msgspec.inspect.UnionType) else (info,)
+
+
 def test_the_tables_cover_every_endpoint():
     served = {subject.split(".v1.", 1)[1] for subject in subjects("p").values()}
     assert set(ENDPOINTS) == served == set(STRUCTS)
     assert set(CROSS_TENANT) == set(AUTHENTICATED)
+    assert set(ID_FIELDS) <= set(WRONG_KIND)
+    token_fields = set()
     for endpoint, cls in STRUCTS.items():
         fields = {f.encode_name for f in msgspec.structs.fields(cls)}
         assert set(BASE[endpoint](_PLACEHOLDER)) == fields, endpoint
         info = msgspec.inspect.type_info(cls)
         enums = {(endpoint, f.encode_name) for f in info.fields if _has_enum(f.type)}
         assert enums <= {(e, f) for e, f, _, _ in ENUMS}, f"{endpoint}: add its enum fields to ENUMS"
+        for f in info.fields:
+            types = _options(f.type)
+            if any(isinstance(t, msgspec.inspect.StrType) and t.max_length == MAX_TOKEN for t in types):
+                token_fields.add((endpoint, f.encode_name))
+            uuid_typed = any(isinstance(t, msgspec.inspect.UUIDType) for t in types)
+            if endpoint in AUTHENTICATED and uuid_typed and f.encode_name != "after":
+                assert f.encode_name in ID_FIELDS, f"{endpoint}: add {f.encode_name} to ID_FIELDS and WRONG_KIND"
+    assert token_fields == set(TOKEN_FIELDS), "add the token field to TOKEN_FIELDS"

@@ -1,13 +1,12 @@
 """Positions, read-your-writes, idempotent commands, restarts and several instances."""
 
 import asyncio
-import secrets
 import uuid
 
 import pytest
 
 from authbus.infra.client import AuthbusClient, AuthbusError
-from tests.conftest import BACKENDS, make_settings, start_instance
+from tests.conftest import start_instance
 
 
 async def test_every_reply_carries_a_position_and_commands_report_their_last_event(client, org, instance):
@@ -57,19 +56,6 @@ async def test_a_failed_command_appends_nothing(client, org, instance):
     with pytest.raises(AuthbusError):
         await client.command("revoke_role", user_id=org.user_id, role="admin", token=org.admin_key)
     assert instance.node.store.recorder.max_notification_id() == head
-
-
-@pytest.fixture(params=BACKENDS)
-def fresh_store(request, databases, nats_server, tmp_path):
-    """Settings for an empty store of the given backend, with a KEK of its own."""
-    backend = request.param
-    kek = secrets.token_hex(32)
-
-    def settings(prefix: str):
-        return make_settings(nats_server, url, prefix, tmp_path, kek)
-
-    url = databases.new(backend)
-    return backend, settings
 
 
 async def test_a_restart_resumes_with_the_same_credentials(fresh_store, nats_server):

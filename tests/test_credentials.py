@@ -136,10 +136,12 @@ async def test_admin_reads_page_through_users(client, org):
 
 async def test_passwords_are_changed_with_the_old_one(client, org):
     await client.command("change_password", user_id=org.user_id, password="correct horse battery", token=org.admin_key)
+    login = {"tenant_id": org.tenant_id, "username": "user-1", "password": "correct horse battery"}
+    access = (await client.call("login", login, token=""))["access_token"]
     with pytest.raises(AuthbusError) as error:
-        await client.command("change_password", user_id=org.user_id, password="new password 123", old_password="wrong one!", token=org.user_key)
+        await client.command("change_password", user_id=org.user_id, password="new password 123", old_password="wrong one!", token=access)
     assert (error.value.code, error.value.details["field"]) == ("forbidden", "old_password")
-    await client.command("change_password", user_id=org.user_id, password="new password 123", old_password="correct horse battery", token=org.user_key)
+    await client.command("change_password", user_id=org.user_id, password="new password 123", old_password="correct horse battery", token=access)
     assert (await client.admin("get_user", user_id=org.user_id, token=org.user_key))["user"]["has_password"] is True
 
 

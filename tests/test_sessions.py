@@ -237,3 +237,9 @@ async def test_no_secret_ever_reaches_the_store(client, org, instance):
     for secret in secrets:
         assert secret.encode() not in stored
     assert b"PRIVATE KEY" not in stored
+
+
+async def test_the_system_tenant_gets_no_hs256_key(client):
+    from authbus.domain.tenant import SYSTEM_TENANT_ID
+
+    await refused(client.command("create_signing_key", tenant_id=str(SYSTEM_TENANT_ID), alg="HS256"), "invalid_request", "alg")

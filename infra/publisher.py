@@ -1,0 +1,147 @@
+"""Publishes every stored event, in log order, to JetStream with ``Nats-Msg-Id`` = position.
+
+One instance publishes at a time: it holds a lease, a key in a KeyValue bucket whose
+entries expire unless renewed, so a crashed leader is replaced within the lease time.  A
+new leader resumes after the last position the stream itself holds, so nothing is lost
+across crashes or NATS restarts; a republish is absorbed by the stream's duplicate window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+
+import msgspec
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+from authbus.infra.follower import wait_until
+from authbus.infra.store import EventStore
+from authbus.projections.event_feed import describe
+from authbus.projections.read_model import ReadModel
+
+log = logging.getLogger("authbus.publisher")
+LEASE_KEY = "publisher"
+PAGE = 500
+
+
+def stream_name(prefix: str) -> str:
+    return "AUTHBUS_EVENTS" if prefix == "auth" else f"AUTHBUS_EVENTS_{prefix.upper().replace('.', '_')}"
+
+
+class Publisher:
+    def __init__(
+        self,
+        nc: Client,
+        store: EventStore,
+        model: ReadModel,
+        prefix: str,
+        advanced: asyncio.Event,
+        lease_seconds: float = 10.0,
+        duplicate_window: float = 120.0,
+    ) -> None:
+        self.nc = nc
+        self.store = store
+        self.model = model
+        self.prefix = prefix
+        self.stream = stream_name(prefix)
+        self.advanced = advanced
+        self.lease_seconds = lease_seconds
+        self.duplicate_window = duplicate_window
+        self.instance = uuid.uuid4().hex
+        self.published = 0  # the last position the stream holds, once leading
+        self.leading = False
+        self._stopped = False
+        self._revision = 0
+        self._encode: Callable[[object], bytes] = msgspec.json.Encoder().encode
+
+    async def run(self) -> None:
+        # Stopped by a flag, not by cancellation alone: nats.py and Python 3.11's wait_for
+        # can swallow a cancel that lands as a reply arrives, and the loop would run on.
+        js = self.nc.jetstream()
+        while not self._stopped:
+            try:
+                kv = await self._setup(js)
+                while not self._stopped:
+                    if await self._lead(kv):
+                        await self._publish_pending(js, kv)
+                    await wait_until(self.advanced.wait(), self.lease_seconds / 3)
+                    self.advanced.clear()
+            except Exception as error:  # NATS away or restarting: lead again when it is back
+                log.warning("event feed paused: %s", error)
+                self.leading = False
+                await wait_until(asyncio.sleep(1.0), 1.0)
+        await self._release()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self.advanced.set()
+
+    async def _release(self) -> None:
+        """Give the lease up at shutdown, so a standby takes over at once."""
+        if not self.leading:
+            return
+        try:
+            kv = await self.nc.jetstream().key_value(self._bucket)
+            await kv.delete(LEASE_KEY, last=self._revision)
+        except Exception as error:
+            log.info("lease not released (%s); it expires by itself", error)
+        self.leading = False
+
+    @property
+    def _bucket(self) -> str:
+        return f"{self.stream}_LEASE"
+
+    async def _setup(self, js: JetStreamContext) -> KeyValue:
+        subjects = [f"{self.prefix}.v1.events.>"]
+        try:
+            await js.stream_info(self.stream)
+        except NotFoundError:
+            await js.add_stream(StreamConfig(name=self.stream, subjects=subjects, duplicate_window=self.duplicate_window))
+        return await js.create_key_value(bucket=self._bucket, ttl=self.lease_seconds, history=1)
+
+    async def _lead(self, kv: KeyValue) -> bool:
+        try:
+            if self.leading:
+                self._revision = await kv.update(LEASE_KEY, self.instance.encode(), last=self._revision)
+            else:
+                self._revision = await kv.create(LEASE_KEY, self.instance.encode())
+                self.leading = True
+                self.published = -1  # read the stream's head before publishing
+        except KeyWrongLastSequenceError:
+            if self.leading:
+                log.warning("lost the event-feed lease")
+            self.leading = False
+        return self.leading
+
+    async def _stream_head(self, js: JetStreamContext) -> int:
+        info = await js.stream_info(self.stream)
+        if not info.state.last_seq:
+            return 0
+        last = await js.get_msg(self.stream, seq=info.state.last_seq)
+        return int((last.headers or {}).get("Nats-Msg-Id", 0))
+
+    async def _publish_pending(self, js: JetStreamContext, kv: KeyValue) -> None:
+        if self.published < 0:
+            self.published = await self._stream_head(js)
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        # Publish only what the read model has folded: it names every event's tenant.
+        while self.published < self.model.position and self.leading and not self._stopped:
+            if loop.time() - renewed > self.lease_seconds / 3:  # a long backlog keeps the lease
+                await self._lead(kv)
+                renewed = loop.time()
+            notifications = await asyncio.to_thread(
+                self.store.recorder.select_notifications, start=self.published + 1, limit=PAGE, stop=self.model.position
+            )
+            if not notifications:
+                return
+            for n in notifications:
+                subject, payload = describe(self.model, n.id, self.store.mapper.to_domain_event(n), self.prefix)
+                await js.publish(subject, self._encode(payload), stream=self.stream, headers={"Nats-Msg-Id": str(n.id)})
+                self.published = n.id

@@ -1,0 +1,167 @@
+"""The JetStream event feed: every stored event, in log order, exactly once, across a
+publisher killed mid-stream, a NATS restart, and several instances."""
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import msgspec
+import nats
+import pytest
+
+from authbus.domain.commands import CreateTenant
+from authbus.domain.policy import Actor
+from authbus.domain.tenant import SYSTEM_TENANT_ID
+from authbus.infra.client import AuthbusClient
+from authbus.infra.nats_server import NatsServer, free_port
+from authbus.infra.node import open_runner, run_bootstrap
+from authbus.infra.publisher import stream_name
+from authbus.infra.settings import Settings
+from tests.conftest import BACKENDS, start_instance
+
+FORBIDDEN = (b"secret_hash", b"password_hash", b"sealed_private", b"refresh_hash", b"$argon2", b"PRIVATE KEY")
+
+
+async def stream_positions(nats_url: str, stream: str) -> tuple[list[int], list[bytes], list[str]]:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(stream)).state.last_seq
+        messages = [await js.get_msg(stream, seq=seq) for seq in range(1, last + 1)]
+        return [int(m.headers["Nats-Msg-Id"]) for m in messages], [m.data for m in messages], [m.subject for m in messages]
+    finally:
+        await nc.close()
+
+
+async def wait_for_head(nats_url: str, stream: str, head: int, seconds: float = 30.0) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                info = await js.stream_info(stream)
+                if info.state.last_seq:
+                    last = await js.get_msg(stream, seq=info.state.last_seq)
+                    if int(last.headers["Nats-Msg-Id"]) >= head:
+                        return
+            except nats.js.errors.NotFoundError:
+                pass
+            await asyncio.sleep(0.1)
+        pytest.fail(f"the feed did not reach position {head} in {seconds} s")
+    finally:
+        await nc.close()
+
+
+def store_positions(runner) -> list[int]:
+    return [n.id for n in runner.store.recorder.select_notifications(start=1, limit=1_000_000)]
+
+
+def seed(runner, tenants: int) -> None:
+    root = run_bootstrap(runner)
+    actor = Actor(
+        principal_id=uuid.UUID(root["user_id"]), tenant_id=SYSTEM_TENANT_ID, roles=frozenset({"root"}),
+        credential_id=uuid.UUID(root["key_id"]), credential_kind="api_key", scopes=None,
+    )
+    for n in range(tenants):
+        runner.run(CreateTenant(name=f"feed-{n}"), actor)
+
+
+async def test_every_event_is_published_in_order_once_without_secrets(client, org, instance, nats_server):
+    await client.command("create_pat", user_id=org.user_id, name="fed", token=org.admin_key)
+    head = instance.node.store.recorder.max_notification_id()
+    stream = stream_name(instance.prefix)
+    await wait_for_head(nats_server.url, stream, head)
+    positions, payloads, subjects = await stream_positions(nats_server.url, stream)
+    stored = [n.id for n in instance.node.store.recorder.select_notifications(start=1, limit=1_000_000)]
+    assert positions[: len(stored)] == stored  # each position once, in log order
+    assert not [p for p in payloads if any(word in p for word in FORBIDDEN)]
+    last = msgspec.json.decode(payloads[stored.index(head)])
+    assert last["type"] == "PATCreated" and last["tenant_id"] == org.tenant_id and last["position"] == head
+    assert subjects[stored.index(head)] == f"{instance.prefix}.v1.events.{org.tenant_id}.pat.PATCreated"
+    assert "token" not in last["data"] and last["actor"] == org.admin_id
+
+
+def serve(settings: Settings, kek: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "AUTHBUS_DATABASE_URL": settings.database_url,
+        "AUTHBUS_NATS_URL": settings.nats_url,
+        "AUTHBUS_KEK": kek,
+        "AUTHBUS_SUBJECT_PREFIX": settings.subject_prefix,
+        "AUTHBUS_FEED_LEASE_SECONDS": "1",
+    }
+    return subprocess.Popen([sys.executable, "-m", "authbus.infra", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_killed_publisher_and_a_restarted_nats_lose_and_duplicate_nothing(backend, databases, tmp_path):
+    server = NatsServer(tmp_path / "nats", port=free_port()).start()
+    kek = secrets.token_hex(32)
+    settings = Settings(data_dir=tmp_path, nats_url=server.url, database_url=databases.new(backend), subject_prefix="feed", kek=kek)
+    runner = open_runner(settings)
+    seed(runner, tenants=400)
+    stored = store_positions(runner)
+    stream = stream_name("feed")
+    first = serve(settings, kek)
+    try:
+        nc = await nats.connect(server.url)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # kill it once it is publishing
+            try:
+                if (await nc.jetstream().stream_info(stream)).state.messages > 50:
+                    break
+            except nats.js.errors.NotFoundError:
+                pass
+            await asyncio.sleep(0.02)
+        await nc.close()
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    server.stop()
+    server.start()
+    second = serve(settings, kek)
+    try:
+        await wait_for_head(server.url, stream, stored[-1])
+        positions, _, _ = await stream_positions(server.url, stream)
+        assert positions == stored
+    finally:
+        second.terminate()
+        second.wait(timeout=15)
+        runner.store.close()
+        server.stop()
+
+
+async def test_of_two_instances_one_publishes_and_the_other_takes_over(fresh_store, nats_server):
+    backend, settings = fresh_store
+    prefix = f"two{backend}"
+    a_settings, b_settings = settings(prefix), settings(prefix)
+    a_settings.feed_lease_seconds = b_settings.feed_lease_seconds = 1.0
+    a = await start_instance(a_settings, backend)
+    b = await start_instance(b_settings, backend, bootstrap=False)
+    stream = stream_name(prefix)
+    try:
+        head = a.node.store.recorder.max_notification_id()
+        await wait_for_head(nats_server.url, stream, head)
+        assert [a.node.publisher.leading, b.node.publisher.leading].count(True) == 1
+        leader, standby = (a, b) if a.node.publisher.leading else (b, a)
+        await leader.node.stop()  # gives the lease up
+        runner = standby.node.runner
+        client = await AuthbusClient.connect(nats_server.url, prefix, a.root_token)
+        try:
+            await client.command("create_tenant", name=f"after-{uuid.uuid4().hex[:6]}")
+        finally:
+            await client.close()
+        await wait_for_head(nats_server.url, stream, runner.store.recorder.max_notification_id())
+        positions, _, _ = await stream_positions(nats_server.url, stream)
+        assert positions == store_positions(runner)
+        assert standby.node.publisher.leading
+    finally:
+        for inst in (a, b):
+            if not inst.node._stopping:
+                await inst.node.stop()
