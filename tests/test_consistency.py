@@ -1,6 +1,7 @@
 """Positions, read-your-writes, idempotent commands, restarts and several instances."""
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
@@ -83,13 +84,25 @@ async def test_a_restart_resumes_with_the_same_credentials(fresh_store, nats_ser
         await client.close()
 
 
-async def test_two_instances_on_one_store_both_see_a_revocation(fresh_store, nats_server):
+@contextlib.asynccontextmanager
+async def two_instances(fresh_store, nats_server, name: str):
+    """Instances A and B on one store, each under its own prefix, with a root client for each."""
     backend, settings = fresh_store
-    a = await start_instance(settings(f"a{backend}"), backend)
-    b = await start_instance(settings(f"b{backend}"), backend, bootstrap=False)
+    a = await start_instance(settings(f"{name}a{backend}"), backend)
+    b = await start_instance(settings(f"{name}b{backend}"), backend, bootstrap=False)
     via_a = await AuthbusClient.connect(nats_server.url, a.prefix, a.root_token)
     via_b = await AuthbusClient.connect(nats_server.url, b.prefix, a.root_token)
     try:
+        yield a, b, via_a, via_b
+    finally:
+        await via_a.close()
+        await via_b.close()
+        await a.node.stop()
+        await b.node.stop()
+
+
+async def test_two_instances_on_one_store_both_see_a_revocation(fresh_store, nats_server):
+    async with two_instances(fresh_store, nats_server, "both") as (a, b, via_a, via_b):
         tenant = (await via_a.command("create_tenant", name="shared"))["result"]["tenant_id"]
         user = (await via_a.command("register_user", tenant_id=tenant, username="carol"))["result"]["user_id"]
         created = await via_a.command("create_pat", user_id=user, name="both")
@@ -105,20 +118,10 @@ async def test_two_instances_on_one_store_both_see_a_revocation(fresh_store, nat
             await asyncio.sleep(0.05)
         else:
             pytest.fail("an instance never saw the revocation")
-    finally:
-        await via_a.close()
-        await via_b.close()
-        await a.node.stop()
-        await b.node.stop()
 
 
 async def test_a_lagging_instance_still_refuses_a_just_revoked_key_for_commands(fresh_store, nats_server):
-    backend, settings = fresh_store
-    a = await start_instance(settings(f"la{backend}"), backend)
-    b = await start_instance(settings(f"lb{backend}"), backend, bootstrap=False)
-    via_a = await AuthbusClient.connect(nats_server.url, a.prefix, a.root_token)
-    via_b = await AuthbusClient.connect(nats_server.url, b.prefix, a.root_token)
-    try:
+    async with two_instances(fresh_store, nats_server, "lag") as (a, b, via_a, via_b):
         tenant = (await via_a.command("create_tenant", name="lag"))["result"]["tenant_id"]
         admin = (await via_a.command("register_user", tenant_id=tenant, username="adm", roles=["admin"]))["result"]["user_id"]
         issued = await via_a.command("issue_key", user_id=admin, kind="api_key")
@@ -129,8 +132,3 @@ async def test_a_lagging_instance_still_refuses_a_just_revoked_key_for_commands(
         with pytest.raises(AuthbusError) as error:
             await via_b.command("register_user", tenant_id=tenant, username="sneaky", token=issued["result"]["token"])
         assert error.value.code == "unauthenticated"
-    finally:
-        await via_a.close()
-        await via_b.close()
-        await a.node.stop()
-        await b.node.stop()

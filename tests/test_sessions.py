@@ -243,3 +243,13 @@ async def test_the_system_tenant_gets_no_hs256_key(client):
     from authbus.domain.tenant import SYSTEM_TENANT_ID
 
     await refused(client.command("create_signing_key", tenant_id=str(SYSTEM_TENANT_ID), alg="HS256"), "invalid_request", "alg")
+
+
+async def test_a_disabled_tenant_stops_logins_and_live_access_tokens(client, org):
+    await with_password(client, org)
+    pair = await login(client, org)
+    disabled = await client.command("disable_tenant", tenant_id=org.tenant_id, reason="unpaid")
+    assert (await client.verify(pair["access_token"], min_position=disabled["position"]))["reason"] == "disabled"
+    await refused(login(client, org), "unauthenticated")
+    await client.command("enable_tenant", tenant_id=org.tenant_id)
+    assert (await client.verify(pair["access_token"]))["valid"]
