@@ -8,6 +8,8 @@ from nats.micro.service import Service
 
 from authbus.domain.commands import COMMANDS
 from authbus.handlers.admin import ADMIN_READS, admin_read
+from authbus.handlers.audit_key import audit_public_key
+from authbus.handlers.audit import AUDIT_READS, audit_read
 from authbus.handlers.commands import command, redeem
 from authbus.handlers import sessions
 from authbus.handlers.queries import authorize, jwks, verify
@@ -29,9 +31,11 @@ def subjects(prefix: str) -> dict[str, str]:
         "challenge": f"{prefix}.v1.challenge",
         "challenge_answer": f"{prefix}.v1.challenge.answer",
         "redeem": f"{prefix}.v1.redeem",
+        "audit_public_key": f"{prefix}.v1.audit.public_key",
     }
     names.update({f"cmd_{name}": f"{prefix}.v1.cmd.{name}" for name in COMMANDS})
     names.update({f"admin_{name}": f"{prefix}.v1.admin.{name}" for name in ADMIN_READS})
+    names.update({f"admin_{name}": f"{prefix}.v1.admin.{name}" for name in AUDIT_READS})
     return names
 
 
@@ -53,9 +57,11 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
         "challenge": sessions.challenge_endpoint(backend),
         "challenge_answer": sessions.answer_endpoint(backend),
         "redeem": redeem(backend),
+        "audit_public_key": audit_public_key(backend),  # type: ignore[arg-type]  (Node has the key)
     }
     handlers.update({f"cmd_{name}": command(backend, cls) for name, cls in COMMANDS.items()})
     handlers.update({f"admin_{name}": admin_read(backend, name) for name in ADMIN_READS})
+    handlers.update({f"admin_{name}": audit_read(backend, name) for name in AUDIT_READS})
     for name, subject in subjects(prefix).items():
         await service.add_endpoint(name=name, subject=subject, handler=endpoint(backend, handlers[name]), queue_group=QUEUE_GROUP)
     return service

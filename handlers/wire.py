@@ -46,6 +46,7 @@ class Backend(Protocol):
     async def perform(
         self, name: str, actor_id: str, decide: Callable[[UnitOfWork], dict[str, Any]]
     ) -> tuple[dict[str, Any], int]: ...
+    async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]: ...
 
 
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")

@@ -22,6 +22,7 @@ from authbus.handlers.service import start_service
 from authbus.infra.follower import Follower, fold, wait_until
 from authbus.infra.publisher import Publisher
 from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
+from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.secrets import Passwords, load_kek
 from authbus.infra.settings import Settings
 from authbus.infra.store import EventStore, is_postgres, open_store
@@ -65,6 +66,9 @@ class Node:
         self._follower: Follower | None = None
         self.publisher: Publisher | None = None
         self._publishing: asyncio.Task[None] | None = None
+        self.sealer: CheckpointSealer | None = None
+        self._sealing: asyncio.Task[None] | None = None
+        self.audit_public_key = public_key_b64(audit_key(runner.audit_seed))  # auth.v1.audit.public_key
         self.keys = runner.keyring
         self.challenges = runner.challenges
         runner.signing_key_for = self._signing_key_for
@@ -103,11 +107,18 @@ class Node:
                 lease_seconds=self.settings.feed_lease_seconds,
             )
             self._publishing = asyncio.create_task(self.publisher.run(), name="authbus-event-feed")
+        if self.settings.seal_interval > 0:
+            self.sealer = CheckpointSealer(self.store, self.runner.audit_seed, self.settings.seal_interval)
+            self._sealing = asyncio.create_task(self.sealer.run(), name="authbus-sealer")
         return self
 
     async def stop(self) -> None:
         """Stop taking requests, let in-flight ones finish, then release the store."""
         self._stopping = True
+        if self._sealing is not None and self.sealer is not None:
+            self.sealer.stop()
+            await wait_until(asyncio.shield(self._sealing), 10.0)
+            self._sealing.cancel()
         if self._publishing is not None and self.publisher is not None:
             self.publisher.stop()
             await wait_until(asyncio.shield(self._publishing), 10.0)
@@ -138,6 +149,15 @@ class Node:
         """A login-family decision: no bearer, retried when it loses a race."""
         run = functools.partial(self.runner.run_function, name, lambda _, uow: decide(uow), None, actor_id, None, "", attempts=3)
         return await self._settled(self._logins, run)
+
+    async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]:
+        """Up to ``limit`` stored events from position ``start`` on, read and decoded in a thread."""
+        to_event = self.store.mapper.to_domain_event
+
+        def read() -> list[tuple[int, Any]]:
+            return [(n.id, to_event(n)) for n in self.store.recorder.select_notifications(start=start, limit=limit)]
+
+        return await asyncio.to_thread(read)
 
     async def _settled(self, pool: ThreadPoolExecutor, fn: Callable[..., tuple[dict[str, Any], int]], *args: Any) -> tuple[dict[str, Any], int]:
         result, position = await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

@@ -97,6 +97,7 @@ class CommandRunner:
         self.sealer = keys.Sealer(derive(kek, b"seal"))
         self.keyring = keys.Keyring(self.sealer)
         self.challenges = Challenges(derive(kek, b"challenges"))
+        self.audit_seed = derive(kek, b"audit-seal")  # the Ed25519 seed checkpoints are signed with
         # Set by the node that owns the read model: the key a tenant's tokens are signed with.
         self.signing_key_for: Callable[[UUID], SigningKeyView] | None = None
 

@@ -25,6 +25,7 @@ class Settings:
     kek_file: Path | None = None
     event_feed: bool = True  # publish the log to JetStream (one instance at a time)
     feed_lease_seconds: float = 10.0
+    seal_interval: float = 10.0  # seconds between tamper-evidence checkpoints; 0 turns sealing off
 
     @classmethod
     def load(cls, **flags: object) -> Settings:
@@ -34,7 +35,7 @@ class Settings:
             raw = flag if flag is not None else _env(f.name)
             if raw is None:
                 continue
-            if f.name in ("consistency_wait", "feed_lease_seconds"):
+            if f.name in ("consistency_wait", "feed_lease_seconds", "seal_interval"):
                 raw = float(raw)  # type: ignore[arg-type]
             elif f.name == "event_feed":
                 raw = str(raw).lower() not in ("0", "false", "no", "off")

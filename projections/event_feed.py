@@ -21,7 +21,10 @@ AGGREGATES = {
     "Checkpoint": "checkpoint",
 }
 # Hashes, sealed keys and replay material stay in the store; the feed says what happened.
-REDACTED = frozenset({"secret_hash", "password_hash", "sealed_private", "refresh_hash", "request_digest", "result", "secrets"})
+# A checkpoint's per-position links (up to ~75 KB) stay there too, for ``audit verify``.
+REDACTED = frozenset(
+    {"secret_hash", "password_hash", "sealed_private", "refresh_hash", "request_digest", "result", "secrets", "links"}
+)
 ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
 

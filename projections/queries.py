@@ -42,6 +42,12 @@ def verify(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Verdi
     # A wrong secret answers exactly like an unknown id, before any status is revealed.
     if credential is None or credential.kind != parsed.kind or not tokens.secret_matches(parsed.secret, credential.digest):
         return Verdict("unknown")
+    return standing(model, credential, now)
+
+
+def standing(model: ReadModel, credential: CredentialView, now: float) -> Verdict:
+    """Whether a known credential, its owner and its tenant let it act at ``now``; the secret
+    is the caller's business (verify checks it first, an audit by credential id does not)."""
     if credential.status != "active":
         return Verdict("revoked")
     if credential.expires_ts is not None and credential.expires_ts <= now:

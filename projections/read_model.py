@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from authbus.domain.checkpoint import Checkpoint
 from authbus.domain.commands import rfc3339
 from authbus.domain.credentials import Key, PersonalAccessToken
 from authbus.domain.registry import CommandRecord, NameClaim
@@ -157,6 +158,7 @@ class ReadModel:
             NameClaim.NameReleased: lambda e: None,
             NameClaim.NameReclaimed: lambda e: None,
             CommandRecord.CommandRecorded: lambda e: None,
+            Checkpoint.CheckpointSealed: lambda e: None,  # tamper evidence only: audit verify reads the store
         }
 
     def apply(self, position: int, event: Any) -> None:

@@ -66,8 +66,11 @@ def databases(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Da
 
 
 def make_settings(nats_server: NatsServer, database_url: str, prefix: str, data_dir: Path, kek: str) -> Settings:
+    # No background sealing: tests assert exactly which events a request appends.
+    # tests/test_audit_chain.py seals on purpose.
     return Settings(
-        data_dir=data_dir, nats_url=nats_server.url, database_url=database_url, subject_prefix=prefix, kek=kek
+        data_dir=data_dir, nats_url=nats_server.url, database_url=database_url, subject_prefix=prefix, kek=kek,
+        seal_interval=0,
     )
 
 

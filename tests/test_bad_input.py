@@ -40,7 +40,9 @@ from authbus.domain import tokens
 from authbus.domain.commands import COMMANDS
 from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.handlers.admin import ADMIN_READS
+from authbus.handlers.audit import AUDIT_READS
 from authbus.handlers.commands import RedeemRequest
+from authbus.handlers.audit_key import PublicKeyRequest
 from authbus.handlers.queries import AuthorizeRequest, JwksRequest, VerifyRequest
 from authbus.handlers.service import subjects
 from authbus.handlers.sessions import WRONG_CREDENTIALS, AnswerRequest, ChallengeRequest, LoginRequest, RefreshRequest
@@ -82,6 +84,7 @@ BASE: dict[str, Callable[[W], Body]] = {
     },
     "redeem": lambda w: cmd(token=w.recovery_token, password="a new password"),
     "jwks": lambda w: {"tenant_id": w.tenant_id, "min_position": 0},
+    "audit.public_key": lambda w: {"min_position": 0},
     "login": lambda w: {"tenant_id": w.tenant_id, "username": "user-1", "password": w.password, "source": "bad-input"},
     "refresh": lambda w: {"refresh_token": w.refresh_token, "source": "bad-input"},
     "logout": lambda w: {"refresh_token": w.refresh_token, "source": "bad-input"},
@@ -125,6 +128,15 @@ BASE: dict[str, Callable[[W], Body]] = {
     },
     "admin.list_sessions": lambda w: {"user_id": w.user_id, "limit": 10, "after": w.session_id, "min_position": 0},
     "admin.login_activity": lambda w: {"user_id": w.user_id, "min_position": 0},
+    "admin.audit_log": lambda w: {
+        "tenant_id": w.tenant_id, "since_position": 1, "until_position": 10**9, "type": ["PATCreated"],
+        "principal_id": w.user_id, "limit": 10, "after": 1, "min_position": 0,
+    },
+    "admin.audit_as_of": lambda w: {
+        "at_position": 10**9, "at_time": "2100-01-01T00:00:00Z", "credential_id": w.pat_id, "token": w.pat_token,
+        "min_position": 0,
+    },
+    "admin.rebuild_check": lambda w: {"min_position": 0},
 }
 
 STRUCTS: dict[str, type] = {
@@ -132,6 +144,7 @@ STRUCTS: dict[str, type] = {
     "authorize": AuthorizeRequest,
     "redeem": RedeemRequest,
     "jwks": JwksRequest,
+    "audit.public_key": PublicKeyRequest,
     "login": LoginRequest,
     "refresh": RefreshRequest,
     "logout": RefreshRequest,
@@ -139,13 +152,14 @@ STRUCTS: dict[str, type] = {
     "challenge.answer": AnswerRequest,
     **{f"cmd.{name}": cls for name, cls in COMMANDS.items()},
     **{f"admin.{name}": cls for name, (cls, _) in ADMIN_READS.items()},
+    **{f"admin.{name}": cls for name, (cls, _) in AUDIT_READS.items()},
 }
 ENDPOINTS = list(BASE)
 AUTHENTICATED = [e for e in ENDPOINTS if e.startswith(("cmd.", "admin."))]
 # ids that name an entity (not the ``after`` cursor)
-ID_FIELDS = ("tenant_id", "user_id", "pat_id", "key_id", "kid", "session_id")
+ID_FIELDS = ("tenant_id", "user_id", "pat_id", "key_id", "kid", "session_id", "credential_id")
 # Answer a request with no body at all: like an HTTP GET, an empty body means ``{}``.
-EMPTY_BODY_IS_EMPTY_OBJECT = {"jwks"}
+EMPTY_BODY_IS_EMPTY_OBJECT = {"jwks", "audit.public_key"}
 # Endpoints with no bearer that still change the store when they succeed.
 UNAUTHENTICATED_WRITES = {"redeem", "login", "refresh", "logout", "challenge.answer"}
 
@@ -438,6 +452,7 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("admin.list_keys", "limit-string", put("limit", "10"), "invalid_request", "limit"),
     ("jwks", "tenant_id-not-a-uuid", put("tenant_id", "system"), "invalid_request", "tenant_id"),
     ("jwks", "min_position-negative", put("min_position", -1), "invalid_request", "min_position"),
+    ("audit.public_key", "min_position-negative", put("min_position", -1), "invalid_request", "min_position"),
     ("login", "tenant_id-not-a-uuid", put("tenant_id", "acme"), "invalid_request", "tenant_id"),
     ("login", "username-empty", put("username", ""), "invalid_request", "username"),
     ("login", "username-too-long", put("username", LONG_NAME), "invalid_request", "username"),
@@ -689,11 +704,11 @@ def _oversized_bearer(w: W, root: str) -> dict[str, str]:
 # Another id of the same world that names an entity of the wrong kind.
 WRONG_KIND = {
     "tenant_id": "user_id", "user_id": "pat_id", "pat_id": "key_id", "key_id": "pat_id", "kid": "key_id",
-    "session_id": "signing_kid",
+    "session_id": "signing_kid", "credential_id": "user_id",
 }
 # The fields that carry a token, and so have a size limit of their own.
 TOKEN_FIELDS = [("verify", "token"), ("authorize", "token"), ("redeem", "token"), ("refresh", "refresh_token"),
-                ("logout", "refresh_token")]
+                ("logout", "refresh_token"), ("admin.audit_as_of", "token")]
 
 
 def _cases() -> list:
@@ -900,6 +915,9 @@ CROSS_TENANT: dict[str, tuple[str, str | None]] = {
     "admin.list_signing_keys": ("not_found", "tenant_id"),
     "admin.list_sessions": ("not_found", "user_id"),
     "admin.login_activity": ("not_found", "user_id"),
+    "admin.audit_log": ("not_found", "tenant_id"),
+    "admin.audit_as_of": ("not_found", "credential_id"),
+    "admin.rebuild_check": ("forbidden", None),
 }
 
 

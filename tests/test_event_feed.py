@@ -95,6 +95,7 @@ def serve(settings: Settings, kek: str) -> subprocess.Popen:
         "AUTHBUS_KEK": kek,
         "AUTHBUS_SUBJECT_PREFIX": settings.subject_prefix,
         "AUTHBUS_FEED_LEASE_SECONDS": "1",
+        "AUTHBUS_SEAL_INTERVAL": "0",
     }
     return subprocess.Popen([sys.executable, "-m", "authbus.infra", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -103,7 +104,10 @@ def serve(settings: Settings, kek: str) -> subprocess.Popen:
 async def test_a_killed_publisher_and_a_restarted_nats_lose_and_duplicate_nothing(backend, databases, tmp_path):
     server = NatsServer(tmp_path / "nats", port=free_port()).start()
     kek = secrets.token_hex(32)
-    settings = Settings(data_dir=tmp_path, nats_url=server.url, database_url=databases.new(backend), subject_prefix="feed", kek=kek)
+    settings = Settings(
+        data_dir=tmp_path, nats_url=server.url, database_url=databases.new(backend), subject_prefix="feed", kek=kek,
+        seal_interval=0,
+    )
     runner = open_runner(settings)
     seed(runner, tenants=400)
     stored = store_positions(runner)

@@ -1,0 +1,28 @@
+"""``auth.v1.audit.public_key``: the Ed25519 key that signs the log's checkpoints, so an
+auditor can pin it (``authbus audit verify --public-key``) without holding the KEK."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+from nats.micro.request import Request
+
+from authbus.handlers.wire import Backend, Position, decode, ensure_position
+
+
+class AuditKeyBackend(Backend, Protocol):
+    audit_public_key: str  # base64url, the raw 32-byte Ed25519 public key
+
+
+class PublicKeyRequest(msgspec.Struct, forbid_unknown_fields=True):
+    min_position: Position | None = None
+
+
+def audit_public_key(backend: AuditKeyBackend):
+    async def handle(request: Request) -> dict[str, Any]:
+        req = decode(request.data or b"{}", PublicKeyRequest)
+        await ensure_position(backend, req.min_position)
+        return {"public_key": backend.audit_public_key, "alg": "EdDSA", "position": backend.model.position}
+
+    return handle

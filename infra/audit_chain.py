@@ -1,0 +1,259 @@
+"""``authbus audit verify``: recompute the chain over the stored log and check every
+checkpoint (projections/chain.py defines both), naming the first position that no longer
+matches what was sealed.
+
+Checkpoints are read in stored order; each must continue from the one before it.  When one
+is not where the scan expects it (its row was moved or deleted), its deterministic id finds
+it again; when it is gone, the stretch it sealed is still checked against the next
+checkpoint's ``previous_chain``, though then only the stretch, not the row, can be named.
+Memory stays flat: the log is read a page at a time and at most one checkpoint's links
+(at most infra.sealer.MAX_SEALED) are held.  Events after the last checkpoint are not
+sealed yet and cannot be checked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.application import AggregateNotFoundError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from authbus.domain.checkpoint import Checkpoint, checkpoint_id
+from authbus.infra.audit_cli import audit_app
+from authbus.infra.keys import unb64url
+from authbus.infra.sealer import CHECKPOINT_TOPIC, audit_key
+from authbus.infra.secrets import KEKError, derive, load_kek
+from authbus.infra.settings import Settings
+from authbus.infra.store import EventStore, open_store
+from authbus.projections.chain import GENESIS, Divergence, StoredRow, checkpoint_message, compare, extend
+
+PAGE = 1000
+CHECKPOINT_PAGE = 16  # checkpoint rows carry up to MAX_SEALED links each
+
+
+class Tampered(Exception):
+    def __init__(self, divergence: Divergence) -> None:
+        super().__init__(f"position {divergence.position}: {divergence.reason}")
+        self.divergence = divergence
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    sealed_position: int  # the last position a verified checkpoint sealed
+    checkpoints: int
+    events: int  # stored events those checkpoints cover
+    head: int
+    key_source: str  # what the signatures were checked against: kek, public-key or log
+    position: int | None = None  # the first position that no longer matches
+    reason: str | None = None
+
+
+def rows(store: EventStore, after: int, upto: int | None, topics: tuple[str, ...] = (), page: int = PAGE) -> Iterator[Any]:
+    """Stored rows in (after, upto], a page at a time."""
+    start = after + 1
+    while upto is None or start <= upto:
+        batch = store.recorder.select_notifications(start=start, limit=page, stop=upto, topics=topics)
+        yield from batch
+        if len(batch) < page:
+            return
+        start = batch[-1].id + 1
+
+
+class Verifier:
+    def __init__(self, store: EventStore, public_key: bytes | None, advance: Callable[[int], None] = lambda _: None) -> None:
+        self.store = store
+        self.pinned = Ed25519PublicKey.from_public_bytes(public_key) if public_key is not None else None
+        self.advance = advance
+        self.first_key: str | None = None  # without a pinned key: every checkpoint must use the first one's
+        self.position, self.chain = 0, GENESIS
+        self.checkpoints = self.events = 0
+
+    def run(self) -> None:
+        for row in rows(self.store, 0, None, (CHECKPOINT_TOPIC,), CHECKPOINT_PAGE):
+            checkpoint = self._decode(row)
+            if checkpoint.id != checkpoint_id(checkpoint.previous_position):
+                raise Tampered(Divergence(row.id, "a checkpoint whose id does not match the stretch it seals (edited)"))
+            self._check_signature(checkpoint, row.id)  # before anything it says steers the walk
+            if checkpoint.previous_position < self.position:
+                continue  # already verified: it was found through its id, out of stored order
+            while checkpoint.previous_position > self.position:
+                self._bridge(checkpoint, row.id)
+            self._settle(checkpoint, row.id)
+
+    def _decode(self, row: StoredRow) -> Checkpoint:
+        try:
+            event = self.store.mapper.to_domain_event(row)
+            return event.mutate(None)
+        except Exception:
+            raise Tampered(Divergence(row.id, "an unreadable checkpoint (edited)")) from None
+
+    def _bridge(self, later: Checkpoint, at: int) -> None:
+        """The checkpoint after ``self.position`` is not the next one stored: find it by id."""
+        try:
+            missing: Checkpoint = self.store.repository.get(checkpoint_id(self.position))
+        except AggregateNotFoundError:
+            missing = None  # type: ignore[assignment]
+        except Exception:
+            raise Tampered(Divergence(self.position + 1, "the checkpoint sealing what follows is unreadable (edited)")) from None
+        if missing is not None and missing.position <= later.previous_position:
+            self._check_signature(missing, self.position + 1)
+            self._settle(missing, None)
+            return
+        # Deleted: its stretch is still bound by the next checkpoint's previous_chain.
+        chain, first, count = self.chain, None, 0
+        for row in rows(self.store, self.position, later.previous_position):
+            first, count = first or row.id, count + 1
+            chain = extend(chain, row)
+        if chain != later.previous_chain:
+            raise Tampered(Divergence(
+                first or self.position + 1,
+                f"the log in ({self.position}, {later.previous_position}] differs from what the checkpoint at "
+                f"{at} sealed; the checkpoint listing those events is missing, so the exact row cannot be named",
+            ))
+        self.position, self.chain = later.previous_position, chain
+        self.events += count
+        self.advance(self.position)
+
+    def _settle(self, checkpoint: Checkpoint, at: int | None) -> None:
+        """Check one signed checkpoint that continues from ``self.position``, and the rows it seals."""
+        where = at if at is not None else self.position + 1
+        if checkpoint.position <= checkpoint.previous_position or checkpoint.count != len(checkpoint.links):
+            raise Tampered(Divergence(where, "a malformed checkpoint (forged)"))  # and no endless loop on it
+        if checkpoint.previous_chain != self.chain:
+            raise Tampered(Divergence(where, "a checkpoint that does not continue the chain (forged)"))
+        chain, divergence = compare(rows(self.store, self.position, checkpoint.position), checkpoint.links, self.chain)
+        if divergence is not None:
+            raise Tampered(divergence)
+        if chain != checkpoint.chain:
+            raise Tampered(Divergence(where, "a checkpoint whose links do not end in its chain (forged)"))
+        self.position, self.chain = checkpoint.position, checkpoint.chain
+        self.checkpoints += 1
+        self.events += checkpoint.count
+        self.advance(self.position)
+
+    def _check_signature(self, checkpoint: Checkpoint, where: int) -> None:
+        message = checkpoint_message(
+            checkpoint.previous_position, checkpoint.previous_chain, checkpoint.position, checkpoint.chain,
+            checkpoint.count, checkpoint.links,
+        )
+        try:
+            key = self.pinned
+            if key is None:
+                self.first_key = self.first_key or checkpoint.public_key
+                if checkpoint.public_key != self.first_key:
+                    raise InvalidSignature
+                key = Ed25519PublicKey.from_public_bytes(unb64url(checkpoint.public_key))
+            key.verify(unb64url(checkpoint.signature), message)
+        except (InvalidSignature, ValueError):
+            raise Tampered(Divergence(where, "a checkpoint whose signature does not verify (forged or edited)")) from None
+
+
+def verify_log(store: EventStore, public_key: bytes | None, advance: Callable[[int], None] = lambda _: None) -> Verdict:
+    """Verify the whole stored log.  ``public_key``: the raw Ed25519 key to pin, or None to
+    trust the key the first checkpoint names (which only proves the log is self-consistent)."""
+    head = store.recorder.max_notification_id() or 0
+    verifier = Verifier(store, public_key, advance)
+    source = "log" if public_key is None else "pinned"
+    try:
+        verifier.run()
+    except Tampered as error:
+        return Verdict(
+            False, verifier.position, verifier.checkpoints, verifier.events, head, source,
+            error.divergence.position, error.divergence.reason,
+        )
+    return Verdict(True, verifier.position, verifier.checkpoints, verifier.events, head, source)
+
+
+# ---------------------------------------------------------------- the command
+
+err = Console(stderr=True)
+out = Console(highlight=False)
+
+
+def _public_key(public_key: str | None, kek_file: Path | None) -> tuple[bytes | None, str]:
+    """The key to pin: --public-key, else the KEK's (AUTHBUS_KEK, --kek-file or the data
+    dir's), else none: then the key the log itself names is used."""
+    if public_key:
+        try:
+            raw = unb64url(public_key)
+            Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            raise typer.BadParameter("not a base64url Ed25519 public key", param_hint="--public-key") from None
+        return raw, "public-key"
+    settings = Settings.load(kek_file=kek_file)
+    if not settings.kek and kek_file is None and not settings.default_kek_file.exists():
+        return None, "log"
+    try:
+        kek = load_kek(settings.kek, settings.default_kek_file)
+    except KEKError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    return audit_key(derive(kek, b"audit-seal")).public_key().public_bytes_raw(), "kek"
+
+
+@audit_app.command("verify")
+def verify(
+    database_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="The event store (default: sqlite under ./.authbus).")] = None,
+    kek_file: Annotated[Optional[Path], typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK): pins the signing key.")] = None,
+    public_key: Annotated[Optional[str], typer.Option(help="Pin this base64url Ed25519 key (from auth.v1.audit.public_key) instead.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a sentence.")] = False,
+) -> None:
+    """Recompute the SHA-256 chain over the stored log, check every signed checkpoint, and
+    name the first position where the log was edited, deleted from or reordered.  Exit code
+    0 when it matches, 1 when it does not, 2 when it cannot be checked.
+
+    Examples: AUTHBUS_KEK=… authbus audit verify --database-url postgresql://auditor@db/authbus
+
+              authbus audit verify --public-key <public_key of auth.v1.audit.public_key> --json
+    """
+    pinned, source = _public_key(public_key, kek_file)
+    url = Settings.load(database_url=database_url).database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        err.print(f"[red]error:[/] no event store at {url}", highlight=False)
+        raise typer.Exit(2)
+    try:
+        store = open_store(url)
+    except Exception as error:  # unreachable database, bad URL: one line, not a traceback
+        err.print(f"[red]error:[/] cannot open the event store: {error}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        head = store.recorder.max_notification_id() or 0
+        bar = Progress(
+            TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=err, transient=True, disable=not err.is_terminal,
+        )
+        task = bar.add_task("verify", total=max(head, 1))
+        with bar:
+            verdict = verify_log(store, pinned, lambda position: bar.update(task, completed=position))
+    finally:
+        store.close()
+    verdict.key_source = source
+    _report(verdict, as_json)
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+def _report(verdict: Verdict, as_json: bool) -> None:
+    if as_json:
+        out.print(json.dumps(asdict(verdict)), markup=False, soft_wrap=True)
+        return
+    if verdict.ok:
+        tail = f"; positions after {verdict.sealed_position} (head {verdict.head}) are not sealed yet" if verdict.head > verdict.sealed_position else ""
+        out.print(
+            f"[green]OK[/]: {verdict.events} events sealed up to position {verdict.sealed_position} by "
+            f"{verdict.checkpoints} checkpoint{'s' if verdict.checkpoints != 1 else ''} (signatures checked against the {verdict.key_source} key){tail}"
+        )
+    else:
+        out.print(f"[red]TAMPERED[/] at position {verdict.position}: {verdict.reason}")
+        out.print(f"the log verifies up to position {verdict.sealed_position} ({verdict.checkpoints} checkpoints)")
+    if verdict.key_source == "log":
+        err.print("[yellow]no key pinned: pass --public-key or the KEK to prove who sealed the log[/]")
