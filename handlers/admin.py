@@ -68,13 +68,19 @@ def _get_user(model: ReadModel, actor: Actor, req: GetUser, now: float) -> dict[
     return {"user": queries.user_detail(_visible_user(model, actor, req.user_id))}
 
 
-def _list_users(model: ReadModel, actor: Actor, req: ListUsers, now: float) -> dict[str, Any]:
-    tenant_id = req.tenant_id or actor.tenant_id
+def _audited_tenant(model: ReadModel, actor: Actor, tenant_id: UUID | None, entity_type: str) -> UUID:
+    """The tenant a listing is about (default: the actor's), if the actor audits it."""
+    tenant_id = tenant_id or actor.tenant_id
     if tenant_id not in model.tenants or not actor.sees(tenant_id):
         raise not_found("tenant_id")
     if not actor.audits(tenant_id):
-        raise Forbidden("listing users needs the admin or auditor role")
-    policy.require_scope(actor, "user", "list", tenant_id)
+        raise Forbidden(f"listing {entity_type.replace('_', ' ')}s needs the admin or auditor role")
+    policy.require_scope(actor, entity_type, "list", tenant_id)
+    return tenant_id
+
+
+def _list_users(model: ReadModel, actor: Actor, req: ListUsers, now: float) -> dict[str, Any]:
+    tenant_id = _audited_tenant(model, actor, req.tenant_id, "user")
     ids, cursor = queries.page(model.users_by_tenant.get(tenant_id, {}), req.after, req.limit)
     return {"items": [queries.user_detail(model.principals[i]) for i in ids], "next": cursor}
 
@@ -108,12 +114,7 @@ class ListSigningKeys(_Read):
 
 
 def _list_signing_keys(model: ReadModel, actor: Actor, req: ListSigningKeys, now: float) -> dict[str, Any]:
-    tenant_id = req.tenant_id or actor.tenant_id
-    if tenant_id not in model.tenants or not actor.sees(tenant_id):
-        raise not_found("tenant_id")
-    if not actor.audits(tenant_id):
-        raise Forbidden("listing signing keys needs the admin or auditor role")
-    policy.require_scope(actor, "signing_key", "list", tenant_id)
+    tenant_id = _audited_tenant(model, actor, req.tenant_id, "signing_key")
     kids = {UUID(kid): None for kid in model.signing_keys_by_tenant.get(tenant_id, {})}
     chunk, cursor = queries.page(kids, req.after, req.limit)
     keys = [model.signing_keys[str(kid)] for kid in chunk]
