@@ -24,15 +24,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.application import AggregateNotFoundError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from authbus.domain.checkpoint import Checkpoint, checkpoint_id
 from authbus.infra.audit_cli import audit_app
+from authbus.infra.audit_log import DatabaseUrl, err, fail, head, open_log, progress
 from authbus.infra.keys import unb64url
 from authbus.infra.sealer import CHECKPOINT_TOPIC, audit_key
 from authbus.infra.secrets import KEKError, derive, load_kek
 from authbus.infra.settings import Settings
-from authbus.infra.store import EventStore, open_store
+from authbus.infra.store import EventStore
 from authbus.projections.chain import GENESIS, Divergence, StoredRow, checkpoint_message, compare, extend
 
 PAGE = 1000
@@ -160,22 +160,21 @@ class Verifier:
 def verify_log(store: EventStore, public_key: bytes | None, advance: Callable[[int], None] = lambda _: None) -> Verdict:
     """Verify the whole stored log.  ``public_key``: the raw Ed25519 key to pin, or None to
     trust the key the first checkpoint names (which only proves the log is self-consistent)."""
-    head = store.recorder.max_notification_id() or 0
+    last = head(store)
     verifier = Verifier(store, public_key, advance)
     source = "log" if public_key is None else "pinned"
     try:
         verifier.run()
     except Tampered as error:
         return Verdict(
-            False, verifier.position, verifier.checkpoints, verifier.events, head, source,
+            False, verifier.position, verifier.checkpoints, verifier.events, last, source,
             error.divergence.position, error.divergence.reason,
         )
-    return Verdict(True, verifier.position, verifier.checkpoints, verifier.events, head, source)
+    return Verdict(True, verifier.position, verifier.checkpoints, verifier.events, last, source)
 
 
 # ---------------------------------------------------------------- the command
 
-err = Console(stderr=True)
 out = Console(highlight=False)
 
 
@@ -195,14 +194,13 @@ def _public_key(public_key: str | None, kek_file: Path | None) -> tuple[bytes | 
     try:
         kek = load_kek(settings.kek, settings.default_kek_file)
     except KEKError as error:
-        err.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(error))
     return audit_key(derive(kek, b"audit-seal")).public_key().public_bytes_raw(), "kek"
 
 
 @audit_app.command("verify")
 def verify(
-    database_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="The event store (default: sqlite under ./.authbus).")] = None,
+    database_url: DatabaseUrl = None,
     kek_file: Annotated[Optional[Path], typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK): pins the signing key.")] = None,
     public_key: Annotated[Optional[str], typer.Option(help="Pin this base64url Ed25519 key (from auth.v1.audit.public_key) instead.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a sentence.")] = False,
@@ -216,24 +214,10 @@ def verify(
               authbus audit verify --public-key <public_key of auth.v1.audit.public_key> --json
     """
     pinned, source = _public_key(public_key, kek_file)
-    url = Settings.load(database_url=database_url).database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        err.print(f"[red]error:[/] no event store at {url}", highlight=False)
-        raise typer.Exit(2)
+    store = open_log(database_url)
     try:
-        store = open_store(url)
-    except Exception as error:  # unreachable database, bad URL: one line, not a traceback
-        err.print(f"[red]error:[/] cannot open the event store: {error}", highlight=False)
-        raise typer.Exit(2) from None
-    try:
-        head = store.recorder.max_notification_id() or 0
-        bar = Progress(
-            TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=err, transient=True, disable=not err.is_terminal,
-        )
-        task = bar.add_task("verify", total=max(head, 1))
-        with bar:
-            verdict = verify_log(store, pinned, lambda position: bar.update(task, completed=position))
+        with progress("verifying", head(store)) as advance:
+            verdict = verify_log(store, pinned, advance)
     finally:
         store.close()
     verdict.key_source = source
