@@ -23,6 +23,7 @@ PREFIXES = {"pat": "pat", "api_key": "key", "recovery": "rec", "invitation": "in
 KIND_OF_PREFIX = {prefix: kind for kind, prefix in PREFIXES.items()}
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_ALPHABET_SET = frozenset(_ALPHABET)
 _ID_LEN, _SECRET_LEN, _CHECK_LEN = 22, 43, 6
 SECRET_BYTES = 32
 
@@ -72,7 +73,7 @@ def parse(token: str) -> ParsedToken | None:
         raw_id = base64.urlsafe_b64decode(encoded_id + "==")
     except (binascii.Error, ValueError):
         return None
-    if len(raw_id) != 16 or not all(c in _ALPHABET for c in secret):
+    if len(raw_id) != 16 or not _ALPHABET_SET.issuperset(secret):
         return None
     return ParsedToken(kind, UUID(bytes=raw_id), secret)
 

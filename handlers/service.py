@@ -16,6 +16,8 @@ from authbus.handlers.queries import authorize, jwks, verify
 from authbus.handlers.wire import Backend, endpoint
 
 QUEUE_GROUP = "authbus"
+# Answered from the read model without waiting: no task of their own (see wire.endpoint).
+INLINE = frozenset({"verify", "authorize", "jwks", "audit_public_key"})
 VERSION = "0.1.0"
 
 
@@ -63,5 +65,6 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
     handlers.update({f"admin_{name}": admin_read(backend, name) for name in ADMIN_READS})
     handlers.update({f"admin_{name}": audit_read(backend, name) for name in AUDIT_READS})
     for name, subject in subjects(prefix).items():
-        await service.add_endpoint(name=name, subject=subject, handler=endpoint(backend, handlers[name]), queue_group=QUEUE_GROUP)
+        handler = endpoint(backend, handlers[name], concurrent=name not in INLINE)
+        await service.add_endpoint(name=name, subject=subject, handler=handler, queue_group=QUEUE_GROUP)
     return service

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextvars import ContextVar
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Protocol, TypeVar
 
@@ -47,6 +48,8 @@ class Backend(Protocol):
         self, name: str, actor_id: str, decide: Callable[[UnitOfWork], dict[str, Any]]
     ) -> tuple[dict[str, Any], int]: ...
     async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]: ...
+    async def admit(self, work: Awaitable[None]) -> None:
+        """Run ``work`` beside other requests (bounded), so a slow one blocks nothing else."""
 
 
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
@@ -128,9 +131,18 @@ def authenticate(backend: Backend, request: Request) -> Actor:
     return actor
 
 
+class _MustWait(Exception):
+    """An inline query needs to wait for ``min_position``: it reruns as a task of its own."""
+
+
+_inline: ContextVar[bool] = ContextVar("authbus_inline", default=False)
+
+
 async def ensure_position(backend: Backend, min_position: int | None) -> None:
     if min_position is None or min_position <= backend.model.position:
         return
+    if _inline.get():
+        raise _MustWait
     if not await backend.reached(min_position, backend.consistency_wait):
         raise Stale(
             "this instance has not yet reached min_position; retry",
@@ -144,18 +156,42 @@ async def respond_error(request: Request, error: AuthbusError, position: int) ->
     await request.respond_error(str(error.status), error.message, data=encode(body))
 
 
-def endpoint(backend: Backend, handle: Callable[[Request], Awaitable[dict[str, Any]]]) -> Callable[[Request], Awaitable[None]]:
-    """Wraps a handler so every outcome, including a bug, becomes a well-formed reply."""
+def endpoint(
+    backend: Backend, handle: Callable[[Request], Awaitable[dict[str, Any]]], concurrent: bool = False
+) -> Callable[[Request], Awaitable[None]]:
+    """Wraps a handler so every outcome, including a bug, becomes a well-formed reply.
+
+    nats.py hands a subscription's messages to its handler one at a time.  A handler that
+    waits (on the store, argon2, another instance) is ``concurrent``: each request runs
+    apart, so one slow command holds up no other.  The read-model queries never wait and
+    answer inline, which is several microseconds cheaper than a task each.
+    """
 
     async def respond(request: Request) -> None:
         try:
             reply = await handle(request)
         except AuthbusError as error:
             await respond_error(request, error, backend.model.position)
+        except _MustWait:
+            raise
         except Exception:
             log.exception("unexpected error on %s", request.subject)
             await respond_error(request, AuthbusError("internal error"), backend.model.position)
         else:
             await request.respond(encode(reply))
 
-    return respond
+    if concurrent:
+        return lambda request: backend.admit(respond(request))
+
+    async def respond_inline(request: Request) -> None:
+        mark = _inline.set(True)
+        try:
+            await respond(request)
+            return
+        except _MustWait:
+            pass
+        finally:
+            _inline.reset(mark)
+        await backend.admit(respond(request))  # a task copies the reset context: it may wait
+
+    return respond_inline

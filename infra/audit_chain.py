@@ -99,7 +99,7 @@ class Verifier:
     def _bridge(self, later: Checkpoint, at: int) -> None:
         """The checkpoint after ``self.position`` is not the next one stored: find it by id."""
         try:
-            missing: Checkpoint = self.store.repository.get(checkpoint_id(self.position))
+            missing: Checkpoint = self.store.aggregate(checkpoint_id(self.position))
         except AggregateNotFoundError:
             missing = None  # type: ignore[assignment]
         except Exception:

@@ -20,6 +20,7 @@ from authbus.domain.errors import Conflict
 from authbus.infra.audit_cli import audit_app
 from authbus.infra import audit_as_of, audit_log, audit_rebuild  # noqa: F401  (they register on audit_app)
 from authbus.infra import audit_chain  # noqa: F401  (registers audit verify)
+from authbus.infra.bench_cli import bench
 from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.nats_server import NatsServer
 from authbus.infra.node import Node, open_runner, run_bootstrap
@@ -43,6 +44,7 @@ for sub, name in (
     (session_app, "session"),
 ):
     app.add_typer(sub, name=name)
+app.command()(bench)
 
 out = Console()
 err = Console(stderr=True)

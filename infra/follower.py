@@ -62,17 +62,21 @@ class Follower:
         self._subscription: Any = None
         self._last_handed = model.position
         self.advanced = asyncio.Event()  # set whenever the read model moves on
+        self.listeners: list[Callable[[list[tuple[int, Any]]], None]] = []  # each batch, once folded
 
     def start(self) -> None:
         self._last_handed = self.model.position
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """True once the thread has ended: every batch it handed the loop is applied before
+        a coroutine awaiting this in a thread resumes, so the model then stays still."""
         self._stop.set()
         self._nudge.set()
         if self._subscription is not None:
             self._subscription.stop()
         self._thread.join(timeout=5)
+        return not self._thread.is_alive()
 
     def nudge(self) -> None:
         """Something was just written: look now instead of at the next poll."""
@@ -90,6 +94,8 @@ class Follower:
 
     def _apply(self, batch: list[tuple[int, Any]]) -> None:
         self.model.apply_all(batch)
+        for listener in self.listeners:
+            listener(batch)
         self.advanced.set()
         waiters = self._waiters
         while waiters and waiters[0][0] <= self.model.position:

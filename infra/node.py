@@ -7,7 +7,7 @@ import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -19,17 +19,20 @@ from authbus.domain.commands import Command, UnitOfWork, bootstrap
 from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
 from authbus.handlers.service import start_service
-from authbus.infra.follower import Follower, fold, wait_until
+from authbus.infra.follower import Follower, wait_until
 from authbus.infra.publisher import Publisher
 from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.secrets import Passwords, load_kek
 from authbus.infra.settings import Settings
+from authbus.infra.snapshot import restore_read_model, write_snapshot
 from authbus.infra.store import EventStore, is_postgres, open_store
 from authbus.projections.queries import signing_key_for
 from authbus.projections.read_model import ReadModel, SigningKeyView
 
 log = logging.getLogger("authbus")
+COMMAND_WORKERS = 4
+MAX_IN_FLIGHT = 256  # requests running apart; beyond this NATS holds them in the subscription
 
 
 def open_runner(settings: Settings, create_kek: bool = False) -> CommandRunner:
@@ -59,7 +62,8 @@ class Node:
         self.settings = settings
         self.runner = runner
         self.store: EventStore = runner.store
-        self.model = ReadModel()
+        self.model = ReadModel()  # replaced by the restored one in start(), before anything holds it
+        self._snapshot_position = 0  # of the snapshot last loaded or written
         self.consistency_wait = settings.consistency_wait
         self.nc: Client | None = None
         self.service: Service | None = None
@@ -73,7 +77,12 @@ class Node:
         self.challenges = runner.challenges
         runner.signing_key_for = self._signing_key_for
         self._stopping = False
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authbus-commands")
+        # PostgreSQL serves several commands at once (each re-reads and appends in its own
+        # transaction); SQLite has one writer anyway.
+        workers = COMMAND_WORKERS if is_postgres(settings.database_url) else 1
+        self._worker = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="authbus-commands")
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         # argon2 is slow on purpose: logins get workers of their own, off the event loop.
         self._logins = ThreadPoolExecutor(max_workers=2, thread_name_prefix="authbus-logins")
 
@@ -87,8 +96,11 @@ class Node:
     async def start(self) -> Node:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        await loop.run_in_executor(self._worker, fold, self.store, self.model)
-        log.info("read model at position %d in %.2f s", self.model.position, time.monotonic() - started)
+        tail = await loop.run_in_executor(self._worker, self._restore)
+        log.info(
+            "read model at position %d in %.2f s, from snapshot at %d + %d tail events",
+            self.model.position, time.monotonic() - started, self.model.position - tail, tail,
+        )
         self._follower = Follower(self.store, self.model, loop, listen=is_postgres(self.settings.database_url))
         self._follower.start()
         self.nc = await nats.connect(
@@ -101,11 +113,13 @@ class Node:
             reconnected_cb=_log_reconnect,
         )
         self.service = await start_service(self.nc, self, self.settings.subject_prefix)
+        await self.nc.flush()  # the server holds every subscription before start() returns
         if self.settings.event_feed:
             self.publisher = Publisher(
                 self.nc, self.store, self.model, self.settings.subject_prefix, self._follower.advanced,
                 lease_seconds=self.settings.feed_lease_seconds,
             )
+            self._follower.listeners.append(self.publisher.offer)
             self._publishing = asyncio.create_task(self.publisher.run(), name="authbus-event-feed")
         if self.settings.seal_interval > 0:
             self.sealer = CheckpointSealer(self.store, self.runner.audit_seed, self.settings.seal_interval)
@@ -126,17 +140,48 @@ class Node:
         try:
             if self.service is not None:
                 await self.service.stop()
+            if self._in_flight:  # let commands under way finish and answer
+                await asyncio.wait(set(self._in_flight), timeout=30)
             if self.nc is not None and not self.nc.is_closed:
                 await self.nc.drain()
         except Exception as error:  # NATS already gone: nothing left to drain
             log.warning("NATS was not drained cleanly: %s", error)
             if self.nc is not None:
                 await self.nc.close()
-        if self._follower is not None:
-            await asyncio.to_thread(self._follower.stop)
+        quiescent = self._follower is None or await asyncio.to_thread(self._follower.stop)
+        # Pickled in a thread while the loop runs on: only once nothing applies events to it.
+        if quiescent and self.settings.snapshot_every > 0 and self.model.position > self._snapshot_position:
+            try:
+                await asyncio.to_thread(self._write_snapshot)
+            except Exception as error:  # the next start folds a longer tail, nothing worse
+                log.warning("read-model snapshot not written: %s", error)
         self._worker.shutdown(wait=True)
         self._logins.shutdown(wait=True)
         self.store.close()
+
+    async def admit(self, work: Awaitable[None]) -> None:
+        await self._slots.acquire()
+        task = asyncio.ensure_future(work)
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slots.release()
+
+    def _restore(self) -> int:
+        """Snapshot plus tail; a long tail is snapshotted at once, while nothing else touches the model."""
+        self.model, tail = restore_read_model(self.store, self.settings.snapshot_file, self.runner.snapshot_key)
+        self._snapshot_position = self.model.position - tail
+        if 0 < self.settings.snapshot_every <= tail:
+            self._write_snapshot()
+        return tail
+
+    def _write_snapshot(self) -> None:
+        started = time.monotonic()
+        write_snapshot(self.model, self.store, self.settings.snapshot_file, self.runner.snapshot_key)
+        self._snapshot_position = self.model.position
+        log.info("read-model snapshot at position %d written in %.2f s", self.model.position, time.monotonic() - started)
 
     async def reached(self, position: int, timeout: float) -> bool:
         assert self._follower is not None

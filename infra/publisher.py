@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client
@@ -28,6 +30,7 @@ from authbus.projections.read_model import ReadModel
 log = logging.getLogger("authbus.publisher")
 LEASE_KEY = "publisher"
 PAGE = 500
+FRESH_KEPT = 10_000  # events held for publishing from memory; a longer backlog is read from the store
 
 
 def stream_name(prefix: str) -> str:
@@ -59,6 +62,22 @@ class Publisher:
         self._stopped = False
         self._revision = 0
         self._encode: Callable[[object], bytes] = msgspec.json.Encoder().encode
+        # What the follower folded after position ``_fresh_from``, already decoded: while
+        # the feed keeps up it publishes from here instead of reading the store again.
+        self._fresh: deque[tuple[int, Any]] = deque()
+        self._fresh_from: int | None = None
+
+    def offer(self, batch: list[tuple[int, Any]]) -> None:
+        """A batch the follower just folded (Follower.listeners)."""
+        if self._fresh_from is None:
+            return
+        self._fresh.extend(batch)
+        if len(self._fresh) > FRESH_KEPT:  # falling behind: catch up from the store
+            self._forget_fresh()
+
+    def _forget_fresh(self) -> None:
+        self._fresh.clear()
+        self._fresh_from = None
 
     async def run(self) -> None:
         # Stopped by a flag, not by cancellation alone: nats.py and Python 3.11's wait_for
@@ -75,6 +94,7 @@ class Publisher:
             except Exception as error:  # NATS away or restarting: lead again when it is back
                 log.warning("event feed paused: %s", error)
                 self.leading = False
+                self._forget_fresh()
                 await wait_until(asyncio.sleep(1.0), 1.0)
         await self._release()
 
@@ -117,6 +137,7 @@ class Publisher:
             if self.leading:
                 log.warning("lost the event-feed lease")
             self.leading = False
+            self._forget_fresh()
         return self.leading
 
     async def _stream_head(self, js: JetStreamContext) -> int:
@@ -132,16 +153,28 @@ class Publisher:
         loop = asyncio.get_running_loop()
         renewed = loop.time()
         # Publish only what the read model has folded: it names every event's tenant.
+        if self._fresh_from is None:
+            self._fresh_from = self.model.position  # from here on the follower hands events over
         while self.published < self.model.position and self.leading and not self._stopped:
             if loop.time() - renewed > self.lease_seconds / 3:  # a long backlog keeps the lease
                 await self._lead(kv)
                 renewed = loop.time()
-            notifications = await asyncio.to_thread(
-                self.store.recorder.select_notifications, start=self.published + 1, limit=PAGE, stop=self.model.position
-            )
-            if not notifications:
+            events = self._take_fresh() if self._fresh_from is not None and self._fresh_from <= self.published else None
+            if events is None:
+                events = await asyncio.to_thread(self._read, self.published + 1, self.model.position)
+            if not events:
                 return
-            for n in notifications:
-                subject, payload = describe(self.model, n.id, self.store.mapper.to_domain_event(n), self.prefix)
-                await js.publish(subject, self._encode(payload), stream=self.stream, headers={"Nats-Msg-Id": str(n.id)})
-                self.published = n.id
+            for position, event in events:
+                subject, payload = describe(self.model, position, event, self.prefix)
+                await js.publish(subject, self._encode(payload), stream=self.stream, headers={"Nats-Msg-Id": str(position)})
+                self.published = position
+
+    def _take_fresh(self) -> list[tuple[int, Any]]:
+        fresh = self._fresh
+        while fresh and fresh[0][0] <= self.published:
+            fresh.popleft()
+        return [fresh.popleft() for _ in range(min(PAGE, len(fresh)))]
+
+    def _read(self, start: int, stop: int) -> list[tuple[int, Any]]:
+        to_event = self.store.mapper.to_domain_event
+        return [(n.id, to_event(n)) for n in self.store.recorder.select_notifications(start=start, limit=PAGE, stop=stop)]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
 from uuid import UUID, uuid4
 
@@ -20,6 +21,7 @@ from authbus.infra import keys
 from authbus.infra.keys import b64url
 from authbus.infra.challenges import Challenges
 from authbus.infra.secrets import Passwords, SecretSource, derive
+from authbus.infra.snapshot import snapshot_key
 from authbus.infra.store import EventStore
 from authbus.projections.read_model import SigningKeyView
 
@@ -39,6 +41,7 @@ class StoreUnitOfWork:
         self.now = datetime.now(timezone.utc)
         self.meta = meta
         self.pending: dict[UUID, Aggregate] = {}
+        self._read: dict[UUID, Aggregate] = {}  # one decision reads each aggregate once
         self.minted: list[tuple[str, list[str]]] = []  # (shown-once value, recipe)
         self._store = runner.store
         self._runner = runner
@@ -46,15 +49,19 @@ class StoreUnitOfWork:
         self._passwords = runner.passwords
 
     def get(self, cls: type[A], aggregate_id: UUID, field: str) -> A:
-        aggregate = self.pending.get(aggregate_id)
+        aggregate = self.pending.get(aggregate_id) or self._read.get(aggregate_id)
         if aggregate is None:
             try:
-                aggregate = self._store.repository.get(aggregate_id)
+                aggregate = self._read[aggregate_id] = self._store.aggregate(aggregate_id)
             except AggregateNotFoundError:
                 raise not_found(field) from None
         if not isinstance(aggregate, cls):
             raise not_found(field)
         return aggregate
+
+    def prefetch(self, ids: Iterable[UUID]) -> None:
+        """Read these aggregates together now, so the decision's ``get`` calls find them."""
+        self._read.update(self._store.aggregates(i for i in ids if i not in self.pending and i not in self._read))
 
     def exists(self, aggregate_id: UUID) -> bool:
         return aggregate_id in self.pending or aggregate_id in self._store.repository
@@ -87,7 +94,7 @@ class StoreUnitOfWork:
 
 
 class CommandRunner:
-    """Synchronous: call it from one worker thread, never from the event loop."""
+    """Synchronous and thread-safe: call it from worker threads, never from the event loop."""
 
     def __init__(self, store: EventStore, kek: bytes, passwords: Passwords) -> None:
         self.store = store
@@ -98,6 +105,7 @@ class CommandRunner:
         self.keyring = keys.Keyring(self.sealer)
         self.challenges = Challenges(derive(kek, b"challenges"))
         self.audit_seed = derive(kek, b"audit-seal")  # the Ed25519 seed checkpoints are signed with
+        self.snapshot_key = snapshot_key(kek)
         # Set by the node that owns the read model: the key a tenant's tokens are signed with.
         self.signing_key_for: Callable[[UUID], SigningKeyView] | None = None
 
@@ -108,9 +116,14 @@ class CommandRunner:
 
     def run(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]:
         def decide(actor: Actor, uow: StoreUnitOfWork) -> dict[str, Any]:
+            # The re-check reads the actor's credential, principal and tenant; most commands
+            # then read the aggregates their ids name: one query for them all.
+            named = (getattr(command, f) for f in command.__struct_fields__)
+            uow.prefetch([actor.credential_id, actor.principal_id, actor.tenant_id, *(i for i in named if isinstance(i, UUID))])
             return command.run(current_actor(actor, uow, command.credential_field), uow)
 
-        return self.run_function(command.command, decide, actor, actor.id, command.command_id, command.digest())
+        # Several workers may decide at once: one that loses a race decides again on the new state.
+        return self.run_function(command.command, decide, actor, actor.id, command.command_id, command.digest(), attempts=3)
 
     def run_function(
         self,
@@ -167,7 +180,7 @@ class CommandRunner:
         )
 
     def _replay(self, record_id: UUID, name: str, digest: str, actor_id: str) -> tuple[dict[str, Any], int]:
-        record: CommandRecord = self.store.repository.get(record_id)
+        record: CommandRecord = self.store.aggregate(record_id)
         if record.command != name or record.request_digest != digest:
             raise Conflict("this command_id was already used for a different request", field="command_id")
         result = dict(record.result)

@@ -75,7 +75,7 @@ class CheckpointSealer:
         """Follow the line of checkpoints already stored (by this or another instance)."""
         while True:
             try:
-                checkpoint: Checkpoint = self.store.repository.get(checkpoint_id(self.position))
+                checkpoint: Checkpoint = self.store.aggregate(checkpoint_id(self.position))
             except AggregateNotFoundError:
                 return
             self.position, self.chain = checkpoint.position, checkpoint.chain

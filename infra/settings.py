@@ -26,6 +26,7 @@ class Settings:
     event_feed: bool = True  # publish the log to JetStream (one instance at a time)
     feed_lease_seconds: float = 10.0
     seal_interval: float = 10.0  # seconds between tamper-evidence checkpoints; 0 turns sealing off
+    snapshot_every: int = 10000  # write a read-model snapshot at start after a tail this long; 0 turns snapshots off
 
     @classmethod
     def load(cls, **flags: object) -> Settings:
@@ -37,6 +38,8 @@ class Settings:
                 continue
             if f.name in ("consistency_wait", "feed_lease_seconds", "seal_interval"):
                 raw = float(raw)  # type: ignore[arg-type]
+            elif f.name == "snapshot_every":
+                raw = int(raw)  # type: ignore[call-overload]
             elif f.name == "event_feed":
                 raw = str(raw).lower() not in ("0", "false", "no", "off")
             elif f.name in ("data_dir", "kek_file"):
@@ -50,6 +53,10 @@ class Settings:
     @property
     def root_token_file(self) -> Path:
         return self.data_dir / "root.token"
+
+    @property
+    def snapshot_file(self) -> Path:
+        return self.data_dir / "readmodel.snapshot"
 
     @property
     def default_kek_file(self) -> Path:

@@ -21,6 +21,7 @@ from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.projections.read_model import PrincipalView, ReadModel, SigningKeyView
 
 LEEWAY_SECONDS = 30
+VERIFIED_KEPT = 65_536  # bearer strings remembered as checked (ReadModel.verified)
 PER_OPERATIONS = {"C": "create", "R": "read", "U": "update", "D": "delete"}
 
 
@@ -75,17 +76,54 @@ def per_scopes(per: Any) -> dict[ScopeKey, Scope] | None:
     return scopes
 
 
+def remember(model: ReadModel, token: str, first: Any, second: Any) -> None:
+    """Keep a bearer string whose secret or signature checked out, the oldest making room."""
+    verified = model.verified
+    if len(verified) >= VERIFIED_KEPT:
+        del verified[next(iter(verified))]
+    verified[token] = (first, second)
+
+
 def verify_jwt(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> tuple[str | None, Any, Any]:
     """(reason or None, credential, principal) for a JWT."""
+    seen = model.verified.get(token)
+    if seen is not None:  # signed by this key: only the clock and the read model can have changed
+        signed: SignedToken = seen[0]
+        if signed.exp <= now - LEEWAY_SECONDS:
+            return "expired", None, None
+        return _standing(model, signed)
+    reason, signed = _signed(model, token, keys)
+    if signed is None:
+        return reason, None, None
+    remember(model, token, signed, None)
+    return _standing(model, signed)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedToken:
+    """A JWT whose signature checked out, its claims read once."""
+
+    key: SigningKeyView
+    exp: float
+    tenant_id: UUID | None
+    subject: Any
+    expires_at: str | None
+    jti: str | None
+    scopes: dict[ScopeKey, Scope] | None  # from ``per``; None if malformed or not HS256
+    session_id: UUID | None
+    user_id: UUID | None
+
+
+def _signed(model: ReadModel, token: str, keys: KeyMaterial) -> tuple[str | None, SignedToken | None]:
     try:
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError:
-        return "malformed", None, None
+        return "malformed", None
     if not isinstance(kid, str):
-        return "malformed", None, None
+        return "malformed", None
     key = model.signing_keys.get(kid)
     if key is None:
-        return "unknown", None, None
+        return "unknown", None
     try:
         claims = jwt.decode(
             token,
@@ -95,15 +133,31 @@ def verify_jwt(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> t
             options={"require": ["exp", "iat", "sub", "tnd"], "verify_aud": False, "verify_iat": False},
         )
     except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
-        return "bad_signature", None, None
+        return "bad_signature", None
     except jwt.ExpiredSignatureError:
-        return "expired", None, None
+        return "expired", None
     except jwt.PyJWTError:
-        return "malformed", None, None
+        return "malformed", None
+    jti = claims.get("jti")
+    return None, SignedToken(
+        key=key,
+        exp=claims["exp"],
+        tenant_id=_uuid(claims.get("tnd")),
+        subject=claims["sub"],
+        expires_at=rfc3339_epoch(claims["exp"]),
+        jti=str(jti) if jti else None,
+        scopes=per_scopes(claims.get("per", {})) if key.alg == "HS256" else None,
+        session_id=_uuid(claims.get("sid")),
+        user_id=_uuid(claims["sub"]),
+    )
+
+
+def _standing(model: ReadModel, signed: SignedToken) -> tuple[str | None, Any, Any]:
+    """Whether a signed token's key, tenant and session (or ``per`` scopes) let it act now."""
+    key, tenant_id = signed.key, signed.tenant_id
     if key.status == "revoked":
         return "revoked", None, None
-    tenant_id = _uuid(claims.get("tnd"))
-    if tenant_id is None or not isinstance(claims["sub"], str):
+    if tenant_id is None or not isinstance(signed.subject, str):
         return "malformed", None, None
     if key.tenant_id != tenant_id and key.tenant_id != SYSTEM_TENANT_ID:
         return "unknown", None, None  # a key vouches only for its own tenant
@@ -112,20 +166,18 @@ def verify_jwt(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> t
     tenant = model.tenants.get(tenant_id)
     if tenant is None:
         return "unknown", None, None
-    expires_at = rfc3339_epoch(claims["exp"])
     if key.alg == "HS256":
-        scopes = per_scopes(claims.get("per", {}))
-        if scopes is None:
+        if signed.scopes is None:
             return "malformed", None, None
         if tenant.disabled:
             return "disabled", None, None
-        credential = TokenCredential(str(claims.get("jti") or kid), "tenant_token", expires_at, tenant_id, None, scopes)
-        return None, credential, ExternalPrincipal(claims["sub"], tenant_id)
-    return _access_token(model, claims, tenant_id, expires_at, tenant.disabled)
+        credential = TokenCredential(signed.jti or key.kid, "tenant_token", signed.expires_at, tenant_id, None, signed.scopes)
+        return None, credential, ExternalPrincipal(signed.subject, tenant_id)
+    return _access_token(model, signed, tenant_id, tenant.disabled)
 
 
-def _access_token(model: ReadModel, claims: dict[str, Any], tenant_id: UUID, expires_at: str | None, tenant_disabled: bool):
-    session_id, user_id = _uuid(claims.get("sid")), _uuid(claims["sub"])
+def _access_token(model: ReadModel, signed: SignedToken, tenant_id: UUID, tenant_disabled: bool) -> tuple[str | None, Any, Any]:
+    session_id, user_id = signed.session_id, signed.user_id
     if session_id is None or user_id is None:
         return "malformed", None, None
     session = model.sessions.get(session_id)
@@ -136,7 +188,7 @@ def _access_token(model: ReadModel, claims: dict[str, Any], tenant_id: UUID, exp
         return "revoked", None, None
     if principal.disabled or tenant_disabled:
         return "disabled", None, None
-    credential = TokenCredential(str(claims.get("jti") or session_id), "access_token", expires_at, tenant_id, session_id, None)
+    credential = TokenCredential(signed.jti or str(session_id), "access_token", signed.expires_at, tenant_id, session_id, None)
     return None, credential, principal
 
 

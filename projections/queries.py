@@ -14,7 +14,7 @@ from authbus.domain.policy import Actor
 from authbus.domain.scopes import Scope, find_grant
 from authbus.domain.signing import ASYMMETRIC_ALGS
 from authbus.domain.tenant import SYSTEM_TENANT_ID
-from authbus.projections.jwt_tokens import KeyMaterial, looks_like_jwt, verify_jwt
+from authbus.projections.jwt_tokens import KeyMaterial, looks_like_jwt, remember, verify_jwt
 from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, SessionView, SigningKeyView
 
 BEARER_KINDS = frozenset({"pat", "api_key", "access_token"})
@@ -35,6 +35,11 @@ class Verdict:
 def verify(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Verdict:
     if looks_like_jwt(token):
         return Verdict(*verify_jwt(model, token, now, keys))
+    # A token seen with its right secret before skips the parse and the hash; its standing
+    # is checked afresh every time, and a reset secret makes the remembered digest stale.
+    seen = model.verified.get(token)
+    if seen is not None and seen[0].digest is seen[1]:
+        return standing(model, seen[0], now)
     parsed = tokens.parse(token)
     if parsed is None:
         return Verdict("malformed")
@@ -42,6 +47,7 @@ def verify(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Verdi
     # A wrong secret answers exactly like an unknown id, before any status is revealed.
     if credential is None or credential.kind != parsed.kind or not tokens.secret_matches(parsed.secret, credential.digest):
         return Verdict("unknown")
+    remember(model, token, credential, credential.digest)
     return standing(model, credential, now)
 
 
@@ -138,17 +144,26 @@ def _actor(credential_id: UUID, credential: Any, principal: PrincipalView) -> Ac
     )
 
 
+# Views of stored credentials and principals are kept on them (reset when what they show
+# changes): verify answers many times with the same few.  Callers copy, never mutate them.
+
+
 def credential_view(credential: CredentialView) -> dict[str, Any]:
-    return {"id": str(credential.id), "kind": credential.kind, "expires_at": credential.expires_at}
+    view = getattr(credential, "view", None)
+    if view is None:
+        view = {"id": str(credential.id), "kind": credential.kind, "expires_at": credential.expires_at}
+        if isinstance(credential, CredentialView):
+            credential.view = view
+    return view
 
 
 def principal_view(principal: PrincipalView) -> dict[str, Any]:
-    return {
-        "id": str(principal.id),
-        "tenant_id": str(principal.tenant_id),
-        "kind": principal.kind,
-        "roles": list(principal.roles),
-    }
+    view = getattr(principal, "view", None)
+    if view is None:
+        view = {"id": str(principal.id), "tenant_id": str(principal.tenant_id), "kind": principal.kind, "roles": list(principal.roles)}
+        if isinstance(principal, PrincipalView):
+            principal.view = view
+    return view
 
 
 def scope_list(credential: CredentialView) -> list[dict[str, str | None]] | None:

@@ -34,7 +34,7 @@ class TenantView:
 
 
 class PrincipalView:
-    __slots__ = ("id", "tenant_id", "username", "kind", "roles", "disabled", "has_password", "created_at")
+    __slots__ = ("id", "tenant_id", "username", "kind", "roles", "disabled", "has_password", "created_at", "view")
 
     def __init__(self, event: Any, created_at: str) -> None:
         self.id: UUID = event.originator_id
@@ -45,35 +45,44 @@ class PrincipalView:
         self.disabled = False
         self.has_password = event.password_hash is not None
         self.created_at = created_at
+        self.view: dict[str, Any] | None = None  # what verify replies with, built on first use
 
 
 class CredentialView:
-    """A PAT or a key.  ``scopes`` None means the credential acts with its owner's authority."""
+    """A PAT or a key.  ``scopes`` None means the credential acts with its owner's authority.
+
+    There may be millions (DESIGN §8: at most 1 KiB each), so ids are the owner's own
+    objects, scopes are shared (ReadModel.scope), and the creation time is kept as the
+    event's datetime, formatted only when shown.
+    """
 
     __slots__ = (
         "id", "kind", "owner_id", "tenant_id", "digest", "expires_ts", "expires_at", "status",
-        "scopes", "name", "description", "created_at", "revoked_reason",
+        "scopes", "name", "description", "created", "revoked_reason", "view",
     )
 
-    def __init__(self, event: Any, kind: str, created_at: str) -> None:
+    def __init__(self, event: Any, kind: str, owner: PrincipalView | None, scopes: dict[ScopeKey, Scope] | None) -> None:
         self.id: UUID = event.originator_id
         self.kind = kind
-        self.owner_id: UUID = event.user_id
-        self.tenant_id: UUID = event.tenant_id
+        self.owner_id: UUID = owner.id if owner is not None else event.user_id
+        self.tenant_id: UUID = owner.tenant_id if owner is not None else event.tenant_id
         self.name: str = event.name
         self.description: str = getattr(event, "description", "")
         self.status = "active"
         self.revoked_reason: str | None = None
-        self.created_at = created_at
-        self.scopes: dict[ScopeKey, Scope] | None = (
-            None if event.scopes is None else {s.key: s for s in map(Scope.from_dict, event.scopes)}
-        )
+        self.created: datetime = event.timestamp
+        self.scopes = scopes
         self.set_secret(event.secret_hash, event.expires_at)
+
+    @property
+    def created_at(self) -> str:
+        return rfc3339(self.created) or ""
 
     def set_secret(self, secret_hash: str, expires_at: datetime | None) -> None:
         self.digest = bytes.fromhex(secret_hash)
         self.expires_ts = expires_at.timestamp() if expires_at is not None else None
         self.expires_at = rfc3339(expires_at)
+        self.view: dict[str, Any] | None = None  # what verify replies with, built on first use
 
 
 class SigningKeyView:
@@ -125,7 +134,24 @@ class ReadModel:
         self.public_keys: dict[tuple[UUID, str], UUID] = {}
         self.login_activity: dict[UUID, deque[dict[str, Any]]] = {}
         self.login_failures: dict[UUID, deque[float]] = {}
-        self._appliers: dict[type, Callable[[Any], None]] = {
+        # Bearer strings whose secret or signature already checked out (projections.queries):
+        # not folded from the log, so never snapshotted.
+        self.verified: dict[str, tuple[Any, Any]] = {}
+        self._scopes: dict[tuple[Any, ...], Scope] = {}  # every distinct scope once, shared
+        self._appliers = self._build_appliers()
+
+    # Pickled as a persisted snapshot (infra/snapshot.py): the appliers are bound methods
+    # and lambdas, so they are left out and made again on load, like the verified cache.
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: value for name, value in self.__dict__.items() if name not in ("_appliers", "verified")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.verified = {}
+        self._appliers = self._build_appliers()
+
+    def _build_appliers(self) -> dict[type, Callable[[Any], None]]:
+        return {
             Tenant.TenantCreated: self._tenant_created,
             Tenant.TenantRenamed: lambda e: setattr(self.tenants[e.originator_id], "name", e.name),
             Tenant.TenantDisabled: lambda e: setattr(self.tenants[e.originator_id], "disabled", True),
@@ -212,17 +238,28 @@ class ReadModel:
     def _role_granted(self, e: Any) -> None:
         principal = self.principals[e.originator_id]
         principal.roles = (*principal.roles, e.role)
+        principal.view = None
 
     def _role_revoked(self, e: Any) -> None:
         principal = self.principals[e.originator_id]
         principal.roles = tuple(r for r in principal.roles if r != e.role)
+        principal.view = None
 
     def _credential_created(self, e: Any, kind: str) -> None:
-        self.credentials[e.originator_id] = CredentialView(e, kind, rfc3339(e.timestamp) or "")
+        scopes = None if e.scopes is None else {s.key: s for s in map(self.scope, e.scopes)}
+        self.credentials[e.originator_id] = CredentialView(e, kind, self.principals.get(e.user_id), scopes)
         self.credentials_by_owner.setdefault(e.user_id, {})[e.originator_id] = None
 
+    def scope(self, data: dict[str, Any]) -> Scope:
+        """The one Scope object for a stored scope: a million PATs with the same scope share it."""
+        seen = (data.get("domain"), data.get("entity_type"), data.get("operation"), data.get("entity_id"))
+        scope = self._scopes.get(seen)
+        if scope is None:
+            scope = self._scopes[seen] = Scope.from_dict(data)
+        return scope
+
     def _scope_added(self, e: Any) -> None:
-        scope = Scope.from_dict(e.scope)
+        scope = self.scope(e.scope)
         scopes = self.credentials[e.originator_id].scopes
         if scopes is not None:
             scopes[scope.key] = scope
@@ -230,7 +267,7 @@ class ReadModel:
     def _scope_removed(self, e: Any) -> None:
         scopes = self.credentials[e.originator_id].scopes
         if scopes is not None:
-            scopes.pop(Scope.from_dict(e.scope).key, None)
+            scopes.pop(self.scope(e.scope).key, None)
 
     def _revoked(self, e: Any) -> None:
         credential = self.credentials[e.originator_id]

@@ -34,6 +34,35 @@ async def test_a_position_not_reached_in_time_is_stale(client, org, instance):
     assert (error.value.code, error.value.details["field"]) == ("stale", "min_position")
 
 
+async def _finishing_order(waiting, prompt) -> list[str]:
+    """Which of two requests answers first; the first waits on a position never reached."""
+    order: list[str] = []
+
+    async def run(name, request):
+        with contextlib.suppress(AuthbusError):
+            await request
+        order.append(name)
+
+    slow = asyncio.create_task(run("waiting", waiting))
+    await asyncio.sleep(0.05)  # the waiting request is under way first
+    await run("prompt", prompt)
+    await slow
+    return order
+
+
+async def test_a_request_waiting_for_its_position_holds_up_no_other(client, org, instance):
+    """nats.py hands one subscription's messages over one at a time: a verify or an admin
+    read waiting for min_position must step aside, or every request behind it waits too."""
+    ahead = instance.node.model.position + 1_000_000
+    verifies = await _finishing_order(client.verify(org.user_key, min_position=ahead), client.verify(org.user_key))
+    assert verifies == ["prompt", "waiting"]
+    reads = await _finishing_order(
+        client.admin("list_users", tenant_id=org.tenant_id, min_position=ahead, token=org.admin_key),
+        client.admin("list_users", tenant_id=org.tenant_id, token=org.admin_key),
+    )
+    assert reads == ["prompt", "waiting"]
+
+
 async def test_a_repeated_command_id_returns_the_first_reply_and_appends_nothing(client, org, instance):
     command_id = str(uuid.uuid4())
     first = await client.command("create_pat", user_id=org.user_id, name="once", command_id=command_id, token=org.admin_key)

@@ -1,0 +1,85 @@
+"""One load-generating process of ``authbus bench``.
+
+It runs apart from the server so the two never share an interpreter: it reads a
+``LoadSpec`` as JSON on stdin, keeps ``concurrency`` requests in flight until it has sent
+``requests`` (after ``warmup`` unmeasured ones), and prints a ``LoadResult`` as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import msgspec
+import nats
+
+
+class LoadSpec(msgspec.Struct):
+    nats_url: str
+    subject: str
+    payloads: list[bytes]  # sent in turn
+    requests: int
+    concurrency: int
+    warmup: int = 0
+    headers: dict[str, str] | None = None
+    expect: bytes = b""  # every reply must contain this, or it counts as an error
+    timeout: float = 10.0
+
+
+class LoadResult(msgspec.Struct):
+    started: float  # wall clock, so several processes' results can be merged
+    finished: float
+    latencies_us: list[int]
+    errors: int
+    first_error: str | None
+
+
+async def _drive(nc: nats.NATS, spec: LoadSpec, count: int, latencies: list[int] | None) -> tuple[int, str | None]:
+    remaining = count
+    errors = 0
+    first_error: str | None = None
+    payloads, n = spec.payloads, len(spec.payloads)
+
+    async def worker() -> None:
+        nonlocal remaining, errors, first_error
+        while remaining > 0:
+            remaining -= 1
+            payload = payloads[remaining % n]
+            started = time.perf_counter()
+            try:
+                reply = await nc.request(spec.subject, payload, timeout=spec.timeout, headers=spec.headers)
+                ok = spec.expect in reply.data
+                detail = reply.data[:200].decode(errors="replace")
+            except Exception as error:  # a timeout or a lost connection is a measured failure
+                ok, detail = False, repr(error)
+            if latencies is not None:
+                latencies.append(int((time.perf_counter() - started) * 1e6))
+            if not ok:
+                errors += 1
+                first_error = first_error or detail
+
+    await asyncio.gather(*(worker() for _ in range(min(spec.concurrency, count) or 1)))
+    return errors, first_error
+
+
+async def run(spec: LoadSpec) -> LoadResult:
+    nc = await nats.connect(spec.nats_url, name="authbus-bench-load", max_reconnect_attempts=0)
+    try:
+        if spec.warmup:
+            await _drive(nc, spec, spec.warmup, None)
+        latencies: list[int] = []
+        started = time.time()
+        errors, first_error = await _drive(nc, spec, spec.requests, latencies)
+        return LoadResult(started, time.time(), latencies, errors, first_error)
+    finally:
+        await nc.close()
+
+
+def main() -> None:
+    spec = msgspec.json.decode(sys.stdin.buffer.read(), type=LoadSpec)
+    sys.stdout.buffer.write(msgspec.json.encode(asyncio.run(run(spec))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The bench scenarios that need no network: fold speed, memory per credential, cold start.
+
+A store with N credentials is seeded by saving aggregates straight into it (commands would
+take N round trips to produce the same events), then folded, snapshotted, and started
+from cold in a fresh process, whose peak RSS the kernel reports.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from authbus.domain.credentials import PersonalAccessToken
+from authbus.domain.tenant import Tenant
+from authbus.domain.user import User
+from authbus.infra.follower import fold
+from authbus.infra.snapshot import restore_read_model, snapshot_key, write_snapshot
+from authbus.infra.store import EventStore, open_store
+from authbus.projections.read_model import ReadModel
+
+BATCH = 2000
+CREDENTIALS_PER_USER = 1000
+TAIL = 1000  # credentials added after the snapshot: a cold start folds them from the log
+MEMORY_SAMPLE = 100_000  # tracemalloc slows folding several times over: sample this many
+
+
+def seed_credentials(store: EventStore, count: int) -> None:
+    """``count`` PATs with one scope each, a thousand per user, in one tenant."""
+    tenant = Tenant(f"bench-{uuid4().hex[:12]}", "bench", "seed")
+    store.save(tenant)
+    user = None
+    for start in range(0, count, BATCH):
+        batch: list[Any] = []
+        for i in range(start, min(count, start + BATCH)):
+            if i % CREDENTIALS_PER_USER == 0:
+                user = User(tenant.id, f"user-{uuid4().hex[:12]}", "user", ["user"], None, "bench", "seed")
+                batch.append(user)
+            assert user is not None
+            batch.append(PersonalAccessToken(
+                id=uuid4(), user_id=user.id, tenant_id=tenant.id, name=f"pat-{i}", description="",
+                secret_hash=hashlib.sha256(uuid4().bytes).hexdigest(), expires_at=None,
+                scopes=[{"domain": None, "entity_type": "document", "operation": "read", "entity_id": "*"}],
+                actor="bench", correlation_id="seed",
+            ))
+        store.save(*batch)
+
+
+def decoded(store: EventStore, limit: int | None = None) -> list[tuple[int, Any]]:
+    to_event = store.mapper.to_domain_event
+    notifications = store.recorder.select_notifications(start=1, limit=limit or store.recorder.max_notification_id() or 1)
+    return [(n.id, to_event(n)) for n in notifications]
+
+
+def fold_rate(store: EventStore) -> float:
+    """Events per second folded into the read models, from events already decoded."""
+    events = decoded(store)
+    gc.collect()
+    started = time.perf_counter()
+    ReadModel().apply_all(events)
+    return len(events) / (time.perf_counter() - started)
+
+
+def fold_from_store_rate(store: EventStore) -> tuple[ReadModel, float]:
+    """The same, reading and decoding the events from the store too: a start with no snapshot."""
+    model = ReadModel()
+    started = time.perf_counter()
+    fold(store, model)
+    return model, model.position / (time.perf_counter() - started)
+
+
+def bytes_per_credential(store: EventStore) -> float:
+    """Memory the read model keeps per credential, events and decoding garbage excluded."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        events = decoded(store, MEMORY_SAMPLE)
+        model = ReadModel()
+        model.apply_all(events)
+        del events
+        gc.collect()
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return kept / max(1, len(model.credentials))
+
+
+def cold_start(database_url: str, snapshot: Path, kek: bytes) -> dict[str, float]:
+    """Start a read model in a fresh process: seconds to be ready and the peak RSS it took."""
+    args = [sys.executable, "-m", "authbus.infra.bench_offline", database_url, str(snapshot), kek.hex()]
+    out = subprocess.run(args, check=True, capture_output=True, timeout=600).stdout
+    return json.loads(out)
+
+
+def peak_rss_bytes() -> int:
+    """This process's high-water mark of resident memory.  Not getrusage's ru_maxrss: Linux
+    carries that over exec from the parent, whose own peak it would report."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: the best there is
+
+
+def _cold_start_child() -> None:
+    database_url, snapshot, kek = sys.argv[1], Path(sys.argv[2]), bytes.fromhex(sys.argv[3])
+    started = time.perf_counter()
+    store = open_store(database_url)
+    model, tail = restore_read_model(store, snapshot, snapshot_key(kek))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak_rss_bytes(), "tail": tail, "credentials": len(model.credentials)}))
+
+
+def prepare_cold_start(store: EventStore, model: ReadModel, snapshot: Path, kek: bytes) -> None:
+    """Snapshot the folded model, then add a tail of credentials the snapshot does not hold."""
+    write_snapshot(model, store, snapshot, snapshot_key(kek))
+    seed_credentials(store, TAIL)
+
+
+if __name__ == "__main__":
+    _cold_start_child()

@@ -1,0 +1,52 @@
+"""``authbus bench`` end to end, as a user runs it: the shape of what it reports, never its speed."""
+
+import json
+import subprocess
+import sys
+
+RESULT_KEYS = {"name", "requests", "concurrency", "rps", "p50_ms", "p99_ms", "ratio_rps", "ratio_p99", "value", "unit"}
+
+
+def test_quick_bench_reports_ratios_against_echo_as_json():
+    run = subprocess.run(
+        [sys.executable, "-m", "authbus.infra", "bench", "--quick", "--scenario", "echo,verify_pat", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    document = json.loads(run.stdout)
+    assert {"cpu", "cores", "python"} <= set(document["machine"])
+    scenarios = {s["name"]: s for s in document["scenarios"]}
+    assert list(scenarios) == ["echo", "verify_pat"]
+    for scenario in scenarios.values():
+        assert RESULT_KEYS <= set(scenario)
+        assert scenario["requests"] == 5000 and scenario["concurrency"] == 64
+        assert scenario["rps"] > 0 and 0 < scenario["p50_ms"] <= scenario["p99_ms"]
+        assert scenario["value"] is None and scenario["unit"] is None
+    assert scenarios["echo"]["ratio_rps"] == 1.0 and scenarios["echo"]["ratio_p99"] == 1.0
+    verify = scenarios["verify_pat"]
+    assert verify["ratio_rps"] == verify["rps"] / scenarios["echo"]["rps"]
+
+
+def test_an_unknown_scenario_is_one_clear_error():
+    run = subprocess.run(
+        [sys.executable, "-m", "authbus.infra", "bench", "--scenario", "echo,warp_speed", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 1
+    assert "unknown scenario 'warp_speed'" in run.stderr and "Traceback" not in run.stderr
+    assert run.stdout == ""
+
+
+def test_offline_figures_carry_a_value_and_a_unit():
+    run = subprocess.run(
+        [sys.executable, "-m", "authbus.infra", "bench", "--scenario", "fold,memory_per_credential,cold_start",
+         "--credentials", "2000", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    scenarios = {s["name"]: s for s in json.loads(run.stdout)["scenarios"]}
+    assert list(scenarios) == ["fold", "memory_per_credential", "cold_start"]
+    units = {name: s["unit"] for name, s in scenarios.items()}
+    assert units == {"fold": "events/s", "memory_per_credential": "bytes", "cold_start": "s"}
+    assert all(s["value"] > 0 and s["rps"] is None and s["ratio_rps"] is None for s in scenarios.values())
+    assert scenarios["cold_start"]["credentials"] == 2000 + 1000  # the snapshot's and the tail's

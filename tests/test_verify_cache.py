@@ -1,0 +1,130 @@
+"""The verified-bearer cache on the read model: it saves the parse, the hash and the
+signature check of a bearer seen before, and never vouches for more than a fresh check
+would.  Pure, no I/O."""
+
+import pickle
+import secrets
+import time
+from uuid import uuid4
+
+import jwt
+import pytest
+
+from authbus.domain import tokens
+from authbus.domain.credentials import PersonalAccessToken
+from authbus.domain.signing import SigningKey
+from authbus.domain.tenant import Tenant
+from authbus.domain.user import User
+from authbus.projections import jwt_tokens, queries
+from authbus.projections.read_model import ReadModel
+
+META = {"actor": "system", "correlation_id": "test"}
+HS256_SECRET = secrets.token_bytes(32)
+
+
+class Keys:
+    """KeyMaterial for one HS256 key, without the KEK."""
+
+    def verification_key(self, key):
+        return HS256_SECRET
+
+
+class World:
+    def __init__(self) -> None:
+        self.model = ReadModel()
+        self.position = 0
+        self.tenant = Tenant(name="acme", **META)
+        self.user = User(tenant_id=self.tenant.id, username="alice", kind="user", roles=["user"], password_hash=None, **META)
+        self.fold(self.tenant, self.user)
+
+    def fold(self, *aggregates) -> None:
+        for aggregate in aggregates:
+            for event in aggregate.collect_events():
+                self.position += 1
+                self.model.apply(self.position, event)
+
+    def pat(self) -> tuple[PersonalAccessToken, str]:
+        pat_id = uuid4()
+        token = tokens.mint("pat", pat_id, secrets.token_bytes(32))
+        pat = PersonalAccessToken(
+            id=pat_id, user_id=self.user.id, tenant_id=self.tenant.id, name="ci", description="",
+            secret_hash=tokens.hash_for_storage(token), expires_at=None, scopes=[], **META,
+        )
+        self.fold(pat)
+        return pat, token
+
+    def verify(self, token: str, now: float | None = None) -> str | None:
+        return queries.verify(self.model, token, time.time() if now is None else now, Keys()).reason
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_a_reset_secret_ends_the_old_token_even_when_it_was_remembered(world):
+    pat, old = world.pat()
+    assert world.verify(old) is None and old in world.model.verified
+    new = tokens.mint("pat", pat.id, secrets.token_bytes(32))
+    pat.reset_secret(secret_hash=tokens.hash_for_storage(new), expires_at=None, **META)
+    world.fold(pat)
+    assert world.verify(old) == "unknown"
+    assert world.verify(new) is None
+
+
+def test_a_remembered_token_still_answers_revoked_and_disabled(world):
+    pat, token = world.pat()
+    assert world.verify(token) is None
+    world.user.disable(reason="left", **META)
+    world.fold(world.user)
+    assert world.verify(token) == "disabled"
+    pat.revoke(reason="lost", **META)
+    world.fold(pat)
+    assert world.verify(token) == "revoked"
+
+
+def test_a_wrong_secret_is_never_remembered(world):
+    pat, token = world.pat()
+    wrong = tokens.mint("pat", pat.id, secrets.token_bytes(32))
+    assert world.verify(wrong) == "unknown"
+    assert wrong not in world.model.verified
+
+
+def test_the_cache_is_bounded_and_forgets_the_oldest_first(world, monkeypatch):
+    monkeypatch.setattr(jwt_tokens, "VERIFIED_KEPT", 3)
+    minted = [world.pat()[1] for _ in range(5)]
+    for token in minted:
+        assert world.verify(token) is None
+    assert list(world.model.verified) == minted[2:]
+    assert world.verify(minted[0]) is None  # forgotten, so checked in full again
+
+
+def test_a_remembered_jwt_expires_and_follows_its_key(world):
+    key = SigningKey(id=uuid4(), tenant_id=world.tenant.id, alg="HS256", public_jwk=None, sealed_private="sealed", **META)
+    world.fold(key)
+    now = int(time.time())
+    claims = {"tnd": str(world.tenant.id), "sub": "device-7", "iat": now, "exp": now + 60, "per": {"docs": {"doc/*": "R"}}}
+    token = jwt.encode(claims, HS256_SECRET, algorithm="HS256", headers={"kid": key.kid})
+    assert world.verify(token) is None and token in world.model.verified
+    assert world.verify(token, now=now + 60 + jwt_tokens.LEEWAY_SECONDS + 1) == "expired"
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert world.verify(forged) == "bad_signature"
+    key.revoke(reason="leaked", **META)
+    world.fold(key)
+    assert world.verify(token) == "revoked"
+
+
+def test_views_follow_role_changes(world):
+    _, token = world.pat()
+    assert queries.principal_view(queries.verify(world.model, token, time.time(), Keys()).principal)["roles"] == ["user"]
+    world.user.grant_role(role="auditor", **META)
+    world.fold(world.user)
+    assert queries.principal_view(queries.verify(world.model, token, time.time(), Keys()).principal)["roles"] == ["user", "auditor"]
+
+
+def test_a_snapshot_leaves_the_cache_behind(world):
+    _, token = world.pat()
+    world.verify(token)
+    restored = pickle.loads(pickle.dumps(world.model))
+    assert restored.verified == {} and restored.position == world.model.position
+    assert queries.verify(restored, token, time.time(), Keys()).valid
