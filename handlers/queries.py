@@ -31,7 +31,8 @@ class AuthorizeRequest(msgspec.Struct, forbid_unknown_fields=True):
 def verify(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, VerifyRequest)
-        await ensure_position(backend, req.min_position)
+        if req.min_position is not None:
+            await ensure_position(backend, req.min_position)
         model = backend.model
         verdict = queries.verify(model, req.token, backend.now(), backend.keys)
         if verdict.credential is None or verdict.principal is None:
@@ -50,7 +51,8 @@ def verify(backend: Backend):
 def authorize(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, AuthorizeRequest)
-        await ensure_position(backend, req.min_position)
+        if req.min_position is not None:
+            await ensure_position(backend, req.min_position)
         model = backend.model
         decision = queries.authorize(
             model, req.token, backend.now(), backend.keys, req.domain, req.entity_type, req.operation, req.entity_id,

@@ -21,7 +21,9 @@ BEARER_KINDS = frozenset({"pat", "api_key", "access_token"})
 REDEEMABLE_KINDS = frozenset({"recovery", "invitation"})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs four times as much, and verify makes one
+# per request.  Treat both as immutable.
+@dataclass(slots=True)
 class Verdict:
     reason: str | None  # None when valid
     credential: Any = None  # CredentialView, or a TokenCredential for a JWT
@@ -64,7 +66,7 @@ def standing(model: ReadModel, credential: CredentialView, now: float) -> Verdic
     return Verdict(None, credential, principal)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     allowed: bool
     reason: str
