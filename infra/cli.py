@@ -552,7 +552,7 @@ def _or_exit(make: Callable[[], Any]) -> Any:
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, however narrow the terminal
     raise typer.Exit(code)
 
 

@@ -63,6 +63,9 @@ class Follower:
         self._last_handed = model.position
         self.advanced = asyncio.Event()  # set whenever the read model moves on
         self.listeners: list[Callable[[list[tuple[int, Any]]], None]] = []  # each batch, once folded
+        # False from the moment following the store fails until it works again: commands
+        # then answer `unavailable` at once instead of each waiting out the pool's retries.
+        self.store_reachable = True
 
     def start(self) -> None:
         self._last_handed = self.model.position
@@ -108,15 +111,23 @@ class Follower:
             try:
                 for batch in self._batches():
                     self.loop.call_soon_threadsafe(self._apply, batch)
-            except Exception:  # the store went away: say so, back off, follow again
-                log.warning("following the event store failed; retrying", exc_info=True)
+            except Exception as error:  # the store went away: say so, back off, follow again
+                if self.store_reachable:
+                    log.warning("following the event store failed (%s); retrying every second", error)
+                self.store_reachable = False
                 self._stop.wait(1.0)
+
+    def _reached_store(self) -> None:
+        if not self.store_reachable:
+            log.warning("the event store is reachable again")
+        self.store_reachable = True
 
     def _batches(self) -> Iterator[list[tuple[int, Any]]]:
         to_event: Callable[[Any], Any] = self.store.mapper.to_domain_event
         if self.listen:
             with self.store.recorder.subscribe(gt=self._last_handed) as subscription:
                 self._subscription = subscription
+                self._reached_store()
                 for n in subscription:
                     self._last_handed = n.id
                     yield [(n.id, to_event(n))]
@@ -126,6 +137,7 @@ class Follower:
         while not self._stop.is_set():
             self._nudge.clear()  # before reading, so a nudge during the read is not lost
             notifications = self.store.recorder.select_notifications(start=self._last_handed + 1, limit=PAGE)
+            self._reached_store()
             if notifications:
                 self._last_handed = notifications[-1].id
                 yield [(n.id, to_event(n)) for n in notifications]

@@ -23,7 +23,7 @@ from authbus.infra.follower import Follower, wait_until
 from authbus.infra.publisher import Publisher
 from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
-from authbus.infra.secrets import Passwords, load_kek
+from authbus.infra.secrets import KEKError, Passwords, load_kek
 from authbus.infra.settings import Settings
 from authbus.infra.snapshot import restore_read_model, write_snapshot
 from authbus.infra.store import EventStore, is_postgres, open_store
@@ -36,9 +36,19 @@ MAX_IN_FLIGHT = 256  # requests running apart; beyond this NATS holds them in th
 
 
 def open_runner(settings: Settings, create_kek: bool = False) -> CommandRunner:
-    """The command runner over the configured store, with key material from the KEK."""
+    """The command runner over the configured store, with key material from the KEK.
+
+    A KEK other than the store's is refused here, at start, with KEKError: it would open no
+    signing key, and every login would fail later with a less helpful message.
+    """
     kek = load_kek(settings.kek, settings.default_kek_file, create=create_kek)
-    return CommandRunner(open_store(settings.database_url), kek, Passwords())
+    runner = CommandRunner(open_store(settings.database_url), kek, Passwords())
+    try:
+        runner.check_kek()
+    except KEKError:
+        runner.store.close()
+        raise
+    return runner
 
 
 def run_bootstrap(runner: CommandRunner) -> dict[str, Any]:
@@ -205,6 +215,8 @@ class Node:
         return await asyncio.to_thread(read)
 
     async def _settled(self, pool: ThreadPoolExecutor, fn: Callable[..., tuple[dict[str, Any], int]], *args: Any) -> tuple[dict[str, Any], int]:
+        if self._follower is not None and not self._follower.store_reachable:
+            raise Unavailable("the event store is unavailable; retry with the same command_id")
         result, position = await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         # Answer only once this instance's read model holds the events, so a caller's
         # next request here already sees them.

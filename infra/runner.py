@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
 from uuid import UUID, uuid4
 
+from cryptography.exceptions import InvalidTag
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError
@@ -17,16 +18,18 @@ from authbus.domain.commands import Command, current_actor
 from authbus.domain.errors import Conflict, Unavailable, not_found
 from authbus.domain.policy import Actor
 from authbus.domain.registry import CommandRecord, command_record_id
+from authbus.domain.signing import SigningKey
 from authbus.infra import keys
 from authbus.infra.keys import b64url
 from authbus.infra.challenges import Challenges
-from authbus.infra.secrets import Passwords, SecretSource, derive
+from authbus.infra.secrets import KEKError, Passwords, SecretSource, derive
 from authbus.infra.snapshot import snapshot_key
 from authbus.infra.store import EventStore
 from authbus.projections.read_model import SigningKeyView
 
 A = TypeVar("A", bound=Aggregate)
 SYSTEM_ACTOR = "system"
+KEK_CHECK_SPAN = 20  # bootstrap appends its signing key among the first events of the log
 
 
 def render_secret(recipe: list[str], secret: bytes) -> str:
@@ -108,6 +111,17 @@ class CommandRunner:
         self.snapshot_key = snapshot_key(kek)
         # Set by the node that owns the read model: the key a tenant's tokens are signed with.
         self.signing_key_for: Callable[[UUID], SigningKeyView] | None = None
+
+    def check_kek(self) -> None:
+        """KEKError unless the KEK opens the first signing key in the log (bootstrap's)."""
+        for n in self.store.recorder.select_notifications(start=1, limit=KEK_CHECK_SPAN):
+            event = self.store.mapper.to_domain_event(n)
+            if isinstance(event, SigningKey.SigningKeyCreated):
+                try:
+                    self.sealer.open(str(event.originator_id), event.sealed_private)
+                except InvalidTag:
+                    raise KEKError("this KEK does not open the store's signing keys: it is not the store's KEK") from None
+                return
 
     def sign(self, tenant_id: UUID, claims: dict[str, Any]) -> str:
         if self.signing_key_for is None:  # pragma: no cover - only a node signs

@@ -10,9 +10,10 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
-from psycopg.sql import SQL, Identifier
+from eventsourcing.utils import retry
+from psycopg.sql import SQL, Composed, Identifier
 
 
 def project(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -21,6 +22,13 @@ def project(aggregate: Any, events: Iterable[Any]) -> Any:
     for event in events:
         aggregate = event.mutate(aggregate)
     return aggregate
+
+
+@retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as eventsourcing's own reads
+def _select(recorder: PostgresAggregateRecorder, statement: SQL | Composed, params: list[Any]) -> list[Any]:
+    with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+        cursor.execute(statement, [params], prepare=True)
+        return cursor.fetchall()
 
 
 class EventStore(Application):
@@ -47,9 +55,7 @@ class EventStore(Application):
             "SELECT originator_id, originator_version, topic, state FROM {schema}.{table}"
             " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
         ).format(schema=Identifier(recorder.datastore.schema), table=Identifier(recorder.events_table_name))
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(statement, [wanted], prepare=True)
-            rows = cursor.fetchall()
+        rows = _select(recorder, statement, wanted)
         to_event = self.mapper.to_domain_event
         aggregates: dict[UUID, Any] = {}
         for row in rows:
@@ -80,7 +86,9 @@ def store_environment(database_url: str) -> dict[str, str]:
             "POSTGRES_PORT": str(url.port or query.get("port") or 5432),
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
-            "POSTGRES_CONNECT_TIMEOUT": "5",
+            # Seconds to wait for a pooled connection; eventsourcing tries 10 times, so a
+            # command caught by a database outage answers `unavailable` within about 20 s.
+            "POSTGRES_CONNECT_TIMEOUT": "2",
             # Enough for the command workers, the follower and the feed at once.  No pre-ping:
             # it costs a round trip per checkout (a fifth of a command's time); a connection
             # broken by a database restart fails once, is discarded, and eventsourcing retries.

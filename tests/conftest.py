@@ -17,7 +17,10 @@ from authbus.infra.client import AuthbusClient
 from authbus.infra.nats_server import NatsServer, free_port
 from authbus.infra.node import Node, open_runner, run_bootstrap
 from authbus.infra.settings import Settings
+from nats.aio.client import Client
+
 from tests.helpers import Org, make_org
+from tests.secret_scan import Watcher, stored_bytes
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -48,21 +51,48 @@ class Databases:
     def __init__(self, tmp: Path, postgres_url: str) -> None:
         self.tmp = tmp
         self.postgres_url = postgres_url
+        self.created: list[str] = []
 
     def new(self, backend: str) -> str:
         name = f"t_{uuid.uuid4().hex[:12]}"
         if backend == "sqlite":
-            return f"sqlite:///{self.tmp / name}.db"
-        with psycopg.connect(self.postgres_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        head, _, query = self.postgres_url.partition("?")
-        base = head.rsplit("/", 1)[0]
-        return f"{base}/{name}" + (f"?{query}" if query else "")
+            url = f"sqlite:///{self.tmp / name}.db"
+        else:
+            with psycopg.connect(self.postgres_url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            head, _, query = self.postgres_url.partition("?")
+            url = f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+        self.created.append(url)
+        return url
+
+
+WATCHER = Watcher()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def watch_for_secrets() -> Iterator[Watcher]:
+    """Record every secret that crosses NATS in this process (tests/secret_scan.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Client, "request", WATCHER.wrap(Client.request))
+        yield WATCHER
 
 
 @pytest.fixture(scope="session")
-def databases(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Databases:
-    return Databases(tmp_path_factory.mktemp("stores"), postgres_url)
+def databases(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Databases]:
+    made = Databases(tmp_path_factory.mktemp("stores"), postgres_url)
+    yield made
+    # Last, with every store still there: none holds a secret any test was given.
+    leaks = {url.rsplit("/", 1)[-1]: found for url in made.created if (found := WATCHER.leaks(stored_bytes(url)))}
+    WATCHER.scanned = len(made.created)
+    assert not leaks, f"plaintext secrets in stores: {leaks}"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if WATCHER.scanned:
+        terminalreporter.write_line(
+            f"secret scan: {WATCHER.scanned} stores searched for {len(WATCHER.secrets)} secrets and "
+            f"{len(WATCHER.passwords)} passwords sent or shown in this run"
+        )
 
 
 def make_settings(nats_server: NatsServer, database_url: str, prefix: str, data_dir: Path, kek: str) -> Settings:

@@ -939,6 +939,24 @@ async def test_another_tenants_ids_are_not_found_or_forbidden(client, instance, 
         assert "error" not in reply.body, reply.body
 
 
+@pytest.mark.parametrize("role", ["user", "auditor", "pat"])
+@pytest.mark.parametrize("endpoint", list(CROSS_TENANT))
+async def test_no_role_reaches_into_another_tenant(client, instance, world, secrets, endpoint, role):
+    """The rest of the matrix: tenant A's plain user (API key), auditor (API key) and PAT
+    against tenant B's ids are refused whatever the endpoint, and nothing is appended."""
+    other = await make_tenant(client, "other", **endpoint_options(endpoint))
+    secrets = [*secrets, *secrets_of(other, instance)]
+    if role == "auditor":
+        await client.command("grant_role", user_id=world.user_id, role="auditor")
+    bearer = world.pat_token if role == "pat" else world.key_token
+    await prepare(client, endpoint, other)
+    before = store_position(instance)
+    body = msgspec.json.encode(BASE[endpoint](other))
+    reply = await send(client, instance, endpoint, body, {"Authorization": f"Bearer {bearer}"}, secrets)
+    assert reply.body.get("error", {}).get("code") in ("not_found", "forbidden"), reply.body
+    assert store_position(instance) == before
+
+
 async def prepare(client, endpoint: str, w: W) -> None:
     if endpoint in PREPARE:
         name, fields = PREPARE[endpoint](w)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import secrets
 import signal
 import stat
 import subprocess
@@ -9,7 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from authbus.infra.nats_server import free_port
+from authbus.infra.node import open_runner, run_bootstrap
+from authbus.infra.secrets import KEKError
+from authbus.infra.settings import Settings
+from tests.conftest import BACKENDS
 
 CLI = [sys.executable, "-m", "authbus.infra"]
 
@@ -103,3 +110,23 @@ def test_serve_without_a_kek_is_a_clear_startup_error(tmp_path):
     result = authbus(tmp_path, free_port(), "serve", "--database-url", f"sqlite:///{tmp_path}/x.db")
     assert result.returncode == 2
     assert "KEK" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_serve_with_another_stores_kek_is_a_clear_startup_error(tmp_path, databases, backend):
+    """A wrong KEK opens no signing key: refused at start, not discovered at the first login."""
+    database_url = databases.new(backend)
+    settings = Settings(database_url=database_url, kek=secrets.token_hex(32), data_dir=tmp_path)
+    runner = open_runner(settings)
+    run_bootstrap(runner)
+    runner.store.close()
+    for kek, says in ((secrets.token_hex(32), "not the store's KEK"), ("abcd", "must be 32 bytes"), ("zz", "not hex")):
+        result = subprocess.run(
+            [*CLI, "serve", "--database-url", database_url], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "AUTHBUS_KEK": kek, "AUTHBUS_NATS_URL": f"nats://127.0.0.1:{free_port()}"},
+        )
+        assert result.returncode == 2, result.stderr
+        assert says in result.stderr and "Traceback" not in result.stderr
+    settings.kek = secrets.token_hex(32)
+    with pytest.raises(KEKError):
+        open_runner(settings)

@@ -90,6 +90,7 @@ async def test_every_event_is_published_in_order_once_without_secrets(client, or
 def serve(settings: Settings, kek: str) -> subprocess.Popen:
     env = {
         **os.environ,
+        "AUTHBUS_DATA_DIR": str(settings.data_dir),  # its snapshot goes there, not into the working directory
         "AUTHBUS_DATABASE_URL": settings.database_url,
         "AUTHBUS_NATS_URL": settings.nats_url,
         "AUTHBUS_KEK": kek,

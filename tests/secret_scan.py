@@ -1,0 +1,97 @@
+"""After the whole suite: no secret any test was ever given is in any store the suite made.
+
+Every reply and request that crosses NATS in this process is watched. The watcher records
+the secret part of every token, every HS256 secret, the signature of every access token
+and every password sent. At the end of the session, each SQLite file and PostgreSQL
+database the suite created (``Databases.new``) is read raw and searched for them. The
+search is exhaustive and cheap: each secret has a fixed alphabet and length, so every such
+run of characters in a store is pulled out and looked up in a set. This is the
+"nothing in plaintext" half of DESIGN's non-negotiable 4, proved over everything the suite
+did, not over one test's data.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+from nats.aio.client import Client
+
+from authbus.domain import tokens
+
+SECRET_FIELDS = ("token", "secret", "refresh_token", "access_token")
+PASSWORD_FIELDS = ("password", "new_password", "old_password")
+RUNS = re.compile(rb"[A-Za-z0-9_\-]{20,}")
+
+
+class Watcher:
+    def __init__(self) -> None:
+        self.secrets: set[bytes] = set()  # fixed-alphabet secrets, found as whole runs
+        self.passwords: set[bytes] = set()  # free text, searched for as is
+        self.scanned = 0  # stores searched, once the session is over
+
+    def wrap(self, request: Any) -> Any:
+        watcher = self
+
+        async def watched(nc: Client, subject: str, payload: bytes = b"", *args: Any, **kwargs: Any) -> Any:
+            watcher.look(payload, PASSWORD_FIELDS, password=True)
+            reply = await request(nc, subject, payload, *args, **kwargs)
+            watcher.look(reply.data, SECRET_FIELDS)
+            return reply
+
+        return watched
+
+    def look(self, data: bytes, fields: tuple[str, ...], password: bool = False) -> None:
+        try:
+            body = msgspec.json.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # the bad-input tests send such
+            return
+        for found in _values(body, fields):
+            self.add(found, password)
+
+    def add(self, value: str, password: bool) -> None:
+        if password:
+            if len(value) >= 8:  # what a password must be; shorter ones were refused anyway
+                self.passwords.add(value.encode())
+            return
+        parsed = tokens.parse(value)
+        if parsed is not None:
+            self.secrets.add(parsed.secret.encode())
+        elif value.count(".") == 2:  # a JWT: its signature is the secret part
+            self.secrets.add(value.rsplit(".", 1)[1].encode())
+        elif RUNS.fullmatch(value.encode()):
+            self.secrets.add(value.encode())  # an HS256 secret
+
+    def leaks(self, raw: bytes) -> list[str]:
+        found = {run for run in RUNS.findall(raw) if run in self.secrets}
+        found.update(p for p in self.passwords if p in raw)
+        return sorted(f.decode(errors="replace")[:12] + "…" for f in found)
+
+
+def _values(body: Any, fields: tuple[str, ...]) -> list[str]:
+    """Every string under one of ``fields``, at any depth."""
+    if isinstance(body, dict):
+        out = [v for k, v in body.items() if k in fields and isinstance(v, str)]
+        for value in body.values():
+            out.extend(_values(value, fields))
+        return out
+    if isinstance(body, list):
+        return [v for item in body for v in _values(item, fields)]
+    return []
+
+
+def stored_bytes(database_url: str) -> bytes:
+    """Everything a store holds, as raw bytes: the SQLite files, or every PostgreSQL row."""
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    with psycopg.connect(database_url) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        return b"".join(
+            str(row).encode() + b"".join(bytes(v) for v in row if isinstance(v, (bytes, memoryview)))
+            for table in tables
+            for row in conn.execute(f'SELECT * FROM "{table}"')
+        )
