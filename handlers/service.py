@@ -11,6 +11,7 @@ from authbus.handlers.admin import ADMIN_READS, admin_read
 from authbus.handlers.audit_key import audit_public_key
 from authbus.handlers.audit import AUDIT_READS, audit_read
 from authbus.handlers.commands import command, redeem
+from authbus.handlers.health import health
 from authbus.handlers import sessions
 from authbus.handlers.queries import authorize, jwks, verify
 from authbus.handlers.wire import Backend, endpoint
@@ -34,6 +35,7 @@ def subjects(prefix: str) -> dict[str, str]:
         "challenge_answer": f"{prefix}.v1.challenge.answer",
         "redeem": f"{prefix}.v1.redeem",
         "audit_public_key": f"{prefix}.v1.audit.public_key",
+        "health": f"{prefix}.v1.health",
     }
     names.update({f"cmd_{name}": f"{prefix}.v1.cmd.{name}" for name in COMMANDS})
     names.update({f"admin_{name}": f"{prefix}.v1.admin.{name}" for name in ADMIN_READS})
@@ -60,6 +62,7 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
         "challenge_answer": sessions.answer_endpoint(backend),
         "redeem": redeem(backend),
         "audit_public_key": audit_public_key(backend),  # type: ignore[arg-type]  (Node has the key)
+        "health": health(backend),  # type: ignore[arg-type]  (Node reports it)
     }
     handlers.update({f"cmd_{name}": command(backend, cls) for name, cls in COMMANDS.items()})
     handlers.update({f"admin_{name}": admin_read(backend, name) for name in ADMIN_READS})

@@ -37,13 +37,13 @@ from authbus.infra.settings import Settings
 from authbus.infra.store import open_store
 
 LOAD = (
-    "echo", "verify_pat", "verify_api_key", "verify_jwt_eddsa", "verify_jwt_hs256",
+    "echo", "verify_pat", "verify_cached", "verify_api_key", "verify_jwt_eddsa", "verify_jwt_hs256",
     "authorize_1_scope", "authorize_1000_scopes", "peer_postgres", "create_pat_postgres",
 )
 OFFLINE = ("fold", "fold_from_store", "memory_per_credential", "cold_start", "cold_start_no_snapshot")
 SCENARIOS = LOAD + OFFLINE
 POSTGRES = ("peer_postgres", "create_pat_postgres")
-VERIFY = ("verify_pat", "verify_api_key", "verify_jwt_eddsa", "verify_jwt_hs256", "authorize_1_scope", "authorize_1000_scopes")
+VERIFY = ("verify_pat", "verify_cached", "verify_api_key", "verify_jwt_eddsa", "verify_jwt_hs256", "authorize_1_scope", "authorize_1000_scopes")
 SWEEP = (1, 4, 16, 64, 128, 256)  # concurrencies of the latency plot
 SWEPT = ("echo", "verify_pat", "peer_postgres")
 
@@ -246,6 +246,9 @@ class LoadBench:
         allowed = b'"allowed":true'
         return {
             "verify_pat": self.spec("bench.v1.verify", world.verify_payloads(world.pats), valid),
+            "verify_cached": msgspec.structs.replace(
+                self.spec("bench", [t.encode() for t in world.pats], valid), cached_verify=True
+            ),
             "verify_api_key": self.spec("bench.v1.verify", world.verify_payloads(world.api_keys), valid),
             "verify_jwt_eddsa": self.spec("bench.v1.verify", world.verify_payloads([world.access_token]), valid),
             "verify_jwt_hs256": self.spec("bench.v1.verify", world.verify_payloads([world.tenant_token]), valid),

@@ -14,6 +14,9 @@ import time
 import msgspec
 import nats
 
+from authbus.infra.client import AuthbusClient
+from authbus.infra.verify_cache import CachedVerifier
+
 
 class LoadSpec(msgspec.Struct):
     nats_url: str
@@ -25,6 +28,9 @@ class LoadSpec(msgspec.Struct):
     headers: dict[str, str] | None = None
     expect: bytes = b""  # every reply must contain this, or it counts as an error
     timeout: float = 10.0
+    # Verify through infra.verify_cache.CachedVerifier instead: each payload is a bare token,
+    # ``subject`` is the subject prefix, and a valid answer is the expected one.
+    cached_verify: bool = False
 
 
 class LoadResult(msgspec.Struct):
@@ -35,7 +41,9 @@ class LoadResult(msgspec.Struct):
     first_error: str | None
 
 
-async def _drive(nc: nats.NATS, spec: LoadSpec, count: int, latencies: list[int] | None) -> tuple[int, str | None]:
+async def _drive(
+    nc: nats.NATS, spec: LoadSpec, count: int, latencies: list[int] | None, verifier: CachedVerifier | None
+) -> tuple[int, str | None]:
     remaining = count
     errors = 0
     first_error: str | None = None
@@ -48,9 +56,13 @@ async def _drive(nc: nats.NATS, spec: LoadSpec, count: int, latencies: list[int]
             payload = payloads[remaining % n]
             started = time.perf_counter()
             try:
-                reply = await nc.request(spec.subject, payload, timeout=spec.timeout, headers=spec.headers)
-                ok = spec.expect in reply.data
-                detail = reply.data[:200].decode(errors="replace")
+                if verifier is not None:
+                    verdict = await verifier.verify(payload.decode())
+                    ok, detail = verdict.valid, repr(verdict)[:200]
+                else:
+                    reply = await nc.request(spec.subject, payload, timeout=spec.timeout, headers=spec.headers)
+                    ok = spec.expect in reply.data
+                    detail = reply.data[:200].decode(errors="replace")
             except Exception as error:  # a timeout or a lost connection is a measured failure
                 ok, detail = False, repr(error)
             if latencies is not None:
@@ -65,12 +77,13 @@ async def _drive(nc: nats.NATS, spec: LoadSpec, count: int, latencies: list[int]
 
 async def run(spec: LoadSpec) -> LoadResult:
     nc = await nats.connect(spec.nats_url, name="authbus-bench-load", max_reconnect_attempts=0)
+    verifier = await CachedVerifier.start(AuthbusClient(nc, spec.subject)) if spec.cached_verify else None
     try:
         if spec.warmup:
-            await _drive(nc, spec, spec.warmup, None)
+            await _drive(nc, spec, spec.warmup, None, verifier)
         latencies: list[int] = []
         started = time.time()
-        errors, first_error = await _drive(nc, spec, spec.requests, latencies)
+        errors, first_error = await _drive(nc, spec, spec.requests, latencies, verifier)
         return LoadResult(started, time.time(), latencies, errors, first_error)
     finally:
         await nc.close()

@@ -34,6 +34,8 @@ pat_app = typer.Typer(no_args_is_help=True, help="Personal access tokens and the
 key_app = typer.Typer(no_args_is_help=True, help="API keys, recovery and invitation keys.")
 signing_app = typer.Typer(no_args_is_help=True, help="Keys that sign JWTs: create, list, retire, revoke.")
 session_app = typer.Typer(no_args_is_help=True, help="Login sessions (refresh-token families).")
+role_app = typer.Typer(no_args_is_help=True, help="Grant and revoke roles: root, admin, auditor, user.")
+scope_app = typer.Typer(no_args_is_help=True, help="Add and remove a PAT's scopes.")
 for sub, name in (
     (audit_app, "audit"),
     (tenant_app, "tenant"),
@@ -42,6 +44,8 @@ for sub, name in (
     (key_app, "key"),
     (signing_app, "signing-key"),
     (session_app, "session"),
+    (role_app, "role"),
+    (scope_app, "scope"),
 ):
     app.add_typer(sub, name=name)
 app.command()(bench)
@@ -338,16 +342,40 @@ def user_enable(ctx: typer.Context, user_id: str) -> None:
     _command(ctx, "enable_user", user_id=user_id)
 
 
+@role_app.command("grant")
 @user_app.command("grant-role")
 def user_grant_role(ctx: typer.Context, user_id: str, role: str) -> None:
-    """Grant a role.  Example: authbus user grant-role <user_id> auditor"""
+    """Grant a role.  Example: authbus role grant <user_id> auditor"""
     _command(ctx, "grant_role", user_id=user_id, role=role)
 
 
+@role_app.command("revoke")
 @user_app.command("revoke-role")
 def user_revoke_role(ctx: typer.Context, user_id: str, role: str, reason: Reason = None) -> None:
-    """Revoke a role."""
+    """Revoke a role.  Example: authbus role revoke <user_id> admin --reason 'left the team'"""
     _command(ctx, "revoke_role", user_id=user_id, role=role, reason=reason)
+
+
+@user_app.command("set-password")
+def user_set_password(
+    ctx: typer.Context,
+    user_id: str,
+    old_password: Annotated[bool, typer.Option("--old-password", help="Also read the current password, from the second line.")] = False,
+) -> None:
+    """Set a user's password, read from standard input (never from the command line).
+
+    Example: printf '%s\n' "$NEW" | authbus user set-password <user_id>
+    """
+    new = sys.stdin.readline().rstrip("\n")
+    old = sys.stdin.readline().rstrip("\n") if old_password else None
+    _command(ctx, "change_password", user_id=user_id, password=new, old_password=old)
+
+
+@user_app.command("login-activity")
+def user_login_activity(ctx: typer.Context, user_id: str) -> None:
+    """The last 50 login attempts, newest first.  Example: authbus user login-activity <user_id>"""
+    items = _call(ctx, lambda c: c.admin("login_activity", user_id=user_id))["items"]
+    _show(ctx, items, ("at", "outcome", "method", "reason", "source"))
 
 
 @pat_app.command("create")
@@ -390,15 +418,17 @@ def pat_reset(ctx: typer.Context, pat_id: str, expires_in: ExpiresIn = None) -> 
     _command(ctx, "reset_pat_secret", pat_id=pat_id, expires_in=expires_in)
 
 
+@scope_app.command("add")
 @pat_app.command("add-scope")
 def pat_add_scope(ctx: typer.Context, pat_id: str, scope: str) -> None:
-    """Add a scope.  Example: authbus pat add-scope <pat_id> 'docs/document:update:42'"""
+    """Add a scope.  Example: authbus scope add <pat_id> 'docs/document:update:42'"""
     _command(ctx, "add_scope", pat_id=pat_id, scope=parse_scope(scope))
 
 
+@scope_app.command("remove")
 @pat_app.command("remove-scope")
 def pat_remove_scope(ctx: typer.Context, pat_id: str, scope: str) -> None:
-    """Remove a scope."""
+    """Remove a scope.  Example: authbus scope remove <pat_id> 'docs/document:update:42'"""
     _command(ctx, "remove_scope", pat_id=pat_id, scope=parse_scope(scope))
 
 
@@ -542,6 +572,15 @@ def authorize(
     reply = _call(ctx, lambda c: c.authorize(token, **fields))
     _show(ctx, reply)
     raise typer.Exit(0 if reply["allowed"] else 1)
+
+
+@app.command()
+def health(ctx: typer.Context) -> None:
+    """Is the instance that answers current?  Exits 0 when its store is reachable, 1 when not.
+    Example: authbus health --json"""
+    reply = _call(ctx, lambda c: c.call("health", token=""))
+    _show(ctx, reply)
+    raise typer.Exit(0 if reply["status"] == "ok" else 1)
 
 
 def _or_exit(make: Callable[[], Any]) -> Any:

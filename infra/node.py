@@ -18,7 +18,7 @@ from nats.micro.service import Service
 from authbus.domain.commands import Command, UnitOfWork, bootstrap
 from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
-from authbus.handlers.service import start_service
+from authbus.handlers.service import VERSION, start_service
 from authbus.infra.follower import Follower, wait_until
 from authbus.infra.publisher import Publisher
 from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
@@ -32,6 +32,7 @@ from authbus.projections.read_model import ReadModel, SigningKeyView
 
 log = logging.getLogger("authbus")
 COMMAND_WORKERS = 4
+HEALTH_READ_SECONDS = 2.0  # a store slower than this to tell its head counts as unreachable
 MAX_IN_FLIGHT = 256  # requests running apart; beyond this NATS holds them in the subscription
 
 
@@ -87,6 +88,7 @@ class Node:
         self.challenges = runner.challenges
         runner.signing_key_for = self._signing_key_for
         self._stopping = False
+        self._started = time.monotonic()
         # PostgreSQL serves several commands at once (each re-reads and appends in its own
         # transaction); SQLite has one writer anyway.
         workers = COMMAND_WORKERS if is_postgres(settings.database_url) else 1
@@ -105,7 +107,7 @@ class Node:
 
     async def start(self) -> Node:
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         tail = await loop.run_in_executor(self._worker, self._restore)
         log.info(
             "read model at position %d in %.2f s, from snapshot at %d + %d tail events",
@@ -168,6 +170,29 @@ class Node:
         self._worker.shutdown(wait=True)
         self._logins.shutdown(wait=True)
         self.store.close()
+
+    async def health(self) -> dict[str, Any]:
+        """``auth.v1.health``: the read model's position, the store's head and the lag between."""
+        follower = self._follower
+        reachable = follower is not None and follower.store_reachable
+        head: int | None = None
+        if reachable:  # else reading would only wait out the pool's retries
+            reading = asyncio.ensure_future(asyncio.to_thread(self.store.recorder.max_notification_id))
+            done, _ = await asyncio.wait({reading}, timeout=HEALTH_READ_SECONDS)
+            if reading in done and reading.exception() is None:
+                head = reading.result() or 0
+            reachable = head is not None
+        position = self.model.position
+        publisher = self.publisher
+        return {
+            "status": "ok" if reachable else "degraded",
+            "position": position,
+            "store": {"reachable": reachable, "head": head, "lag": None if head is None else max(0, head - position)},
+            "feed": None if publisher is None else {"leading": publisher.leading, "published": max(0, publisher.published)},
+            "in_flight": len(self._in_flight),
+            "uptime_seconds": round(time.monotonic() - self._started, 3),
+            "version": VERSION,
+        }
 
     async def admit(self, work: Awaitable[None]) -> None:
         await self._slots.acquire()

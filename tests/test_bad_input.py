@@ -43,6 +43,7 @@ from authbus.handlers.admin import ADMIN_READS
 from authbus.handlers.audit import AUDIT_READS
 from authbus.handlers.commands import RedeemRequest
 from authbus.handlers.audit_key import PublicKeyRequest
+from authbus.handlers.health import HealthRequest
 from authbus.handlers.queries import AuthorizeRequest, JwksRequest, VerifyRequest
 from authbus.handlers.service import subjects
 from authbus.handlers.sessions import WRONG_CREDENTIALS, AnswerRequest, ChallengeRequest, LoginRequest, RefreshRequest
@@ -85,6 +86,7 @@ BASE: dict[str, Callable[[W], Body]] = {
     "redeem": lambda w: cmd(token=w.recovery_token, password="a new password"),
     "jwks": lambda w: {"tenant_id": w.tenant_id, "min_position": 0},
     "audit.public_key": lambda w: {"min_position": 0},
+    "health": lambda w: {},
     "login": lambda w: {"tenant_id": w.tenant_id, "username": "user-1", "password": w.password, "source": "bad-input"},
     "refresh": lambda w: {"refresh_token": w.refresh_token, "source": "bad-input"},
     "logout": lambda w: {"refresh_token": w.refresh_token, "source": "bad-input"},
@@ -145,6 +147,7 @@ STRUCTS: dict[str, type] = {
     "redeem": RedeemRequest,
     "jwks": JwksRequest,
     "audit.public_key": PublicKeyRequest,
+    "health": HealthRequest,
     "login": LoginRequest,
     "refresh": RefreshRequest,
     "logout": RefreshRequest,
@@ -159,7 +162,7 @@ AUTHENTICATED = [e for e in ENDPOINTS if e.startswith(("cmd.", "admin."))]
 # ids that name an entity (not the ``after`` cursor)
 ID_FIELDS = ("tenant_id", "user_id", "pat_id", "key_id", "kid", "session_id", "credential_id")
 # Answer a request with no body at all: like an HTTP GET, an empty body means ``{}``.
-EMPTY_BODY_IS_EMPTY_OBJECT = {"jwks", "audit.public_key"}
+EMPTY_BODY_IS_EMPTY_OBJECT = {"jwks", "audit.public_key", "health"}
 # Endpoints with no bearer that still change the store when they succeed.
 UNAUTHENTICATED_WRITES = {"redeem", "login", "refresh", "logout", "challenge.answer"}
 

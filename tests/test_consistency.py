@@ -34,6 +34,15 @@ async def test_a_position_not_reached_in_time_is_stale(client, org, instance):
     assert (error.value.code, error.value.details["field"]) == ("stale", "min_position")
 
 
+async def test_health_reports_position_store_head_and_lag(client, org, instance):
+    created = await client.command("create_pat", user_id=org.user_id, name="p", token=org.admin_key)
+    health = await client.call("health", token="")
+    assert health["status"] == "ok" and health["position"] >= created["position"]
+    assert health["store"] == {"reachable": True, "head": health["store"]["head"], "lag": health["store"]["head"] - health["position"]}
+    assert health["store"]["head"] >= created["position"] and health["version"] == "0.1.0"
+    assert set(health) == {"status", "position", "store", "feed", "in_flight", "uptime_seconds", "version"}
+
+
 async def _finishing_order(waiting, prompt) -> list[str]:
     """Which of two requests answers first; the first waits on a position never reached."""
     order: list[str] = []

@@ -86,6 +86,8 @@ async def test_postgres_stopped_and_started_again(nats_server, private_postgres,
                 assert loop.time() - started < client.timeout
             reply = await client.verify(kept["result"]["token"])
             assert reply["valid"] is True and reply["position"] == position
+            health = await client.call("health")
+            assert (health["status"], health["store"]["reachable"], health["position"]) == ("degraded", False, position)
             allowed = await client.authorize(kept["result"]["token"], entity_type="doc", operation="read", entity_id="1")
             assert allowed["position"] == position
         finally:
@@ -96,6 +98,8 @@ async def test_postgres_stopped_and_started_again(nats_server, private_postgres,
         assert (await client.verify(created["result"]["token"], min_position=created["position"]))["valid"] is True
         assert (await client.verify(kept["result"]["token"], min_position=revoked["position"]))["reason"] == "revoked"
         assert instance.node.store.recorder.max_notification_id() == revoked["position"]
+        health = await client.call("health")
+        assert health["status"] == "ok" and health["store"] == {"reachable": True, "head": revoked["position"], "lag": 0}
     finally:
         await client.close()
         await instance.node.stop()
@@ -286,3 +290,44 @@ async def test_a_node_and_an_instance_lost_in_a_three_node_cluster(backend, data
         await b.node.stop()
         for node in nodes:
             node.stop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_sigterm_finishes_what_is_under_way_and_exits_0(backend, databases, nats_server, tmp_path):
+    """Commands under way when SIGTERM lands are answered; none is left half-done."""
+    kek = secrets.token_hex(32)
+    settings = Settings(
+        data_dir=tmp_path, nats_url=nats_server.url, database_url=databases.new(backend), subject_prefix=f"term{backend}",
+        kek=kek, seal_interval=0,
+    )
+    runner = open_runner(settings)
+    client = await AuthbusClient.connect(nats_server.url, settings.subject_prefix, run_bootstrap(runner)["token"])
+    client.timeout = 20.0
+    process = serve(settings, kek)
+    try:
+        await wait_serving(client)
+        org = await make_org(client)
+        command_ids = [str(uuid.uuid4()) for _ in range(40)]
+        sent = [
+            asyncio.ensure_future(client.command("create_pat", user_id=org.user_id, name="t", command_id=c, token=org.admin_key))
+            for c in command_ids
+        ]
+        await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        replies = await asyncio.gather(*sent, return_exceptions=True)
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    answered = {c for c, r in zip(command_ids, replies) if not isinstance(r, BaseException)}
+    assert answered, "SIGTERM landed before any command arrived"
+    stored = Counter(
+        event.correlation_id
+        for n in runner.store.recorder.select_notifications(start=1, limit=100_000)
+        for event in [runner.store.mapper.to_domain_event(n)]
+        if event.__class__.__name__ == "PATCreated"
+    )
+    assert all(stored[c] == 1 for c in answered)  # every answer stands
+    assert all(stored[c] in (0, 1) for c in command_ids)  # the unanswered are whole or absent: retry them
+    await client.close()
+    runner.store.close()

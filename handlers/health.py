@@ -1,0 +1,27 @@
+"""``auth.v1.health``: whether this instance answers from a current read model, for probes,
+load balancers and people.  Any NATS client may ask; it reveals positions, not data."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+from nats.micro.request import Request
+
+from authbus.handlers.wire import Backend, decode
+
+
+class HealthBackend(Backend, Protocol):
+    async def health(self) -> dict[str, Any]: ...
+
+
+class HealthRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """No fields: an empty body (or ``{}``) asks."""
+
+
+def health(backend: HealthBackend):
+    async def handle(request: Request) -> dict[str, Any]:
+        decode(request.data or b"{}", HealthRequest)
+        return await backend.health()
+
+    return handle
