@@ -109,6 +109,22 @@ COMMANDS = 120
 KILL_AFTER = 40  # acknowledged commands before the kill
 
 
+async def bootstrapped(database_url: str, nats_server, tmp_path: Path, prefix: str, timeout: float):
+    """Settings for an `authbus serve` of a new store, its runner, and a root client."""
+    settings = Settings(
+        data_dir=tmp_path, nats_url=nats_server.url, database_url=database_url, subject_prefix=prefix,
+        kek=secrets.token_hex(32), seal_interval=0,
+    )
+    runner = open_runner(settings)
+    client = await AuthbusClient.connect(nats_server.url, prefix, run_bootstrap(runner)["token"])
+    client.timeout = timeout
+    return settings, runner, client
+
+
+def stored_events(runner) -> list:
+    return [runner.store.mapper.to_domain_event(n) for n in runner.store.recorder.select_notifications(start=1, limit=100_000)]
+
+
 async def wait_serving(client: AuthbusClient, seconds: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
@@ -127,15 +143,8 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
     """kill -9 under a command load; clients retry with the same command_id on a new instance.
     Every command is then in the store exactly once, whole, and an acknowledged one's retry
     returns the very token it first returned."""
-    kek = secrets.token_hex(32)
-    settings = Settings(
-        data_dir=tmp_path, nats_url=nats_server.url, database_url=databases.new(backend), subject_prefix=f"kill{backend}",
-        kek=kek, seal_interval=0,
-    )
-    runner = open_runner(settings)
-    client = await AuthbusClient.connect(nats_server.url, settings.subject_prefix, run_bootstrap(runner)["token"])
-    client.timeout = 2.0
-    first = serve(settings, kek)
+    settings, runner, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"kill{backend}", timeout=2.0)
+    first = serve(settings, settings.kek)
     try:
         await wait_serving(client)
         org = await make_org(client)
@@ -161,7 +170,7 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
     finally:
         if first.poll() is None:
             first.kill()
-    second = serve(settings, kek)
+    second = serve(settings, settings.kek)
     try:
         await wait_serving(client)
         for command_id in command_ids:  # every client retries what it sent, answered or not
@@ -169,12 +178,7 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
             if command_id in acknowledged:
                 assert result == acknowledged[command_id]
             assert (await client.verify(result["token"]))["valid"] is True
-        applied = Counter(
-            (event.__class__.__name__, event.correlation_id)
-            for n in runner.store.recorder.select_notifications(start=1, limit=100_000)
-            for event in [runner.store.mapper.to_domain_event(n)]
-            if getattr(event, "correlation_id", None) in set(command_ids)
-        )
+        applied = Counter((e.__class__.__name__, e.correlation_id) for e in stored_events(runner) if e.correlation_id in command_ids)
         for command_id in command_ids:  # whole and once: the PAT and its command record
             assert applied[("PATCreated", command_id)] == 1 and applied[("CommandRecorded", command_id)] == 1
         assert sum(applied.values()) == 2 * COMMANDS
@@ -295,15 +299,8 @@ async def test_a_node_and_an_instance_lost_in_a_three_node_cluster(backend, data
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_sigterm_finishes_what_is_under_way_and_exits_0(backend, databases, nats_server, tmp_path):
     """Commands under way when SIGTERM lands are answered; none is left half-done."""
-    kek = secrets.token_hex(32)
-    settings = Settings(
-        data_dir=tmp_path, nats_url=nats_server.url, database_url=databases.new(backend), subject_prefix=f"term{backend}",
-        kek=kek, seal_interval=0,
-    )
-    runner = open_runner(settings)
-    client = await AuthbusClient.connect(nats_server.url, settings.subject_prefix, run_bootstrap(runner)["token"])
-    client.timeout = 20.0
-    process = serve(settings, kek)
+    settings, runner, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"term{backend}", timeout=20.0)
+    process = serve(settings, settings.kek)
     try:
         await wait_serving(client)
         org = await make_org(client)
@@ -321,12 +318,7 @@ async def test_sigterm_finishes_what_is_under_way_and_exits_0(backend, databases
             process.kill()
     answered = {c for c, r in zip(command_ids, replies) if not isinstance(r, BaseException)}
     assert answered, "SIGTERM landed before any command arrived"
-    stored = Counter(
-        event.correlation_id
-        for n in runner.store.recorder.select_notifications(start=1, limit=100_000)
-        for event in [runner.store.mapper.to_domain_event(n)]
-        if event.__class__.__name__ == "PATCreated"
-    )
+    stored = Counter(e.correlation_id for e in stored_events(runner) if e.__class__.__name__ == "PATCreated")
     assert all(stored[c] == 1 for c in answered)  # every answer stands
     assert all(stored[c] in (0, 1) for c in command_ids)  # the unanswered are whole or absent: retry them
     await client.close()
