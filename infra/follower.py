@@ -129,8 +129,9 @@ class Follower:
                 self._subscription = subscription
                 self._reached_store()
                 for n in subscription:
+                    batch = [(n.id, to_event(n))]  # decoded first: one that fails is read again, not skipped
                     self._last_handed = n.id
-                    yield [(n.id, to_event(n))]
+                    yield batch
                     if self._stop.is_set():
                         return
             return
@@ -139,7 +140,8 @@ class Follower:
             notifications = self.store.recorder.select_notifications(start=self._last_handed + 1, limit=PAGE)
             self._reached_store()
             if notifications:
+                batch = [(n.id, to_event(n)) for n in notifications]  # decoded first, as above
                 self._last_handed = notifications[-1].id
-                yield [(n.id, to_event(n)) for n in notifications]
+                yield batch
                 continue
             self._nudge.wait(0.25)
