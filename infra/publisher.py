@@ -141,15 +141,27 @@ class Publisher:
         return self.leading
 
     async def _stream_head(self, js: JetStreamContext) -> int:
+        """The last position the stream holds: 0 for a new stream, which gets the whole log.
+        A purged one (emptied, its sequence kept) goes on from the read model's position:
+        refilling it would race its duplicate window, and whoever purged wanted it short."""
         info = await js.stream_info(self.stream)
         if not info.state.last_seq:
             return 0
+        if not info.state.messages:
+            log.warning("stream %s was purged: publishing from position %d on", self.stream, self.model.position)
+            return self.model.position
         last = await js.get_msg(self.stream, seq=info.state.last_seq)
         return int((last.headers or {}).get("Nats-Msg-Id", 0))
 
     async def _publish_pending(self, js: JetStreamContext, kv: KeyValue) -> None:
         if self.published < 0:
             self.published = await self._stream_head(js)
+            if self.published > self.model.position:  # said once per lease: nothing is published
+                log.warning(
+                    "stream %s holds position %d, beyond this store's %d: it belongs to another store or to a "
+                    "newer backup of this one; delete the stream to publish this store's log",
+                    self.stream, self.published, self.model.position,
+                )
         loop = asyncio.get_running_loop()
         renewed = loop.time()
         # Publish only what the read model has folded: it names every event's tenant.

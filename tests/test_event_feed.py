@@ -31,8 +31,8 @@ async def stream_positions(nats_url: str, stream: str) -> tuple[list[int], list[
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        last = (await js.stream_info(stream)).state.last_seq
-        messages = [await js.get_msg(stream, seq=seq) for seq in range(1, last + 1)]
+        state = (await js.stream_info(stream)).state
+        messages = [await js.get_msg(stream, seq=seq) for seq in range(state.first_seq, state.last_seq + 1)] if state.messages else []
         return [int(m.headers["Nats-Msg-Id"]) for m in messages], [m.data for m in messages], [m.subject for m in messages]
     finally:
         await nc.close()
@@ -170,3 +170,33 @@ async def test_of_two_instances_one_publishes_and_the_other_takes_over(fresh_sto
         for inst in (a, b):
             if not inst.node._stopping:
                 await inst.node.stop()
+
+
+async def test_a_purged_stream_goes_on_with_new_events(fresh_store, nats_server):
+    """A new leader that finds the stream purged publishes what comes next, not nothing."""
+    backend, settings = fresh_store
+
+    def quick_lease(prefix: str):
+        made = settings(prefix)
+        made.feed_lease_seconds = 1.0  # a lease not given back expires quickly
+        return made
+
+    first = await start_instance(quick_lease(f"purge{backend}"), backend)
+    stream = stream_name(f"purge{backend}")
+    await wait_for_head(nats_server.url, stream, first.node.store.recorder.max_notification_id())
+    await first.node.stop()
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.jetstream().purge_stream(stream)
+    finally:
+        await nc.close()
+    second = await start_instance(quick_lease(f"purge{backend}"), backend, bootstrap=False)
+    client = await AuthbusClient.connect(nats_server.url, second.prefix, first.root_token)
+    try:
+        created = await client.command("create_tenant", name=f"after-{uuid.uuid4().hex[:6]}")
+        await wait_for_head(nats_server.url, stream, created["position"])
+        positions, _, _ = await stream_positions(nats_server.url, stream)
+        assert positions == [p for p in store_positions(second.node.runner) if p > first.node.model.position]
+    finally:
+        await client.close()
+        await second.node.stop()
