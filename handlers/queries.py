@@ -31,7 +31,7 @@ class AuthorizeRequest(msgspec.Struct, forbid_unknown_fields=True):
 def verify(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, VerifyRequest)
-        if req.min_position is not None:
+        if req.min_position is not None:  # ensure_position checks too; this spares a coroutine per request
             await ensure_position(backend, req.min_position)
         model = backend.model
         verdict = queries.verify(model, req.token, backend.now(), backend.keys)

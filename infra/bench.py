@@ -34,7 +34,7 @@ from authbus.infra.client import AuthbusClient
 from authbus.infra.nats_server import NatsServer, free_port, nats_server_binary
 from authbus.infra.node import Node, open_runner, run_bootstrap
 from authbus.infra.settings import Settings
-from authbus.infra.store import open_store
+from authbus.infra.store import open_store, with_database
 
 LOAD = (
     "echo", "verify_pat", "verify_cached", "verify_api_key", "verify_jwt_eddsa", "verify_jwt_hs256",
@@ -155,8 +155,7 @@ class _Postgres:
             self.base_url = self._server.get_uri()
         with psycopg.connect(self.base_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.name}"')
-        head, _, query = self.base_url.partition("?")
-        return f"{head.rsplit('/', 1)[0]}/{self.name}" + (f"?{query}" if query else "")
+        return with_database(self.base_url, self.name)
 
     def stop(self) -> None:
         import psycopg

@@ -54,9 +54,7 @@ def seed_credentials(store: EventStore, count: int) -> None:
 
 
 def decoded(store: EventStore, limit: int | None = None) -> list[tuple[int, Any]]:
-    to_event = store.mapper.to_domain_event
-    notifications = store.recorder.select_notifications(start=1, limit=limit or store.recorder.max_notification_id() or 1)
-    return [(n.id, to_event(n)) for n in notifications]
+    return store.read_events(1, limit or store.recorder.max_notification_id() or 1)
 
 
 def fold_rate(store: EventStore) -> float:

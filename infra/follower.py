@@ -25,12 +25,10 @@ PAGE = 2000
 
 def fold(store: EventStore, model: ReadModel, page: int = PAGE) -> None:
     """Fold every event after the model's position into it, synchronously."""
-    to_event = store.mapper.to_domain_event
     while True:
-        notifications = store.recorder.select_notifications(start=model.position + 1, limit=page)
-        for n in notifications:
-            model.apply(n.id, to_event(n))
-        if len(notifications) < page:
+        batch = store.read_events(model.position + 1, page)
+        model.apply_all(batch)
+        if len(batch) < page:
             return
 
 
@@ -123,8 +121,8 @@ class Follower:
         self.store_reachable = True
 
     def _batches(self) -> Iterator[list[tuple[int, Any]]]:
-        to_event: Callable[[Any], Any] = self.store.mapper.to_domain_event
         if self.listen:
+            to_event: Callable[[Any], Any] = self.store.mapper.to_domain_event
             with self.store.recorder.subscribe(gt=self._last_handed) as subscription:
                 self._subscription = subscription
                 self._reached_store()
@@ -137,11 +135,10 @@ class Follower:
             return
         while not self._stop.is_set():
             self._nudge.clear()  # before reading, so a nudge during the read is not lost
-            notifications = self.store.recorder.select_notifications(start=self._last_handed + 1, limit=PAGE)
+            batch = self.store.read_events(self._last_handed + 1, PAGE)  # decoded first, as above
             self._reached_store()
-            if notifications:
-                batch = [(n.id, to_event(n)) for n in notifications]  # decoded first, as above
-                self._last_handed = notifications[-1].id
+            if batch:
+                self._last_handed = batch[-1][0]
                 yield batch
                 continue
             self._nudge.wait(0.25)

@@ -232,12 +232,7 @@ class Node:
 
     async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]:
         """Up to ``limit`` stored events from position ``start`` on, read and decoded in a thread."""
-        to_event = self.store.mapper.to_domain_event
-
-        def read() -> list[tuple[int, Any]]:
-            return [(n.id, to_event(n)) for n in self.store.recorder.select_notifications(start=start, limit=limit)]
-
-        return await asyncio.to_thread(read)
+        return await asyncio.to_thread(self.store.read_events, start, limit)
 
     async def _settled(self, pool: ThreadPoolExecutor, fn: Callable[..., tuple[dict[str, Any], int]], *args: Any) -> tuple[dict[str, Any], int]:
         if self._follower is not None and not self._follower.store_reachable:

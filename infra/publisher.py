@@ -173,7 +173,7 @@ class Publisher:
                 renewed = loop.time()
             events = self._take_fresh() if self._fresh_from is not None and self._fresh_from <= self.published else None
             if events is None:
-                events = await asyncio.to_thread(self._read, self.published + 1, self.model.position)
+                events = await asyncio.to_thread(self.store.read_events, self.published + 1, PAGE, self.model.position)
             if not events:
                 return
             for position, event in events:
@@ -186,7 +186,3 @@ class Publisher:
         while fresh and fresh[0][0] <= self.published:
             fresh.popleft()
         return [fresh.popleft() for _ in range(min(PAGE, len(fresh)))]
-
-    def _read(self, start: int, stop: int) -> list[tuple[int, Any]]:
-        to_event = self.store.mapper.to_domain_event
-        return [(n.id, to_event(n)) for n in self.store.recorder.select_notifications(start=start, limit=PAGE, stop=stop)]

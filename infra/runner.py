@@ -114,8 +114,7 @@ class CommandRunner:
 
     def check_kek(self) -> None:
         """KEKError unless the KEK opens the first signing key in the log (bootstrap's)."""
-        for n in self.store.recorder.select_notifications(start=1, limit=KEK_CHECK_SPAN):
-            event = self.store.mapper.to_domain_event(n)
+        for _, event in self.store.read_events(1, KEK_CHECK_SPAN):
             if isinstance(event, SigningKey.SigningKeyCreated):
                 try:
                     self.sealer.open(str(event.originator_id), event.sealed_private)

@@ -36,6 +36,12 @@ class EventStore(Application):
 
     name = "authbus"
 
+    def read_events(self, start: int, limit: int, stop: int | None = None) -> list[tuple[int, Any]]:
+        """Up to ``limit`` stored events from position ``start`` (to ``stop``), decoded, with
+        their positions."""
+        to_event = self.mapper.to_domain_event
+        return [(n.id, to_event(n)) for n in self.recorder.select_notifications(start=start, limit=limit, stop=stop)]
+
     def aggregate(self, aggregate_id: UUID) -> Any:
         """The aggregate as stored now; AggregateNotFoundError if there is none."""
         return self.repository.get(aggregate_id, projector_func=project)
@@ -96,6 +102,12 @@ def store_environment(database_url: str) -> dict[str, str]:
             "POSTGRES_MAX_OVERFLOW": "4",
         }
     raise ValueError(f"unsupported database URL scheme {url.scheme!r} (use sqlite:/// or postgresql://)")
+
+
+def with_database(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on the PostgreSQL server of ``server_url`` (query kept)."""
+    head, _, query = server_url.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
 
 
 def open_store(database_url: str) -> EventStore:

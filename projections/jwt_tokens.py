@@ -21,7 +21,6 @@ from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.projections.read_model import PrincipalView, ReadModel, SigningKeyView
 
 LEEWAY_SECONDS = 30
-VERIFIED_KEPT = 65_536  # bearer strings remembered as checked (ReadModel.verified)
 PER_OPERATIONS = {"C": "create", "R": "read", "U": "update", "D": "delete"}
 
 
@@ -76,14 +75,6 @@ def per_scopes(per: Any) -> dict[ScopeKey, Scope] | None:
     return scopes
 
 
-def remember(model: ReadModel, token: str, first: Any, second: Any) -> None:
-    """Keep a bearer string whose secret or signature checked out, the oldest making room."""
-    verified = model.verified
-    if len(verified) >= VERIFIED_KEPT:
-        del verified[next(iter(verified))]
-    verified[token] = (first, second)
-
-
 def verify_jwt(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> tuple[str | None, Any, Any]:
     """(reason or None, credential, principal) for a JWT."""
     seen = model.verified.get(token)
@@ -95,7 +86,7 @@ def verify_jwt(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> t
     reason, signed = _signed(model, token, keys)
     if signed is None:
         return reason, None, None
-    remember(model, token, signed, None)
+    model.remember(token, signed, None)
     return _standing(model, signed)
 
 

@@ -14,7 +14,7 @@ from authbus.domain.policy import Actor
 from authbus.domain.scopes import Scope, find_grant
 from authbus.domain.signing import ASYMMETRIC_ALGS
 from authbus.domain.tenant import SYSTEM_TENANT_ID
-from authbus.projections.jwt_tokens import KeyMaterial, looks_like_jwt, remember, verify_jwt
+from authbus.projections.jwt_tokens import KeyMaterial, looks_like_jwt, verify_jwt
 from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, SessionView, SigningKeyView
 
 BEARER_KINDS = frozenset({"pat", "api_key", "access_token"})
@@ -49,7 +49,7 @@ def verify(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Verdi
     # A wrong secret answers exactly like an unknown id, before any status is revealed.
     if credential is None or credential.kind != parsed.kind or not tokens.secret_matches(parsed.secret, credential.digest):
         return Verdict("unknown")
-    remember(model, token, credential, credential.digest)
+    model.remember(token, credential, credential.digest)
     return standing(model, credential, now)
 
 

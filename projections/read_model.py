@@ -22,6 +22,7 @@ from authbus.domain.tenant import Tenant
 from authbus.domain.user import User
 
 LOGIN_ACTIVITY_KEPT = 50
+VERIFIED_KEPT = 65_536  # bearer strings remembered as checked (ReadModel.verified)
 FAILURES_KEPT = 5  # the rate limit counts at most this many recent failures
 
 
@@ -249,6 +250,13 @@ class ReadModel:
         scopes = None if e.scopes is None else {s.key: s for s in map(self.scope, e.scopes)}
         self.credentials[e.originator_id] = CredentialView(e, kind, self.principals.get(e.user_id), scopes)
         self.credentials_by_owner.setdefault(e.user_id, {})[e.originator_id] = None
+
+    def remember(self, token: str, first: Any, second: Any) -> None:
+        """Keep a bearer string whose secret or signature checked out, the oldest making room."""
+        verified = self.verified
+        if len(verified) >= VERIFIED_KEPT:
+            del verified[next(iter(verified))]
+        verified[token] = (first, second)
 
     def scope(self, data: dict[str, Any]) -> Scope:
         """The one Scope object for a stored scope: a million PATs with the same scope share it."""

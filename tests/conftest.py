@@ -17,6 +17,7 @@ from authbus.infra.client import AuthbusClient
 from authbus.infra.nats_server import NatsServer, free_port
 from authbus.infra.node import Node, open_runner, run_bootstrap
 from authbus.infra.settings import Settings
+from authbus.infra.store import with_database
 from nats.aio.client import Client
 
 from tests.helpers import Org, make_org
@@ -60,8 +61,7 @@ class Databases:
         else:
             with psycopg.connect(self.postgres_url, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
-            head, _, query = self.postgres_url.partition("?")
-            url = f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+            url = with_database(self.postgres_url, name)
         self.created.append(url)
         return url
 

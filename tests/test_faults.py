@@ -122,7 +122,7 @@ async def bootstrapped(database_url: str, nats_server, tmp_path: Path, prefix: s
 
 
 def stored_events(runner) -> list:
-    return [runner.store.mapper.to_domain_event(n) for n in runner.store.recorder.select_notifications(start=1, limit=100_000)]
+    return [event for _, event in runner.store.read_events(1, 100_000)]
 
 
 async def wait_serving(client: AuthbusClient, seconds: float = 30.0) -> None:

@@ -15,7 +15,7 @@ from authbus.domain.credentials import PersonalAccessToken
 from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import Tenant
 from authbus.domain.user import User
-from authbus.projections import jwt_tokens, queries
+from authbus.projections import jwt_tokens, queries, read_model
 from authbus.projections.read_model import ReadModel
 
 META = {"actor": "system", "correlation_id": "test"}
@@ -91,7 +91,7 @@ def test_a_wrong_secret_is_never_remembered(world):
 
 
 def test_the_cache_is_bounded_and_forgets_the_oldest_first(world, monkeypatch):
-    monkeypatch.setattr(jwt_tokens, "VERIFIED_KEPT", 3)
+    monkeypatch.setattr(read_model, "VERIFIED_KEPT", 3)
     minted = [world.pat()[1] for _ in range(5)]
     for token in minted:
         assert world.verify(token) is None
