@@ -33,5 +33,6 @@ USER 10001:10001
 # Healthy when NATS is reachable and an authbus service answers its nats.micro ping.
 HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import asyncio,os,nats; l=asyncio.new_event_loop(); nc=l.run_until_complete(asyncio.wait_for(nats.connect(os.environ.get('AUTHBUS_NATS_URL','nats://127.0.0.1:4222'),allow_reconnect=False,max_reconnect_attempts=1),3)); l.run_until_complete(nc.request('$SRV.PING.authbus',b'',timeout=3)); l.run_until_complete(nc.close())"]
+EXPOSE 9090
 ENTRYPOINT ["authbus"]
 CMD ["serve"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from nats.aio.client import Client
 from nats.micro import add_service
 from nats.micro.service import Service
@@ -19,6 +21,7 @@ from authbus.handlers.wire import Backend, endpoint
 QUEUE_GROUP = "authbus"
 # Answered from the read model without waiting: no task of their own (see wire.endpoint).
 INLINE = frozenset({"verify", "authorize", "jwks", "audit_public_key"})
+QUIET = frozenset({"health"})  # asked every few seconds by probes: logged at debug level only
 VERSION = "0.1.0"
 
 
@@ -50,6 +53,7 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
         version=VERSION,
         description="event-sourced authentication and authorization",
         queue_group=QUEUE_GROUP,
+        stats_handler=backend.stats.micro,
     )
     handlers = {
         "verify": verify(backend),
@@ -68,6 +72,9 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
     handlers.update({f"admin_{name}": admin_read(backend, name) for name in ADMIN_READS})
     handlers.update({f"admin_{name}": audit_read(backend, name) for name in AUDIT_READS})
     for name, subject in subjects(prefix).items():
-        handler = endpoint(backend, handlers[name], concurrent=name not in INLINE)
+        handler = endpoint(
+            backend, name, handlers[name], concurrent=name not in INLINE,
+            access_log=logging.DEBUG if name in QUIET else logging.INFO,
+        )
         await service.add_endpoint(name=name, subject=subject, handler=handler, queue_group=QUEUE_GROUP)
     return service

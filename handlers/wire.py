@@ -11,7 +11,9 @@ import logging
 import re
 from contextvars import ContextVar
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Annotated, Any, Protocol, TypeVar
+from uuid import uuid4
 
 import msgspec
 from nats.micro.request import Request
@@ -19,6 +21,7 @@ from nats.micro.request import Request
 from authbus.domain.commands import Command, UnitOfWork
 from authbus.domain.errors import AuthbusError, InvalidRequest, Stale, Unauthenticated
 from authbus.domain.policy import Actor
+from authbus.handlers.metrics import OK, RequestStats
 from authbus.projections.jwt_tokens import KeyMaterial
 from authbus.projections.queries import actor_for
 from authbus.projections.read_model import ReadModel
@@ -40,6 +43,7 @@ class Backend(Protocol):
     consistency_wait: float
     keys: KeyMaterial
     challenges: Any  # infra.challenges.Challenges: issue() and answer()
+    stats: RequestStats
 
     def now(self) -> float: ...
     async def reached(self, position: int, timeout: float) -> bool: ...
@@ -151,47 +155,89 @@ async def ensure_position(backend: Backend, min_position: int | None) -> None:
         )
 
 
-async def respond_error(request: Request, error: AuthbusError, position: int) -> None:
+async def respond_error(request: Request, error: AuthbusError, position: int, headers: dict[str, str] | None = None) -> None:
     body = {"error": {"code": error.code, "message": error.message, "details": error.details}, "position": position}
-    await request.respond_error(str(error.status), error.message, data=encode(body))
+    await request.respond_error(str(error.status), error.message, data=encode(body), headers=headers)
+
+
+CORRELATION_HEADER = "Correlation-Id"
+_CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# The request being answered, for every log line written while answering it (infra.logs).
+correlation_id: ContextVar[str | None] = ContextVar("authbus_correlation_id", default=None)
+
+
+def correlate(request: Request) -> str:
+    """The caller's ``Correlation-Id`` when it is a plain token, else a fresh one."""
+    given = (request.headers or {}).get(CORRELATION_HEADER)
+    return given if given and _CORRELATION.fullmatch(given) else uuid4().hex
 
 
 def endpoint(
-    backend: Backend, handle: Callable[[Request], Awaitable[dict[str, Any]]], concurrent: bool = False
+    backend: Backend,
+    name: str,
+    handle: Callable[[Request], Awaitable[dict[str, Any]]],
+    concurrent: bool = False,
+    access_log: int = logging.INFO,
 ) -> Callable[[Request], Awaitable[None]]:
-    """Wraps a handler so every outcome, including a bug, becomes a well-formed reply.
+    """Wraps a handler so every outcome, including a bug, becomes a well-formed reply,
+    counted in ``backend.stats``.
 
     nats.py hands a subscription's messages to its handler one at a time.  A handler that
     waits (on the store, argon2, another instance) is ``concurrent``: each request runs
-    apart, so one slow command holds up no other.  The read-model queries never wait and
-    answer inline, which is several microseconds cheaper than a task each.
+    apart, so one slow command holds up no other; it gets a correlation id (echoed in the
+    reply's ``Correlation-Id`` header) and one log line at ``access_log`` level.  The
+    read-model queries never wait and answer inline, which is several microseconds cheaper
+    than a task each; they are counted, not logged one by one.
     """
+    stats = backend.stats
 
-    async def respond(request: Request) -> None:
+    async def respond(request: Request, headers: dict[str, str] | None) -> tuple[str, float]:
+        started = perf_counter()
+        message = None
         try:
             reply = await handle(request)
         except AuthbusError as error:
-            await respond_error(request, error, backend.model.position)
+            outcome, message = error.code, error.message
+            await respond_error(request, error, backend.model.position, headers)
         except _MustWait:
             raise
         except Exception:
-            log.exception("unexpected error on %s", request.subject)
-            await respond_error(request, AuthbusError("internal error"), backend.model.position)
+            if correlation_id.get() is None:
+                correlation_id.set(correlate(request))
+            log.exception("unexpected error on %s", name)
+            error = AuthbusError("internal error")
+            outcome, message = error.code, error.message
+            await respond_error(request, error, backend.model.position, headers)
         else:
-            await request.respond(encode(reply))
+            outcome = OK
+            await request.respond(encode(reply), headers)
+        elapsed = perf_counter() - started
+        stats.observe(name, outcome, elapsed, message)
+        return outcome, elapsed
+
+    async def respond_apart(request: Request) -> None:
+        cid = correlate(request)
+        correlation_id.set(cid)  # in this request's own task: its context is a copy
+        outcome, elapsed = await respond(request, {CORRELATION_HEADER: cid})
+        if log.isEnabledFor(access_log):
+            ms = round(elapsed * 1000, 3)
+            log.log(
+                access_log, "%s answered %s in %.1f ms", name, outcome, ms,
+                extra={"endpoint": name, "outcome": outcome, "duration_ms": ms, "position": backend.model.position},
+            )
 
     if concurrent:
-        return lambda request: backend.admit(respond(request))
+        return lambda request: backend.admit(respond_apart(request))
 
     async def respond_inline(request: Request) -> None:
         mark = _inline.set(True)
         try:
-            await respond(request)
+            await respond(request, None)
             return
         except _MustWait:
             pass
         finally:
             _inline.reset(mark)
-        await backend.admit(respond(request))  # a task copies the reset context: it may wait
+        await backend.admit(respond_apart(request))  # a task copies the reset context: it may wait
 
     return respond_inline

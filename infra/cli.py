@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import stat
@@ -21,7 +22,9 @@ from authbus.infra.audit_cli import audit_app
 from authbus.infra import audit_as_of, audit_log, audit_rebuild  # noqa: F401  (they register on audit_app)
 from authbus.infra import audit_chain  # noqa: F401  (registers audit verify)
 from authbus.infra.bench_cli import bench
+from authbus.infra.callout_config import CalloutSetup
 from authbus.infra.client import AuthbusClient, AuthbusError
+from authbus.infra import logs
 from authbus.infra.nats_server import NatsServer
 from authbus.infra.node import Node, open_runner, run_bootstrap
 from authbus.infra.secrets import KEKError
@@ -36,6 +39,7 @@ signing_app = typer.Typer(no_args_is_help=True, help="Keys that sign JWTs: creat
 session_app = typer.Typer(no_args_is_help=True, help="Login sessions (refresh-token families).")
 role_app = typer.Typer(no_args_is_help=True, help="Grant and revoke roles: root, admin, auditor, user.")
 scope_app = typer.Typer(no_args_is_help=True, help="Add and remove a PAT's scopes.")
+callout_app = typer.Typer(no_args_is_help=True, help="NATS auth callout: keys and nats-server configuration.")
 for sub, name in (
     (audit_app, "audit"),
     (tenant_app, "tenant"),
@@ -46,15 +50,21 @@ for sub, name in (
     (session_app, "session"),
     (role_app, "role"),
     (scope_app, "scope"),
+    (callout_app, "callout"),
 ):
     app.add_typer(sub, name=name)
 app.command()(bench)
 
 out = Console()
 err = Console(stderr=True)
+log = logging.getLogger("authbus.cli")
 
 DataDir = Annotated[Path, typer.Option(envvar="AUTHBUS_DATA_DIR", help="Where dev keeps its store, KEK, NATS data and root token.")]
 Prefix = Annotated[str, typer.Option(envvar="AUTHBUS_SUBJECT_PREFIX", help="Subject prefix.")]
+MetricsPort = Annotated[Optional[int], typer.Option(envvar="AUTHBUS_METRICS_PORT", help="Serve Prometheus metrics at http://<metrics-host>:<port>/metrics.")]
+MetricsHost = Annotated[str, typer.Option(envvar="AUTHBUS_METRICS_HOST", help="Address the metrics endpoint listens on.")]
+LogFormat = Annotated[str, typer.Option(envvar="AUTHBUS_LOG_FORMAT", help="text, or json for one JSON object a line.")]
+LogLevel = Annotated[str, typer.Option(envvar="AUTHBUS_LOG_LEVEL", help="debug, info, warning or error.")]
 
 
 # ---------------------------------------------------------------- running it
@@ -65,21 +75,41 @@ def dev(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     nats_port: Annotated[int, typer.Option(envvar="AUTHBUS_NATS_PORT", help="Port of the embedded nats-server.")] = 4222,
     subject_prefix: Prefix = "auth",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+    log_format: LogFormat = "text",
+    log_level: LogLevel = "info",
+    callout: Annotated[bool, typer.Option(
+        "--callout", help="Have nats-server let clients in only with an authbus token, asking authbus (NATS auth callout)."
+    )] = False,
 ) -> None:
     """Run everything on this machine: a real nats-server (JetStream) and a SQLite store under
     ./.authbus, root bootstrapped on first run with its token in ./.authbus/root.token.
 
-    Example: authbus dev --nats-port 4333
+    With --callout, nats-server asks authbus about every connecting client: clients connect
+    with a PAT, API key or access token as their NATS token (nats://<token>@127.0.0.1:4222)
+    and may use the subjects their scopes allow (docs/operations.md §3).
+
+    Example: authbus dev --nats-port 4333 --metrics-port 9090
     """
-    settings = Settings.load(data_dir=data_dir, subject_prefix=subject_prefix)
+    settings = Settings.load(
+        data_dir=data_dir, subject_prefix=subject_prefix, metrics_port=metrics_port, metrics_host=metrics_host,
+        log_format=log_format, log_level=log_level,
+    )
+    _or_exit(lambda: logs.configure(settings.log_format, settings.log_level))
     settings.database_url = settings.database_url if os.environ.get("AUTHBUS_DATABASE_URL") else f"sqlite:///{data_dir / 'events.db'}"
-    server = NatsServer(data_dir / "nats", port=nats_port)
+    extra_args: tuple[str, ...] = ()
+    if callout:
+        keys = CalloutSetup.load_or_create(data_dir)
+        extra_args = ("-c", str(keys.write_config(data_dir / "nats-callout.conf")))
+        settings.callout_issuer_seed, settings.callout_xkey_seed = keys.issuer_seed, keys.xkey_seed
+    server = NatsServer(data_dir / "nats", port=nats_port, extra_args=extra_args)
     try:
         server.start()
-        settings.nats_url = server.url
+        settings.nats_url = keys.service_url(server.host, server.port) if callout else server.url
         runner = _or_exit(lambda: open_runner(settings, create_kek=True))
         fresh = _bootstrap_into(runner, settings.root_token_file)
-        asyncio.run(_run_until_signalled(settings, runner, lambda node: _dev_banner(settings, node, fresh)))
+        asyncio.run(_run_until_signalled(settings, runner, lambda node: _dev_banner(settings, server, node, fresh)))
     except RuntimeError as error:
         _fail(str(error), 2)
     finally:
@@ -92,16 +122,24 @@ def serve(
     database_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="postgresql://… (or sqlite:///path).")] = None,
     kek_file: Annotated[Optional[Path], typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK).")] = None,
     subject_prefix: Prefix = "auth",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+    log_format: LogFormat = "text",
+    log_level: LogLevel = "info",
 ) -> None:
     """Serve every endpoint against an external NATS and event store.  Run several side by side:
     they share the queue group and each follows the store.
 
-    Example: authbus serve --nats-url nats://nats:4222 --database-url postgresql://authbus:pw@db/authbus
+    Example: authbus serve --nats-url nats://nats:4222 --database-url postgresql://authbus:pw@db/authbus --log-format json
     """
-    settings = Settings.load(nats_url=nats_url, database_url=database_url, kek_file=kek_file, subject_prefix=subject_prefix)
+    settings = Settings.load(
+        nats_url=nats_url, database_url=database_url, kek_file=kek_file, subject_prefix=subject_prefix,
+        metrics_port=metrics_port, metrics_host=metrics_host, log_format=log_format, log_level=log_level,
+    )
+    _or_exit(lambda: logs.configure(settings.log_format, settings.log_level))
     runner = _or_exit(lambda: open_runner(settings))
-    asyncio.run(_run_until_signalled(settings, runner, lambda node: err.print(
-        f"authbus serving on {settings.nats_url} (prefix {settings.subject_prefix!r}), store at position {node.model.position}")))
+    asyncio.run(_run_until_signalled(settings, runner, lambda node: log.info(
+        "serving on %s (prefix %r), store at position %d", settings.nats_url, settings.subject_prefix, node.model.position)))
 
 
 @app.command()
@@ -128,6 +166,28 @@ def bootstrap(
     out.print(result["token"], markup=False, highlight=False)
 
 
+@callout_app.command("init")
+def callout_init(
+    nats_host: Annotated[str, typer.Option(help="Host authbus reaches nats-server at.")] = "nats",
+    nats_port: Annotated[int, typer.Option(help="Its client port.")] = 4222,
+) -> None:
+    """Make fresh callout keys and a service password.  Print the settings of `authbus serve`
+    and the nats-server configuration that go with them (docs/operations.md §3).  The output
+    holds secrets: keep it as you keep the KEK.
+
+    Example: authbus callout init --nats-host nats > callout.txt
+    """
+    setup = CalloutSetup.create()
+    out.print(
+        "# authbus serve: environment\n"
+        f"AUTHBUS_NATS_URL={setup.service_url(nats_host, nats_port)}\n"
+        f"AUTHBUS_CALLOUT_ISSUER_SEED={setup.issuer_seed}\n"
+        f"AUTHBUS_CALLOUT_XKEY_SEED={setup.xkey_seed}\n\n"
+        f"# nats-server: configuration\n{setup.config()}",
+        markup=False, highlight=False, soft_wrap=True, end="",
+    )
+
+
 def _bootstrap_into(runner: Any, token_file: Path) -> bool:
     try:
         token = run_bootstrap(runner)["token"]
@@ -148,8 +208,8 @@ def _write_secret(path: Path, value: str) -> None:
 
 
 async def _run_until_signalled(settings: Settings, runner: Any, started: Callable[[Node], None]) -> None:
-    node = Node(settings, runner)
     try:
+        node = Node(settings, runner)
         await node.start()
     except Exception as error:  # NATS or the store unreachable: one clear line, not a traceback
         runner.store.close()
@@ -160,17 +220,22 @@ async def _run_until_signalled(settings: Settings, runner: Any, started: Callabl
         loop.add_signal_handler(sig, stop.set)
     started(node)
     await stop.wait()
-    err.print("stopping…")
+    log.info("stopping: draining requests under way")
     await node.stop()
+    log.info("stopped")
 
 
-def _dev_banner(settings: Settings, node: Node, fresh: bool) -> None:
+def _dev_banner(settings: Settings, server: NatsServer, node: Node, fresh: bool) -> None:
     me = "authbus" if Path(sys.argv[0]).name == sys.argv[0] else sys.argv[0]
     token_file = settings.root_token_file
     out.print(f"[bold green]authbus dev[/] is running{' (root bootstrapped)' if fresh else ''}")
-    out.print(f"  NATS         {settings.nats_url}  (JetStream, data in {settings.data_dir / 'nats'})")
+    out.print(f"  NATS         {server.url}  (JetStream, data in {settings.data_dir / 'nats'})")
+    if node.callout_keys is not None:
+        out.print(f"  auth callout clients connect with their token: nats://<token>@{server.host}:{server.port}")
     out.print(f"  event store  {settings.database_url}  (position {node.model.position})")
     out.print(f"  root token   {token_file}")
+    if node.metrics is not None:
+        out.print(f"  metrics      http://{node.metrics.host}:{node.metrics.port}/metrics")
     out.print("\nTry, in another terminal:", highlight=False)
     out.print(
         f"  {me} tenant create acme\n"
@@ -550,7 +615,7 @@ def logout(ctx: typer.Context, refresh_token: str) -> None:
 def verify(ctx: typer.Context, token: str, min_position: Annotated[Optional[int], typer.Option()] = None) -> None:
     """Verify a credential; exits 0 when valid, 1 when not.  Example: authbus verify pat_…"""
     extra = {"min_position": min_position} if min_position is not None else {}
-    reply = _call(ctx, lambda c: c.verify(token, **extra))
+    reply = _call(ctx, lambda c: c.call("verify", {"token": token, **extra}, token=""))
     _show(ctx, reply)
     raise typer.Exit(0 if reply["valid"] else 1)
 
@@ -569,7 +634,7 @@ def authorize(
     fields = {"entity_type": entity_type, "operation": operation, "entity_id": entity_id}
     if domain is not None:
         fields["domain"] = domain
-    reply = _call(ctx, lambda c: c.authorize(token, **fields))
+    reply = _call(ctx, lambda c: c.call("authorize", {"token": token, **fields}, token=""))
     _show(ctx, reply)
     raise typer.Exit(0 if reply["allowed"] else 1)
 

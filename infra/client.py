@@ -1,63 +1,248 @@
-"""A small async client for the wire protocol, used by the CLI and the tests."""
+"""An async client for the wire protocol (docs/wire.md), with typed results; also used by
+the CLI and the tests.
+
+    client = await AuthbusClient.connect("nats://127.0.0.1:4222", token=admin_key)
+    verdict = await client.verify(token)              # Verified
+    decision = await client.authorize(token, entity_type="doc", operation="read", entity_id="42")  # Decision
+    pair = await client.login(tenant_id, "alice", password)   # Tokens
+    reply = await client.command("create_pat", user_id=user_id, name="ci")  # the reply as a dict
+    typed = await client.command_as(NewPat, "create_pat", user_id=user_id, name="ci")  # CommandReply[NewPat]
+
+Read-your-writes (§1): the client remembers the highest ``position`` any reply carried,
+errors included (``client.position``). ``verify``, ``authorize``, ``jwks`` and ``admin``
+send it as ``min_position`` unless the caller gives one, so a verify right after a
+revocation answered by one instance is never served by another instance's older read
+model (it waits, or raises ``stale``). ``min_position=0`` asks for no wait on one request;
+``read_your_writes=False`` turns it off for the client. ``call`` and ``raw`` send exactly
+the body they are given.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import nats
 from nats.aio.client import Client
 
+T = TypeVar("T")
+
 
 class AuthbusError(Exception):
-    def __init__(self, code: str, message: str, details: dict[str, Any]) -> None:
+    """An error reply (§2); ``position`` is the answering instance's read-model position."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any], position: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
-        self.code, self.message, self.details = code, message, details
+        self.code, self.message, self.details, self.position = code, message, details, position
 
 
-async def _quiet(error: Exception) -> None:
-    """nats.py logs every connection error with a traceback by default; callers see the exception."""
+# Replies, typed (docs/wire.md §6).  Unknown fields are ignored, so a newer server's
+# additions do not break an older client.
+
+
+class Scope(msgspec.Struct, frozen=True, kw_only=True):
+    """§4.1; ``domain`` None: every domain of the owner's tenant."""
+
+    domain: str | None = None
+    entity_type: str
+    operation: str
+    entity_id: str  # "*": every entity of that type
+
+
+class Credential(msgspec.Struct, frozen=True):
+    id: str
+    kind: str  # pat, api_key, recovery, invitation, access_token, tenant_token
+    expires_at: str | None = None  # RFC 3339; None: never
+
+
+class Principal(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: str
+    kind: str  # user, service, external
+    roles: list[str] = []
+
+
+class Verified(msgspec.Struct, frozen=True):
+    """auth.v1.verify's answer (§6.1). ``reason`` is set when not valid; ``credential`` and
+    ``principal`` when valid; ``scopes`` is None for an unscoped credential."""
+
+    valid: bool
+    position: int
+    reason: str | None = None
+    credential: Credential | None = None
+    principal: Principal | None = None
+    scopes: list[Scope] | None = None
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """auth.v1.authorize's answer (§6.2). ``principal`` is set whenever the token verified,
+    ``matched_scope`` only with ``reason == "scope"``."""
+
+    allowed: bool
+    reason: str  # scope, role:<role>, no_matching_scope, other_tenant, not_a_bearer_credential, or a verify reason
+    position: int
+    principal: Principal | None = None
+    matched_scope: Scope | None = None
+
+
+class Tokens(msgspec.Struct, frozen=True):
+    """A token pair from login, refresh or challenge.answer (§6.4, §6.5)."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int  # seconds, of the access token
+    session_id: str
+    position: int
+    token_type: str = "Bearer"
+
+
+class CommandReply(msgspec.Struct, Generic[T], frozen=True):
+    """A command's success reply (§7) with ``result`` decoded into a type of the caller's."""
+
+    ok: bool
+    result: T
+    position: int
+
+
+class _Refusal:
+    """An error callback noting whether the server refused us for lack of credentials
+    (nats.py then gives up with NoServersError, which no longer says why)."""
+
+    refused = False
+
+    async def seen(self, error: Exception) -> None:
+        if "authorization violation" in str(error).lower():
+            self.refused = True
+
+
+async def _connect(url: str, refusal: _Refusal, token: str | None = None) -> Client:
+    return await nats.connect(
+        # allow_reconnect=False makes nats.py retry a refused first connect forever.
+        url, name="authbus-client", connect_timeout=5, max_reconnect_attempts=1, reconnect_time_wait=0.1,
+        error_cb=refusal.seen, token=token,
+    )
 
 
 class AuthbusClient:
-    def __init__(self, nc: Client, prefix: str = "auth", token: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self, nc: Client, prefix: str = "auth", token: str | None = None, timeout: float = 10.0, *,
+        read_your_writes: bool = True,
+    ) -> None:
         self.nc = nc
         self.prefix = prefix
-        self.token = token
+        self.token = token  # the bearer for commands and admin reads
         self.timeout = timeout
+        self.read_your_writes = read_your_writes
+        self._position = 0
 
     @classmethod
-    async def connect(cls, url: str, prefix: str = "auth", token: str | None = None) -> AuthbusClient:
-        nc = await nats.connect(
-            # allow_reconnect=False makes nats.py retry a refused first connect forever.
-            url, name="authbus-client", connect_timeout=5, max_reconnect_attempts=1, reconnect_time_wait=0.1, error_cb=_quiet
-        )
-        return cls(nc, prefix, token)
+    async def connect(
+        cls, url: str, prefix: str = "auth", token: str | None = None, *, timeout: float = 10.0, read_your_writes: bool = True
+    ) -> AuthbusClient:
+        """A NATS server that lets clients in through authbus's auth callout (operations.md §3)
+        refuses a connection without credentials; then ``token`` is presented to it as the
+        connection token, and only then."""
+        refusal = _Refusal()
+        try:
+            nc = await _connect(url, refusal)
+        except Exception:
+            if not token or not refusal.refused:
+                raise
+            nc = await _connect(url, _Refusal(), token=token)
+        return cls(nc, prefix, token, timeout, read_your_writes=read_your_writes)
 
     async def close(self) -> None:
         await self.nc.drain()
 
+    @property
+    def position(self) -> int:
+        """The highest ``position`` seen in any reply to this client (0: none yet)."""
+        return self._position
+
+    # Raw access: bodies sent exactly as given, replies as dicts.
+
     async def raw(self, subject: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
         msg = await self.nc.request(f"{self.prefix}.v1.{subject}", body, timeout=self.timeout, headers=headers)
-        return msgspec.json.decode(msg.data), dict(msg.headers or {})
+        reply = msgspec.json.decode(msg.data)
+        if isinstance(reply, dict):
+            position = reply.get("position")
+            if type(position) is int and position > self._position:
+                self._position = position
+        return reply, dict(msg.headers or {})
 
     async def call(self, subject: str, body: dict[str, Any] | None = None, token: str | None = None) -> dict[str, Any]:
+        """Send ``body`` to ``<prefix>.v1.<subject>``; the reply, or AuthbusError.  ``token``:
+        the bearer (default: the client's; ``""`` sends no Authorization header)."""
         token = self.token if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else None
         reply, _ = await self.raw(subject, msgspec.json.encode(body or {}), headers)
         error = reply.get("error")
         if error is not None:
-            raise AuthbusError(error["code"], error["message"], error.get("details") or {})
+            raise AuthbusError(error["code"], error["message"], error.get("details") or {}, reply.get("position"))
         return reply
 
-    async def command(self, name: str, /, token: str | None = None, **fields: Any) -> dict[str, Any]:
-        return await self.call(f"cmd.{name}", fields, token)
+    # Queries: min_position defaults to the highest position seen (read-your-writes).
+
+    def _min_position(self, given: int | None) -> int | None:
+        if given is not None:
+            return given
+        return self._position if self.read_your_writes and self._position > 0 else None
+
+    def _query(self, body: dict[str, Any], min_position: int | None) -> dict[str, Any]:
+        wanted = self._min_position(min_position)
+        return body if wanted is None else {**body, "min_position": wanted}
+
+    async def verify(self, token: str, *, min_position: int | None = None) -> Verified:
+        """§6.1. A token that does not verify is an answer (``valid`` False, ``reason``), not an error."""
+        reply = await self.call("verify", self._query({"token": token}, min_position), token="")
+        return msgspec.convert(reply, Verified)
+
+    async def authorize(
+        self, token: str, *, entity_type: str, operation: str, entity_id: str, domain: str | None = None,
+        tenant_id: str | None = None, min_position: int | None = None,
+    ) -> Decision:
+        """§6.2: may the holder of ``token`` do ``operation`` on ``entity_type``/``entity_id``?"""
+        body = {"token": token, "entity_type": entity_type, "operation": operation, "entity_id": entity_id}
+        if domain is not None:
+            body["domain"] = domain
+        if tenant_id is not None:
+            body["tenant_id"] = tenant_id
+        return msgspec.convert(await self.call("authorize", self._query(body, min_position), token=""), Decision)
+
+    async def jwks(self, tenant_id: str | None = None, *, min_position: int | None = None) -> dict[str, Any]:
+        """The JWK Set (§6.3): ``{"keys": [...], "position": N}``."""
+        body = {} if tenant_id is None else {"tenant_id": tenant_id}
+        return await self.call("jwks", self._query(body, min_position), token="")
 
     async def admin(self, name: str, /, token: str | None = None, **fields: Any) -> dict[str, Any]:
-        return await self.call(f"admin.{name}", fields, token)
+        """An admin read (§8, §9.2), e.g. ``admin("get_user", user_id=...)``: fields are sent as
+        given, plus ``min_position`` when none (or None) is given."""
+        min_position = fields.pop("min_position", None)
+        return await self.call(f"admin.{name}", self._query(fields, min_position), token)
 
-    async def verify(self, token: str, **fields: Any) -> dict[str, Any]:
-        return await self.call("verify", {"token": token, **fields}, token="")
+    # Login family (§6.4–6.5): no min_position.
 
-    async def authorize(self, token: str, **fields: Any) -> dict[str, Any]:
-        return await self.call("authorize", {"token": token, **fields}, token="")
+    async def login(self, tenant_id: str, username: str, password: str, *, source: str | None = None) -> Tokens:
+        body = {"tenant_id": tenant_id, "username": username, "password": password}
+        if source is not None:
+            body["source"] = source
+        return msgspec.convert(await self.call("login", body, token=""), Tokens)
+
+    async def refresh(self, refresh_token: str, *, source: str | None = None) -> Tokens:
+        """Rotates the pair: ``refresh_token`` is spent, sending it again revokes the session."""
+        body = {"refresh_token": refresh_token}
+        if source is not None:
+            body["source"] = source
+        return msgspec.convert(await self.call("refresh", body, token=""), Tokens)
+
+    # Commands (§7): no min_position; the reply's position is remembered.
+
+    async def command(self, name: str, /, token: str | None = None, **fields: Any) -> dict[str, Any]:
+        """``{"ok": true, "result": {...}, "position": N}`` as a dict."""
+        return await self.call(f"cmd.{name}", fields, token)
+
+    async def command_as(self, result_type: type[T], name: str, /, token: str | None = None, **fields: Any) -> CommandReply[T]:
+        """As ``command``, with ``result`` converted to ``result_type`` (a msgspec Struct, a
+        dataclass, ``dict``…; msgspec.ValidationError when it does not fit)."""
+        reply = await self.command(name, token=token, **fields)
+        return msgspec.convert(reply, CommandReply[result_type])  # type: ignore[valid-type]

@@ -18,8 +18,12 @@ from nats.micro.service import Service
 from authbus.domain.commands import Command, UnitOfWork, bootstrap
 from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
-from authbus.handlers.service import VERSION, start_service
+from authbus.handlers import callout
+from authbus.handlers.metrics import RequestStats
+from authbus.handlers.nats_jwt import PREFIX_ACCOUNT, NKey, XKey
+from authbus.handlers.service import QUEUE_GROUP, VERSION, start_service, subjects
 from authbus.infra.follower import Follower, wait_until
+from authbus.infra.prometheus import MetricsServer
 from authbus.infra.publisher import Publisher
 from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
@@ -66,6 +70,20 @@ async def _log_reconnect() -> None:
     log.warning("NATS reconnected")
 
 
+def callout_keys(settings: Settings) -> callout.CalloutKeys | None:
+    """The auth callout's keys, when this instance answers nats-server's auth callout.
+
+    Raises NKeyError (a ValueError, naming no key material) for a malformed seed.
+    """
+    if not settings.callout_issuer_seed:
+        return None
+    issuer = NKey.from_seed(settings.callout_issuer_seed)
+    if issuer.prefix != PREFIX_ACCOUNT:
+        raise ValueError("the auth callout issuer must be an account seed (SA…)")
+    xkey = XKey.from_seed(settings.callout_xkey_seed) if settings.callout_xkey_seed else None
+    return callout.CalloutKeys(issuer, xkey, settings.callout_account, settings.callout_lifetime)
+
+
 class Node:
     """Implements handlers.wire.Backend."""
 
@@ -78,6 +96,9 @@ class Node:
         self.consistency_wait = settings.consistency_wait
         self.nc: Client | None = None
         self.service: Service | None = None
+        self.callout_keys = callout_keys(settings)
+        self.stats = RequestStats([*subjects(settings.subject_prefix), *([callout.ENDPOINT] if self.callout_keys else [])])
+        self.metrics: MetricsServer | None = None
         self._follower: Follower | None = None
         self.publisher: Publisher | None = None
         self._publishing: asyncio.Task[None] | None = None
@@ -108,6 +129,8 @@ class Node:
     async def start(self) -> Node:
         loop = asyncio.get_running_loop()
         started = self._started = time.monotonic()
+        if self.settings.metrics_port is not None:  # first: a port taken fails the start at once
+            self.metrics = await MetricsServer(self.settings.metrics_host, self.settings.metrics_port, self.stats, self.gauges).start()
         tail = await loop.run_in_executor(self._worker, self._restore)
         log.info(
             "read model at position %d in %.2f s, from snapshot at %d + %d tail events",
@@ -125,6 +148,11 @@ class Node:
             reconnected_cb=_log_reconnect,
         )
         self.service = await start_service(self.nc, self, self.settings.subject_prefix)
+        if self.callout_keys is not None:
+            await self.service.add_endpoint(
+                name=callout.ENDPOINT, subject=callout.SUBJECT, handler=callout.callout(self, self.callout_keys),
+                queue_group=QUEUE_GROUP,
+            )
         await self.nc.flush()  # the server holds every subscription before start() returns
         if self.settings.event_feed:
             self.publisher = Publisher(
@@ -170,6 +198,8 @@ class Node:
         self._worker.shutdown(wait=True)
         self._logins.shutdown(wait=True)
         self.store.close()
+        if self.metrics is not None:
+            await self.metrics.stop()
 
     async def health(self) -> dict[str, Any]:
         """``auth.v1.health``: the read model's position, the store's head and the lag between."""
@@ -192,6 +222,17 @@ class Node:
             "in_flight": len(self._in_flight),
             "uptime_seconds": round(time.monotonic() - self._started, 3),
             "version": VERSION,
+        }
+
+    def gauges(self) -> dict[str, tuple[str, float]]:
+        """For the Prometheus endpoint: cheap readings only (health asks the store; this does not)."""
+        follower, publisher = self._follower, self.publisher
+        return {
+            "read_model_position": ("Position of the last event folded into this instance's read model.", self.model.position),
+            "store_reachable": ("1 while the event store answers, else 0.", float(follower is not None and follower.store_reachable)),
+            "requests_in_flight": ("Requests running apart (commands, logins, admin reads) right now.", len(self._in_flight)),
+            "feed_leading": ("1 while this instance publishes the event feed.", float(publisher is not None and publisher.leading)),
+            "uptime_seconds": ("Seconds since this instance started.", round(time.monotonic() - self._started, 3)),
         }
 
     async def admit(self, work: Awaitable[None]) -> None:

@@ -27,6 +27,15 @@ class Settings:
     feed_lease_seconds: float = 10.0
     seal_interval: float = 10.0  # seconds between tamper-evidence checkpoints; 0 turns sealing off
     snapshot_every: int = 10000  # write a read-model snapshot at start after a tail this long; 0 turns snapshots off
+    metrics_port: int | None = None  # serve Prometheus metrics on this port (0: any free one); None: off
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "text"  # or json
+    # nats-server's auth callout (handlers/callout.py): answered when an issuer seed is set.
+    callout_issuer_seed: str | None = field(default=None, repr=False)  # account seed, SA…
+    callout_xkey_seed: str | None = field(default=None, repr=False)  # curve seed, SX…, when the server seals requests
+    callout_account: str = "$G"
+    callout_lifetime: float = 3600.0
+    log_level: str = "info"
 
     @classmethod
     def load(cls, **flags: object) -> Settings:
@@ -36,9 +45,9 @@ class Settings:
             raw = flag if flag is not None else _env(f.name)
             if raw is None:
                 continue
-            if f.name in ("consistency_wait", "feed_lease_seconds", "seal_interval"):
+            if f.name in ("consistency_wait", "feed_lease_seconds", "seal_interval", "callout_lifetime"):
                 raw = float(raw)  # type: ignore[arg-type]
-            elif f.name == "snapshot_every":
+            elif f.name in ("snapshot_every", "metrics_port"):
                 raw = int(raw)  # type: ignore[call-overload]
             elif f.name == "event_feed":
                 raw = str(raw).lower() not in ("0", "false", "no", "off")

@@ -27,37 +27,15 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from authbus.infra.client import AuthbusClient
+# The typed answers live with the client; imported from here as well, as they always were.
+from authbus.infra.client import AuthbusClient, Verified
+from authbus.infra.client import Credential as Credential, Principal as Principal
 
 # Events of these aggregates are matched by id: their aggregate_id is the credential's or
 # the principal's.  Any other aggregate's events (tenant, session, signing_key, …) evict
 # the whole tenant; uniqueness claims, command records and checkpoints change no answer.
 BY_ID = frozenset({"pat", "key", "user"})
 HARMLESS = frozenset({"claim", "command", "checkpoint"})
-
-
-class Credential(msgspec.Struct):
-    id: str
-    kind: str
-    expires_at: str | None = None
-
-
-class Principal(msgspec.Struct):
-    id: str
-    tenant_id: str
-    kind: str
-    roles: list[str] = []
-
-
-class Verified(msgspec.Struct):
-    """auth.v1.verify's answer (docs/wire.md §6.1), typed."""
-
-    valid: bool
-    position: int
-    reason: str | None = None
-    credential: Credential | None = None
-    principal: Principal | None = None
-    scopes: list[dict[str, str | None]] | None = None
 
 
 class FeedEvent(msgspec.Struct):

@@ -4,6 +4,7 @@ runs once per backend through the ``node`` fixture."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import uuid
@@ -21,7 +22,7 @@ from authbus.infra.store import with_database
 from nats.aio.client import Client
 
 from tests.helpers import Org, make_org
-from tests.secret_scan import Watcher, stored_bytes
+from tests.secret_scan import LogRecorder, Watcher, stored_bytes
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -67,14 +68,29 @@ class Databases:
 
 
 WATCHER = Watcher()
+LOGS = LogRecorder()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def watch_for_secrets() -> Iterator[Watcher]:
-    """Record every secret that crosses NATS in this process (tests/secret_scan.py)."""
+    """Record every secret that crosses NATS in this process, and every authbus log line
+    (tests/secret_scan.py)."""
+    logger = logging.getLogger("authbus")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Client, "request", WATCHER.wrap(Client.request))
-        yield WATCHER
+        patch.setattr(logger, "level", logging.INFO)
+        logger.addHandler(LOGS)
+        try:
+            yield WATCHER
+        finally:
+            logger.removeHandler(LOGS)
+
+
+@pytest.fixture
+def logs() -> LogRecorder:
+    """The session's authbus log lines so far, in the JSON format (import it from here only
+    through this fixture: a test module importing conftest gets a second copy)."""
+    return LOGS
 
 
 @pytest.fixture(scope="session")
@@ -83,15 +99,17 @@ def databases(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> It
     yield made
     # Last, with every store still there: none holds a secret any test was given.
     leaks = {url.rsplit("/", 1)[-1]: found for url in made.created if (found := WATCHER.leaks(stored_bytes(url)))}
+    if found := WATCHER.leaks(LOGS.text()):
+        leaks["log"] = found
     WATCHER.scanned = len(made.created)
-    assert not leaks, f"plaintext secrets in stores: {leaks}"
+    assert not leaks, f"plaintext secrets in stores or logs: {leaks}"
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
     if WATCHER.scanned:
         terminalreporter.write_line(
-            f"secret scan: {WATCHER.scanned} stores searched for {len(WATCHER.secrets)} secrets and "
-            f"{len(WATCHER.passwords)} passwords sent or shown in this run"
+            f"secret scan: {WATCHER.scanned} stores and {len(LOGS.lines)} log lines searched for "
+            f"{len(WATCHER.secrets)} secrets and {len(WATCHER.passwords)} passwords sent or shown in this run"
         )
 
 

@@ -7,11 +7,13 @@ database the suite created (``Databases.new``) is read raw and searched for them
 search is exhaustive and cheap: each secret has a fixed alphabet and length, so every such
 run of characters in a store is pulled out and looked up in a set. This is the
 "nothing in plaintext" half of DESIGN's non-negotiable 4, proved over everything the suite
-did, not over one test's data.
+did, not over one test's data.  Every authbus log line of the session, formatted as
+``--log-format json`` writes it, is searched the same way: no secret reaches a log either.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import psycopg
 from nats.aio.client import Client
 
 from authbus.domain import tokens
+from authbus.infra.logs import Correlated, JsonFormatter
 
 SECRET_FIELDS = ("token", "secret", "refresh_token", "access_token")
 PASSWORD_FIELDS = ("password", "new_password", "old_password")
@@ -69,6 +72,22 @@ class Watcher:
         found = {run for run in RUNS.findall(raw) if run in self.secrets}
         found.update(p for p in self.passwords if p in raw)
         return sorted(f.decode(errors="replace")[:12] + "…" for f in found)
+
+
+class LogRecorder(logging.Handler):
+    """Keeps every log line at info level and up, as the JSON log format writes it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.addFilter(Correlated())
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def text(self) -> bytes:
+        return "\n".join(self.lines).encode()
 
 
 def _values(body: Any, fields: tuple[str, ...]) -> list[str]:

@@ -75,7 +75,7 @@ async def test_tenants_are_isolated(client, org):
         await refused(call, "not_found", field)
     await refused(client.command("register_user", tenant_id=other.tenant_id, username="spy", token=a), "forbidden", "tenant_id")
     await refused(client.command("disable_tenant", tenant_id=other.tenant_id, token=a), "forbidden")
-    assert (await client.verify(other_pat["result"]["token"]))["valid"] is True
+    assert (await client.verify(other_pat["result"]["token"])).valid is True
 
 
 async def test_root_and_its_credentials_are_out_of_reach_of_system_admins(client):
@@ -97,17 +97,17 @@ async def test_root_and_its_credentials_are_out_of_reach_of_system_admins(client
 async def test_recovery_keys_authorize_nothing_and_tenants_can_be_checked(client, org):
     recovery = (await client.command("issue_key", user_id=org.admin_id, kind="recovery"))["result"]["token"]
     reply = await client.authorize(recovery, entity_type="document", operation="read", entity_id="1")
-    assert (reply["allowed"], reply["reason"]) == (False, "not_a_bearer_credential")
+    assert (reply.allowed, reply.reason) == (False, "not_a_bearer_credential")
 
     other = await make_org(client)
     reply = await client.authorize(org.admin_key, tenant_id=other.tenant_id, entity_type="document", operation="read", entity_id="1")
-    assert (reply["allowed"], reply["reason"]) == (False, "other_tenant")
+    assert (reply.allowed, reply.reason) == (False, "other_tenant")
     reply = await client.authorize(org.admin_key, tenant_id=org.tenant_id, entity_type="document", operation="read", entity_id="1")
-    assert (reply["allowed"], reply["reason"]) == (True, "role:admin")
+    assert (reply.allowed, reply.reason) == (True, "role:admin")
     # An unscoped key says so (null: acts with its owner's roles); a key issued with [] holds nothing.
-    assert (await client.verify(org.admin_key))["scopes"] is None
+    assert (await client.verify(org.admin_key)).scopes is None
     empty = (await client.command("issue_key", user_id=org.user_id, kind="api_key", scopes=[], token=org.admin_key))["result"]["token"]
-    assert (await client.verify(empty))["scopes"] == []
+    assert (await client.verify(empty)).scopes == []
 
 
 async def test_no_credential_changes_its_own_owners_login_factors(client, org):

@@ -1,5 +1,6 @@
 """``authbus dev`` and the admin CLI as a user runs them: real processes, real ports."""
 
+import asyncio
 import json
 import re
 import os
@@ -11,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import nats
+import nats.errors
 import pytest
 
 from authbus.domain.commands import COMMANDS
@@ -30,9 +33,10 @@ def authbus(cwd: Path, port: int, *args: str, stdin: str | None = None) -> subpr
     return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, input=stdin)
 
 
-def start_dev(cwd: Path, port: int) -> subprocess.Popen:
+def start_dev(cwd: Path, port: int, *flags: str) -> subprocess.Popen:
     process = subprocess.Popen(
-        [*CLI, "dev", "--nats-port", str(port)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*CLI, "dev", "--nats-port", str(port), *flags], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 60
     for line in process.stdout:  # the banner's last line says it is ready
@@ -110,6 +114,43 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
     dev = start_dev(tmp_path, port)
     try:
         assert authbus(tmp_path, port, "verify", token).returncode == 0
+    finally:
+        assert stop_dev(dev) == 0
+
+
+async def bus_client(port: int, token: str | None) -> nats.aio.client.Client:
+    async def quiet(error: Exception) -> None:
+        pass
+
+    return await asyncio.wait_for(
+        nats.connect(f"nats://127.0.0.1:{port}", token=token, allow_reconnect=False, connect_timeout=2, error_cb=quiet), 10
+    )
+
+
+async def test_dev_callout_lets_in_only_authbus_tokens_with_their_subjects_across_restarts(tmp_path):
+    port = free_port()
+    dev = start_dev(tmp_path, port, "--callout")
+    try:
+        assert stat.S_IMODE((tmp_path / ".authbus" / "callout.json").stat().st_mode) == 0o600
+        # The admin CLI presents its token to NATS when the server asks for one.
+        tenant = field(authbus(tmp_path, port, "--json", "tenant", "create", "bus"), "tenant_id")
+        user = field(authbus(tmp_path, port, "--json", "user", "create", "--tenant", tenant, "carol"), "user_id")
+        token = field(authbus(tmp_path, port, "--json", "pat", "create", "--user", user, "--name", "bus",
+                              "--scope", "nats/subject:publish:demo.>", "--scope", "subject:subscribe:demo.>"), "token")
+        client = await bus_client(port, token)
+        inbox = await client.subscribe("demo.x")
+        await client.publish("demo.x", b"hi")
+        assert (await inbox.next_msg(timeout=5)).data == b"hi"
+        await client.close()
+        for wrong in (None, "pat_nope"):
+            with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
+                await bus_client(port, wrong)
+    finally:
+        assert stop_dev(dev) == 0
+
+    dev = start_dev(tmp_path, port, "--callout")  # same keys, same server config: the PAT still works
+    try:
+        await (await bus_client(port, token)).close()
     finally:
         assert stop_dev(dev) == 0
 

@@ -15,7 +15,8 @@ async def test_every_reply_carries_a_position_and_commands_report_their_last_eve
     created = await client.command("create_pat", user_id=org.user_id, name="p", token=org.admin_key)
     assert created["position"] > before
     assert created["position"] == instance.node.store.recorder.max_notification_id()
-    assert (await client.verify(created["result"]["token"]))["position"] >= created["position"]
+    # min_position=0: no read-your-writes wait, so this checks that the reply came after the fold.
+    assert (await client.verify(created["result"]["token"], min_position=0)).position >= created["position"]
 
 
 async def test_revoke_then_verify_at_its_position_is_never_valid(client, org):
@@ -23,8 +24,8 @@ async def test_revoke_then_verify_at_its_position_is_never_valid(client, org):
         created = await client.command("create_pat", user_id=org.user_id, name="short", token=org.admin_key)
         revoked = await client.command("revoke_pat", pat_id=created["result"]["pat_id"], token=org.admin_key)
         reply = await client.verify(created["result"]["token"], min_position=revoked["position"])
-        assert reply["valid"] is False and reply["reason"] == "revoked"
-        assert reply["position"] >= revoked["position"]
+        assert reply.valid is False and reply.reason == "revoked"
+        assert reply.position >= revoked["position"]
 
 
 async def test_a_position_not_reached_in_time_is_stale(client, org, instance):
@@ -80,7 +81,7 @@ async def test_a_repeated_command_id_returns_the_first_reply_and_appends_nothing
     assert again["result"] == first["result"]  # the same pat_id and the same token
     assert again["position"] >= first["position"]
     assert instance.node.store.recorder.max_notification_id() == head
-    assert (await client.verify(again["result"]["token"]))["valid"] is True
+    assert (await client.verify(again["result"]["token"])).valid is True
 
     with pytest.raises(AuthbusError) as error:
         await client.command("create_pat", user_id=org.user_id, name="different", command_id=command_id, token=org.admin_key)
@@ -111,7 +112,7 @@ async def test_a_restart_resumes_with_the_same_credentials(fresh_store, nats_ser
         second = await start_instance(settings(f"r{backend}"), backend, bootstrap=False)
         try:
             assert second.node.model.position == created["position"]
-            assert (await client.verify(created["result"]["token"]))["valid"] is True
+            assert (await client.verify(created["result"]["token"])).valid is True
             # The command_id survives the restart: the same reply, the same token, nothing appended.
             again = await client.command("create_pat", user_id=user, name="keep", command_id=command_id)
             assert again["result"] == created["result"]
@@ -124,12 +125,13 @@ async def test_a_restart_resumes_with_the_same_credentials(fresh_store, nats_ser
 
 @contextlib.asynccontextmanager
 async def two_instances(fresh_store, nats_server, name: str):
-    """Instances A and B on one store, each under its own prefix, with a root client for each."""
+    """Instances A and B on one store, each under its own prefix, with a root client for each.
+    The clients send only the min_position a test gives (no read-your-writes): lag is the subject."""
     backend, settings = fresh_store
     a = await start_instance(settings(f"{name}a{backend}"), backend)
     b = await start_instance(settings(f"{name}b{backend}"), backend, bootstrap=False)
-    via_a = await AuthbusClient.connect(nats_server.url, a.prefix, a.root_token)
-    via_b = await AuthbusClient.connect(nats_server.url, b.prefix, a.root_token)
+    via_a = await AuthbusClient.connect(nats_server.url, a.prefix, a.root_token, read_your_writes=False)
+    via_b = await AuthbusClient.connect(nats_server.url, b.prefix, a.root_token, read_your_writes=False)
     try:
         yield a, b, via_a, via_b
     finally:
@@ -145,13 +147,13 @@ async def test_two_instances_on_one_store_both_see_a_revocation(fresh_store, nat
         user = (await via_a.command("register_user", tenant_id=tenant, username="carol"))["result"]["user_id"]
         created = await via_a.command("create_pat", user_id=user, name="both")
         token = created["result"]["token"]
-        assert (await via_b.verify(token, min_position=created["position"]))["valid"] is True
+        assert (await via_b.verify(token, min_position=created["position"])).valid is True
 
         revoked = await via_b.command("revoke_pat", pat_id=created["result"]["pat_id"])
-        assert (await via_a.verify(token, min_position=revoked["position"]))["reason"] == "revoked"
+        assert (await via_a.verify(token, min_position=revoked["position"])).reason == "revoked"
         # Without min_position too: the follower brings B along by itself (LISTEN/NOTIFY or polling).
         for _ in range(100):
-            if (await via_b.verify(token))["reason"] == "revoked" and (await via_a.verify(token))["reason"] == "revoked":
+            if (await via_b.verify(token)).reason == "revoked" and (await via_a.verify(token)).reason == "revoked":
                 break
             await asyncio.sleep(0.05)
         else:
@@ -163,10 +165,10 @@ async def test_a_lagging_instance_still_refuses_a_just_revoked_key_for_commands(
         tenant = (await via_a.command("create_tenant", name="lag"))["result"]["tenant_id"]
         admin = (await via_a.command("register_user", tenant_id=tenant, username="adm", roles=["admin"]))["result"]["user_id"]
         issued = await via_a.command("issue_key", user_id=admin, kind="api_key")
-        assert (await via_b.verify(issued["result"]["token"], min_position=issued["position"]))["valid"]
+        assert (await via_b.verify(issued["result"]["token"], min_position=issued["position"])).valid
         b.node._follower.stop()  # B's read model now lags the store
         await via_a.command("revoke_key", key_id=issued["result"]["key_id"])
-        assert (await via_b.verify(issued["result"]["token"]))["valid"] is True  # the lag is real
+        assert (await via_b.verify(issued["result"]["token"])).valid is True  # the lag is real
         with pytest.raises(AuthbusError) as error:
             await via_b.command("register_user", tenant_id=tenant, username="sneaky", token=issued["result"]["token"])
         assert error.value.code == "unauthenticated"

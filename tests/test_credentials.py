@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from authbus.infra.client import AuthbusError
+from authbus.infra.client import AuthbusError, Credential, Principal, Scope
 
 DOC_READ_ANY = {"domain": "docs", "entity_type": "document", "operation": "read", "entity_id": "*"}
 DOC_UPDATE_42 = {"domain": "docs", "entity_type": "document", "operation": "update", "entity_id": "42"}
@@ -15,7 +15,7 @@ async def allowed(client, token, domain, entity_type, operation, entity_id, **ex
     reply = await client.authorize(
         token, domain=domain, entity_type=entity_type, operation=operation, entity_id=entity_id, **extra
     )
-    return reply["allowed"]
+    return reply.allowed
 
 
 async def test_pat_lifecycle(client, org):
@@ -27,10 +27,10 @@ async def test_pat_lifecycle(client, org):
     assert token.startswith("pat_") and created["result"]["expires_at"].endswith("Z")
 
     verified = await client.verify(token)
-    assert verified["valid"] is True
-    assert verified["credential"] == {"id": pat_id, "kind": "pat", "expires_at": created["result"]["expires_at"]}
-    assert verified["principal"] == {"id": org.user_id, "tenant_id": org.tenant_id, "kind": "user", "roles": ["user"]}
-    assert sorted(map(str, verified["scopes"])) == sorted(map(str, [DOC_READ_ANY, DOC_UPDATE_42, IMG_LIST_EVERYWHERE]))
+    assert verified.valid is True
+    assert verified.credential == Credential(id=pat_id, kind="pat", expires_at=created["result"]["expires_at"])
+    assert verified.principal == Principal(id=org.user_id, tenant_id=org.tenant_id, kind="user", roles=["user"])
+    assert sorted(map(repr, verified.scopes)) == sorted(repr(Scope(**s)) for s in [DOC_READ_ANY, DOC_UPDATE_42, IMG_LIST_EVERYWHERE])
 
     assert await allowed(client, token, "docs", "document", "read", "7")  # wildcard
     assert await allowed(client, token, "docs", "document", "update", "42")  # exact
@@ -38,8 +38,8 @@ async def test_pat_lifecycle(client, org):
     assert not await allowed(client, token, "wiki", "document", "read", "7")  # other domain
     assert await allowed(client, token, "anything", "image", "list", "9")  # domain null
     reply = await client.authorize(token, domain="docs", entity_type="document", operation="update", entity_id="42")
-    assert reply["reason"] == "scope" and reply["matched_scope"] == DOC_UPDATE_42
-    assert reply["principal"]["id"] == org.user_id
+    assert reply.reason == "scope" and reply.matched_scope == Scope(**DOC_UPDATE_42)
+    assert reply.principal.id == org.user_id
 
     added = await client.command("add_scope", pat_id=pat_id, scope={"entity_type": "document", "operation": "delete", "entity_id": "1", "domain": "docs"}, token=org.admin_key)
     assert await allowed(client, token, "docs", "document", "delete", "1", min_position=added["position"])
@@ -48,11 +48,11 @@ async def test_pat_lifecycle(client, org):
 
     reset = await client.command("reset_pat_secret", pat_id=pat_id, token=org.admin_key)
     new_token = reset["result"]["token"]
-    assert (await client.verify(token))["reason"] == "unknown"  # the old secret no longer matches
-    assert (await client.verify(new_token))["valid"] is True
+    assert (await client.verify(token)).reason == "unknown"  # the old secret no longer matches
+    assert (await client.verify(new_token)).valid is True
 
     revoked = await client.command("revoke_pat", pat_id=pat_id, reason="laptop lost", token=org.user_key)
-    assert (await client.verify(new_token, min_position=revoked["position"]))["reason"] == "revoked"
+    assert (await client.verify(new_token, min_position=revoked["position"])).reason == "revoked"
     detail = (await client.admin("get_pat", pat_id=pat_id, token=org.admin_key))["pat"]
     assert detail["status"] == "revoked" and detail["revoked_reason"] == "laptop lost"
     assert "token" not in detail and "secret_hash" not in detail
@@ -77,7 +77,7 @@ async def test_api_keys_act_as_their_owner_unless_scoped(client, org):
     assert key_id in [item["id"] for item in listed["items"]]
 
     revoked = await client.command("revoke_key", key_id=key_id, token=org.admin_key)
-    assert (await client.verify(token, min_position=revoked["position"]))["reason"] == "revoked"
+    assert (await client.verify(token, min_position=revoked["position"])).reason == "revoked"
 
 
 async def test_recovery_and_invitation_keys_verify_but_are_no_bearer(client, org):
@@ -85,7 +85,7 @@ async def test_recovery_and_invitation_keys_verify_but_are_no_bearer(client, org
         issued = await client.command("issue_key", user_id=org.user_id, kind=kind, token=org.admin_key)
         token = issued["result"]["token"]
         assert token.startswith(prefix) and issued["result"]["expires_at"] is not None
-        assert (await client.verify(token))["credential"]["kind"] == kind
+        assert (await client.verify(token)).credential.kind == kind
         with pytest.raises(AuthbusError) as error:
             await client.admin("get_user", user_id=org.user_id, token=token)
         assert error.value.code == "unauthenticated"
@@ -97,22 +97,22 @@ async def test_recovery_and_invitation_keys_verify_but_are_no_bearer(client, org
 async def test_expired_credentials_stop_verifying(client, org):
     issued = await client.command("issue_key", user_id=org.user_id, kind="api_key", expires_in=1, token=org.admin_key)
     token = issued["result"]["token"]
-    assert (await client.verify(token))["valid"] is True
+    assert (await client.verify(token)).valid is True
     await asyncio.sleep(1.2)
-    assert (await client.verify(token))["reason"] == "expired"
+    assert (await client.verify(token)).reason == "expired"
 
 
 async def test_disabling_a_user_or_tenant_stops_its_credentials(client, org):
     disabled = await client.command("disable_user", user_id=org.user_id, reason="left", token=org.admin_key)
-    assert (await client.verify(org.user_key, min_position=disabled["position"]))["reason"] == "disabled"
+    assert (await client.verify(org.user_key, min_position=disabled["position"])).reason == "disabled"
     enabled = await client.command("enable_user", user_id=org.user_id, token=org.admin_key)
-    assert (await client.verify(org.user_key, min_position=enabled["position"]))["valid"] is True
+    assert (await client.verify(org.user_key, min_position=enabled["position"])).valid is True
 
     disabled = await client.command("disable_tenant", tenant_id=org.tenant_id, reason="unpaid")
     for key in (org.admin_key, org.user_key):
-        assert (await client.verify(key, min_position=disabled["position"]))["reason"] == "disabled"
+        assert (await client.verify(key, min_position=disabled["position"])).reason == "disabled"
     await client.command("enable_tenant", tenant_id=org.tenant_id)
-    assert (await client.verify(org.admin_key))["valid"] is True
+    assert (await client.verify(org.admin_key)).valid is True
 
 
 async def test_admin_reads_page_through_users(client, org):
@@ -150,7 +150,7 @@ async def test_a_recovery_key_sets_a_password_once(client, org, instance):
     key = issued["result"]["token"]
     redeemed = await client.call("redeem", {"token": key, "password": "a brand new secret"}, token="")
     assert redeemed["result"] == {"user_id": org.user_id}
-    assert (await client.verify(key, min_position=redeemed["position"]))["reason"] == "revoked"
+    assert (await client.verify(key, min_position=redeemed["position"])).reason == "revoked"
     head = instance.node.store.recorder.max_notification_id()
     with pytest.raises(AuthbusError) as error:
         await client.call("redeem", {"token": key, "password": "a second new secret"}, token="")

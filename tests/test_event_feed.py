@@ -87,7 +87,7 @@ async def test_every_event_is_published_in_order_once_without_secrets(client, or
     assert "token" not in last["data"] and last["actor"] == org.admin_id
 
 
-def serve(settings: Settings, kek: str) -> subprocess.Popen:
+def serve(settings: Settings, kek: str, *flags: str, stderr: int = subprocess.DEVNULL) -> subprocess.Popen:
     env = {
         **os.environ,
         "AUTHBUS_DATA_DIR": str(settings.data_dir),  # its snapshot goes there, not into the working directory
@@ -98,7 +98,9 @@ def serve(settings: Settings, kek: str) -> subprocess.Popen:
         "AUTHBUS_FEED_LEASE_SECONDS": "1",
         "AUTHBUS_SEAL_INTERVAL": "0",
     }
-    return subprocess.Popen([sys.executable, "-m", "authbus.infra", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "authbus.infra", "serve", *flags], env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

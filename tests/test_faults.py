@@ -85,18 +85,18 @@ async def test_postgres_stopped_and_started_again(nats_server, private_postgres,
                 assert refused.value.code == "unavailable", refused.value
                 assert loop.time() - started < client.timeout
             reply = await client.verify(kept["result"]["token"])
-            assert reply["valid"] is True and reply["position"] == position
+            assert reply.valid is True and reply.position == position
             health = await client.call("health")
             assert (health["status"], health["store"]["reachable"], health["position"]) == ("degraded", False, position)
             allowed = await client.authorize(kept["result"]["token"], entity_type="doc", operation="read", entity_id="1")
-            assert allowed["position"] == position
+            assert allowed.position == position
         finally:
             private_postgres.start()
         created = await until_ok(lambda: client.command("create_pat", user_id=org.user_id, name="after", token=org.admin_key))
         revoked = await until_ok(lambda: client.command("revoke_pat", pat_id=kept["result"]["pat_id"], token=org.admin_key))
         # The follower is back on LISTEN/NOTIFY: both are seen at their positions.
-        assert (await client.verify(created["result"]["token"], min_position=created["position"]))["valid"] is True
-        assert (await client.verify(kept["result"]["token"], min_position=revoked["position"]))["reason"] == "revoked"
+        assert (await client.verify(created["result"]["token"], min_position=created["position"])).valid is True
+        assert (await client.verify(kept["result"]["token"], min_position=revoked["position"])).reason == "revoked"
         assert instance.node.store.recorder.max_notification_id() == revoked["position"]
         health = await client.call("health")
         assert health["status"] == "ok" and health["store"] == {"reachable": True, "head": revoked["position"], "lag": 0}
@@ -177,7 +177,7 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
             result = await until_ok(lambda: create(command_id), retry=(Exception,))
             if command_id in acknowledged:
                 assert result == acknowledged[command_id]
-            assert (await client.verify(result["token"]))["valid"] is True
+            assert (await client.verify(result["token"])).valid is True
         applied = Counter((e.__class__.__name__, e.correlation_id) for e in stored_events(runner) if e.correlation_id in command_ids)
         for command_id in command_ids:  # whole and once: the PAT and its command record
             assert applied[("PATCreated", command_id)] == 1 and applied[("CommandRecorded", command_id)] == 1
@@ -208,7 +208,7 @@ async def test_nats_restarted_under_load(backend, databases, tmp_path):
                 if stop.is_set():
                     return
                 try:
-                    if (await client.verify(org.user_key))["valid"]:
+                    if (await client.verify(org.user_key)).valid:
                         answered[phase] += 1
                 except Exception:  # no server for a moment: the load goes on
                     await asyncio.sleep(0.05)
@@ -222,7 +222,7 @@ async def test_nats_restarted_under_load(backend, databases, tmp_path):
         created = await until_ok(
             lambda: client.command("create_pat", user_id=org.user_id, name="after", token=org.admin_key), retry=(Exception,)
         )
-        assert (await client.verify(created["result"]["token"]))["valid"] is True
+        assert (await client.verify(created["result"]["token"])).valid is True
         await until_ok(lambda: _at_least(answered, "after", 100), retry=(AssertionError,))
         stop.set()
         await load
@@ -283,12 +283,12 @@ async def test_a_node_and_an_instance_lost_in_a_three_node_cluster(backend, data
         token, created_at = pat["result"]["token"], pat["position"]
         reply = await until_ok(lambda: client.verify(token, min_position=created_at), seconds=30, retry=(Exception,))
         blip = loop.time() - lost
-        assert reply["valid"] is True and blip < 30
+        assert reply.valid is True and blip < 30
         revoked = await until_ok(lambda: client.command("revoke_pat", pat_id=pat["result"]["pat_id"], token=org.admin_key), retry=(Exception,))
         after = await client.verify(pat["result"]["token"], min_position=revoked["position"])
-        assert (after["valid"], after["reason"]) == (False, "revoked")
+        assert (after.valid, after.reason) == (False, "revoked")
         for _ in range(50):  # and it stays answered, on every request
-            assert (await client.verify(org.user_key, min_position=revoked["position"]))["valid"] is True
+            assert (await client.verify(org.user_key, min_position=revoked["position"])).valid is True
     finally:
         await nc.close()
         await b.node.stop()

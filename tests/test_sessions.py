@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from authbus.infra.client import AuthbusError
+from authbus.infra.client import AuthbusError, Principal
 
 PASSWORD = "correct horse battery staple"
 
@@ -46,11 +46,11 @@ async def test_login_gives_a_verifiable_access_token_that_can_act_as_the_user(cl
     pair = await login(client, org, source="laptop")
     assert pair["token_type"] == "Bearer" and pair["expires_in"] == 900 and pair["refresh_token"].startswith("rt_")
     verified = await client.verify(pair["access_token"])
-    assert verified["valid"] and verified["credential"]["kind"] == "access_token"
-    assert verified["principal"]["id"] == org.user_id and verified["scopes"] is None
+    assert verified.valid and verified.credential.kind == "access_token"
+    assert verified.principal.id == org.user_id and verified.scopes is None
     # Self-service: a logged-in user creates its own PAT (API keys and PATs cannot).
     created = await client.command("create_pat", user_id=org.user_id, name="mine", token=pair["access_token"])
-    assert (await client.verify(created["result"]["token"]))["valid"]
+    assert (await client.verify(created["result"]["token"])).valid
     activity = (await client.admin("login_activity", user_id=org.user_id, token=org.admin_key))["items"]
     assert activity[0]["outcome"] == "succeeded" and activity[0]["source"] == "laptop"
     # The token is checked by any JWT library against the JWKS.
@@ -78,7 +78,7 @@ async def test_disabled_users_cannot_log_in_and_their_tokens_stop(client, org):
     await with_password(client, org)
     pair = await login(client, org)
     disabled = await client.command("disable_user", user_id=org.user_id, token=org.admin_key)
-    assert (await client.verify(pair["access_token"], min_position=disabled["position"]))["reason"] == "disabled"
+    assert (await client.verify(pair["access_token"], min_position=disabled["position"])).reason == "disabled"
     await refused(login(client, org), "unauthenticated")
     await refused(client.call("refresh", {"refresh_token": pair["refresh_token"]}, token=""), "unauthenticated")
 
@@ -88,12 +88,12 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_session(client, org):
     first = await login(client, org)
     second = await client.call("refresh", {"refresh_token": first["refresh_token"]}, token="")
     assert second["refresh_token"] != first["refresh_token"]
-    assert (await client.verify(second["access_token"]))["valid"]
+    assert (await client.verify(second["access_token"])).valid
     # The first refresh token again: it leaked.  The whole family ends.
     error = await refused(client.call("refresh", {"refresh_token": first["refresh_token"]}, token=""), "unauthenticated", "refresh_token")
     assert "revoked" in error.message
     for token in (first["access_token"], second["access_token"]):
-        assert (await client.verify(token))["reason"] == "revoked"
+        assert (await client.verify(token)).reason == "revoked"
     await refused(client.call("refresh", {"refresh_token": second["refresh_token"]}, token=""), "unauthenticated")
     sessions = (await client.admin("list_sessions", user_id=org.user_id, token=org.admin_key))["items"]
     assert sessions[0]["status"] == "revoked" and sessions[0]["revoked_reason"] == "refresh token reuse detected"
@@ -104,12 +104,12 @@ async def test_logout_and_admin_revocation_end_sessions(client, org):
     pair = await login(client, org)
     out = await client.call("logout", {"refresh_token": pair["refresh_token"]}, token="")
     assert out["ok"] is True
-    assert (await client.verify(pair["access_token"], min_position=out["position"]))["reason"] == "revoked"
+    assert (await client.verify(pair["access_token"], min_position=out["position"])).reason == "revoked"
     other = await login(client, org)
     sessions = (await client.admin("list_sessions", user_id=org.user_id, token=org.admin_key))["items"]
     active = [s for s in sessions if s["status"] == "active"]
     revoked = await client.command("revoke_session", session_id=active[0]["id"], token=org.admin_key)
-    assert (await client.verify(other["access_token"], min_position=revoked["position"]))["reason"] == "revoked"
+    assert (await client.verify(other["access_token"], min_position=revoked["position"])).reason == "revoked"
 
 
 async def test_ed25519_challenge_login_redeems_once(client, org):
@@ -120,7 +120,7 @@ async def test_ed25519_challenge_login_redeems_once(client, org):
     signature = b64(device.sign(issued["challenge"].encode()))
     answer = {"challenge": issued["challenge"], "signature": signature}
     pair = await client.call("challenge.answer", answer, token="")
-    assert (await client.verify(pair["access_token"]))["principal"]["id"] == org.user_id
+    assert (await client.verify(pair["access_token"])).principal.id == org.user_id
     await refused(client.call("challenge.answer", answer, token=""), "unauthenticated", "challenge")
     # A signature by another key, and a forged challenge, are refused alike.
     other = b64(Ed25519PrivateKey.generate().sign(issued["challenge"].encode()))
@@ -149,12 +149,12 @@ async def test_tenant_minted_tokens_verify_and_map_per_onto_scopes(client, org):
     kid, secret, position = await hs256_key(client, org)
     token = tenant_token(kid, secret, org.tenant_id)
     verified = await client.verify(token, min_position=position)
-    assert verified["valid"] and verified["credential"]["kind"] == "tenant_token"
-    assert verified["principal"] == {"id": "device-7", "tenant_id": org.tenant_id, "kind": "external", "roles": []}
+    assert verified.valid and verified.credential.kind == "tenant_token"
+    assert verified.principal == Principal(id="device-7", tenant_id=org.tenant_id, kind="external", roles=[])
 
     async def allowed(entity_type, operation, entity_id, domain="docs"):
         reply = await client.authorize(token, domain=domain, entity_type=entity_type, operation=operation, entity_id=entity_id)
-        return reply["allowed"]
+        return reply.allowed
 
     assert await allowed("document", "read", "5") and await allowed("document", "create", "9")
     assert not await allowed("document", "update", "5")
@@ -163,7 +163,7 @@ async def test_tenant_minted_tokens_verify_and_map_per_onto_scopes(client, org):
     keys = (await client.call("jwks", {"tenant_id": org.tenant_id}, token=""))["keys"]
     assert kid not in [k["kid"] for k in keys]  # HS256 secrets are never published
     revoked = await client.command("revoke_signing_key", kid=kid, token=org.admin_key)
-    assert (await client.verify(token, min_position=revoked["position"]))["reason"] == "revoked"
+    assert (await client.verify(token, min_position=revoked["position"])).reason == "revoked"
 
 
 async def test_retired_keys_still_verify_revoked_keys_never(client, org):
@@ -174,14 +174,14 @@ async def test_retired_keys_still_verify_revoked_keys_never(client, org):
     pair = await login(client, org)
     assert jwt.get_unverified_header(pair["access_token"]) ["kid"] == kid  # the tenant's own key signs
     retired = await client.command("retire_signing_key", kid=kid, token=org.admin_key)
-    assert (await client.verify(pair["access_token"], min_position=retired["position"]))["valid"]
+    assert (await client.verify(pair["access_token"], min_position=retired["position"])).valid
     newer = await login(client, org)
     assert jwt.get_unverified_header(newer["access_token"])["kid"] != kid  # retired keys stop signing
     listed = (await client.admin("list_signing_keys", tenant_id=org.tenant_id, token=org.admin_key))["items"]
     assert [(k["kid"], k["status"]) for k in listed] == [(kid, "retired")]
     revoked = await client.command("revoke_signing_key", kid=kid, token=org.admin_key)
-    assert (await client.verify(pair["access_token"], min_position=revoked["position"]))["reason"] == "revoked"
-    assert (await client.verify(newer["access_token"]))["valid"]
+    assert (await client.verify(pair["access_token"], min_position=revoked["position"])).reason == "revoked"
+    assert (await client.verify(newer["access_token"])).valid
 
 
 def unsigned(header: dict, claims: dict) -> str:
@@ -211,9 +211,9 @@ async def test_the_jwt_attack_set_is_refused_with_the_right_reason(client, org):
     }
     for name, (token, reason) in cases.items():
         reply = await client.verify(token, min_position=position)
-        assert (name, reply["valid"], reply.get("reason")) == (name, False, reason)
+        assert (name, reply.valid, reply.reason) == (name, False, reason)
     within_leeway = tenant_token(kid, secret, org.tenant_id, iat=now - 100, exp=now - 10)
-    assert (await client.verify(within_leeway))["valid"]
+    assert (await client.verify(within_leeway)).valid
     oversized = tenant_token(kid, secret, org.tenant_id, pad="x" * 9000)
     await refused(client.verify(oversized), "invalid_request", "token")
 
@@ -249,7 +249,7 @@ async def test_a_disabled_tenant_stops_logins_and_live_access_tokens(client, org
     await with_password(client, org)
     pair = await login(client, org)
     disabled = await client.command("disable_tenant", tenant_id=org.tenant_id, reason="unpaid")
-    assert (await client.verify(pair["access_token"], min_position=disabled["position"]))["reason"] == "disabled"
+    assert (await client.verify(pair["access_token"], min_position=disabled["position"])).reason == "disabled"
     await refused(login(client, org), "unauthenticated")
     await client.command("enable_tenant", tenant_id=org.tenant_id)
-    assert (await client.verify(pair["access_token"]))["valid"]
+    assert (await client.verify(pair["access_token"])).valid

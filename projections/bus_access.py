@@ -1,0 +1,85 @@
+"""Which NATS subjects a credential may use, for nats-server's auth callout (handlers/callout.py).
+
+The server enforces allow lists fixed at connect time, so the grant is listed up front
+from the same held scopes ``authorize`` matches one request at a time: entity_type
+``subject``, operation ``publish`` or ``subscribe``, domain null or ``nats``, entity_id a
+subject pattern (``*`` alone, "every entity", is every subject: ``>``).  An unscoped
+credential acts with its owner's roles, as in ``authorize``: root and admin may use every
+subject, any other role none.  A grant of nothing is a refusal: a connection that can
+neither publish nor subscribe is no use to anyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from authbus.domain.scopes import Scope
+from authbus.projections.jwt_tokens import KeyMaterial
+from authbus.projections.queries import REDEEMABLE_KINDS, verify
+from authbus.projections.read_model import ReadModel
+
+ENTITY_TYPE = "subject"
+PUBLISH, SUBSCRIBE = "publish", "subscribe"
+DOMAINS = (None, "nats")
+EVERY_SUBJECT = ">"
+ALL_ROLES = frozenset({"root", "admin"})
+
+
+@dataclass(frozen=True, slots=True)
+class BusGrant:
+    credential: Any  # CredentialView or TokenCredential
+    principal: Any  # PrincipalView or ExternalPrincipal
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    expires_ts: float | None  # the credential's own end; the connection must not outlive it
+
+
+def is_subject_pattern(subject: str) -> bool:
+    """A subject a NATS permission list accepts: non-empty tokens, ``>`` only last.
+
+    Scope entity ids are free text; one bad pattern in a user JWT would make the server
+    refuse the whole connection, so such a scope is left out of the grant instead.
+    """
+    parts = subject.split(".")
+    return all(parts) and EVERY_SUBJECT not in parts[:-1]
+
+
+def subjects(scopes: Iterable[Scope], operation: str) -> tuple[str, ...]:
+    found: dict[str, None] = {}
+    for scope in scopes:
+        if scope.entity_type == ENTITY_TYPE and scope.operation == operation and scope.domain in DOMAINS:
+            subject = EVERY_SUBJECT if scope.entity_id == "*" else scope.entity_id
+            if is_subject_pattern(subject):
+                found[subject] = None
+    return (EVERY_SUBJECT,) if EVERY_SUBJECT in found else tuple(sorted(found))
+
+
+def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> BusGrant | str:
+    """The subjects the holder of ``token`` may use, or why it may not connect (a verify
+    reason, ``not_a_bearer_credential`` or ``no_matching_scope``)."""
+    verdict = verify(model, token, now, keys)
+    if not verdict.valid:
+        return verdict.reason or "unknown"
+    credential, principal = verdict.credential, verdict.principal
+    if credential.kind in REDEEMABLE_KINDS:
+        return "not_a_bearer_credential"
+    if credential.scopes is None:
+        if ALL_ROLES.isdisjoint(principal.roles):
+            return "no_matching_scope"
+        publish = subscribe = (EVERY_SUBJECT,)
+    else:
+        held = credential.scopes.values()
+        publish, subscribe = subjects(held, PUBLISH), subjects(held, SUBSCRIBE)
+        if not publish and not subscribe:
+            return "no_matching_scope"
+    return BusGrant(credential, principal, publish, subscribe, _expires_ts(credential))
+
+
+def _expires_ts(credential: Any) -> float | None:
+    if (ts := getattr(credential, "expires_ts", None)) is not None:
+        return ts
+    expires_at = credential.expires_at  # a JWT's, as RFC 3339
+    return None if expires_at is None else datetime.fromisoformat(expires_at).timestamp()

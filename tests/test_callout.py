@@ -1,0 +1,274 @@
+"""NATS auth callout: a real nats-server asks authbus who may connect, and with which subjects.
+
+Each module-level world is a nats-server configured for the callout (xkey sealing on or
+off) and an authbus instance (SQLite or PostgreSQL) answering it; clients connect with
+authbus tokens and the server enforces what authbus granted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from uuid import UUID
+
+import nats
+import nats.errors
+import pytest
+from nats.aio.client import Client
+from typer.testing import CliRunner
+
+from authbus.domain import tokens
+from authbus.handlers.callout import ENDPOINT
+from authbus.handlers.nats_jwt import NKey, XKey, new_account_seed, new_xkey_seed
+from authbus.infra import cli
+from authbus.infra.callout_config import render_callout_config
+from authbus.infra.client import AuthbusClient
+from authbus.infra.nats_server import NatsServer, free_port
+from authbus.infra.node import Node, open_runner
+from authbus.infra.settings import Settings
+from tests.conftest import BACKENDS, Instance, start_instance
+from tests.helpers import make_org
+
+WAIT = 5.0  # seconds: the bound of every single wait
+
+
+def subject_scope(operation: str, subject: str, domain: str | None = None) -> dict:
+    return {"domain": domain, "entity_type": "subject", "operation": operation, "entity_id": subject}
+
+
+@dataclass
+class Bus:
+    server: NatsServer
+    instance: Instance
+    admin: AuthbusClient  # root, connected as the callout's service user
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.server.port}"
+
+    def reasons(self) -> str:
+        return self.server.log_file.read_text()
+
+
+@pytest.fixture(scope="module", params=[(b, x) for b in BACKENDS for x in ("xkey", "plain")], ids="-".join)
+async def bus(request, databases, tmp_path_factory) -> AsyncIterator[Bus]:
+    backend, mode = request.param
+    data_dir = tmp_path_factory.mktemp(f"callout-{backend}-{mode}")
+    issuer_seed, xkey_seed = new_account_seed(), (new_xkey_seed() if mode == "xkey" else None)
+    password = secrets.token_urlsafe(18)
+    conf = data_dir / "nats.conf"
+    conf.write_text(render_callout_config(
+        issuer=NKey.from_seed(issuer_seed).public_key, service_user="authbus", service_password=password,
+        xkey=XKey.from_seed(xkey_seed).public_key if xkey_seed else None, auth_timeout=1.5,
+    ))
+    server = NatsServer(data_dir / "nats", port=free_port(), extra_args=("-c", str(conf))).start()
+    settings = Settings(
+        data_dir=data_dir, nats_url=f"nats://authbus:{password}@127.0.0.1:{server.port}",
+        database_url=databases.new(backend), subject_prefix="bus", kek=secrets.token_hex(32), seal_interval=0,
+        callout_issuer_seed=issuer_seed, callout_xkey_seed=xkey_seed,
+    )
+    instance = await start_instance(settings, backend)
+    admin = await AuthbusClient.connect(settings.nats_url, "bus", instance.root_token)
+    world = Bus(server, instance, admin, settings)
+    try:
+        yield world
+    finally:
+        await admin.close()
+        await world.instance.node.stop()
+        server.stop()
+
+
+async def connect(bus: Bus, token: str | None, errors: list[Exception] | None = None) -> Client:
+    async def on_error(error: Exception) -> None:
+        if errors is not None:
+            errors.append(error)
+
+    return await asyncio.wait_for(
+        nats.connect(
+            bus.url, token=token, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2, error_cb=on_error
+        ),
+        WAIT,
+    )
+
+
+async def refused(bus: Bus, token: str | None, reason: str) -> None:
+    """The server refuses the client, and its log shows authbus's reason."""
+    with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
+        await connect(bus, token)
+    deadline = time.monotonic() + WAIT
+    while f"returned an error: {reason}" not in bus.reasons():
+        assert time.monotonic() < deadline, f"the server never logged {reason!r}"
+        await asyncio.sleep(0.05)
+
+
+async def violation(errors: list[Exception], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not any(what in str(error).lower() for error in errors):
+        assert time.monotonic() < deadline, f"no {what!r} in {errors}"
+        await asyncio.sleep(0.02)
+
+
+async def answered(nc: Client, subject: str, data: bytes):
+    """A request to a responder that has just subscribed.  nats-server 2.15 with nats-py
+    now and then answers "no responders" (or drops the request) although the responder's
+    subscribe was flushed: seen without authbus or any permissions, so it is retried."""
+    for attempt in range(10):
+        try:
+            return await nc.request(subject, data, timeout=1)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            if attempt == 9:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def pat(bus: Bus, scopes: list[dict], **fields) -> tuple[str, str]:
+    org = await make_org(bus.admin)
+    created = await bus.admin.command("create_pat", user_id=org.user_id, name="bus", scopes=scopes, **fields)
+    return created["result"]["pat_id"], created["result"]["token"]
+
+
+async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
+    _, token = await pat(bus, [
+        subject_scope("publish", "orders.>"), subject_scope("subscribe", "orders.>"),
+        subject_scope("subscribe", "_INBOX.>", domain="nats"),
+        subject_scope("publish", "billing.>", domain="docs"),  # another domain: no grant
+        {"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"},  # not a subject scope
+    ])
+    errors: list[Exception] = []
+    client = await connect(bus, token, errors)
+    watcher = await bus.admin.nc.subscribe("billing.>")
+    try:
+        own = await client.subscribe("orders.>")
+        await client.publish("orders.new", b"one")
+        assert (await own.next_msg(timeout=WAIT)).data == b"one"
+
+        await client.publish("billing.invoice", b"not allowed")
+        await violation(errors, 'permissions violation for publish to "billing.invoice"')
+        await bus.admin.nc.flush()
+        with pytest.raises(nats.errors.TimeoutError):
+            await watcher.next_msg(timeout=0.3)
+
+        async def echo(msg):
+            await msg.respond(b"re:" + msg.data)
+
+        responder = await bus.admin.nc.subscribe("orders.echo", cb=echo)
+        await bus.admin.nc.flush()
+        assert (await answered(client, "orders.echo", b"ping")).data == b"re:ping"  # via _INBOX.>
+        await responder.unsubscribe()
+
+        await client.subscribe("billing.>")
+        await violation(errors, 'permissions violation for subscription to "billing.>"')
+        assert client.is_connected
+    finally:
+        await watcher.unsubscribe()
+        await client.close()
+
+
+async def test_a_subscriber_may_answer_requests_without_publish_rights(bus: Bus):
+    _, token = await pat(bus, [subject_scope("subscribe", "svc.time")])
+    service = await connect(bus, token)
+    try:
+        async def answer(msg):
+            await msg.respond(b"noon")
+
+        await service.subscribe("svc.time", cb=answer)
+        await service.flush()
+        assert (await answered(bus.admin.nc, "svc.time", b"")).data == b"noon"
+    finally:
+        await service.close()
+
+
+async def test_revoked_expired_wrong_and_missing_tokens_cannot_connect(bus: Bus):
+    pat_id, token = await pat(bus, [subject_scope("publish", "*")])
+    await (await connect(bus, token)).close()
+    await bus.admin.command("revoke_pat", pat_id=pat_id)
+    await refused(bus, token, "revoked")
+
+    _, short = await pat(bus, [subject_scope("publish", "*")], expires_in=1)
+    await asyncio.sleep(1.2)
+    await refused(bus, short, "expired")
+
+    wrong_secret = tokens.mint("pat", UUID(pat_id), secrets.token_bytes(32))
+    await refused(bus, wrong_secret, "unknown")
+    await refused(bus, "not-a-token", "malformed")
+    await refused(bus, None, "no_token")
+
+
+async def test_unscoped_credentials_act_with_their_owners_roles(bus: Bus):
+    org = await make_org(bus.admin)
+    admin = await connect(bus, org.admin_key)  # an admin's unscoped API key: every subject
+    try:
+        await admin.publish("anything.at.all", b"")
+        await admin.flush()
+        assert admin.is_connected
+    finally:
+        await admin.close()
+    await refused(bus, org.user_key, "no_matching_scope")  # role user, no scopes
+    _, nothing = await pat(bus, [{"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"}])
+    await refused(bus, nothing, "no_matching_scope")
+    recovery = await bus.admin.command("issue_key", user_id=org.user_id, kind="recovery")
+    await refused(bus, recovery["result"]["token"], "not_a_bearer_credential")
+
+
+async def test_an_access_token_from_login_connects(bus: Bus):
+    org = await make_org(bus.admin)
+    password = "a long bus password"
+    await bus.admin.command("change_password", user_id=org.admin_id, password=password)
+    tokens = await bus.admin.call("login", {"tenant_id": org.tenant_id, "username": "admin-1", "password": password}, token="")
+    client = await connect(bus, tokens["access_token"])
+    await client.close()
+    await bus.admin.command("revoke_session", session_id=tokens["session_id"])
+    await refused(bus, tokens["access_token"], "revoked")
+
+
+async def test_the_callout_is_counted_like_an_endpoint(bus: Bus):
+    _, token = await pat(bus, [subject_scope("subscribe", "x")])
+    stats = bus.instance.node.stats.endpoints[ENDPOINT]
+    before_ok, before_refused = stats.outcomes.get("ok", 0), stats.outcomes.get("unauthenticated", 0)
+    await (await connect(bus, token)).close()
+    await refused(bus, "nope", "malformed")
+    assert stats.outcomes["ok"] == before_ok + 1
+    assert stats.outcomes["unauthenticated"] == before_refused + 1
+    assert stats.last_error == "unauthenticated: malformed"
+    info = await bus.admin.nc.request(f"$SRV.INFO.authbus.{bus.instance.node.service.id}", b"", timeout=WAIT)
+    assert b'"$SYS.REQ.USER.AUTH"' in info.data
+
+
+async def test_the_callout_survives_an_authbus_restart(bus: Bus):
+    _, token = await pat(bus, [subject_scope("publish", "after.restart")])
+    await bus.instance.node.stop()
+    with pytest.raises((nats.errors.Error, asyncio.TimeoutError)):  # nobody answers the server: no one gets in
+        await connect(bus, token)
+    node = await Node(bus.settings, open_runner(bus.settings)).start()
+    bus.instance = Instance(node, bus.instance.root_token, bus.settings, bus.instance.backend)
+    client = await connect(bus, token)
+    try:
+        await client.publish("after.restart", b"")
+        await client.flush()
+    finally:
+        await client.close()
+
+
+async def test_callout_init_prints_a_working_pair_of_settings_and_server_configuration(databases, tmp_path):
+    printed = CliRunner().invoke(cli.app, ["callout", "init", "--nats-host", "127.0.0.1", "--nats-port", str(port := free_port())])
+    assert printed.exit_code == 0, printed.output
+    env_text, _, config = printed.output.partition("# nats-server: configuration\n")
+    env = dict(line.split("=", 1) for line in env_text.splitlines() if line and not line.startswith("#"))
+    (tmp_path / "nats.conf").write_text(config)
+    server = NatsServer(tmp_path / "nats", port=port, extra_args=("-c", str(tmp_path / "nats.conf"))).start()
+    settings = Settings(
+        data_dir=tmp_path, nats_url=env["AUTHBUS_NATS_URL"], database_url=databases.new("sqlite"), subject_prefix="init",
+        kek=secrets.token_hex(32), seal_interval=0, callout_issuer_seed=env["AUTHBUS_CALLOUT_ISSUER_SEED"],
+        callout_xkey_seed=env["AUTHBUS_CALLOUT_XKEY_SEED"],
+    )
+    instance = await start_instance(settings, "sqlite")
+    try:
+        client = await asyncio.wait_for(nats.connect(f"nats://127.0.0.1:{port}", token=instance.root_token), WAIT)
+        await client.close()
+    finally:
+        await instance.node.stop()
+        server.stop()

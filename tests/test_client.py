@@ -1,0 +1,184 @@
+"""The Python client (infra/client.py) through real NATS: typed results, and read-your-writes
+(the highest position seen is sent as min_position unless the caller gives one)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+import msgspec
+import nats
+import pytest
+
+from authbus.infra.client import (
+    AuthbusClient, AuthbusError, CommandReply, Credential, Decision, Principal, Scope, Tokens, Verified,
+)
+from tests.helpers import PAT_SCOPE, make_tenant
+from tests.test_consistency import two_instances
+
+
+class NewPat(msgspec.Struct):
+    pat_id: str
+    token: str
+    expires_at: str | None
+
+
+@contextlib.asynccontextmanager
+async def wiretap(url: str, subject: str):
+    """Every request body sent to ``subject`` while open, as seen by a plain subscriber on a
+    connection of its own (it never answers; the service's queue group does)."""
+    nc = await nats.connect(url)
+    sub = await nc.subscribe(subject)
+    await nc.flush()
+
+    async def next_body() -> dict:
+        return msgspec.json.decode((await sub.next_msg(timeout=5)).data)
+
+    try:
+        yield next_body
+    finally:
+        await nc.close()
+
+
+async def test_verify_and_authorize_answer_typed(client):
+    world = await make_tenant(client, "typed")
+    verified = await client.verify(world.pat_token)
+    assert isinstance(verified, Verified) and verified.valid and verified.reason is None
+    assert verified.credential == Credential(id=world.pat_id, kind="pat", expires_at=verified.credential.expires_at)
+    assert verified.principal == Principal(id=world.user_id, tenant_id=world.tenant_id, kind="user", roles=["user"])
+    assert verified.scopes == [Scope(**PAT_SCOPE)] and verified.position == client.position
+
+    unscoped = await client.verify(world.key_token)
+    assert unscoped.valid and unscoped.credential.kind == "api_key" and unscoped.scopes is None
+    refused = await client.verify("pat_not_a_token")
+    assert (refused.valid, refused.reason, refused.credential, refused.principal) == (False, "malformed", None, None)
+
+    allowed = await client.authorize(world.pat_token, domain="docs", entity_type="doc", operation="read", entity_id="42")
+    assert isinstance(allowed, Decision)
+    assert (allowed.allowed, allowed.reason, allowed.matched_scope) == (True, "scope", Scope(**PAT_SCOPE))
+    assert allowed.principal == verified.principal
+    denied = await client.authorize(world.pat_token, entity_type="doc", operation="write", entity_id="42")
+    assert (denied.allowed, denied.reason, denied.matched_scope) == (False, "no_matching_scope", None)
+    other = await client.authorize(world.key_token, tenant_id=str(uuid.uuid4()), entity_type="doc", operation="read", entity_id="1")
+    assert (other.allowed, other.reason) == (False, "other_tenant")
+    nobody = await client.authorize("nope", entity_type="doc", operation="read", entity_id="1")
+    assert (nobody.allowed, nobody.reason, nobody.principal) == (False, "malformed", None)
+
+
+async def test_login_and_refresh_answer_tokens(client):
+    world = await make_tenant(client, "tokens")
+    await client.command("change_password", user_id=world.user_id, password="a long enough password", token=world.admin_token)
+    pair = await client.login(world.tenant_id, "user-1", "a long enough password", source="test_client")
+    assert isinstance(pair, Tokens) and pair.token_type == "Bearer" and pair.expires_in == 900
+    assert pair.refresh_token.startswith("rt_") and pair.position == client.position
+    assert (await client.verify(pair.access_token)).principal.id == world.user_id
+
+    rotated = await client.refresh(pair.refresh_token)
+    assert rotated.session_id == pair.session_id and rotated.refresh_token != pair.refresh_token
+    assert rotated.position > pair.position
+    with pytest.raises(AuthbusError) as error:
+        await client.login(world.tenant_id, "user-1", "not the password")
+    assert (error.value.code, error.value.details["field"]) == ("unauthenticated", "password")
+
+
+async def test_commands_answer_dicts_or_a_type_of_the_callers(client, org):
+    created = await client.command("create_pat", user_id=org.user_id, name="dict", token=org.admin_key)
+    assert set(created) == {"ok", "result", "position"} and created["result"]["token"].startswith("pat_")
+
+    typed = await client.command_as(NewPat, "create_pat", user_id=org.user_id, name="typed", token=org.admin_key)
+    assert isinstance(typed, CommandReply) and isinstance(typed.result, NewPat) and typed.ok
+    assert typed.result.token.startswith("pat_") and typed.position == client.position > created["position"]
+    assert (await client.verify(typed.result.token)).credential.id == typed.result.pat_id
+    empty = await client.command_as(dict, "revoke_pat", pat_id=typed.result.pat_id, token=org.admin_key)
+    assert empty.result == {} and empty.position == client.position
+    with pytest.raises(msgspec.ValidationError):  # a type that does not fit the result
+        await client.command_as(NewPat, "create_tenant", name=f"t-{uuid.uuid4().hex}")
+
+
+async def test_the_highest_position_seen_is_sent_as_min_position(client, org, nats_server):
+    revoked = await client.command("revoke_key", key_id=org.user_key_id, token=org.admin_key)
+    assert client.position == revoked["position"]
+    prefix = client.prefix
+    async with wiretap(nats_server.url, f"{prefix}.v1.verify") as sent:
+        verdict = await client.verify(org.user_key)
+        assert await sent() == {"token": org.user_key, "min_position": revoked["position"]}
+        assert (verdict.valid, verdict.reason) == (False, "revoked")
+        await client.verify(org.user_key, min_position=1)  # the caller's min_position wins
+        assert await sent() == {"token": org.user_key, "min_position": 1}
+        await client.verify(org.user_key, min_position=0)  # 0: no wait for this one
+        assert await sent() == {"token": org.user_key, "min_position": 0}
+        await client.call("verify", {"token": org.user_key}, token="")  # call sends the body as given
+        assert await sent() == {"token": org.user_key}
+    async with wiretap(nats_server.url, f"{prefix}.v1.authorize") as sent:
+        seen = client.position
+        await client.authorize(org.admin_key, entity_type="doc", operation="read", entity_id="1")
+        assert await sent() == {"token": org.admin_key, "entity_type": "doc", "operation": "read", "entity_id": "1", "min_position": seen}
+    async with wiretap(nats_server.url, f"{prefix}.v1.admin.get_user") as sent:
+        seen = client.position
+        await client.admin("get_user", user_id=org.user_id, token=org.admin_key)
+        assert await sent() == {"user_id": org.user_id, "min_position": seen}
+    async with wiretap(nats_server.url, f"{prefix}.v1.jwks") as sent:
+        seen = client.position
+        assert "keys" in await client.jwks()
+        assert await sent() == {"min_position": seen}
+
+    quiet = AuthbusClient(client.nc, prefix, client.token, read_your_writes=False)
+    async with wiretap(nats_server.url, f"{prefix}.v1.verify") as sent:
+        await quiet.command("create_pat", user_id=org.user_id, name="seen", token=org.admin_key)
+        assert quiet.position > revoked["position"]  # it still keeps count
+        await quiet.verify(org.admin_key)
+        assert await sent() == {"token": org.admin_key}
+        await quiet.verify(org.admin_key, min_position=3)
+        assert await sent() == {"token": org.admin_key, "min_position": 3}
+
+
+async def test_a_new_client_sends_no_min_position_until_a_reply_came(client, org, nats_server):
+    fresh = AuthbusClient(client.nc, client.prefix, client.token)
+    assert fresh.position == 0
+    async with wiretap(nats_server.url, f"{client.prefix}.v1.verify") as sent:
+        answer = await fresh.verify(org.user_key)
+        assert await sent() == {"token": org.user_key}
+        assert fresh.position == answer.position > 0
+
+
+async def test_an_error_reply_raises_and_still_advances_the_position(client, instance):
+    fresh = AuthbusClient(client.nc, client.prefix, client.token)
+    with pytest.raises(AuthbusError) as error:
+        await fresh.command("revoke_pat", pat_id=str(uuid.uuid4()))
+    assert (error.value.code, error.value.details["field"]) == ("not_found", "pat_id")
+    assert error.value.position == fresh.position == instance.node.model.position > 0
+    with pytest.raises(AuthbusError) as error:  # a query's error too
+        await fresh.verify("x" * 9000)
+    assert error.value.code == "invalid_request" and error.value.position == fresh.position
+
+
+async def test_a_verify_after_a_revocation_is_never_answered_by_a_lagging_instance(fresh_store, nats_server):
+    """A revokes; the client's next verify lands on B, whose read model lags: B waits for the
+    client's position and answers stale, never the old valid answer."""
+    async with two_instances(fresh_store, nats_server, "ryw") as (a, b, via_a, _):
+        client = AuthbusClient(via_a.nc, a.prefix, a.root_token)
+        tenant = (await client.command("create_tenant", name="ryw"))["result"]["tenant_id"]
+        user = (await client.command("register_user", tenant_id=tenant, username="ann"))["result"]["user_id"]
+        created = await client.command_as(NewPat, "create_pat", user_id=user, name="doomed")
+        assert await b.node.reached(created.position, 10)
+        b.node._follower.stop()  # B's read model now lags the store
+        revoked = await client.command("revoke_pat", pat_id=created.result.pat_id)
+        assert client.position == revoked["position"]
+
+        client.prefix = b.prefix  # the next request lands on B, as a queue group may route it
+        with pytest.raises(AuthbusError) as error:
+            await client.verify(created.result.token)
+        assert (error.value.code, error.value.details["field"]) == ("stale", "min_position")
+        assert error.value.position < revoked["position"] == client.position  # a lower position never lowers it
+        # What B would have said to a client that does not carry its position forward:
+        assert (await client.verify(created.result.token, min_position=0)).valid is True
+        lagging = AuthbusClient(via_a.nc, b.prefix, read_your_writes=False)
+        assert (await lagging.verify(created.result.token)).valid is True
+
+
+def test_the_verify_cache_uses_the_clients_types():
+    from authbus.infra import client, verify_cache
+
+    assert (verify_cache.Verified, verify_cache.Credential, verify_cache.Principal) == (
+        client.Verified, client.Credential, client.Principal,
+    )
