@@ -1,6 +1,6 @@
 """nats-server's auth callout: the server asks authbus whether a connecting client may in.
 
-A server configured for it (``authbus dev --callout``, or docs/operations.md §3) sends each
+A server configured for it (``authbus dev --callout``, or docs/operations.md §4) sends each
 client's CONNECT to ``$SYS.REQ.USER.AUTH`` as an authorization request JWT, signed by the
 server and sealed to our xkey when one is configured.  The client's token (its
 ``auth_token``, or the password of a user/password login) is verified on the read model
@@ -20,6 +20,7 @@ from typing import Any
 from nats.micro.request import Request
 
 from authbus.handlers.nats_jwt import (
+    AUTH_CALLOUT_SUBJECT,
     GLOBAL_ACCOUNT,
     JWTError,
     NKey,
@@ -33,10 +34,10 @@ from authbus.handlers.nats_jwt import (
     user_claims,
 )
 from authbus.handlers.wire import Backend
-from authbus.projections.bus_access import BusGrant, bus_grant
+from authbus.projections.bus_access import EVERY_SUBJECT, BusGrant, Reserved, bus_grant
 
 log = logging.getLogger("authbus.callout")
-SUBJECT = "$SYS.REQ.USER.AUTH"
+SUBJECT = AUTH_CALLOUT_SUBJECT
 ENDPOINT = "auth_callout"  # its name in the request stats (nats micro, Prometheus)
 
 
@@ -44,6 +45,7 @@ ENDPOINT = "auth_callout"  # its name in the request stats (nats micro, Promethe
 class CalloutKeys:
     issuer: NKey  # the account key the server trusts to sign users (config ``issuer``)
     xkey: XKey | None  # ours, when the server seals requests to it (config ``xkey``)
+    reserved: Reserved  # authbus's own subjects, denied to all but root
     account: str = GLOBAL_ACCOUNT
     lifetime: float = 3600.0  # longest a connection lives before it must authenticate again
 
@@ -61,12 +63,16 @@ def user_jwt(grant: BusGrant, user_nkey: str, keys: CalloutKeys, now: float) -> 
     expires = now + keys.lifetime
     if grant.expires_ts is not None:
         expires = min(expires, grant.expires_ts)
+    # An empty allow list is left out of the JWT, and a missing list means "no limit" to
+    # the server: a side granted nothing is denied everything instead.
     claims = user_claims(
         user_nkey,
         keys.account,
         name=str(grant.principal.id),
         pub_allow=grant.publish,
         sub_allow=grant.subscribe,
+        pub_deny=grant.denied.publish if grant.publish else (EVERY_SUBJECT,),
+        sub_deny=grant.denied.subscribe if grant.subscribe else (EVERY_SUBJECT,),
         # A subscriber may answer requests it receives, without publish rights on inboxes.
         allow_responses=ResponsePermission(max_msgs=1) if grant.subscribe else None,
         expires=max(int(expires), int(now) + 1),
@@ -84,25 +90,30 @@ def callout(backend: Backend, keys: CalloutKeys) -> Callable[[Request], Awaitabl
         try:
             request = decode_authorization_request(msg.data, msg.headers, keys.xkey, now=now)
         except (JWTError, NKeyError) as error:
-            # Not from a server configured as we are: no answer of ours could be read.
+            # Not from a server configured as we are: no answer of ours could be read.  The
+            # messages name no value from the request.
             log.warning("auth callout: ignored a request: %s", error)
             stats.observe(ENDPOINT, "invalid_request", perf_counter() - started, str(error))
             return
-        host = request.client_info.get("host")
+        except Exception as error:  # a shape no server sends
+            log.warning("auth callout: ignored a malformed request (%s)", type(error).__name__)
+            stats.observe(ENDPOINT, "invalid_request", perf_counter() - started, "malformed request")
+            return
         try:
+            host = request.client_info.get("host")
             token = token_of(request.connect_opts)
-            grant = bus_grant(backend.model, token, now, backend.keys) if token else "no_token"
+            grant = bus_grant(backend.model, token, now, backend.keys, keys.reserved) if token else "no_token"
             if isinstance(grant, BusGrant):
                 response = authorization_response(
                     request.user_nkey, request.server_id, keys.issuer, jwt=user_jwt(grant, request.user_nkey, keys, now)
                 )
                 log.info(
-                    "auth callout: let in principal %s with %s %s from %s", grant.principal.id, grant.credential.kind,
-                    grant.credential.id, host,
+                    "auth callout: let in principal %s with %s %s from %.64s", grant.principal.id,
+                    grant.credential.kind, grant.credential.id, host,
                 )
             else:
                 response = authorization_response(request.user_nkey, request.server_id, keys.issuer, error=grant)
-                log.info("auth callout: refused a client from %s: %s", host, grant)
+                log.info("auth callout: refused a client from %.64s: %s", host, grant)
         except Exception:
             log.exception("auth callout: unexpected error")
             grant = "internal"

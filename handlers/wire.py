@@ -191,8 +191,7 @@ def endpoint(
     """
     stats = backend.stats
 
-    async def respond(request: Request, headers: dict[str, str] | None) -> tuple[str, float]:
-        started = perf_counter()
+    async def respond(request: Request, headers: dict[str, str] | None, started: float) -> tuple[str, float]:
         message = None
         try:
             reply = await handle(request)
@@ -202,9 +201,11 @@ def endpoint(
         except _MustWait:
             raise
         except Exception:
-            if correlation_id.get() is None:
-                correlation_id.set(correlate(request))
+            # An inline request runs in its subscription's long-lived task: the id it gets
+            # for this line must not stay behind for the next request's.
+            mark = correlation_id.set(correlation_id.get() or correlate(request))
             log.exception("unexpected error on %s", name)
+            correlation_id.reset(mark)
             error = AuthbusError("internal error")
             outcome, message = error.code, error.message
             await respond_error(request, error, backend.model.position, headers)
@@ -215,10 +216,10 @@ def endpoint(
         stats.observe(name, outcome, elapsed, message)
         return outcome, elapsed
 
-    async def respond_apart(request: Request) -> None:
+    async def respond_apart(request: Request, started: float) -> None:
         cid = correlate(request)
         correlation_id.set(cid)  # in this request's own task: its context is a copy
-        outcome, elapsed = await respond(request, {CORRELATION_HEADER: cid})
+        outcome, elapsed = await respond(request, {CORRELATION_HEADER: cid}, started)
         if log.isEnabledFor(access_log):
             ms = round(elapsed * 1000, 3)
             log.log(
@@ -226,18 +227,19 @@ def endpoint(
                 extra={"endpoint": name, "outcome": outcome, "duration_ms": ms, "position": backend.model.position},
             )
 
-    if concurrent:
-        return lambda request: backend.admit(respond_apart(request))
+    if concurrent:  # timed from arrival: the wait for a slot counts
+        return lambda request: backend.admit(respond_apart(request, perf_counter()))
 
     async def respond_inline(request: Request) -> None:
+        started = perf_counter()
         mark = _inline.set(True)
         try:
-            await respond(request, None)
+            await respond(request, None, started)
             return
         except _MustWait:
             pass
         finally:
             _inline.reset(mark)
-        await backend.admit(respond_apart(request))  # a task copies the reset context: it may wait
+        await backend.admit(respond_apart(request, started))  # a task copies the reset context: it may wait
 
     return respond_inline

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
 from pathlib import Path
 
 from authbus.handlers.nats_jwt import (
@@ -89,9 +90,9 @@ class CalloutSetup:
     deployment, and by ``authbus dev --callout``, which keeps them in the data directory so
     a restart finds nats-server configured as before."""
 
-    issuer_seed: str
-    xkey_seed: str
-    service_password: str
+    issuer_seed: str = field(repr=False)
+    xkey_seed: str = field(repr=False)
+    service_password: str = field(repr=False)
 
     @classmethod
     def create(cls) -> CalloutSetup:
@@ -126,3 +127,9 @@ class CalloutSetup:
     def service_url(self, host: str, port: int) -> str:
         """authbus's own connection: the one user the callout does not ask about."""
         return f"nats://{SERVICE_USER}:{self.service_password}@{host}:{port}"
+
+
+def without_credentials(url: str) -> str:
+    """A NATS URL fit for a log: ``nats://authbus:<password>@host`` loses its user part."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl() if "@" in parts.netloc else url

@@ -22,7 +22,7 @@ from authbus.infra.audit_cli import audit_app
 from authbus.infra import audit_as_of, audit_log, audit_rebuild  # noqa: F401  (they register on audit_app)
 from authbus.infra import audit_chain  # noqa: F401  (registers audit verify)
 from authbus.infra.bench_cli import bench
-from authbus.infra.callout_config import CalloutSetup
+from authbus.infra.callout_config import CalloutSetup, without_credentials
 from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra import logs
 from authbus.infra.nats_server import NatsServer
@@ -88,7 +88,7 @@ def dev(
 
     With --callout, nats-server asks authbus about every connecting client: clients connect
     with a PAT, API key or access token as their NATS token (nats://<token>@127.0.0.1:4222)
-    and may use the subjects their scopes allow (docs/operations.md §3).
+    and may use the subjects their scopes allow (docs/operations.md §4).
 
     Example: authbus dev --nats-port 4333 --metrics-port 9090
     """
@@ -139,7 +139,7 @@ def serve(
     _or_exit(lambda: logs.configure(settings.log_format, settings.log_level))
     runner = _or_exit(lambda: open_runner(settings))
     asyncio.run(_run_until_signalled(settings, runner, lambda node: log.info(
-        "serving on %s (prefix %r), store at position %d", settings.nats_url, settings.subject_prefix, node.model.position)))
+        "serving on %s (prefix %r), store at position %d", without_credentials(settings.nats_url), settings.subject_prefix, node.model.position)))
 
 
 @app.command()
@@ -172,7 +172,7 @@ def callout_init(
     nats_port: Annotated[int, typer.Option(help="Its client port.")] = 4222,
 ) -> None:
     """Make fresh callout keys and a service password.  Print the settings of `authbus serve`
-    and the nats-server configuration that go with them (docs/operations.md §3).  The output
+    and the nats-server configuration that go with them (docs/operations.md §4).  The output
     holds secrets: keep it as you keep the KEK.
 
     Example: authbus callout init --nats-host nats > callout.txt

@@ -139,7 +139,7 @@ class AuthbusClient:
     async def connect(
         cls, url: str, prefix: str = "auth", token: str | None = None, *, timeout: float = 10.0, read_your_writes: bool = True
     ) -> AuthbusClient:
-        """A NATS server that lets clients in through authbus's auth callout (operations.md §3)
+        """A NATS server that lets clients in through authbus's auth callout (operations.md §4)
         refuses a connection without credentials; then ``token`` is presented to it as the
         connection token, and only then."""
         refusal = _Refusal()

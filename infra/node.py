@@ -24,13 +24,14 @@ from authbus.handlers.nats_jwt import PREFIX_ACCOUNT, NKey, XKey
 from authbus.handlers.service import QUEUE_GROUP, VERSION, start_service, subjects
 from authbus.infra.follower import Follower, wait_until
 from authbus.infra.prometheus import MetricsServer
-from authbus.infra.publisher import Publisher
+from authbus.infra.publisher import Publisher, lease_bucket, stream_name
 from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.secrets import KEKError, Passwords, load_kek
 from authbus.infra.settings import Settings
 from authbus.infra.snapshot import restore_read_model, write_snapshot
 from authbus.infra.store import EventStore, is_postgres, open_store
+from authbus.projections.bus_access import Reserved
 from authbus.projections.queries import signing_key_for
 from authbus.projections.read_model import ReadModel, SigningKeyView
 
@@ -76,12 +77,18 @@ def callout_keys(settings: Settings) -> callout.CalloutKeys | None:
     Raises NKeyError (a ValueError, naming no key material) for a malformed seed.
     """
     if not settings.callout_issuer_seed:
+        if settings.callout_xkey_seed:
+            raise ValueError("an auth callout xkey seed needs the issuer seed as well")
         return None
     issuer = NKey.from_seed(settings.callout_issuer_seed)
     if issuer.prefix != PREFIX_ACCOUNT:
         raise ValueError("the auth callout issuer must be an account seed (SA…)")
+    if settings.callout_lifetime <= 0:
+        raise ValueError("the auth callout lifetime must be more than 0 seconds")
     xkey = XKey.from_seed(settings.callout_xkey_seed) if settings.callout_xkey_seed else None
-    return callout.CalloutKeys(issuer, xkey, settings.callout_account, settings.callout_lifetime)
+    stream = stream_name(settings.subject_prefix)
+    reserved = Reserved.of(settings.subject_prefix, stream, lease_bucket(stream))
+    return callout.CalloutKeys(issuer, xkey, reserved, settings.callout_account, settings.callout_lifetime)
 
 
 class Node:
@@ -127,6 +134,18 @@ class Node:
         return time.time()
 
     async def start(self) -> Node:
+        try:
+            return await self._start()
+        except BaseException:  # leave nothing listening or running behind a failed start
+            if self.metrics is not None:
+                await self.metrics.stop()
+            if self._follower is not None:
+                await asyncio.to_thread(self._follower.stop)
+            if self.nc is not None and not self.nc.is_closed:
+                await self.nc.close()
+            raise
+
+    async def _start(self) -> Node:
         loop = asyncio.get_running_loop()
         started = self._started = time.monotonic()
         if self.settings.metrics_port is not None:  # first: a port taken fails the start at once

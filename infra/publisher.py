@@ -33,6 +33,10 @@ PAGE = 500
 FRESH_KEPT = 10_000  # events held for publishing from memory; a longer backlog is read from the store
 
 
+def lease_bucket(stream: str) -> str:
+    return f"{stream}_LEASE"
+
+
 def stream_name(prefix: str) -> str:
     return "AUTHBUS_EVENTS" if prefix == "auth" else f"AUTHBUS_EVENTS_{prefix.upper().replace('.', '_')}"
 
@@ -115,7 +119,7 @@ class Publisher:
 
     @property
     def _bucket(self) -> str:
-        return f"{self.stream}_LEASE"
+        return lease_bucket(self.stream)
 
     async def _setup(self, js: JetStreamContext) -> KeyValue:
         subjects = [f"{self.prefix}.v1.events.>"]

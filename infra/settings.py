@@ -17,7 +17,7 @@ def _env(name: str) -> str | None:
 @dataclass
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = field(default="nats://127.0.0.1:4222", repr=False)  # may hold the callout service password
     database_url: str = ""  # default: SQLite under data_dir
     subject_prefix: str = "auth"
     consistency_wait: float = 1.0

@@ -1,12 +1,18 @@
 """Which NATS subjects a credential may use, for nats-server's auth callout (handlers/callout.py).
 
-The server enforces allow lists fixed at connect time, so the grant is listed up front
-from the same held scopes ``authorize`` matches one request at a time: entity_type
+The server enforces allow and deny lists fixed at connect time, so the grant is listed up
+front from the same held scopes ``authorize`` matches one request at a time: entity_type
 ``subject``, operation ``publish`` or ``subscribe``, domain null or ``nats``, entity_id a
 subject pattern (``*`` alone, "every entity", is every subject: ``>``).  An unscoped
 credential acts with its owner's roles, as in ``authorize``: root and admin may use every
 subject, any other role none.  A grant of nothing is a refusal: a connection that can
 neither publish nor subscribe is no use to anyone.
+
+Everyone but root shares the account with authbus and its callers, so some subjects are
+never granted whatever the scopes say (``Reserved``): listening to authbus's requests
+(passwords, bearer headers), to other clients' inboxes (their tokens) or to the server's
+system subjects, and forging the event feed or deleting its stream.  Replies come to a
+private inbox instead, ``_INBOX_<principal id>.>``, granted to anyone who may publish.
 """
 
 from __future__ import annotations
@@ -29,11 +35,38 @@ ALL_ROLES = frozenset({"root", "admin"})
 
 
 @dataclass(frozen=True, slots=True)
+class Reserved:
+    """Subjects denied to every connection but root's."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+    @classmethod
+    def of(cls, prefix: str, stream: str, lease_bucket: str) -> Reserved:
+        """For authbus under subject ``prefix``, its feed ``stream`` and the lease's KV bucket."""
+        jetstream = (
+            f"$JS.API.STREAM.*.{stream}", f"$JS.API.STREAM.MSG.*.{stream}",
+            f"$JS.API.STREAM.*.KV_{lease_bucket}", f"$KV.{lease_bucket}.>",
+        )
+        return cls(
+            publish=("$SYS.>", f"{prefix}.v1.events.>", *jetstream),
+            subscribe=(
+                "$SYS.>", "$JS.API.>", "_INBOX.>",
+                *(f"{prefix}.v1.{tail}" for tail in ("*", "cmd.*", "admin.*", "challenge.*", "audit.*")),
+            ),
+        )
+
+
+NOTHING_RESERVED = Reserved((), ())
+
+
+@dataclass(frozen=True, slots=True)
 class BusGrant:
     credential: Any  # CredentialView or TokenCredential
     principal: Any  # PrincipalView or ExternalPrincipal
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
+    denied: Reserved
     expires_ts: float | None  # the credential's own end; the connection must not outlive it
 
 
@@ -47,6 +80,11 @@ def is_subject_pattern(subject: str) -> bool:
     return all(parts) and EVERY_SUBJECT not in parts[:-1]
 
 
+def private_inbox(principal_id: object) -> str:
+    """Where a client's replies come: give nats.py ``inbox_prefix`` the part before ``.>``."""
+    return f"_INBOX_{principal_id}.>"
+
+
 def subjects(scopes: Iterable[Scope], operation: str) -> tuple[str, ...]:
     found: dict[str, None] = {}
     for scope in scopes:
@@ -57,7 +95,7 @@ def subjects(scopes: Iterable[Scope], operation: str) -> tuple[str, ...]:
     return (EVERY_SUBJECT,) if EVERY_SUBJECT in found else tuple(sorted(found))
 
 
-def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> BusGrant | str:
+def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial, reserved: Reserved) -> BusGrant | str:
     """The subjects the holder of ``token`` may use, or why it may not connect (a verify
     reason, ``not_a_bearer_credential`` or ``no_matching_scope``)."""
     verdict = verify(model, token, now, keys)
@@ -75,7 +113,11 @@ def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Bu
         publish, subscribe = subjects(held, PUBLISH), subjects(held, SUBSCRIBE)
         if not publish and not subscribe:
             return "no_matching_scope"
-    return BusGrant(credential, principal, publish, subscribe, _expires_ts(credential))
+    if "root" in principal.roles:
+        reserved = NOTHING_RESERVED
+    elif publish and EVERY_SUBJECT not in subscribe and is_subject_pattern(inbox := private_inbox(principal.id)):
+        subscribe = (*subscribe, inbox)
+    return BusGrant(credential, principal, publish, subscribe, reserved, _expires_ts(credential))
 
 
 def _expires_ts(credential: Any) -> float | None:

@@ -78,12 +78,14 @@ def watch_for_secrets() -> Iterator[Watcher]:
     logger = logging.getLogger("authbus")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Client, "request", WATCHER.wrap(Client.request))
-        patch.setattr(logger, "level", logging.INFO)
+        level = logger.level
+        logger.setLevel(logging.INFO)
         logger.addHandler(LOGS)
         try:
             yield WATCHER
         finally:
             logger.removeHandler(LOGS)
+            logger.setLevel(level)
 
 
 @pytest.fixture

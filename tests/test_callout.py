@@ -55,7 +55,7 @@ class Bus:
 
 
 @pytest.fixture(scope="module", params=[(b, x) for b in BACKENDS for x in ("xkey", "plain")], ids="-".join)
-async def bus(request, databases, tmp_path_factory) -> AsyncIterator[Bus]:
+async def bus(request, databases, tmp_path_factory, watch_for_secrets) -> AsyncIterator[Bus]:
     backend, mode = request.param
     data_dir = tmp_path_factory.mktemp(f"callout-{backend}-{mode}")
     issuer_seed, xkey_seed = new_account_seed(), (new_xkey_seed() if mode == "xkey" else None)
@@ -65,31 +65,38 @@ async def bus(request, databases, tmp_path_factory) -> AsyncIterator[Bus]:
         issuer=NKey.from_seed(issuer_seed).public_key, service_user="authbus", service_password=password,
         xkey=XKey.from_seed(xkey_seed).public_key if xkey_seed else None, auth_timeout=1.5,
     ))
-    server = NatsServer(data_dir / "nats", port=free_port(), extra_args=("-c", str(conf))).start()
+    server = NatsServer(data_dir / "nats", port=free_port(), extra_args=("-c", str(conf)))
     settings = Settings(
         data_dir=data_dir, nats_url=f"nats://authbus:{password}@127.0.0.1:{server.port}",
         database_url=databases.new(backend), subject_prefix="bus", kek=secrets.token_hex(32), seal_interval=0,
         callout_issuer_seed=issuer_seed, callout_xkey_seed=xkey_seed,
     )
-    instance = await start_instance(settings, backend)
-    admin = await AuthbusClient.connect(settings.nats_url, "bus", instance.root_token)
-    world = Bus(server, instance, admin, settings)
+    watch_for_secrets.add(issuer_seed, password=True)
+    watch_for_secrets.add(password, password=True)
+    if xkey_seed:
+        watch_for_secrets.add(xkey_seed, password=True)
     try:
+        server.start()
+        instance = await start_instance(settings, backend)
+        admin = await AuthbusClient.connect(settings.nats_url, "bus", instance.root_token)
+        world = Bus(server, instance, admin, settings)
         yield world
-    finally:
         await admin.close()
         await world.instance.node.stop()
+    finally:
         server.stop()
 
 
-async def connect(bus: Bus, token: str | None, errors: list[Exception] | None = None) -> Client:
+async def connect(bus: Bus, token: str | None, errors: list[Exception] | None = None, inbox: str | None = None) -> Client:
     async def on_error(error: Exception) -> None:
         if errors is not None:
             errors.append(error)
 
+    options = {"inbox_prefix": inbox} if inbox else {}
     return await asyncio.wait_for(
         nats.connect(
-            bus.url, token=token, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2, error_cb=on_error
+            bus.url, token=token, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2, error_cb=on_error,
+            **options,
         ),
         WAIT,
     )
@@ -97,10 +104,11 @@ async def connect(bus: Bus, token: str | None, errors: list[Exception] | None = 
 
 async def refused(bus: Bus, token: str | None, reason: str) -> None:
     """The server refuses the client, and its log shows authbus's reason."""
+    seen = len(bus.reasons())
     with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
         await connect(bus, token)
     deadline = time.monotonic() + WAIT
-    while f"returned an error: {reason}" not in bus.reasons():
+    while f"returned an error: {reason}" not in bus.reasons()[seen:]:
         assert time.monotonic() < deadline, f"the server never logged {reason!r}"
         await asyncio.sleep(0.05)
 
@@ -126,20 +134,25 @@ async def answered(nc: Client, subject: str, data: bytes):
 
 
 async def pat(bus: Bus, scopes: list[dict], **fields) -> tuple[str, str]:
+    pat_id, token, _ = await owned_pat(bus, scopes, **fields)
+    return pat_id, token
+
+
+async def owned_pat(bus: Bus, scopes: list[dict], **fields) -> tuple[str, str, str]:
+    """A PAT of a new user: its id, token and owner."""
     org = await make_org(bus.admin)
     created = await bus.admin.command("create_pat", user_id=org.user_id, name="bus", scopes=scopes, **fields)
-    return created["result"]["pat_id"], created["result"]["token"]
+    return created["result"]["pat_id"], created["result"]["token"], org.user_id
 
 
 async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
-    _, token = await pat(bus, [
+    _, token, owner = await owned_pat(bus, [
         subject_scope("publish", "orders.>"), subject_scope("subscribe", "orders.>"),
-        subject_scope("subscribe", "_INBOX.>", domain="nats"),
         subject_scope("publish", "billing.>", domain="docs"),  # another domain: no grant
         {"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"},  # not a subject scope
     ])
     errors: list[Exception] = []
-    client = await connect(bus, token, errors)
+    client = await connect(bus, token, errors, inbox=f"_INBOX_{owner}")
     watcher = await bus.admin.nc.subscribe("billing.>")
     try:
         own = await client.subscribe("orders.>")
@@ -157,7 +170,7 @@ async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
 
         responder = await bus.admin.nc.subscribe("orders.echo", cb=echo)
         await bus.admin.nc.flush()
-        assert (await answered(client, "orders.echo", b"ping")).data == b"re:ping"  # via _INBOX.>
+        assert (await answered(client, "orders.echo", b"ping")).data == b"re:ping"  # to its private inbox
         await responder.unsubscribe()
 
         await client.subscribe("billing.>")
@@ -166,6 +179,54 @@ async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
     finally:
         await watcher.unsubscribe()
         await client.close()
+
+
+async def test_a_side_granted_nothing_is_denied_everything(bus: Bus):
+    _, publisher = await pat(bus, [subject_scope("publish", "news.>")])
+    errors: list[Exception] = []
+    client = await connect(bus, publisher, errors)
+    try:
+        await client.subscribe(">")
+        await violation(errors, 'permissions violation for subscription to ">"')
+    finally:
+        await client.close()
+    _, subscriber = await pat(bus, [subject_scope("subscribe", "news.>")])
+    client = await connect(bus, subscriber, errors)
+    try:
+        await client.publish("news.today", b"")
+        await violation(errors, 'permissions violation for publish to "news.today"')
+    finally:
+        await client.close()
+
+
+async def test_no_one_but_root_hears_authbus_or_other_inboxes_or_forges_the_feed(bus: Bus):
+    org = await make_org(bus.admin)
+    _, everything = await pat(bus, [subject_scope("publish", "*"), subject_scope("subscribe", "*")])
+    stream = "AUTHBUS_EVENTS_BUS"
+    for token in (org.admin_key, everything):  # an admin's unscoped key, a PAT scoped to every subject
+        errors: list[Exception] = []
+        client = await connect(bus, token, errors)
+        try:
+            for subject in ("bus.v1.login", "bus.v1.cmd.create_pat", "_INBOX.>", "$SYS.REQ.USER.AUTH", "$JS.API.>"):
+                await client.subscribe(subject)
+                await violation(errors, f'permissions violation for subscription to "{subject.lower()}"')
+            for subject in ("bus.v1.events.x.pat.PATCreated", f"$JS.API.STREAM.DELETE.{stream}"):
+                await client.publish(subject, b"{}")
+                await violation(errors, f'permissions violation for publish to "{subject.lower()}"')
+            await client.subscribe("bus.v1.events.>")  # the feed itself is readable, when granted
+            await client.publish("anything.else", b"")
+            await client.flush()
+            assert len(errors) == 7 and client.is_connected
+        finally:
+            await client.close()
+    root = await connect(bus, bus.instance.root_token, errors := [])
+    try:
+        await root.subscribe("bus.v1.login")
+        await root.flush()
+        await asyncio.sleep(0.2)
+        assert errors == [] and root.is_connected
+    finally:
+        await root.close()
 
 
 async def test_a_subscriber_may_answer_requests_without_publish_rights(bus: Bus):
@@ -259,16 +320,17 @@ async def test_callout_init_prints_a_working_pair_of_settings_and_server_configu
     env_text, _, config = printed.output.partition("# nats-server: configuration\n")
     env = dict(line.split("=", 1) for line in env_text.splitlines() if line and not line.startswith("#"))
     (tmp_path / "nats.conf").write_text(config)
-    server = NatsServer(tmp_path / "nats", port=port, extra_args=("-c", str(tmp_path / "nats.conf"))).start()
+    server = NatsServer(tmp_path / "nats", port=port, extra_args=("-c", str(tmp_path / "nats.conf")))
     settings = Settings(
         data_dir=tmp_path, nats_url=env["AUTHBUS_NATS_URL"], database_url=databases.new("sqlite"), subject_prefix="init",
         kek=secrets.token_hex(32), seal_interval=0, callout_issuer_seed=env["AUTHBUS_CALLOUT_ISSUER_SEED"],
         callout_xkey_seed=env["AUTHBUS_CALLOUT_XKEY_SEED"],
     )
-    instance = await start_instance(settings, "sqlite")
     try:
+        server.start()
+        instance = await start_instance(settings, "sqlite")
         client = await asyncio.wait_for(nats.connect(f"nats://127.0.0.1:{port}", token=instance.root_token), WAIT)
         await client.close()
-    finally:
         await instance.node.stop()
+    finally:
         server.stop()

@@ -10,6 +10,7 @@ import re
 import secrets
 import subprocess
 import sys
+from dataclasses import replace
 
 import msgspec
 import pytest
@@ -147,10 +148,14 @@ async def test_commands_carry_a_correlation_id_into_the_reply_and_the_log(client
 
 
 async def test_an_inline_query_is_not_logged_one_by_one(client, org, logs):
-    before = len(logs.lines)
-    await client.raw("verify", body(token=org.user_key), {"Correlation-Id": "verify-1"})
-    await asyncio.sleep(0.05)
-    assert logs.lines[before:] == []
+    inline = f"inline-{secrets.token_hex(6)}"
+    await client.raw("verify", body(token=org.user_key), {"Correlation-Id": inline})
+    # A command after it is logged after it: by then a line for the verify would be there.
+    marker = f"command-{secrets.token_hex(6)}"
+    headers = {"Authorization": f"Bearer {org.admin_key}", "Correlation-Id": marker}
+    await client.raw("cmd.create_pat", body(user_id=org.user_id, name="after"), headers)
+    assert await logged(logs, marker)
+    assert not [line for line in logs.lines if inline in line]
 
 
 def test_a_json_log_line_keeps_the_exception():
@@ -166,7 +171,9 @@ def test_a_json_log_line_keeps_the_exception():
 async def test_serve_writes_json_lines_and_serves_metrics(backend, databases, nats_server, tmp_path):
     settings, runner, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"json{backend}", timeout=5.0)
     runner.store.close()
-    process = serve(settings, settings.kek, "--log-format", "json", "--metrics-port", "0", stderr=subprocess.PIPE)
+    password = secrets.token_urlsafe(12)  # a server without authorization ignores it; the log must too
+    with_password = replace(settings, nats_url=f"nats://authbus:{password}@127.0.0.1:{nats_server.port}")
+    process = serve(with_password, settings.kek, "--log-format", "json", "--metrics-port", "0", stderr=subprocess.PIPE)
     try:
         await wait_serving(client)
         await client.command("create_tenant", name="logged")
@@ -175,9 +182,10 @@ async def test_serve_writes_json_lines_and_serves_metrics(backend, databases, na
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0
+    assert password not in stderr and settings.kek not in stderr
     lines = [json.loads(line) for line in stderr.splitlines()]  # every line is one JSON object
     messages = [line["message"] for line in lines]
     assert any(m.startswith("Prometheus metrics on http://127.0.0.1:") for m in messages)
-    assert any(m.startswith("serving on ") for m in messages)
+    assert f"serving on nats://127.0.0.1:{nats_server.port} (prefix 'json{backend}'), store at position 6" in messages
     assert messages[-1] == "stopped"
     assert any(line.get("endpoint") == "cmd_create_tenant" and line.get("correlation_id") for line in lines)
