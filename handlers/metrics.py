@@ -31,6 +31,15 @@ class EndpointStats:
         self.outcomes: dict[str, int] = {}  # "ok" or an error code → replies
         self.last_error: str | None = None
 
+    def record(self, outcome: str, seconds: float, message: str | None = None) -> None:
+        self.count += 1
+        self.seconds += seconds
+        self.buckets[bisect_left(BUCKETS, seconds)] += 1
+        outcomes = self.outcomes
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if message is not None:
+            self.last_error = f"{outcome}: {message}"
+
     @property
     def errors(self) -> int:
         return self.count - self.outcomes.get(OK, 0)
@@ -53,14 +62,7 @@ class RequestStats:
         self.endpoints = {name: EndpointStats() for name in endpoints}
 
     def observe(self, endpoint: str, outcome: str, seconds: float, message: str | None = None) -> None:
-        stats = self.endpoints[endpoint]
-        stats.count += 1
-        stats.seconds += seconds
-        stats.buckets[bisect_left(BUCKETS, seconds)] += 1
-        outcomes = stats.outcomes
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        if message is not None:
-            stats.last_error = f"{outcome}: {message}"
+        self.endpoints[endpoint].record(outcome, seconds, message)
 
     def micro(self, reported: MicroStats) -> dict[str, Any] | None:
         """nats.micro's ``stats_handler``: our error count, timings and last error replace

@@ -189,7 +189,7 @@ def endpoint(
     read-model queries never wait and answer inline, which is several microseconds cheaper
     than a task each; they are counted, not logged one by one.
     """
-    stats = backend.stats
+    seen = backend.stats.endpoints[name]
 
     async def respond(request: Request, headers: dict[str, str] | None, started: float) -> tuple[str, float]:
         message = None
@@ -213,7 +213,7 @@ def endpoint(
             outcome = OK
             await request.respond(encode(reply), headers)
         elapsed = perf_counter() - started
-        stats.observe(name, outcome, elapsed, message)
+        seen.record(outcome, elapsed, message)
         return outcome, elapsed
 
     async def respond_apart(request: Request, started: float) -> None:
