@@ -82,7 +82,7 @@ def user_jwt(grant: BusGrant, user_nkey: str, keys: CalloutKeys, now: float) -> 
 
 def callout(backend: Backend, keys: CalloutKeys) -> Callable[[Request], Awaitable[None]]:
     """The handler of the ``auth_callout`` endpoint, answered inline: read model only."""
-    stats = backend.stats
+    seen = backend.stats.endpoints[ENDPOINT]
 
     async def answer(msg: Request) -> None:
         started = perf_counter()
@@ -93,11 +93,11 @@ def callout(backend: Backend, keys: CalloutKeys) -> Callable[[Request], Awaitabl
             # Not from a server configured as we are: no answer of ours could be read.  The
             # messages name no value from the request.
             log.warning("auth callout: ignored a request: %s", error)
-            stats.observe(ENDPOINT, "invalid_request", perf_counter() - started, str(error))
+            seen.record("invalid_request", perf_counter() - started, str(error))
             return
         except Exception as error:  # a shape no server sends
             log.warning("auth callout: ignored a malformed request (%s)", type(error).__name__)
-            stats.observe(ENDPOINT, "invalid_request", perf_counter() - started, "malformed request")
+            seen.record("invalid_request", perf_counter() - started, "malformed request")
             return
         try:
             host = request.client_info.get("host")
@@ -120,8 +120,8 @@ def callout(backend: Backend, keys: CalloutKeys) -> Callable[[Request], Awaitabl
             response = authorization_response(request.user_nkey, request.server_id, keys.issuer, error="internal error")
         await msg.respond(response_payload(response, request, keys.xkey))
         if isinstance(grant, BusGrant):
-            stats.observe(ENDPOINT, "ok", perf_counter() - started)
+            seen.record("ok", perf_counter() - started)
         else:
-            stats.observe(ENDPOINT, "internal" if grant == "internal" else "unauthenticated", perf_counter() - started, grant)
+            seen.record("internal" if grant == "internal" else "unauthenticated", perf_counter() - started, grant)
 
     return answer

@@ -61,9 +61,6 @@ class RequestStats:
     def __init__(self, endpoints: Iterable[str]) -> None:
         self.endpoints = {name: EndpointStats() for name in endpoints}
 
-    def observe(self, endpoint: str, outcome: str, seconds: float, message: str | None = None) -> None:
-        self.endpoints[endpoint].record(outcome, seconds, message)
-
     def micro(self, reported: MicroStats) -> dict[str, Any] | None:
         """nats.micro's ``stats_handler``: our error count, timings and last error replace
         the ones micro could see; outcomes and latency quantiles go in ``data``."""
