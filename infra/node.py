@@ -181,7 +181,11 @@ class Node:
             self._follower.listeners.append(self.publisher.offer)
             self._publishing = asyncio.create_task(self.publisher.run(), name="authbus-event-feed")
         if self.settings.seal_interval > 0:
-            self.sealer = CheckpointSealer(self.store, self.runner.audit_seed, self.settings.seal_interval)
+            # Nudged like a command's write: the read model folds the checkpoint at once
+            # rather than at the next poll, so health shows no lag that is only the sealer's.
+            self.sealer = CheckpointSealer(
+                self.store, self.runner.audit_seed, self.settings.seal_interval, sealed=self._follower.nudge
+            )
             self._sealing = asyncio.create_task(self.sealer.run(), name="authbus-sealer")
         return self
 

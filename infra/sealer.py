@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.application import AggregateNotFoundError
@@ -45,8 +46,12 @@ def public_key_b64(key: Ed25519PrivateKey) -> str:
 
 
 class CheckpointSealer:
-    def __init__(self, store: EventStore, seed: bytes, interval: float, max_sealed: int = MAX_SEALED) -> None:
+    def __init__(
+        self, store: EventStore, seed: bytes, interval: float, max_sealed: int = MAX_SEALED,
+        sealed: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
+        self.sealed = sealed  # told after each checkpoint is stored, from the sealing thread
         self.interval = interval
         self.max_sealed = max_sealed
         self._key = audit_key(seed)
@@ -115,4 +120,5 @@ class CheckpointSealer:
         except IntegrityError:  # another instance sealed this stretch first
             return False
         self.position, self.chain = position, chain
+        self.sealed()
         return len(rows) == self.max_sealed

@@ -109,12 +109,17 @@ def build(databases, backend: str, tmp_path: Path) -> SealedLog:
     runner = open_runner(Settings(database_url=url, kek=kek, data_dir=tmp_path))
     try:
         actor = root_actor(run_bootstrap(runner))
-        sealer = CheckpointSealer(runner.store, runner.audit_seed, interval=1.0, max_sealed=4)
+        told: list[int] = []
+        sealer = CheckpointSealer(
+            runner.store, runner.audit_seed, interval=1.0, max_sealed=4, sealed=lambda: told.append(sealer.position)
+        )
         seal_all(sealer)
         for n in range(6):
             runner.run(CreateTenant(name=f"chain-{uuid.uuid4().hex[:6]}-{n}"), actor)
             if n % 2:
                 seal_all(sealer)
+        stored = runner.store.recorder.select_notifications(start=1, limit=10_000, topics=[CHECKPOINT_TOPIC])
+        assert len(told) == len(stored) and told[-1] == sealer.position  # each checkpoint told, once stored
         return SealedLog(backend, url, kek, sealer.public_key)
     finally:
         runner.store.close()
