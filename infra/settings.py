@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DATA_DIR = Path(".authbus")
 
@@ -12,6 +14,16 @@ DEFAULT_DATA_DIR = Path(".authbus")
 def _env(name: str) -> str | None:
     value = os.environ.get(f"AUTHBUS_{name.upper()}")
     return value if value else None
+
+
+def _switch(raw: object) -> bool:
+    return str(raw).lower() not in ("0", "false", "no", "off")
+
+
+# By each field's declared type (a string: annotations are postponed); str fields pass as given.
+_PARSE: dict[str, Callable[[Any], object]] = {
+    "float": float, "int": int, "int | None": int, "bool": _switch, "Path": Path, "Path | None": Path,
+}
 
 
 @dataclass
@@ -45,15 +57,8 @@ class Settings:
             raw = flag if flag is not None else _env(f.name)
             if raw is None:
                 continue
-            if f.name in ("consistency_wait", "feed_lease_seconds", "seal_interval", "callout_lifetime"):
-                raw = float(raw)  # type: ignore[arg-type]
-            elif f.name in ("snapshot_every", "metrics_port"):
-                raw = int(raw)  # type: ignore[call-overload]
-            elif f.name == "event_feed":
-                raw = str(raw).lower() not in ("0", "false", "no", "off")
-            elif f.name in ("data_dir", "kek_file"):
-                raw = Path(str(raw))
-            values[f.name] = raw
+            parse = _PARSE.get(str(f.type))
+            values[f.name] = parse(raw) if parse else raw
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.database_url:
             settings.database_url = f"sqlite:///{settings.data_dir / 'events.db'}"

@@ -260,6 +260,16 @@ def test_every_service_environment_loads_as_settings(monkeypatch: pytest.MonkeyP
         Settings.load()  # a number that is not one, say, would raise here
 
 
+def test_every_setting_loads_from_the_environment_as_its_declared_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    given = {"float": ("2.5", 2.5), "int": ("7", 7), "bool": ("off", False), "Path": ("/srv/a", Path("/srv/a"))}
+    for f in dataclasses.fields(Settings):
+        kind = str(f.type).removesuffix(" | None")
+        text, expected = given.get(kind, ("plain", "plain"))
+        monkeypatch.setenv(f"AUTHBUS_{f.name.upper()}", text)
+        assert getattr(Settings.load(), f.name) == expected, f"{f.name}: {f.type}"
+        monkeypatch.delenv(f"AUTHBUS_{f.name.upper()}")
+
+
 def test_operations_doc_describes_every_variable() -> None:
     text = (ROOT / "docs" / "operations.md").read_text()
     missing = sorted(name for name in known_variables() if f"`{name}`" not in text)
