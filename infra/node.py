@@ -166,6 +166,12 @@ class Node:
             disconnected_cb=self._log_disconnect,
             reconnected_cb=_log_reconnect,
         )
+        if self.settings.event_feed:  # before serving: it notes the position it starts from
+            self.publisher = Publisher(
+                self.nc, self.store, self.model, self.settings.subject_prefix, self._follower.advanced,
+                lease_seconds=self.settings.feed_lease_seconds,
+            )
+            self._follower.listeners.append(self.publisher.offer)
         self.service = await start_service(self.nc, self, self.settings.subject_prefix)
         if self.callout_keys is not None:
             await self.service.add_endpoint(
@@ -173,12 +179,7 @@ class Node:
                 queue_group=QUEUE_GROUP,
             )
         await self.nc.flush()  # the server holds every subscription before start() returns
-        if self.settings.event_feed:
-            self.publisher = Publisher(
-                self.nc, self.store, self.model, self.settings.subject_prefix, self._follower.advanced,
-                lease_seconds=self.settings.feed_lease_seconds,
-            )
-            self._follower.listeners.append(self.publisher.offer)
+        if self.publisher is not None:
             self._publishing = asyncio.create_task(self.publisher.run(), name="authbus-event-feed")
         if self.settings.seal_interval > 0:
             # Nudged like a command's write: the read model folds the checkpoint at once

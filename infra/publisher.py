@@ -63,6 +63,9 @@ class Publisher:
         self.instance = uuid.uuid4().hex
         self.published = 0  # the last position the stream holds, once leading
         self.leading = False
+        # Where a purged stream goes on from: the last position this instance knows was
+        # published, or came before it started (see _stream_head).
+        self._known_published = model.position
         self._stopped = False
         self._revision = 0
         self._encode: Callable[[object], bytes] = msgspec.json.Encoder().encode
@@ -97,6 +100,8 @@ class Publisher:
                     self.advanced.clear()
             except Exception as error:  # NATS away or restarting: lead again when it is back
                 log.warning("event feed paused: %s", error)
+                if self.leading and self.published >= 0:
+                    self._known_published = self.published
                 self.leading = False
                 self._forget_fresh()
                 await wait_until(asyncio.sleep(1.0), 1.0)
@@ -141,19 +146,24 @@ class Publisher:
             if self.leading:
                 log.warning("lost the event-feed lease")
             self.leading = False
+            # Another instance leads, and publishes what it has folded: about this much.
+            self._known_published = self.model.position
             self._forget_fresh()
         return self.leading
 
     async def _stream_head(self, js: JetStreamContext) -> int:
         """The last position the stream holds: 0 for a new stream, which gets the whole log.
-        A purged one (emptied, its sequence kept) goes on from the read model's position:
-        refilling it would race its duplicate window, and whoever purged wanted it short."""
+        A purged one (emptied, its sequence kept) no longer says where it stopped.  It goes on
+        after the last position this instance knows was published: its read model's position
+        when it started, or when it last found another instance leading.  So events stored
+        while this instance came up or took over are not skipped, and what came before is
+        not refilled: that would race the duplicate window, and whoever purged wanted it short."""
         info = await js.stream_info(self.stream)
         if not info.state.last_seq:
             return 0
         if not info.state.messages:
-            log.warning("stream %s was purged: publishing from position %d on", self.stream, self.model.position)
-            return self.model.position
+            log.warning("stream %s was purged: publishing after position %d", self.stream, self._known_published)
+            return self._known_published
         last = await js.get_msg(self.stream, seq=info.state.last_seq)
         return int((last.headers or {}).get("Nats-Msg-Id", 0))
 

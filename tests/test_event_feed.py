@@ -202,3 +202,40 @@ async def test_a_purged_stream_goes_on_with_new_events(fresh_store, nats_server)
     finally:
         await client.close()
         await second.node.stop()
+
+
+async def test_a_standby_taking_over_a_purged_stream_publishes_what_came_during_the_takeover(fresh_store, nats_server):
+    """Events stored between the leader's last publish and the standby's takeover are not skipped."""
+    backend, settings = fresh_store
+    prefix = f"purgeover{backend}"
+    a_settings, b_settings = settings(prefix), settings(prefix)
+    a_settings.feed_lease_seconds = b_settings.feed_lease_seconds = 1.0
+    a = await start_instance(a_settings, backend)
+    b = await start_instance(b_settings, backend, bootstrap=False)
+    stream = stream_name(prefix)
+    try:
+        head = a.node.store.recorder.max_notification_id()
+        await wait_for_head(nats_server.url, stream, head)
+        leader, standby = (a, b) if a.node.publisher.leading else (b, a)
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().purge_stream(stream)
+        finally:
+            await nc.close()
+        deadline = time.monotonic() + 10
+        while standby.node.publisher._known_published < head and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the standby has seen the leader hold the lease at the head
+        assert standby.node.publisher._known_published == head
+        await leader.node.stop()
+        client = await AuthbusClient.connect(nats_server.url, prefix, a.root_token)
+        try:
+            created = await client.command("create_tenant", name=f"after-{uuid.uuid4().hex[:6]}")
+        finally:
+            await client.close()
+        await wait_for_head(nats_server.url, stream, created["position"])
+        positions, _, _ = await stream_positions(nats_server.url, stream)
+        assert positions == [p for p in store_positions(standby.node.runner) if p > head]
+    finally:
+        for inst in (a, b):
+            if not inst.node._stopping:
+                await inst.node.stop()
