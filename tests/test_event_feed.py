@@ -2,6 +2,7 @@
 publisher killed mid-stream, a NATS restart, and several instances."""
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -144,34 +145,50 @@ async def test_a_killed_publisher_and_a_restarted_nats_lose_and_duplicate_nothin
         server.stop()
 
 
-async def test_of_two_instances_one_publishes_and_the_other_takes_over(fresh_store, nats_server):
+@contextlib.asynccontextmanager
+async def leader_and_standby(fresh_store, nats_url: str, prefix: str):
+    """Two instances on one store with a quick lease, once the feed holds the whole log."""
     backend, settings = fresh_store
-    prefix = f"two{backend}"
     a_settings, b_settings = settings(prefix), settings(prefix)
     a_settings.feed_lease_seconds = b_settings.feed_lease_seconds = 1.0
     a = await start_instance(a_settings, backend)
     b = await start_instance(b_settings, backend, bootstrap=False)
-    stream = stream_name(prefix)
+    b.root_token = a.root_token  # one store: the root token works on either
     try:
-        head = a.node.store.recorder.max_notification_id()
-        await wait_for_head(nats_server.url, stream, head)
+        await wait_for_head(nats_url, stream_name(prefix), a.node.store.recorder.max_notification_id())
         assert [a.node.publisher.leading, b.node.publisher.leading].count(True) == 1
-        leader, standby = (a, b) if a.node.publisher.leading else (b, a)
-        await leader.node.stop()  # gives the lease up
-        runner = standby.node.runner
-        client = await AuthbusClient.connect(nats_server.url, prefix, a.root_token)
-        try:
-            await client.command("create_tenant", name=f"after-{uuid.uuid4().hex[:6]}")
-        finally:
-            await client.close()
-        await wait_for_head(nats_server.url, stream, runner.store.recorder.max_notification_id())
-        positions, _, _ = await stream_positions(nats_server.url, stream)
-        assert positions == store_positions(runner)
-        assert standby.node.publisher.leading
+        yield (a, b) if a.node.publisher.leading else (b, a)
     finally:
         for inst in (a, b):
             if not inst.node._stopping:
                 await inst.node.stop()
+
+
+async def purge(nats_url: str, stream: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().purge_stream(stream)
+    finally:
+        await nc.close()
+
+
+async def create_tenant(nats_url: str, prefix: str, token: str) -> int:
+    client = await AuthbusClient.connect(nats_url, prefix, token)
+    try:
+        return (await client.command("create_tenant", name=f"after-{uuid.uuid4().hex[:6]}"))["position"]
+    finally:
+        await client.close()
+
+
+async def test_of_two_instances_one_publishes_and_the_other_takes_over(fresh_store, nats_server):
+    prefix = f"two{fresh_store[0]}"
+    async with leader_and_standby(fresh_store, nats_server.url, prefix) as (leader, standby):
+        await leader.node.stop()  # gives the lease up
+        created = await create_tenant(nats_server.url, prefix, leader.root_token)
+        await wait_for_head(nats_server.url, stream_name(prefix), created)
+        positions, _, _ = await stream_positions(nats_server.url, stream_name(prefix))
+        assert positions == store_positions(standby.node.runner)
+        assert standby.node.publisher.leading
 
 
 async def test_a_purged_stream_goes_on_with_new_events(fresh_store, nats_server):
@@ -187,55 +204,30 @@ async def test_a_purged_stream_goes_on_with_new_events(fresh_store, nats_server)
     stream = stream_name(f"purge{backend}")
     await wait_for_head(nats_server.url, stream, first.node.store.recorder.max_notification_id())
     await first.node.stop()
-    nc = await nats.connect(nats_server.url)
-    try:
-        await nc.jetstream().purge_stream(stream)
-    finally:
-        await nc.close()
+    await purge(nats_server.url, stream)
     second = await start_instance(quick_lease(f"purge{backend}"), backend, bootstrap=False)
-    client = await AuthbusClient.connect(nats_server.url, second.prefix, first.root_token)
     try:
-        created = await client.command("create_tenant", name=f"after-{uuid.uuid4().hex[:6]}")
-        await wait_for_head(nats_server.url, stream, created["position"])
+        created = await create_tenant(nats_server.url, second.prefix, first.root_token)
+        await wait_for_head(nats_server.url, stream, created)
         positions, _, _ = await stream_positions(nats_server.url, stream)
         assert positions == [p for p in store_positions(second.node.runner) if p > first.node.model.position]
     finally:
-        await client.close()
         await second.node.stop()
 
 
 async def test_a_standby_taking_over_a_purged_stream_publishes_what_came_during_the_takeover(fresh_store, nats_server):
     """Events stored between the leader's last publish and the standby's takeover are not skipped."""
-    backend, settings = fresh_store
-    prefix = f"purgeover{backend}"
-    a_settings, b_settings = settings(prefix), settings(prefix)
-    a_settings.feed_lease_seconds = b_settings.feed_lease_seconds = 1.0
-    a = await start_instance(a_settings, backend)
-    b = await start_instance(b_settings, backend, bootstrap=False)
+    prefix = f"purgeover{fresh_store[0]}"
     stream = stream_name(prefix)
-    try:
-        head = a.node.store.recorder.max_notification_id()
-        await wait_for_head(nats_server.url, stream, head)
-        leader, standby = (a, b) if a.node.publisher.leading else (b, a)
-        nc = await nats.connect(nats_server.url)
-        try:
-            await nc.jetstream().purge_stream(stream)
-        finally:
-            await nc.close()
+    async with leader_and_standby(fresh_store, nats_server.url, prefix) as (leader, standby):
+        head = leader.node.store.recorder.max_notification_id()
+        await purge(nats_server.url, stream)
         deadline = time.monotonic() + 10
         while standby.node.publisher._known_published < head and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # the standby has seen the leader hold the lease at the head
         assert standby.node.publisher._known_published == head
         await leader.node.stop()
-        client = await AuthbusClient.connect(nats_server.url, prefix, a.root_token)
-        try:
-            created = await client.command("create_tenant", name=f"after-{uuid.uuid4().hex[:6]}")
-        finally:
-            await client.close()
-        await wait_for_head(nats_server.url, stream, created["position"])
+        created = await create_tenant(nats_server.url, prefix, leader.root_token)
+        await wait_for_head(nats_server.url, stream, created)
         positions, _, _ = await stream_positions(nats_server.url, stream)
         assert positions == [p for p in store_positions(standby.node.runner) if p > head]
-    finally:
-        for inst in (a, b):
-            if not inst.node._stopping:
-                await inst.node.stop()
