@@ -117,11 +117,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 def make_settings(nats_server: NatsServer, database_url: str, prefix: str, data_dir: Path, kek: str) -> Settings:
     # No background sealing: tests assert exactly which events a request appends.
-    # tests/test_audit_chain.py seals on purpose.
+    # tests/test_audit_chain.py seals on purpose.  A busy machine may take a while to fold:
+    # requests wait for their position longer than the default, and a test about ``stale``
+    # shortens the wait with ``quick_to_stale``.
     return Settings(
         data_dir=data_dir, nats_url=nats_server.url, database_url=database_url, subject_prefix=prefix, kek=kek,
-        seal_interval=0,
+        seal_interval=0, consistency_wait=5.0,
     )
+
 
 
 class Instance:
@@ -133,6 +136,12 @@ class Instance:
     @property
     def prefix(self) -> str:
         return self.settings.subject_prefix
+
+
+def quick_to_stale(monkeypatch: pytest.MonkeyPatch, *instances: Instance) -> None:
+    """These instances answer ``stale`` after 0.3 s instead of waiting out a test's 5 s."""
+    for inst in instances:
+        monkeypatch.setattr(inst.node, "consistency_wait", 0.3)
 
 
 async def start_instance(settings: Settings, backend: str, bootstrap: bool = True) -> Instance:

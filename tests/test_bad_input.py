@@ -48,6 +48,7 @@ from authbus.handlers.queries import AuthorizeRequest, JwksRequest, VerifyReques
 from authbus.handlers.service import subjects
 from authbus.handlers.sessions import WRONG_CREDENTIALS, AnswerRequest, ChallengeRequest, LoginRequest, RefreshRequest
 from authbus.handlers.wire import MAX_BODY, MAX_TOKEN
+from tests.conftest import quick_to_stale
 from tests.helpers import (
     PAT_SCOPE, PASSWORD, TenantWorld, b64url, device, make_tenant, secret_of, store_position,
 )
@@ -1067,7 +1068,8 @@ async def test_the_body_limit_is_exact(client, instance, world, secrets):
 
 
 @pytest.mark.parametrize("endpoint", ["verify", "authorize", "jwks", "admin.get_user"])
-async def test_a_min_position_never_reached_is_stale(client, instance, world, secrets, endpoint):
+async def test_a_min_position_never_reached_is_stale(client, instance, world, secrets, endpoint, monkeypatch):
+    quick_to_stale(monkeypatch, instance)
     body = {**BASE[endpoint](world), "min_position": 10**30}
     headers = as_root(world, instance.root_token) if endpoint in AUTHENTICATED else None
     before = store_position(instance)

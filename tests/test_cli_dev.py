@@ -8,6 +8,7 @@ import secrets
 import signal
 import stat
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -38,14 +39,16 @@ def start_dev(cwd: Path, port: int, *flags: str) -> subprocess.Popen:
         [*CLI, "dev", "--nats-port", str(port), *flags], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    for line in process.stdout:  # the banner's last line says it is ready
-        if "Ctrl-C stops everything" in line:
-            return process
-        if time.monotonic() > deadline:
-            break
+    watchdog = threading.Timer(60, process.kill)  # a silent hang ends the read too: stdout closes
+    watchdog.start()
+    try:
+        for line in process.stdout:  # the banner's last line says it is ready
+            if "Ctrl-C stops everything" in line:
+                return process
+    finally:
+        watchdog.cancel()
     process.kill()
-    raise AssertionError("authbus dev did not come up")
+    raise AssertionError("authbus dev did not come up in 60 s")
 
 
 def stop_dev(process: subprocess.Popen) -> int:
@@ -130,7 +133,7 @@ async def bus_client(port: int, token: str | None) -> nats.aio.client.Client:
         pass
 
     return await asyncio.wait_for(
-        nats.connect(f"nats://127.0.0.1:{port}", token=token, allow_reconnect=False, connect_timeout=2, error_cb=quiet), 10
+        nats.connect(f"nats://127.0.0.1:{port}", token=token, allow_reconnect=False, connect_timeout=5, error_cb=quiet), 10
     )
 
 

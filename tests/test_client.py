@@ -13,6 +13,7 @@ import pytest
 from authbus.infra.client import (
     AuthbusClient, AuthbusError, CommandReply, Credential, Decision, Principal, Scope, Tokens, Verified,
 )
+from tests.conftest import quick_to_stale
 from tests.helpers import PAT_SCOPE, make_tenant
 from tests.test_consistency import two_instances
 
@@ -152,7 +153,7 @@ async def test_an_error_reply_raises_and_still_advances_the_position(client, ins
     assert error.value.code == "invalid_request" and error.value.position == fresh.position
 
 
-async def test_a_verify_after_a_revocation_is_never_answered_by_a_lagging_instance(fresh_store, nats_server):
+async def test_a_verify_after_a_revocation_is_never_answered_by_a_lagging_instance(fresh_store, nats_server, monkeypatch):
     """A revokes; the client's next verify lands on B, whose read model lags: B waits for the
     client's position and answers stale, never the old valid answer."""
     async with two_instances(fresh_store, nats_server, "ryw") as (a, b, via_a, _):
@@ -162,6 +163,7 @@ async def test_a_verify_after_a_revocation_is_never_answered_by_a_lagging_instan
         created = await client.command_as(NewPat, "create_pat", user_id=user, name="doomed")
         assert await b.node.reached(created.position, 10)
         b.node._follower.stop()  # B's read model now lags the store
+        quick_to_stale(monkeypatch, b)
         revoked = await client.command("revoke_pat", pat_id=created.result.pat_id)
         assert client.position == revoked["position"]
 

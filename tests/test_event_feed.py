@@ -147,15 +147,19 @@ async def test_a_killed_publisher_and_a_restarted_nats_lose_and_duplicate_nothin
 
 @contextlib.asynccontextmanager
 async def leader_and_standby(fresh_store, nats_url: str, prefix: str):
-    """Two instances on one store with a quick lease, once the feed holds the whole log."""
+    """Two instances on one store with a quick lease, once the feed holds the whole log.
+    Both run in the test's event loop: the lease outlasts a stall of it by a margin."""
     backend, settings = fresh_store
     a_settings, b_settings = settings(prefix), settings(prefix)
-    a_settings.feed_lease_seconds = b_settings.feed_lease_seconds = 1.0
+    a_settings.feed_lease_seconds = b_settings.feed_lease_seconds = 3.0
     a = await start_instance(a_settings, backend)
     b = await start_instance(b_settings, backend, bootstrap=False)
     b.root_token = a.root_token  # one store: the root token works on either
     try:
         await wait_for_head(nats_url, stream_name(prefix), a.node.store.recorder.max_notification_id())
+        deadline = time.monotonic() + 10
+        while [a.node.publisher.leading, b.node.publisher.leading].count(True) != 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         assert [a.node.publisher.leading, b.node.publisher.leading].count(True) == 1
         yield (a, b) if a.node.publisher.leading else (b, a)
     finally:

@@ -121,6 +121,13 @@ async def bootstrapped(database_url: str, nats_server, tmp_path: Path, prefix: s
     return settings, runner, client
 
 
+def impatient(client: AuthbusClient) -> AuthbusClient:
+    """The client's connection with a short timeout, for a load while an instance or a
+    server may be gone: a request sent to it fails fast and is retried.  Setup and checks
+    keep the patient client, so a slow moment of a busy machine fails nothing."""
+    return AuthbusClient(client.nc, client.prefix, client.token, timeout=2.0)
+
+
 def stored_events(runner) -> list:
     return [event for _, event in runner.store.read_events(1, 100_000)]
 
@@ -143,7 +150,7 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
     """kill -9 under a command load; clients retry with the same command_id on a new instance.
     Every command is then in the store exactly once, whole, and an acknowledged one's retry
     returns the very token it first returned."""
-    settings, runner, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"kill{backend}", timeout=2.0)
+    settings, runner, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"kill{backend}", timeout=10.0)
     first = serve(settings, settings.kek)
     try:
         await wait_serving(client)
@@ -151,14 +158,15 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
         command_ids = [str(uuid.uuid4()) for _ in range(COMMANDS)]
         acknowledged: dict[str, dict] = {}
 
-        async def create(command_id: str) -> dict:
-            reply = await client.command("create_pat", user_id=org.user_id, name="load", command_id=command_id, token=org.admin_key)
+        async def create(command_id: str, via: AuthbusClient = client) -> dict:
+            reply = await via.command("create_pat", user_id=org.user_id, name="load", command_id=command_id, token=org.admin_key)
             return reply["result"]
 
         async def load(share: list[str]) -> None:
+            quick = impatient(client)
             for command_id in share:
                 try:
-                    acknowledged[command_id] = await create(command_id)
+                    acknowledged[command_id] = await create(command_id, quick)
                 except Exception:  # the instance is gone: this one is retried below
                     pass
                 if len(acknowledged) >= KILL_AFTER and first.poll() is None:
@@ -196,7 +204,8 @@ async def test_nats_restarted_under_load(backend, databases, tmp_path):
     settings = make_settings(server, databases.new(backend), "natsfault", tmp_path / "data", secrets.token_hex(32))
     instance = await start_instance(settings, backend)
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    client = AuthbusClient(nc, instance.prefix, instance.root_token, timeout=2.0)
+    client = AuthbusClient(nc, instance.prefix, instance.root_token)
+    quick = impatient(client)
     try:
         org = await make_org(client)
         answered = {"before": 0, "after": 0}
@@ -208,13 +217,13 @@ async def test_nats_restarted_under_load(backend, databases, tmp_path):
                 if stop.is_set():
                     return
                 try:
-                    if (await client.verify(org.user_key)).valid:
+                    if (await quick.verify(org.user_key)).valid:
                         answered[phase] += 1
                 except Exception:  # no server for a moment: the load goes on
                     await asyncio.sleep(0.05)
 
         load = asyncio.create_task(verify_load())
-        await asyncio.sleep(0.5)
+        await until_ok(lambda: _at_least(answered, "before", 1), retry=(AssertionError,))
         server.stop()
         await asyncio.sleep(0.5)
         server.start()
@@ -226,7 +235,6 @@ async def test_nats_restarted_under_load(backend, databases, tmp_path):
         await until_ok(lambda: _at_least(answered, "after", 100), retry=(AssertionError,))
         stop.set()
         await load
-        assert answered["before"] > 0
         head = instance.node.store.recorder.max_notification_id()
         await wait_for_head(server.url, "AUTHBUS_EVENTS_NATSFAULT", head)
         positions, _, _ = await stream_positions(server.url, "AUTHBUS_EVENTS_NATSFAULT")
@@ -270,7 +278,7 @@ async def test_a_node_and_an_instance_lost_in_a_three_node_cluster(backend, data
     a = await start_instance(settings[0], backend)
     b = await start_instance(settings[1], backend, bootstrap=False)
     nc = await nats.connect(nodes[2].url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    client = AuthbusClient(nc, "cluster", a.root_token, timeout=2.0)
+    client = AuthbusClient(nc, "cluster", a.root_token)
     try:
         org = await until_ok(lambda: make_org(client), retry=(Exception,))  # routes may still be forming
         head = a.node.store.recorder.max_notification_id()
@@ -281,7 +289,8 @@ async def test_a_node_and_an_instance_lost_in_a_three_node_cluster(backend, data
         loop = asyncio.get_running_loop()
         lost = loop.time()
         token, created_at = pat["result"]["token"], pat["position"]
-        reply = await until_ok(lambda: client.verify(token, min_position=created_at), seconds=30, retry=(Exception,))
+        quick = impatient(client)
+        reply = await until_ok(lambda: quick.verify(token, min_position=created_at), seconds=30, retry=(Exception,))
         blip = loop.time() - lost
         assert reply.valid is True and blip < 30
         revoked = await until_ok(lambda: client.command("revoke_pat", pat_id=pat["result"]["pat_id"], token=org.admin_key), retry=(Exception,))
@@ -309,7 +318,7 @@ async def test_sigterm_finishes_what_is_under_way_and_exits_0(backend, databases
             asyncio.ensure_future(client.command("create_pat", user_id=org.user_id, name="t", command_id=c, token=org.admin_key))
             for c in command_ids
         ]
-        await asyncio.sleep(0.05)
+        await asyncio.wait(sent, return_when=asyncio.FIRST_COMPLETED)  # they are arriving
         process.send_signal(signal.SIGTERM)
         replies = await asyncio.gather(*sent, return_exceptions=True)
         assert await asyncio.to_thread(process.wait, 30) == 0
@@ -317,7 +326,7 @@ async def test_sigterm_finishes_what_is_under_way_and_exits_0(backend, databases
         if process.poll() is None:
             process.kill()
     answered = {c for c, r in zip(command_ids, replies) if not isinstance(r, BaseException)}
-    assert answered, "SIGTERM landed before any command arrived"
+    assert answered, "not one command was answered"
     stored = Counter(e.correlation_id for e in stored_events(runner) if e.__class__.__name__ == "PATCreated")
     assert all(stored[c] == 1 for c in answered)  # every answer stands
     assert all(stored[c] in (0, 1) for c in command_ids)  # the unanswered are whole or absent: retry them
