@@ -126,7 +126,6 @@ def make_settings(nats_server: NatsServer, database_url: str, prefix: str, data_
     )
 
 
-
 class Instance:
     """A running authbus node with its root token, for tests."""
 
