@@ -9,7 +9,6 @@ in nats-server ``server/auth_callout_test.go`` and ``parseAuthCallout`` in ``ser
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
@@ -18,6 +17,7 @@ from pathlib import Path
 from authbus.handlers.nats_jwt import (
     PREFIX_ACCOUNT, PREFIX_CURVE, NKey, XKey, is_public_key, new_account_seed, new_xkey_seed,
 )
+from authbus.infra.secrets import write_private
 
 
 def conf_string(value: str) -> str:
@@ -104,10 +104,7 @@ class CalloutSetup:
         if path.exists():
             return cls(**json.loads(path.read_text()))
         made = cls.create()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # seeds: owner only
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(made), f)
+        write_private(path, json.dumps(asdict(made)), new=True)
         return made
 
     def config(self) -> str:
@@ -119,9 +116,7 @@ class CalloutSetup:
         )
 
     def write_config(self, path: Path) -> Path:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the password
-        with os.fdopen(fd, "w") as f:
-            f.write(self.config())
+        write_private(path, self.config())  # it holds the service password
         return path
 
     def service_url(self, host: str, port: int) -> str:

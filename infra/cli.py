@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import stat
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,7 +26,7 @@ from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra import logs
 from authbus.infra.nats_server import NatsServer
 from authbus.infra.node import Node, open_runner, run_bootstrap
-from authbus.infra.secrets import KEKError
+from authbus.infra.secrets import KEKError, write_private
 from authbus.infra.settings import DEFAULT_DATA_DIR, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="authbus: event-sourced authentication and authorization on NATS.")
@@ -162,7 +161,7 @@ def bootstrap(
     finally:
         runner.store.close()
     if token_file is not None:
-        _write_secret(token_file, result["token"])
+        write_private(token_file, result["token"] + "\n")
     out.print(result["token"], markup=False, highlight=False)
 
 
@@ -195,16 +194,8 @@ def _bootstrap_into(runner: Any, token_file: Path) -> bool:
         if not token_file.exists():
             err.print(f"[yellow]the store is bootstrapped but {token_file} is missing; the root token cannot be shown again[/]")
         return False
-    _write_secret(token_file, token)
+    write_private(token_file, token + "\n")
     return True
-
-
-def _write_secret(path: Path, value: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
 
 
 async def _run_until_signalled(settings: Settings, runner: Any, started: Callable[[Node], None]) -> None:

@@ -36,10 +36,7 @@ def load_kek(kek_hex: str | None, kek_file: Path | None, create: bool = False) -
         if not kek_file.exists():
             if not create:
                 raise KEKError(f"no KEK: {kek_file} does not exist (set AUTHBUS_KEK or --kek-file)")
-            kek_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(kek_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(KEK_BYTES) + "\n")
+            write_private(kek_file, secrets.token_hex(KEK_BYTES) + "\n", new=True)
         try:
             kek = bytes.fromhex(kek_file.read_text().strip())
         except ValueError:
@@ -49,6 +46,16 @@ def load_kek(kek_hex: str | None, kek_file: Path | None, create: bool = False) -
     if len(kek) != KEK_BYTES:
         raise KEKError(f"the KEK must be {KEK_BYTES} bytes (64 hex characters), not {len(kek)}")
     return kek
+
+
+def write_private(path: Path, text: str, *, new: bool = False) -> None:
+    """Write ``text`` to a file that only its owner may read or write, making its directory.
+    ``new``: FileExistsError rather than replace a file that is there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC), stat.S_IRUSR | stat.S_IWUSR)
+    os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)  # a file that was there keeps its mode through O_TRUNC
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def derive(kek: bytes, purpose: bytes) -> bytes:

@@ -2,6 +2,7 @@
 
 import base64
 import os
+import stat
 import uuid
 
 import pytest
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.infra.challenges import Challenges
 from authbus.infra.keys import Sealer, generate
-from authbus.infra.secrets import KEKError, derive, load_kek
+from authbus.infra.secrets import KEKError, derive, load_kek, write_private
 
 
 def b64(data: bytes) -> str:
@@ -39,6 +40,20 @@ def test_a_missing_or_wrong_kek_is_a_clear_error(tmp_path):
         load_kek(None, tmp_path / "bad")
     created = load_kek(None, tmp_path / "new", create=True)
     assert len(created) == 32 and load_kek(None, tmp_path / "new") == created
+
+
+def test_a_private_file_is_its_owners_alone_even_when_it_replaces_a_looser_one(tmp_path):
+    loose = tmp_path / "deep" / "token"
+    loose.parent.mkdir()
+    loose.write_text("old")
+    loose.chmod(0o644)
+    write_private(loose, "secret\n")
+    assert loose.read_text() == "secret\n" and stat.S_IMODE(loose.stat().st_mode) == 0o600
+    write_private(tmp_path / "made" / "seed", "seed")  # its directory is made
+    assert stat.S_IMODE((tmp_path / "made" / "seed").stat().st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        write_private(loose, "other", new=True)
+    assert loose.read_text() == "secret\n"
 
 
 @pytest.fixture
