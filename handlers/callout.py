@@ -33,6 +33,7 @@ from authbus.handlers.nats_jwt import (
     response_payload,
     user_claims,
 )
+from authbus.handlers.metrics import OK
 from authbus.handlers.wire import Backend
 from authbus.projections.bus_access import EVERY_SUBJECT, BusGrant, Reserved, bus_grant
 
@@ -86,6 +87,11 @@ def callout(backend: Backend, keys: CalloutKeys) -> Callable[[Request], Awaitabl
 
     async def answer(msg: Request) -> None:
         started = perf_counter()
+        outcome, message = await respond(msg)
+        seen.record(outcome, perf_counter() - started, message)
+
+    async def respond(msg: Request) -> tuple[str, str | None]:
+        """Answers the server; the outcome and error message for the request stats."""
         now = backend.now()
         try:
             request = decode_authorization_request(msg.data, msg.headers, keys.xkey, now=now)
@@ -93,12 +99,10 @@ def callout(backend: Backend, keys: CalloutKeys) -> Callable[[Request], Awaitabl
             # Not from a server configured as we are: no answer of ours could be read.  The
             # messages name no value from the request.
             log.warning("auth callout: ignored a request: %s", error)
-            seen.record("invalid_request", perf_counter() - started, str(error))
-            return
+            return "invalid_request", str(error)
         except Exception as error:  # a shape no server sends
             log.warning("auth callout: ignored a malformed request (%s)", type(error).__name__)
-            seen.record("invalid_request", perf_counter() - started, "malformed request")
-            return
+            return "invalid_request", "malformed request"
         try:
             host = request.client_info.get("host")
             token = token_of(request.connect_opts)
@@ -120,8 +124,7 @@ def callout(backend: Backend, keys: CalloutKeys) -> Callable[[Request], Awaitabl
             response = authorization_response(request.user_nkey, request.server_id, keys.issuer, error="internal error")
         await msg.respond(response_payload(response, request, keys.xkey))
         if isinstance(grant, BusGrant):
-            seen.record("ok", perf_counter() - started)
-        else:
-            seen.record("internal" if grant == "internal" else "unauthenticated", perf_counter() - started, grant)
+            return OK, None
+        return ("internal" if grant == "internal" else "unauthenticated"), grant
 
     return answer
