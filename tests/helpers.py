@@ -8,8 +8,11 @@ adds the user's PAT and recovery key, and on request a session and signing mater
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -130,3 +133,14 @@ def secret_of(token: str) -> str:
 def store_position(instance) -> int:
     """The event store's head: unchanged across a request means it appended nothing."""
     return instance.node.store.recorder.max_notification_id() or 0
+
+
+async def eventually(condition: Callable[[], bool], seconds: float, every: float = 0.05) -> bool:
+    """Whether ``condition`` comes true within ``seconds``, asked every ``every`` seconds:
+    for what a background task or another process does in its own time."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(every)
+    return True

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from uuid import UUID
@@ -30,7 +29,7 @@ from authbus.infra.nats_server import NatsServer, free_port
 from authbus.infra.node import Node, open_runner
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, Instance, start_instance
-from tests.helpers import make_org
+from tests.helpers import eventually, make_org
 
 WAIT = 5.0  # seconds: the bound of every single wait
 
@@ -107,17 +106,15 @@ async def refused(bus: Bus, token: str | None, reason: str) -> None:
     seen = len(bus.reasons())
     with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
         await connect(bus, token)
-    deadline = time.monotonic() + WAIT
-    while f"returned an error: {reason}" not in bus.reasons()[seen:]:
-        assert time.monotonic() < deadline, f"the server never logged {reason!r}"
-        await asyncio.sleep(0.05)
+    assert await eventually(lambda: f"returned an error: {reason}" in bus.reasons()[seen:], WAIT), (
+        f"the server never logged {reason!r}"
+    )
 
 
 async def violation(errors: list[Exception], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not any(what in str(error).lower() for error in errors):
-        assert time.monotonic() < deadline, f"no {what!r} in {errors}"
-        await asyncio.sleep(0.02)
+    assert await eventually(lambda: any(what in str(error).lower() for error in errors), WAIT, every=0.02), (
+        f"no {what!r} in {errors}"
+    )
 
 
 async def answered(nc: Client, subject: str, data: bytes):

@@ -24,6 +24,7 @@ from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.publisher import stream_name
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, start_instance
+from tests.helpers import eventually
 
 FORBIDDEN = (b"secret_hash", b"password_hash", b"sealed_private", b"refresh_hash", b"$argon2", b"PRIVATE KEY")
 
@@ -157,10 +158,7 @@ async def leader_and_standby(fresh_store, nats_url: str, prefix: str):
     b.root_token = a.root_token  # one store: the root token works on either
     try:
         await wait_for_head(nats_url, stream_name(prefix), a.node.store.recorder.max_notification_id())
-        deadline = time.monotonic() + 10
-        while [a.node.publisher.leading, b.node.publisher.leading].count(True) != 1 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert [a.node.publisher.leading, b.node.publisher.leading].count(True) == 1
+        assert await eventually(lambda: [a.node.publisher.leading, b.node.publisher.leading].count(True) == 1, 10)
         yield (a, b) if a.node.publisher.leading else (b, a)
     finally:
         for inst in (a, b):
@@ -226,9 +224,8 @@ async def test_a_standby_taking_over_a_purged_stream_publishes_what_came_during_
     async with leader_and_standby(fresh_store, nats_server.url, prefix) as (leader, standby):
         head = leader.node.store.recorder.max_notification_id()
         await purge(nats_server.url, stream)
-        deadline = time.monotonic() + 10
-        while standby.node.publisher._known_published < head and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)  # the standby has seen the leader hold the lease at the head
+        # The standby has seen the leader hold the lease at the head.
+        assert await eventually(lambda: standby.node.publisher._known_published >= head, 10)
         assert standby.node.publisher._known_published == head
         await leader.node.stop()
         created = await create_tenant(nats_server.url, prefix, leader.root_token)
