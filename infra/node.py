@@ -23,6 +23,7 @@ from authbus.handlers.metrics import RequestStats
 from authbus.handlers.nats_jwt import PREFIX_ACCOUNT, NKey, XKey
 from authbus.handlers.service import QUEUE_GROUP, VERSION, start_service, subjects
 from authbus.infra.follower import Follower, wait_until
+from authbus.infra.nats_sync import sync_with_server
 from authbus.infra.prometheus import MetricsServer
 from authbus.infra.publisher import Publisher, lease_bucket, stream_name
 from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
@@ -178,7 +179,7 @@ class Node:
                 name=callout.ENDPOINT, subject=callout.SUBJECT, handler=callout.callout(self, self.callout_keys),
                 queue_group=QUEUE_GROUP,
             )
-        await self.nc.flush()  # the server holds every subscription before start() returns
+        await sync_with_server(self.nc)  # the server holds every subscription before start() returns
         if self.publisher is not None:
             self._publishing = asyncio.create_task(self.publisher.run(), name="authbus-event-feed")
         if self.settings.seal_interval > 0:

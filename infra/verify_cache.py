@@ -30,6 +30,7 @@ from nats.aio.subscription import Subscription
 # The typed answers live with the client; imported from here as well, as they always were.
 from authbus.infra.client import AuthbusClient, Verified
 from authbus.infra.client import Credential as Credential, Principal as Principal
+from authbus.infra.nats_sync import sync_with_server
 
 # Events of these aggregates are matched by id: their aggregate_id is the credential's or
 # the principal's.  Any other aggregate's events (tenant, session, signing_key, …) evict
@@ -69,7 +70,7 @@ class CachedVerifier:
     async def start(cls, client: AuthbusClient, **options: Any) -> CachedVerifier:
         verifier = cls(client, **options)
         verifier._subscription = await client.nc.subscribe(f"{client.prefix}.v1.events.>", cb=verifier._on_event)
-        await client.nc.flush()  # listening before the first answer is kept
+        await sync_with_server(client.nc)  # listening before the first answer is kept
         return verifier
 
     async def close(self) -> None:

@@ -26,6 +26,7 @@ from authbus.infra import cli
 from authbus.infra.callout_config import render_callout_config
 from authbus.infra.client import AuthbusClient
 from authbus.infra.nats_server import NatsServer, free_port
+from authbus.infra.nats_sync import sync_with_server
 from authbus.infra.node import Node, open_runner
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, Instance, start_instance
@@ -117,19 +118,6 @@ async def violation(errors: list[Exception], what: str) -> None:
     )
 
 
-async def answered(nc: Client, subject: str, data: bytes):
-    """A request to a responder that has just subscribed.  nats-server 2.15 with nats-py
-    now and then answers "no responders" (or drops the request) although the responder's
-    subscribe was flushed: seen without authbus or any permissions, so it is retried."""
-    for attempt in range(10):
-        try:
-            return await nc.request(subject, data, timeout=1)
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            if attempt == 9:
-                raise
-            await asyncio.sleep(0.1)
-
-
 async def pat(bus: Bus, scopes: list[dict], **fields) -> tuple[str, str]:
     pat_id, token, _ = await owned_pat(bus, scopes, **fields)
     return pat_id, token
@@ -151,6 +139,7 @@ async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
     errors: list[Exception] = []
     client = await connect(bus, token, errors, inbox=f"_INBOX_{owner}")
     watcher = await bus.admin.nc.subscribe("billing.>")
+    await sync_with_server(bus.admin.nc)
     try:
         own = await client.subscribe("orders.>")
         await client.publish("orders.new", b"one")
@@ -158,7 +147,7 @@ async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
 
         await client.publish("billing.invoice", b"not allowed")
         await violation(errors, 'permissions violation for publish to "billing.invoice"')
-        await bus.admin.nc.flush()
+        await sync_with_server(bus.admin.nc)
         with pytest.raises(nats.errors.TimeoutError):
             await watcher.next_msg(timeout=0.3)
 
@@ -166,8 +155,8 @@ async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
             await msg.respond(b"re:" + msg.data)
 
         responder = await bus.admin.nc.subscribe("orders.echo", cb=echo)
-        await bus.admin.nc.flush()
-        assert (await answered(client, "orders.echo", b"ping")).data == b"re:ping"  # to its private inbox
+        await sync_with_server(bus.admin.nc)
+        assert (await client.request("orders.echo", b"ping", timeout=WAIT)).data == b"re:ping"  # to its private inbox
         await responder.unsubscribe()
 
         await client.subscribe("billing.>")
@@ -212,15 +201,14 @@ async def test_no_one_but_root_hears_authbus_or_other_inboxes_or_forges_the_feed
                 await violation(errors, f'permissions violation for publish to "{subject.lower()}"')
             await client.subscribe("bus.v1.events.>")  # the feed itself is readable, when granted
             await client.publish("anything.else", b"")
-            await client.flush()
+            await sync_with_server(client)
             assert len(errors) == 7 and client.is_connected
         finally:
             await client.close()
     root = await connect(bus, bus.instance.root_token, errors := [])
     try:
         await root.subscribe("bus.v1.login")
-        await root.flush()
-        await asyncio.sleep(0.2)
+        await sync_with_server(root)  # a refusal would have come before the PONG
         assert errors == [] and root.is_connected
     finally:
         await root.close()
@@ -234,8 +222,8 @@ async def test_a_subscriber_may_answer_requests_without_publish_rights(bus: Bus)
             await msg.respond(b"noon")
 
         await service.subscribe("svc.time", cb=answer)
-        await service.flush()
-        assert (await answered(bus.admin.nc, "svc.time", b"")).data == b"noon"
+        await sync_with_server(service)
+        assert (await bus.admin.nc.request("svc.time", b"", timeout=WAIT)).data == b"noon"
     finally:
         await service.close()
 
@@ -261,7 +249,7 @@ async def test_unscoped_credentials_act_with_their_owners_roles(bus: Bus):
     admin = await connect(bus, org.admin_key)  # an admin's unscoped API key: every subject
     try:
         await admin.publish("anything.at.all", b"")
-        await admin.flush()
+        await sync_with_server(admin)
         assert admin.is_connected
     finally:
         await admin.close()
@@ -311,7 +299,7 @@ async def test_the_callout_survives_an_authbus_restart(bus: Bus):
     client = await connect(bus, token)
     try:
         await client.publish("after.restart", b"")
-        await client.flush()
+        await sync_with_server(client)
     finally:
         await client.close()
 

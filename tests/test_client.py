@@ -13,6 +13,7 @@ import pytest
 from authbus.infra.client import (
     AuthbusClient, AuthbusError, CommandReply, Credential, Decision, Principal, Scope, Tokens, Verified,
 )
+from authbus.infra.nats_sync import sync_with_server
 from tests.conftest import quick_to_stale
 from tests.helpers import PAT_SCOPE, make_tenant
 from tests.test_consistency import two_instances
@@ -30,7 +31,7 @@ async def wiretap(url: str, subject: str):
     connection of its own (it never answers; the service's queue group does)."""
     nc = await nats.connect(url)
     sub = await nc.subscribe(subject)
-    await nc.flush()
+    await sync_with_server(nc)
 
     async def next_body() -> dict:
         return msgspec.json.decode((await sub.next_msg(timeout=5)).data)
