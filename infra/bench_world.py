@@ -23,6 +23,7 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from authbus.infra.client import AuthbusClient
+from authbus.infra.nats_sync import sync_with_server
 
 CREDENTIALS = 100  # PATs and API keys each, so lookups are spread over many entries
 PASSWORD = "bench-password-1234"
@@ -115,6 +116,7 @@ async def start_echo(nc: Client, subject: str) -> Service:
         await request.respond(b'{"ok":true}')
 
     await service.add_endpoint(name="echo", subject=subject, handler=echo)
+    await sync_with_server(nc)
     return service
 
 
@@ -150,6 +152,7 @@ class Peer:
                 self.tokens.append(f"{key_id}.{secret}")
         service = await add_service(nc, name="bench-peer", version="0.1.0", queue_group="bench-peer")
         await service.add_endpoint(name="verify", subject=subject, handler=self._handle)
+        await sync_with_server(nc)
         return service
 
     async def _handle(self, request: Request) -> None:
