@@ -5,7 +5,7 @@ straight to the socket, while ``subscribe()`` and ``publish()`` leave their SUB 
 a buffer that a flusher task writes on the next turn of the event loop. So the PING can
 reach the server first and its PONG proves nothing about the SUB. A message that another
 connection publishes right after ``flush()`` returned can then find no subscriber. That
-happens to about 1 in 25 fresh connections on a loopback server.
+happened to 3 to 6 in a hundred fresh connections on a loopback server.
 
 The flusher is woken by the SUB or PUB itself, so it has handed the buffer to the socket
 before the first PONG can be read (the socket not being backed up); a second PING then
