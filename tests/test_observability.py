@@ -21,7 +21,7 @@ from tests.conftest import BACKENDS, start_instance
 from tests.secret_scan import LogRecorder
 from tests.test_event_feed import serve
 from tests.test_faults import bootstrapped, wait_serving
-from tests.helpers import make_org
+from tests.helpers import eventually, make_org
 
 SAMPLE = re.compile(r'(?P<name>[a-z_]+)(?P<labels>\{[^}]*\})? (?P<value>[0-9.e+-]+|\+Inf)')
 
@@ -119,12 +119,13 @@ async def test_the_prometheus_endpoint_counts_outcomes_and_times_every_endpoint(
 
 
 async def logged(logs: LogRecorder, text: str, seconds: float = 5.0) -> list[dict]:
-    """The JSON log lines holding ``text``: written just after the reply is sent."""
-    for _ in range(int(seconds / 0.01)):
-        if lines := [json.loads(line) for line in logs.lines if text in line]:
-            return lines
-        await asyncio.sleep(0.01)
-    return []
+    """The JSON log lines holding ``text``, once there are any: they are written just after
+    the reply is sent."""
+    def holding() -> list[dict]:
+        return [json.loads(line) for line in logs.lines if text in line]
+
+    await eventually(lambda: bool(holding()), seconds, every=0.01)
+    return holding()
 
 
 async def test_commands_carry_a_correlation_id_into_the_reply_and_the_log(client, org, logs):
