@@ -45,7 +45,8 @@ class NameClaim(Aggregate):
 class CommandRecord(Aggregate):
     """The first reply to a command sent with a ``command_id``, without its secrets.
 
-    ``secrets`` maps a result field to the recipe from which its shown-once value is derived
+    ``credential_id`` is the credential that sent it: a repeat is answered only to that
+    one (another credential of the same principal may hold less).  ``secrets`` maps a result field to the recipe from which its shown-once value is derived
     again on a repeat (see infra.runner.render_secret), so the repeat returns the same token
     or key secret without any secret having been stored.
     """
@@ -61,7 +62,9 @@ class CommandRecord(Aggregate):
         secrets: dict[str, list[str]],
         actor: str,
         correlation_id: str,
+        credential_id: str | None = None,  # None in records written before it was kept
     ) -> None:
+        self.credential_id = credential_id
         self.command = command
         self.command_id = command_id
         self.request_digest = request_digest

@@ -58,6 +58,8 @@ def mint(kind: str, credential_id: UUID, secret: bytes) -> str:
 
 def parse(token: str) -> ParsedToken | None:
     """The parts of a well-formed token, or None for anything malformed (bad checksum too)."""
+    if not token.isascii():  # every well-formed token is; compare_digest refuses other text
+        return None
     prefix, sep, rest = token.partition("_")
     kind = KIND_OF_PREFIX.get(prefix)
     if kind is None or not sep or len(rest) != _ID_LEN + _SECRET_LEN + _CHECK_LEN + 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -10,11 +11,12 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import IO, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from authbus.domain.errors import Conflict
 from authbus.infra.audit_cli import audit_app
@@ -97,12 +99,13 @@ def dev(
     )
     _or_exit(lambda: logs.configure(settings.log_format, settings.log_level))
     settings.database_url = settings.database_url if os.environ.get("AUTHBUS_DATABASE_URL") else f"sqlite:///{data_dir / 'events.db'}"
+    lock = _or_exit(lambda: hold_data_dir(data_dir))  # noqa: F841  (held until the process ends)
     extra_args: tuple[str, ...] = ()
     if callout:
         keys = CalloutSetup.load_or_create(data_dir)
         extra_args = ("-c", str(keys.write_config(data_dir / "nats-callout.conf")))
         settings.callout_issuer_seed, settings.callout_xkey_seed = keys.issuer_seed, keys.xkey_seed
-    server = NatsServer(data_dir / "nats", port=nats_port, extra_args=extra_args)
+    server = NatsServer(data_dir / "nats", port=nats_port, extra_args=extra_args, owned=True)
     try:
         server.start()
         settings.nats_url = keys.service_url(server.host, server.port) if callout else server.url
@@ -185,6 +188,21 @@ def callout_init(
         f"# nats-server: configuration\n{setup.config()}",
         markup=False, highlight=False, soft_wrap=True, end="",
     )
+
+
+def hold_data_dir(data_dir: Path) -> IO[str]:
+    """The data directory, private to its owner (0700), locked for this process: a second
+    ``authbus dev`` on it would corrupt JetStream's state.  The lock goes with the process,
+    however it ends."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    lock = open(data_dir / "dev.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ValueError(f"another authbus dev is running on {data_dir}") from None
+    return lock
 
 
 def _bootstrap_into(runner: Any, token_file: Path) -> bool:
@@ -294,12 +312,12 @@ def _show(ctx: typer.Context, data: Any, columns: tuple[str, ...] = ()) -> None:
             table.add_column(column, overflow="fold")
         for row in data:
             table.add_row(*(_cell(row.get(c)) for c in columns))
-        out.print(table)
+        out.print(table, markup=False)  # names, reasons and scopes are the users' own text, not markup
         return
     # Plain lines, soft-wrapped: a token shown once must copy as one piece.
     width = max(map(len, data), default=0)
     for key, value in data.items():
-        out.print(f"[bold]{key.ljust(width)}[/]  {_cell(value)}", soft_wrap=True, highlight=False)
+        out.print(Text.assemble((key.ljust(width), "bold"), "  ", _cell(value)), soft_wrap=True, highlight=False)
 
 
 def _cell(value: Any) -> str:
@@ -647,7 +665,8 @@ def _or_exit(make: Callable[[], Any]) -> Any:
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, however narrow the terminal
+    # One line, however narrow the terminal; the message may quote a user's own text.
+    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -60,6 +60,7 @@ class Principal(msgspec.Struct, frozen=True):
     tenant_id: str
     kind: str  # user, service, external
     roles: list[str] = []
+    subject: str | None = None  # a tenant token's ``sub`` (kind external); ``id`` is authbus's
 
 
 class Verified(msgspec.Struct, frozen=True):

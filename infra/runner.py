@@ -154,9 +154,10 @@ class CommandRunner:
         again on the new state (a refresh token used twice at once must see the reuse).
         """
         record_id = command_record_id(actor_id, command_id) if command_id else None
+        credential = str(actor.credential_id) if actor is not None else None
         try:
             if record_id is not None and record_id in self.store.repository:
-                return self._replay(record_id, name, digest, actor_id)
+                return self._replay(record_id, name, digest, actor_id, credential)
             for attempt in range(attempts):
                 meta = {"actor": actor_id, "correlation_id": command_id or str(uuid4())}
                 uow = StoreUnitOfWork(self, meta, lambda n: self.secrets.secret(actor_id, command_id, n))
@@ -165,20 +166,22 @@ class CommandRunner:
                 if not aggregates:  # a refusal that records nothing
                     return result, self.store.recorder.max_notification_id() or 0
                 if record_id is not None:
-                    aggregates.append(self._record(record_id, name, digest, result, uow))
+                    aggregates.append(self._record(record_id, name, digest, result, uow, credential))
                 try:
                     recordings = self.store.save(*aggregates)
                     return result, recordings[-1].notification.id
                 except IntegrityError:
                     if record_id is not None and record_id in self.store.repository:
-                        return self._replay(record_id, name, digest, actor_id)
+                        return self._replay(record_id, name, digest, actor_id, credential)
                     if attempt + 1 == attempts:
                         raise Conflict("a concurrent change got there first; send the command again") from None
         except PersistenceError as error:
             raise Unavailable("the event store is unavailable; retry with the same command_id") from error
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _record(self, record_id: UUID, name: str, digest: str, result: dict[str, Any], uow: StoreUnitOfWork) -> CommandRecord:
+    def _record(
+        self, record_id: UUID, name: str, digest: str, result: dict[str, Any], uow: StoreUnitOfWork, credential: str | None
+    ) -> CommandRecord:
         minted = {value: [*recipe, str(index)] for index, (value, recipe) in enumerate(uow.minted)}
         secrets = {field: minted[value] for field, value in result.items() if isinstance(value, str) and value in minted}
         stored = {field: value for field, value in result.items() if field not in secrets}
@@ -189,11 +192,18 @@ class CommandRunner:
             result=stored,
             secrets=secrets,
             id=record_id,
+            credential_id=credential,
             **uow.meta,
         )
 
-    def _replay(self, record_id: UUID, name: str, digest: str, actor_id: str) -> tuple[dict[str, Any], int]:
+    def _replay(
+        self, record_id: UUID, name: str, digest: str, actor_id: str, credential: str | None
+    ) -> tuple[dict[str, Any], int]:
         record: CommandRecord = self.store.aggregate(record_id)
+        if record.credential_id is None or record.credential_id != credential:
+            # Another credential of the same principal may hold less than the one that sent
+            # it (a zero-scope PAT beside an admin key): the first reply is not for it.
+            raise Conflict("this command_id was used by another credential", field="command_id")
         if record.command != name or record.request_digest != digest:
             raise Conflict("this command_id was already used for a different request", field="command_id")
         result = dict(record.result)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,17 @@ class EventStore(Application):
         return aggregates
 
 
+def owner_only(database: Path) -> None:
+    """A SQLite store and its ``-wal`` and ``-shm`` files readable by their owner alone: they
+    hold password hashes and sealed keys.  SQLite gives the journal files the mode of the
+    database file, so the file is made 0600 before SQLite first opens it."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR))
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+
+
 def store_environment(database_url: str) -> dict[str, str]:
     """eventsourcing settings for ``sqlite:///path`` or ``postgresql://user:pw@host:port/db``.
 
@@ -81,7 +94,7 @@ def store_environment(database_url: str) -> dict[str, str]:
         if url.netloc:  # sqlite://relative/path is a mistake people make; say so
             raise ValueError("use sqlite:///relative/path or sqlite:////absolute/path")
         path = path[1:] if path.startswith("/") else path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        owner_only(Path(path))
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": "10"}
     if url.scheme in ("postgres", "postgresql"):
         query = dict(part.split("=", 1) for part in url.query.split("&") if "=" in part)

@@ -9,9 +9,10 @@ tokens, which name their session so that revoking it ends them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 import jwt
 
@@ -21,6 +22,8 @@ from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.projections.read_model import PrincipalView, ReadModel, SigningKeyView
 
 LEEWAY_SECONDS = 30
+TIME_CLAIMS = ("exp", "iat", "nbf")
+MAX_EPOCH = 253402300800  # 10000-01-01: beyond it a time has no RFC 3339 form
 PER_OPERATIONS = {"C": "create", "R": "read", "U": "update", "D": "delete"}
 
 
@@ -42,12 +45,23 @@ class TokenCredential:
 
 @dataclass(frozen=True, slots=True)
 class ExternalPrincipal:
-    """The subject of a tenant-minted token: known to the tenant, not registered here."""
+    """The subject of a tenant-minted token: known to the tenant, not registered here.
+
+    Its ``id`` is authbus's, derived from the tenant and ``sub``, and never equal to a
+    registered principal's (a version 5 UUID; principals get version 4): a tenant that puts
+    an authbus user's id in ``sub`` names an outsider, not that user.  The tenant's own
+    name for it is ``subject``.
+    """
 
     id: str
     tenant_id: UUID
+    subject: str
     kind: str = "external"
     roles: tuple[str, ...] = ()
+
+    @classmethod
+    def named(cls, tenant_id: UUID, subject: str) -> ExternalPrincipal:
+        return cls(str(uuid5(NAMESPACE_URL, f"authbus:external:{tenant_id}:{subject}")), tenant_id, subject)
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -129,6 +143,10 @@ def _signed(model: ReadModel, token: str, keys: KeyMaterial) -> tuple[str | None
         return "expired", None
     except jwt.PyJWTError:
         return "malformed", None
+    # PyJWT reads these with int(), so "1796212704" passes its checks; every later use
+    # compares numbers, so anything but a JSON number is malformed here, once.
+    if not all(_is_time(claims[name]) for name in TIME_CLAIMS if name in claims):
+        return "malformed", None
     jti = claims.get("jti")
     return None, SignedToken(
         key=key,
@@ -163,7 +181,7 @@ def _standing(model: ReadModel, signed: SignedToken) -> tuple[str | None, Any, A
         if tenant.disabled:
             return "disabled", None, None
         credential = TokenCredential(signed.jti or key.kid, "tenant_token", signed.expires_at, tenant_id, None, signed.scopes)
-        return None, credential, ExternalPrincipal(signed.subject, tenant_id)
+        return None, credential, ExternalPrincipal.named(tenant_id, signed.subject)
     return _access_token(model, signed, tenant_id, tenant.disabled)
 
 
@@ -181,6 +199,10 @@ def _access_token(model: ReadModel, signed: SignedToken, tenant_id: UUID, tenant
         return "disabled", None, None
     credential = TokenCredential(signed.jti or str(session_id), "access_token", signed.expires_at, tenant_id, session_id, None)
     return None, credential, principal
+
+
+def _is_time(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and abs(value) < MAX_EPOCH
 
 
 def _uuid(value: Any) -> UUID | None:

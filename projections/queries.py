@@ -165,6 +165,8 @@ def principal_view(principal: PrincipalView) -> dict[str, Any]:
         view = {"id": str(principal.id), "tenant_id": str(principal.tenant_id), "kind": principal.kind, "roles": list(principal.roles)}
         if isinstance(principal, PrincipalView):
             principal.view = view
+        else:  # a tenant token's subject, in the tenant's own words
+            view["subject"] = principal.subject
     return view
 
 

@@ -185,3 +185,11 @@ async def client(instance: Instance, nats_server: NatsServer) -> AsyncIterator[A
 @pytest.fixture
 async def org(client: AuthbusClient) -> Org:
     return await make_org(client)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/unit are the fast tier: ``pytest -m unit`` runs them alone."""
+    unit = Path(__file__).parent / "unit"
+    for item in items:
+        if unit in Path(item.path).parents:
+            item.add_marker(pytest.mark.unit)

@@ -20,7 +20,7 @@ import pytest
 from authbus.domain.commands import COMMANDS
 from authbus.handlers.admin import ADMIN_READS
 from authbus.infra import cli
-from authbus.infra.nats_server import free_port
+from authbus.infra.nats_server import NatsServer, free_port, port_open
 from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.secrets import KEKError
 from authbus.infra.settings import Settings
@@ -163,6 +163,52 @@ async def test_dev_callout_lets_in_only_authbus_tokens_with_their_subjects_acros
         await (await bus_client(port, token)).close()
     finally:
         assert stop_dev(dev) == 0
+
+
+def test_dev_keeps_its_data_private_runs_once_per_directory_and_leaves_nothing_when_killed(tmp_path):
+    port = free_port()
+    data = tmp_path / ".authbus"
+    dev = start_dev(tmp_path, port)
+    try:
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        for name in ("events.db", "events.db-wal", "events.db-shm"):
+            if (data / name).exists():  # the journal files come and go with SQLite's mode
+                assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+        second = subprocess.run([*CLI, "dev", "--nats-port", str(free_port())], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=60)
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines() == [f"error: another authbus dev is running on {Path('.authbus')}"]
+    finally:
+        dev.kill()  # SIGKILL: no chance to stop its nats-server
+        dev.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while port_open("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not port_open("127.0.0.1", port), "nats-server outlived authbus dev"
+    dev = start_dev(tmp_path, port)  # the same port, the same data: a clean start
+    try:
+        assert authbus(tmp_path, port, "health").returncode == 0
+    finally:
+        assert stop_dev(dev) == 0
+
+
+def test_a_nats_server_left_behind_by_a_killed_dev_is_stopped_at_the_next_start(tmp_path):
+    """Where the child cannot be tied to its parent (not Linux, or a lost signal), the pid
+    file lets the next start clean up."""
+    port = free_port()
+    leftover = NatsServer(tmp_path / ".authbus" / "nats", port=port, owned=True)
+    leftover.owned = False  # started as another process would have, not tied to this one
+    leftover.extra_args = ("-P", str(leftover.pid_file))
+    leftover.start()
+    try:
+        dev = start_dev(tmp_path, port)
+        try:
+            assert leftover.process.wait(timeout=10) is not None
+            assert authbus(tmp_path, port, "health").returncode == 0
+        finally:
+            assert stop_dev(dev) == 0
+    finally:
+        leftover.stop()
 
 
 def test_the_cli_says_clearly_when_nothing_is_listening(tmp_path):

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import store_position
-from tests.test_bad_input import BASE, ENDPOINTS, STATUS, appended, as_root, send
+from tests.test_bad_input import AUTHENTICATED, BASE, ENDPOINTS, STATUS, appended, as_root, send
 from tests.test_bad_input import secrets, world  # noqa: F401  (fixtures, used by name)
 
 EXAMPLES = int(os.environ.get("AUTHBUS_FUZZ_EXAMPLES", "40"))
@@ -32,6 +32,8 @@ EXAMPLES = int(os.environ.get("AUTHBUS_FUZZ_EXAMPLES", "40"))
 # while answering an error.
 AUDITED_REFUSALS = {"login": {"LoginFailed"}, "refresh": {"SessionRevoked"}, "challenge.answer": {"LoginFailed"}}
 CODES = set(STATUS) - {"internal"}
+# Endpoints that read a token: from the Authorization header, or from a field of the body.
+AUTHENTICATED_OR_TOKEN = frozenset(AUTHENTICATED) | {"verify", "authorize", "refresh", "logout", "redeem"}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=40),
@@ -97,3 +99,35 @@ async def test_fuzzed_requests_get_well_formed_replies_and_lose_nothing(client, 
     assert error["code"] in CODES, reply.body
     assert reply.headers.get("Nats-Service-Error-Code") == STATUS[error["code"]]
     assert set(appended(instance, before)) <= AUDITED_REFUSALS.get(endpoint, set()), (endpoint, body)
+
+
+NON_ASCII_TAIL = "pat_" + "A" * 22 + "_" + "0" * 43 + "_éééééé"
+TOKEN_FIELDS = ("token", "refresh_token")
+
+
+@st.composite
+def hostile_token(draw: st.DrawFn, world) -> str:  # noqa: F811
+    """A token of the world's with a stretch replaced by any text, or a known troublemaker."""
+    if draw(st.booleans()):
+        return draw(st.sampled_from([NON_ASCII_TAIL, "é.é.é", "..", "x" * 300, "\x00"]))
+    token = draw(st.sampled_from(world.tokens))
+    start = draw(st.integers(0, len(token)))
+    end = draw(st.integers(start, len(token)))
+    return token[:start] + draw(st.text(max_size=12)) + token[end:]
+
+
+@pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if e in AUTHENTICATED_OR_TOKEN])
+@settings(max_examples=max(5, EXAMPLES // 4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+async def test_no_token_gets_internal_anywhere_a_token_goes(client, instance, world, secrets, endpoint, data):  # noqa: F811
+    """Every place a token is read (a body's token fields, the Authorization header) answers
+    a hostile token with a verdict or a client error, never ``internal``."""
+    token = data.draw(hostile_token(world))
+    body = BASE[endpoint](world)
+    for name in TOKEN_FIELDS:
+        if name in body:
+            body[name] = token
+    headers = {"Authorization": f"Bearer {token}"} if endpoint in AUTHENTICATED else None
+    reply = await send(client, instance, endpoint, msgspec.json.encode(body), headers, secrets)
+    error = reply.body.get("error")
+    assert error is None or error["code"] in CODES, reply.body

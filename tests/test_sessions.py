@@ -150,7 +150,8 @@ async def test_tenant_minted_tokens_verify_and_map_per_onto_scopes(client, org):
     token = tenant_token(kid, secret, org.tenant_id)
     verified = await client.verify(token, min_position=position)
     assert verified.valid and verified.credential.kind == "tenant_token"
-    assert verified.principal == Principal(id="device-7", tenant_id=org.tenant_id, kind="external", roles=[])
+    external = str(uuid.uuid5(uuid.NAMESPACE_URL, f"authbus:external:{org.tenant_id}:device-7"))
+    assert verified.principal == Principal(id=external, tenant_id=org.tenant_id, kind="external", roles=[], subject="device-7")
 
     async def allowed(entity_type, operation, entity_id, domain="docs"):
         reply = await client.authorize(token, domain=domain, entity_type=entity_type, operation=operation, entity_id=entity_id)
