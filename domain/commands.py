@@ -19,7 +19,9 @@ from authbus.domain import policy
 from authbus.domain.credentials import PersonalAccessToken, Key
 from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated, not_found
 from authbus.domain.policy import Actor
+from authbus.domain.permissions import HeldRole, Permissions
 from authbus.domain.registry import NameClaim
+from authbus.domain.role import BUILTIN_ROLES, Role, is_builtin, role_name_claim_id
 from authbus.domain.scopes import Scope
 from authbus.domain.session import Session
 from authbus.domain.signing import SigningKey
@@ -35,9 +37,11 @@ Label = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^\S(
 Username = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]*\Z")]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
 Seconds = Annotated[int, msgspec.Meta(gt=0, le=10 * 366 * 86400)]
-Role = Literal["root", "admin", "auditor", "user"]
+# A built-in role (root, admin, auditor, user) or one the tenant defined (create_role).
+RoleName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.:-]*\Z")]
 KeyKind = Literal["api_key", "recovery", "invitation"]
 Scopes = Annotated[list[Scope], msgspec.Meta(max_length=5000)]
+SomeScopes = Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=5000)]
 # base64url of 32 bytes, canonical (the last character's two spare bits are zero): a key has
 # one spelling, so the claim keyed by its text gives it one owner per tenant.
 PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]\Z")]
@@ -169,6 +173,42 @@ def _active_tenant(uow: UnitOfWork, tenant_id: UUID) -> Tenant:
     return tenant
 
 
+def _resolve_role(uow: UnitOfWork, tenant_id: UUID, name: str, field: str) -> tuple[str, UUID | None]:
+    """A built-in role by its name (any case), or the tenant's live role of that name."""
+    if is_builtin(name):
+        return name.casefold(), None
+    claim_id = role_name_claim_id(tenant_id, name)
+    if uow.exists(claim_id):
+        claim = uow.get(NameClaim, claim_id, field)
+        if claim.owner_id is not None:
+            role = uow.get(Role, claim.owner_id, field)
+            if not role.deleted and role.tenant_id == tenant_id:
+                return role.name, role.id
+    raise not_found(field)
+
+
+def _permissions(uow: UnitOfWork, user: User) -> Permissions:
+    """What ``user`` holds, as the store has it now: the bound on its credentials' scopes."""
+    roles = []
+    for role_id in user.custom_roles:
+        try:
+            role = uow.get(Role, role_id, "user_id")
+        except NotFound:  # pragma: no cover - a granted role always exists
+            continue
+        if not role.deleted:
+            roles.append(HeldRole(role.name, {key: Scope.from_dict(scope) for key, scope in role.scopes.items()}))
+    return Permissions(frozenset(user.roles), tuple(roles))
+
+
+def _require_held(held: Permissions, scopes: list[Scope], field: str, indexed: bool = True) -> None:
+    for index, scope in enumerate(scopes):
+        if not held.holds(scope):
+            raise Forbidden(
+                "a credential never carries more than its owner: the owner does not hold this scope",
+                field=f"{field}[{index}]" if indexed else field,
+            )
+
+
 class CreateTenant(Command):
     command = "create_tenant"
     name: Label
@@ -221,7 +261,7 @@ class RegisterUser(Command):
     username: Username
     password: Password | None = None
     kind: Literal["user", "service"] = "user"
-    roles: Annotated[list[Role], msgspec.Meta(max_length=4)] = msgspec.field(default_factory=lambda: ["user"])
+    roles: Annotated[list[RoleName], msgspec.Meta(max_length=32)] = msgspec.field(default_factory=lambda: ["user"])
 
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         if not actor.sees(self.tenant_id):
@@ -229,7 +269,8 @@ class RegisterUser(Command):
         policy.require_admin(actor, self.tenant_id)
         policy.require_scope(actor, "user", "create", "*")
         _active_tenant(uow, self.tenant_id)
-        roles = sorted(set(self.roles), key=["root", "admin", "auditor", "user"].index)
+        resolved = [_resolve_role(uow, self.tenant_id, name, f"roles[{i}]") for i, name in enumerate(self.roles)]
+        roles = sorted({name for name, role_id in resolved if role_id is None}, key=BUILTIN_ROLES.index)
         if "root" in roles and not (actor.is_root and self.tenant_id == SYSTEM_TENANT_ID):
             raise Forbidden("only root grants root, and only in the system tenant", field="roles")
         password_hash = uow.hash_password(self.password) if self.password is not None else None
@@ -239,6 +280,7 @@ class RegisterUser(Command):
             kind=self.kind,
             roles=roles,
             password_hash=password_hash,
+            custom_roles={str(role_id): name for name, role_id in resolved if role_id is not None} or None,
             **uow.meta,
         )
         claim_name(uow, username_claim_id(self.tenant_id, self.username), "username", self.username, user.id, "username")
@@ -302,26 +344,104 @@ class EnableUser(_UserChange):
 
 class GrantRole(_UserChange):
     command = "grant_role"
-    role: Role
+    role: RoleName
 
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         user = self._target(actor, uow)
-        if self.role == "root" and not (actor.is_root and user.tenant_id == SYSTEM_TENANT_ID):
+        name, role_id = _resolve_role(uow, user.tenant_id, self.role, "role")
+        if name == "root" and not (actor.is_root and user.tenant_id == SYSTEM_TENANT_ID):
             raise Forbidden("only root grants root, and only in the system tenant", field="role")
-        user.grant_role(role=self.role, **uow.meta)
+        user.grant_role(role=name, role_id=role_id, **uow.meta)
         uow.add(user)
         return {}
 
 
 class RevokeRole(_UserChange):
     command = "revoke_role"
-    role: Role
+    role: RoleName
     reason: Text = ""
 
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         user = self._target(actor, uow)
-        user.revoke_role(role=self.role, reason=self.reason, **uow.meta)
+        try:
+            name, role_id = _resolve_role(uow, user.tenant_id, self.role, "role")
+        except NotFound:  # a deleted role's grant is inert, but may still be cleared
+            stale = [rid for rid, held in user.custom_roles.items() if held.casefold() == self.role.casefold()]
+            if not stale:
+                raise
+            name, role_id = user.custom_roles[stale[0]], stale[0]
+        user.revoke_role(role=name, role_id=role_id, reason=self.reason, **uow.meta)
         uow.add(user)
+        return {}
+
+
+class CreateRole(Command):
+    command = "create_role"
+    name: RoleName
+    tenant_id: UUID | None = None  # default: the caller's
+    description: Text = ""
+    scopes: Scopes = msgspec.field(default_factory=list)
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        tenant_id = self.tenant_id or actor.tenant_id
+        if not actor.sees(tenant_id):
+            raise Forbidden("you cannot create roles in another tenant", field="tenant_id")
+        policy.require_admin(actor, tenant_id)
+        policy.require_scope(actor, "role", "create", "*")
+        _active_tenant(uow, tenant_id)
+        if is_builtin(self.name):
+            raise Conflict(f"{self.name.casefold()} is a built-in role", field="name")
+        role = Role(
+            id=uuid4(), tenant_id=tenant_id, name=self.name, description=self.description,
+            scopes=_unique_scopes(self.scopes), **uow.meta,
+        )
+        claim_name(uow, role_name_claim_id(tenant_id, self.name), "role", self.name, role.id, "name")
+        uow.add(role)
+        return {"role_id": str(role.id), "tenant_id": str(tenant_id)}
+
+
+class _RoleChange(Command):
+    role_id: UUID
+
+    def _role(self, actor: Actor, uow: UnitOfWork, operation: str) -> Role:
+        role = _credential(uow, actor, Role, self.role_id, "role_id")
+        policy.require_admin(actor, role.tenant_id)
+        policy.require_scope(actor, "role", operation, role.id)
+        return role
+
+
+class AddRoleScopes(_RoleChange):
+    command = "add_role_scopes"
+    scopes: SomeScopes
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        role = self._role(actor, uow, "update")
+        role.add_scopes(scopes=[s.to_dict() for s in self.scopes], **uow.meta)
+        uow.add(role)
+        return {}
+
+
+class RemoveRoleScopes(_RoleChange):
+    command = "remove_role_scopes"
+    scopes: SomeScopes
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        role = self._role(actor, uow, "update")
+        role.remove_scopes(scopes=[s.to_dict() for s in self.scopes], **uow.meta)
+        uow.add(role)
+        return {}
+
+
+class DeleteRole(_RoleChange):
+    command = "delete_role"
+    reason: Text = ""
+
+    def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+        role = self._role(actor, uow, "delete")
+        role.delete(reason=self.reason, **uow.meta)
+        claim = uow.get(NameClaim, role_name_claim_id(role.tenant_id, role.name), "role_id")
+        claim.release(**uow.meta)  # the name is free for a new role, which no old grant reaches
+        uow.add(role, claim)
         return {}
 
 
@@ -346,6 +466,7 @@ class CreatePAT(Command):
 
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         owner = _owner_for_new_credential(actor, uow, self.user_id, "pat")
+        _require_held(_permissions(uow, owner), self.scopes, "scopes")
         pat_id = uuid4()
         token = uow.mint("pat", pat_id)
         expires_at = expiry("pat", self.expires_in, uow.now)
@@ -384,7 +505,10 @@ class AddScope(_PATChange):
 
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         pat = self._pat(actor, uow, "update")
+        if actor.credential_id == pat.id:
+            raise Forbidden("a credential cannot widen itself", field="pat_id")
         pat.require_active(uow.now)
+        _require_held(_permissions(uow, uow.get(User, pat.user_id, "pat_id")), [self.scope], "scope", indexed=False)
         if len(pat.scopes) >= MAX_SCOPES:
             raise Conflict(f"a PAT holds at most {MAX_SCOPES} scopes", field="scope")
         pat.add_scope(scope=self.scope.to_dict(), **uow.meta)
@@ -443,6 +567,8 @@ class IssueKey(Command):
         owner = _owner_for_new_credential(actor, uow, self.user_id, "key")
         if self.scopes is not None and self.kind != "api_key":
             raise InvalidRequest("only api_key keys carry scopes", field="scopes")
+        if self.scopes is not None:
+            _require_held(_permissions(uow, owner), self.scopes, "scopes")
         key_id = uuid4()
         token = uow.mint(self.kind, key_id)
         expires_at = expiry(self.kind, self.expires_in, uow.now)
@@ -616,6 +742,10 @@ COMMANDS: dict[str, type[Command]] = {
         EnableUser,
         GrantRole,
         RevokeRole,
+        CreateRole,
+        AddRoleScopes,
+        RemoveRoleScopes,
+        DeleteRole,
         CreatePAT,
         AddScope,
         RemoveScope,

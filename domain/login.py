@@ -45,7 +45,7 @@ def access_claims(user: User, session_id: UUID, issued_at: int) -> dict[str, Any
         "exp": issued_at + ACCESS_TOKEN_SECONDS,
         "jti": str(uuid4()),
         "sid": str(session_id),
-        "roles": list(user.roles),
+        "roles": [*user.roles, *user.custom_roles.values()],
     }
 
 

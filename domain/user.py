@@ -1,4 +1,9 @@
-"""User: a principal (a person or a service) with roles and, optionally, a password."""
+"""User: a principal (a person or a service) with roles and, optionally, a password.
+
+Its roles are built-in ones (``roles``, by name) and tenant-defined ones (``custom_roles``,
+by id, with the name they had when granted): a grant names the role, not a name that a
+later role could take over.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from authbus.domain.errors import Conflict
+from authbus.domain.role import BUILTIN_ROLES
 
-ROLES = ("root", "admin", "auditor", "user")
+ROLES = BUILTIN_ROLES
 KINDS = ("user", "service")
 
 
@@ -23,11 +29,13 @@ class User(Aggregate):
         password_hash: str | None,
         actor: str,
         correlation_id: str,
+        custom_roles: dict[str, str] | None = None,  # role id → name; absent in older events
     ) -> None:
         self.tenant_id = tenant_id
         self.username = username
         self.kind = kind
         self.roles = list(roles)
+        self.custom_roles: dict[UUID, str] = {UUID(k): v for k, v in (custom_roles or {}).items()}
         self.password_hash = password_hash
         self.disabled = False
         self.public_keys: list[str] = []  # base64url raw Ed25519 keys, for challenge login
@@ -46,15 +54,19 @@ class User(Aggregate):
             raise Conflict("user is not disabled", field="user_id")
         self._enable(actor=actor, correlation_id=correlation_id)
 
-    def grant_role(self, role: str, actor: str, correlation_id: str) -> None:
-        if role in self.roles:
-            raise Conflict(f"user already has role {role}", field="role")
-        self._grant(role=role, actor=actor, correlation_id=correlation_id)
+    def holds_role(self, role: str, role_id: UUID | None) -> bool:
+        return role in self.roles if role_id is None else role_id in self.custom_roles
 
-    def revoke_role(self, role: str, actor: str, correlation_id: str, reason: str) -> None:
-        if role not in self.roles:
+    def grant_role(self, role: str, actor: str, correlation_id: str, role_id: UUID | None = None) -> None:
+        """A built-in role by name, or a tenant-defined one by id (``role`` its name)."""
+        if self.holds_role(role, role_id):
+            raise Conflict(f"user already has role {role}", field="role")
+        self._grant(role=role, role_id=role_id, actor=actor, correlation_id=correlation_id)
+
+    def revoke_role(self, role: str, actor: str, correlation_id: str, reason: str, role_id: UUID | None = None) -> None:
+        if not self.holds_role(role, role_id):
             raise Conflict(f"user does not have role {role}", field="role")
-        self._revoke(role=role, actor=actor, correlation_id=correlation_id, reason=reason)
+        self._revoke(role=role, role_id=role_id, actor=actor, correlation_id=correlation_id, reason=reason)
 
     def register_public_key(self, public_key: str, actor: str, correlation_id: str) -> None:
         if public_key in self.public_keys:
@@ -91,12 +103,18 @@ class User(Aggregate):
         self.disabled = False
 
     @event("RoleGranted")
-    def _grant(self, role: str, actor: str, correlation_id: str) -> None:
-        self.roles.append(role)
+    def _grant(self, role: str, actor: str, correlation_id: str, role_id: UUID | None = None) -> None:
+        if role_id is None:
+            self.roles.append(role)
+        else:
+            self.custom_roles[role_id] = role
 
     @event("RoleRevoked")
-    def _revoke(self, role: str, actor: str, correlation_id: str, reason: str) -> None:
-        self.roles.remove(role)
+    def _revoke(self, role: str, actor: str, correlation_id: str, reason: str, role_id: UUID | None = None) -> None:
+        if role_id is None:
+            self.roles.remove(role)
+        else:
+            self.custom_roles.pop(role_id, None)
 
 
 def username_claim_id(tenant_id: UUID, username: str) -> UUID:

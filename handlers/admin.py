@@ -129,6 +129,33 @@ def _list_sessions(model: ReadModel, actor: Actor, req: ListCredentials, now: fl
     return {"items": [queries.session_detail(model.sessions[i], now) for i in ids], "next": cursor}
 
 
+class GetRole(_Read):
+    role_id: UUID
+
+
+class ListRoles(_Read):
+    tenant_id: UUID | None = None
+    limit: Limit = 100
+    after: UUID | None = None
+
+
+def _get_role(model: ReadModel, actor: Actor, req: GetRole, now: float) -> dict[str, Any]:
+    role = model.roles.get(req.role_id)
+    if role is None or role.deleted or not actor.sees(role.tenant_id):
+        raise not_found("role_id")
+    if not actor.audits(role.tenant_id):
+        raise Forbidden("reading roles needs the admin or auditor role")
+    policy.require_scope(actor, "role", "read", role.id)
+    return {"role": queries.role_detail(role)}
+
+
+def _list_roles(model: ReadModel, actor: Actor, req: ListRoles, now: float) -> dict[str, Any]:
+    tenant_id = _audited_tenant(model, actor, req.tenant_id, "role")
+    live = {i: None for i in model.roles_by_tenant.get(tenant_id, {}) if not model.roles[i].deleted}
+    ids, cursor = queries.page(live, req.after, req.limit)
+    return {"items": [queries.role_detail(model.roles[i]) for i in ids], "next": cursor}
+
+
 class LoginActivity(_Read):
     user_id: UUID | None = None
 
@@ -148,6 +175,8 @@ ADMIN_READS = {
     "list_signing_keys": (ListSigningKeys, _list_signing_keys),
     "list_sessions": (ListCredentials, _list_sessions),
     "login_activity": (LoginActivity, _login_activity),
+    "get_role": (GetRole, _get_role),
+    "list_roles": (ListRoles, _list_roles),
 }
 
 

@@ -68,7 +68,13 @@ async def seed_world(client: AuthbusClient) -> World:
     tenant_id = tenant["result"]["tenant_id"]
     admin = await client.command("register_user", tenant_id=tenant_id, username="admin", roles=["admin"])
     admin_key = (await client.command("issue_key", user_id=admin["result"]["user_id"], kind="api_key", name="bench admin"))["result"]["token"]
-    user = await client.command("register_user", tenant_id=tenant_id, username="alice", password=PASSWORD, token=admin_key)
+    # alice holds what her PATs are given: a credential never carries more than its owner.
+    await client.command(
+        "create_role", tenant_id=tenant_id, name="reader", scopes=[_scope("document", "*"), _scope("folder", "*")], token=admin_key
+    )
+    user = await client.command(
+        "register_user", tenant_id=tenant_id, username="alice", password=PASSWORD, roles=["user", "reader"], token=admin_key
+    )
     world = World(tenant_id, admin_key, user["result"]["user_id"])
 
     async def mint(command: str, /, **fields: Any) -> str:

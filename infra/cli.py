@@ -38,7 +38,10 @@ pat_app = typer.Typer(no_args_is_help=True, help="Personal access tokens and the
 key_app = typer.Typer(no_args_is_help=True, help="API keys, recovery and invitation keys.")
 signing_app = typer.Typer(no_args_is_help=True, help="Keys that sign JWTs: create, list, retire, revoke.")
 session_app = typer.Typer(no_args_is_help=True, help="Login sessions (refresh-token families).")
-role_app = typer.Typer(no_args_is_help=True, help="Grant and revoke roles: root, admin, auditor, user.")
+role_app = typer.Typer(
+    no_args_is_help=True,
+    help="Roles: the built-in root, admin, auditor and user, and the tenant's own, which carry scopes. Grant and revoke both.",
+)
 scope_app = typer.Typer(no_args_is_help=True, help="Add and remove a PAT's scopes.")
 callout_app = typer.Typer(no_args_is_help=True, help="NATS auth callout: keys and nats-server configuration.")
 for sub, name in (
@@ -249,6 +252,8 @@ def _dev_banner(settings: Settings, server: NatsServer, node: Node, fresh: bool)
     out.print(
         f"  {me} tenant create acme\n"
         f"  {me} user create --tenant <tenant_id> alice\n"
+        f"  {me} role create --tenant <tenant_id> readers --scope 'docs/document:read:*'\n"
+        f"  {me} role grant <user_id> readers\n"
         f"  {me} pat create --user <user_id> --name laptop --scope 'docs/document:read:*'\n"
         f"  {me} verify <token>\n"
         f"  {me} authorize <token> --domain docs --entity-type document --operation read --entity-id 42",
@@ -381,7 +386,7 @@ def user_create(
     ctx: typer.Context,
     username: str,
     tenant: Annotated[str, typer.Option(help="Tenant id.")],
-    role: Annotated[Optional[list[str]], typer.Option(help="root, admin, auditor or user (repeatable).")] = None,
+    role: Annotated[Optional[list[str]], typer.Option(help="root, admin, auditor, user or a role of the tenant's own (repeatable).")] = None,
     kind: Annotated[str, typer.Option(help="user or service.")] = "user",
     password_stdin: Annotated[bool, typer.Option(help="Read a password from standard input.")] = False,
     command_id: CommandId = None,
@@ -419,7 +424,7 @@ def user_enable(ctx: typer.Context, user_id: str) -> None:
 @role_app.command("grant")
 @user_app.command("grant-role")
 def user_grant_role(ctx: typer.Context, user_id: str, role: str) -> None:
-    """Grant a role.  Example: authbus role grant <user_id> auditor"""
+    """Grant a role, built-in or the tenant's own.  Example: authbus role grant <user_id> auditor"""
     _command(ctx, "grant_role", user_id=user_id, role=role)
 
 
@@ -428,6 +433,52 @@ def user_grant_role(ctx: typer.Context, user_id: str, role: str) -> None:
 def user_revoke_role(ctx: typer.Context, user_id: str, role: str, reason: Reason = None) -> None:
     """Revoke a role.  Example: authbus role revoke <user_id> admin --reason 'left the team'"""
     _command(ctx, "revoke_role", user_id=user_id, role=role, reason=reason)
+
+
+@role_app.command("create")
+def role_create(
+    ctx: typer.Context,
+    name: str,
+    tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None,
+    description: Annotated[Optional[str], typer.Option()] = None,
+    scope: Scopes = None,
+    command_id: CommandId = None,
+) -> None:
+    """Define a role of the tenant's own, with the scopes its holders get.
+    Example: authbus role create readers --tenant <tenant_id> --scope 'docs/document:read:*'"""
+    scopes = [parse_scope(s) for s in scope or []]
+    _command(ctx, "create_role", name=name, tenant_id=tenant, description=description, scopes=scopes, command_id=command_id)
+
+
+@role_app.command("list")
+def role_list(ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None) -> None:
+    """List a tenant's own roles with their scopes.  Example: authbus role list --tenant <tenant_id>"""
+    _show(ctx, _all_pages(ctx, "list_roles", tenant_id=tenant), ("id", "name", "scopes", "description"))
+
+
+@role_app.command("get")
+def role_get(ctx: typer.Context, role_id: str) -> None:
+    """Show one role.  Example: authbus role get <role_id>"""
+    _show(ctx, _call(ctx, lambda c: c.admin("get_role", role_id=role_id))["role"])
+
+
+@role_app.command("add-scope")
+def role_add_scope(ctx: typer.Context, role_id: str, scope: list[str]) -> None:
+    """Add scopes to a role: every holder gets them.  Example: authbus role add-scope <role_id> 'docs/document:update:*'"""
+    _command(ctx, "add_role_scopes", role_id=role_id, scopes=[parse_scope(s) for s in scope])
+
+
+@role_app.command("remove-scope")
+def role_remove_scope(ctx: typer.Context, role_id: str, scope: list[str]) -> None:
+    """Remove scopes from a role: every credential of its holders loses them at once.
+    Example: authbus role remove-scope <role_id> 'docs/document:update:*'"""
+    _command(ctx, "remove_role_scopes", role_id=role_id, scopes=[parse_scope(s) for s in scope])
+
+
+@role_app.command("delete")
+def role_delete(ctx: typer.Context, role_id: str, reason: Reason = None) -> None:
+    """Delete a role: it grants nothing from then on.  Example: authbus role delete <role_id> --reason 'reorg'"""
+    _command(ctx, "delete_role", role_id=role_id, reason=reason)
 
 
 @user_app.command("set-password")

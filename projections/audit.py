@@ -155,11 +155,13 @@ def target(credential_id: UUID | None, token: str | None) -> UUID | None:
 
 
 def related(model: ReadModel, credential_id: UUID | None) -> frozenset[UUID]:
-    """The aggregates whose events decide a credential's standing: itself, its owner, its tenant."""
+    """The aggregates whose events decide a credential's standing: itself, its owner, its
+    tenant, and the owner's tenant-defined roles (which bound what its scopes can do)."""
     credential = model.credentials.get(credential_id) if credential_id is not None else None
     if credential is None:
         return frozenset()
-    return frozenset({credential.id, credential.owner_id, credential.tenant_id})
+    owner = model.principals[credential.owner_id]
+    return frozenset({credential.id, credential.owner_id, credential.tenant_id, *owner.role_ids})
 
 
 def history(batch: Iterable[Positioned], ids: frozenset[UUID], upto: int) -> list[dict[str, Any]]:
@@ -235,20 +237,29 @@ def digest(model: ReadModel) -> str:
         "position": model.position,
         "tenants": {str(t.id): [t.name, t.disabled, t.created_at] for t in model.tenants.values()},
         "principals": {
-            str(p.id): [str(p.tenant_id), p.username, p.kind, sorted(p.roles), p.disabled, p.has_password, p.created_at]
+            str(p.id): [
+                str(p.tenant_id), p.username, p.kind, sorted(p.roles), [str(r) for r in p.role_ids], p.disabled, p.has_password,
+                p.created_at,
+            ]
             for p in model.principals.values()
         },
         "credentials": {
             str(c.id): [
                 c.kind, str(c.owner_id), str(c.tenant_id), c.name, c.description, c.status, c.revoked_reason,
                 c.created_at, c.expires_ts, c.digest.hex(),
-                None if c.scopes is None else sorted(json.dumps(s.to_dict(), sort_keys=True) for s in c.scopes.values()),
+                None if c.scopes is None else _scope_list(c.scopes.values()),
             ]
             for c in model.credentials.values()
         },
         "signing_keys": {
             k.kid: [str(k.tenant_id), k.alg, k.status, k.public_jwk, k.created_at] for k in model.signing_keys.values()
         },
+        "roles": {
+            str(r.id): [str(r.tenant_id), r.name, r.description, r.deleted, r.created_at, _scope_list(r.scopes.values())]
+            for r in model.roles.values()
+        },
+        "roles_by_tenant": _ordered(model.roles_by_tenant),
+        "role_names": {f"{t}:{name}": str(r) for (t, name), r in model.role_names.items()},
         "sessions": {
             str(s.id): [str(s.user_id), str(s.tenant_id), s.method, s.revoked, s.revoked_reason, s.created_at, s.expires_ts, s.rotations]
             for s in model.sessions.values()
@@ -265,6 +276,10 @@ def digest(model: ReadModel) -> str:
     canonical = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     raw = hashlib.sha256(canonical.encode()).digest()
     return "sha256:" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _scope_list(scopes: Iterable[Any]) -> list[str]:
+    return sorted(json.dumps(s.to_dict(), sort_keys=True) for s in scopes)
 
 
 def _ordered(index: dict[Any, dict[Any, None]]) -> dict[str, list[str]]:

@@ -3,10 +3,12 @@
 The server enforces allow and deny lists fixed at connect time, so the grant is listed up
 front from the same held scopes ``authorize`` matches one request at a time: entity_type
 ``subject``, operation ``publish`` or ``subscribe``, domain null or ``nats``, entity_id a
-subject pattern (``*`` alone, "every entity", is every subject: ``>``).  An unscoped
-credential acts with its owner's roles, as in ``authorize``: root and admin may use every
-subject, any other role none.  A grant of nothing is a refusal: a connection that can
-neither publish nor subscribe is no use to anyone.
+subject pattern (``*`` alone, "every entity", is every subject: ``>``).  A scoped
+credential gets the patterns its scopes and its owner's permissions both allow (their
+meet: a PAT for ``orders.>`` of an owner holding ``orders.eu.>`` gets ``orders.eu.>``); an
+unscoped one acts as its owner: root and admin every subject, a tenant role its subject
+scopes, anyone else none.  A grant of nothing is a refusal: a connection that can neither
+publish nor subscribe is no use to anyone.
 
 Everyone but root shares the account with authbus and its callers, so some subjects are
 never granted whatever the scopes say (``Reserved``): listening to authbus's requests
@@ -22,16 +24,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from authbus.domain.permissions import subject_meet, subject_pattern
 from authbus.domain.scopes import Scope
 from authbus.projections.jwt_tokens import KeyMaterial
-from authbus.projections.queries import REDEEMABLE_KINDS, verify
+from authbus.projections.queries import REDEEMABLE_KINDS, permissions_of, verify
 from authbus.projections.read_model import ReadModel
 
 ENTITY_TYPE = "subject"
 PUBLISH, SUBSCRIBE = "publish", "subscribe"
 DOMAINS = (None, "nats")
 EVERY_SUBJECT = ">"
-ALL_ROLES = frozenset({"root", "admin"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +88,24 @@ def private_inbox(principal_id: object) -> str:
 
 
 def subjects(scopes: Iterable[Scope], operation: str) -> tuple[str, ...]:
-    found: dict[str, None] = {}
-    for scope in scopes:
-        if scope.entity_type == ENTITY_TYPE and scope.operation == operation and scope.domain in DOMAINS:
-            subject = EVERY_SUBJECT if scope.entity_id == "*" else scope.entity_id
-            if is_subject_pattern(subject):
-                found[subject] = None
-    return (EVERY_SUBJECT,) if EVERY_SUBJECT in found else tuple(sorted(found))
+    found = [
+        subject_pattern(scope.entity_id)
+        for scope in scopes
+        if scope.entity_type == ENTITY_TYPE and scope.operation == operation and scope.domain in DOMAINS
+    ]
+    return _listed(found)
+
+
+def _listed(patterns: Iterable[str]) -> tuple[str, ...]:
+    valid = {p: None for p in patterns if is_subject_pattern(p)}
+    return (EVERY_SUBJECT,) if EVERY_SUBJECT in valid else tuple(sorted(valid))
+
+
+def narrowed(own: tuple[str, ...], held: tuple[str, ...] | None) -> tuple[str, ...]:
+    """A credential's patterns cut down to what its owner holds (None: everything)."""
+    if held is None:
+        return own
+    return _listed(m for a in own for b in held if (m := subject_meet(a, b)) is not None)
 
 
 def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial, reserved: Reserved) -> BusGrant | str:
@@ -104,15 +117,19 @@ def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial, reser
     credential, principal = verdict.credential, verdict.principal
     if credential.kind in REDEEMABLE_KINDS:
         return "not_a_bearer_credential"
-    if credential.scopes is None:
-        if ALL_ROLES.isdisjoint(principal.roles):
-            return "no_matching_scope"
-        publish = subscribe = (EVERY_SUBJECT,)
-    else:
-        held = credential.scopes.values()
-        publish, subscribe = subjects(held, PUBLISH), subjects(held, SUBSCRIBE)
-        if not publish and not subscribe:
-            return "no_matching_scope"
+    # A credential gets what its own scopes and its owner's permissions both allow; an
+    # unscoped one acts as its owner.  A tenant token has no owner here: its scopes alone.
+    owner = None if credential.kind == "tenant_token" else permissions_of(model, principal)
+    granted = []
+    for operation in (PUBLISH, SUBSCRIBE):
+        held = None if owner is None else owner.subjects(operation, DOMAINS)
+        if credential.scopes is None:
+            granted.append((EVERY_SUBJECT,) if held is None else _listed(held))
+        else:
+            granted.append(narrowed(subjects(credential.scopes.values(), operation), held))
+    publish, subscribe = granted
+    if not publish and not subscribe:
+        return "no_matching_scope"
     if "root" in principal.roles:
         reserved = NOTHING_RESERVED
     elif publish and EVERY_SUBJECT not in subscribe and is_subject_pattern(inbox := private_inbox(principal.id)):

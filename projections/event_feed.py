@@ -16,6 +16,7 @@ AGGREGATES = {
     "Key": "key",
     "SigningKey": "signing_key",
     "Session": "session",
+    "Role": "role",
     "NameClaim": "claim",
     "CommandRecord": "command",
     "Checkpoint": "checkpoint",
@@ -39,7 +40,7 @@ def tenant_of(model: ReadModel, event: Any, aggregate: str) -> str:
     if aggregate == "tenant":
         return str(event.originator_id)
     oid = event.originator_id
-    for index in (model.principals, model.credentials, model.sessions):
+    for index in (model.principals, model.credentials, model.sessions, model.roles):
         view = index.get(oid)
         if view is not None:
             return str(view.tenant_id)

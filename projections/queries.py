@@ -10,12 +10,13 @@ from typing import Any
 from uuid import UUID
 
 from authbus.domain import tokens
+from authbus.domain.permissions import EVERYTHING_ROLES, READ_OPERATIONS, HeldRole, Permissions
 from authbus.domain.policy import Actor
 from authbus.domain.scopes import Scope, find_grant
 from authbus.domain.signing import ASYMMETRIC_ALGS
 from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.projections.jwt_tokens import KeyMaterial, looks_like_jwt, verify_jwt
-from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, SessionView, SigningKeyView
+from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, RoleView, SessionView, SigningKeyView
 
 BEARER_KINDS = frozenset({"pat", "api_key", "access_token"})
 REDEEMABLE_KINDS = frozenset({"recovery", "invitation"})
@@ -74,7 +75,30 @@ class Decision:
     matched_scope: Scope | None = None
 
 
-ROLE_OPERATIONS = {"auditor": frozenset({"read", "list"})}
+def owner_grant(
+    model: ReadModel, principal: PrincipalView, domain: str | None, entity_type: str, operation: str, entity_id: str
+) -> tuple[str, Scope | None] | None:
+    """Which of the owner's roles grants the request: ``role:<name>`` and, for a
+    tenant-defined role, the scope of it that matched; None when none does."""
+    builtin = principal.builtin
+    for role in EVERYTHING_ROLES:
+        if role in builtin:
+            return f"role:{role}", None
+    if "auditor" in builtin and operation in READ_OPERATIONS:
+        return "role:auditor", None
+    for role_id in principal.role_ids:
+        role_view = model.roles.get(role_id)
+        if role_view is not None and not role_view.deleted:
+            scope = find_grant(role_view.scopes, domain, entity_type, operation, entity_id)
+            if scope is not None:
+                return f"role:{role_view.name}", scope
+    return None
+
+
+def permissions_of(model: ReadModel, principal: PrincipalView) -> Permissions:
+    held = (model.roles.get(role_id) for role_id in principal.role_ids)
+    roles = tuple(HeldRole(r.name, r.scopes) for r in held if r is not None and not r.deleted)
+    return Permissions(frozenset(principal.builtin), roles)
 
 
 def authorize(
@@ -97,14 +121,19 @@ def authorize(
         return Decision(False, "not_a_bearer_credential", verdict)
     if tenant_id is not None and tenant_id != principal.tenant_id and "root" not in principal.roles:
         return Decision(False, "other_tenant", verdict)
-    if credential.scopes is not None:
+    if credential.kind == "tenant_token":  # the tenant vouches for its scopes; there is no owner here
         scope = find_grant(credential.scopes, domain, entity_type, operation, entity_id)
         return Decision(scope is not None, "scope" if scope else "no_matching_scope", verdict, scope)
-    # An unscoped credential acts with its owner's roles.
-    for role in principal.roles:
-        if role in ("root", "admin") or operation in ROLE_OPERATIONS.get(role, ()):
-            return Decision(True, f"role:{role}", verdict)
-    return Decision(False, "no_matching_scope", verdict)
+    if credential.scopes is not None:
+        # A scope counts only while its owner still holds what it is used for.
+        scope = find_grant(credential.scopes, domain, entity_type, operation, entity_id)
+        if scope is None or owner_grant(model, principal, domain, entity_type, operation, entity_id) is None:
+            return Decision(False, "no_matching_scope", verdict)
+        return Decision(True, "scope", verdict, scope)
+    held = owner_grant(model, principal, domain, entity_type, operation, entity_id)  # an unscoped credential acts as its owner
+    if held is None:
+        return Decision(False, "no_matching_scope", verdict)
+    return Decision(True, held[0], verdict, held[1])
 
 
 def actor_for(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Actor | None:
@@ -201,6 +230,17 @@ def credential_detail(credential: CredentialView, now: float) -> dict[str, Any]:
     if credential.revoked_reason is not None:
         detail["revoked_reason"] = credential.revoked_reason
     return detail
+
+
+def role_detail(role: RoleView) -> dict[str, Any]:
+    return {
+        "id": str(role.id),
+        "tenant_id": str(role.tenant_id),
+        "name": role.name,
+        "description": role.description,
+        "scopes": [s.to_dict() for s in role.scopes.values()],
+        "created_at": role.created_at,
+    }
 
 
 def session_detail(session: SessionView, now: float) -> dict[str, Any]:

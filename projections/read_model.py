@@ -15,6 +15,7 @@ from authbus.domain.checkpoint import Checkpoint
 from authbus.domain.commands import rfc3339
 from authbus.domain.credentials import Key, PersonalAccessToken
 from authbus.domain.registry import CommandRecord, NameClaim
+from authbus.domain.role import Role
 from authbus.domain.scopes import Scope, ScopeKey
 from authbus.domain.session import Session
 from authbus.domain.signing import SigningKey
@@ -35,14 +36,21 @@ class TenantView:
 
 
 class PrincipalView:
-    __slots__ = ("id", "tenant_id", "username", "kind", "roles", "disabled", "has_password", "created_at", "view")
+    """``builtin`` are the built-in roles held, ``role_ids`` the tenant-defined ones (a
+    deleted one stays listed and grants nothing); ``roles`` names both, as replies show them."""
+
+    __slots__ = (
+        "id", "tenant_id", "username", "kind", "builtin", "role_ids", "roles", "disabled", "has_password", "created_at", "view",
+    )
 
     def __init__(self, event: Any, created_at: str) -> None:
         self.id: UUID = event.originator_id
         self.tenant_id: UUID = event.tenant_id
         self.username: str = event.username
         self.kind: str = event.kind
-        self.roles: tuple[str, ...] = tuple(event.roles)
+        self.builtin: tuple[str, ...] = tuple(event.roles)
+        self.role_ids: tuple[UUID, ...] = tuple(UUID(k) for k in (getattr(event, "custom_roles", None) or {}))
+        self.roles: tuple[str, ...] = self.builtin
         self.disabled = False
         self.has_password = event.password_hash is not None
         self.created_at = created_at
@@ -99,6 +107,21 @@ class SigningKeyView:
         self.created_at = created_at
 
 
+class RoleView:
+    """A tenant-defined role: its scopes indexed by exact key, as a credential's are."""
+
+    __slots__ = ("id", "tenant_id", "name", "description", "scopes", "deleted", "created_at")
+
+    def __init__(self, event: Any, scopes: dict[ScopeKey, Scope], created_at: str) -> None:
+        self.id: UUID = event.originator_id
+        self.tenant_id: UUID = event.tenant_id
+        self.name: str = event.name
+        self.description: str = event.description
+        self.scopes = scopes
+        self.deleted = False
+        self.created_at = created_at
+
+
 class SessionView:
     __slots__ = (
         "id", "user_id", "tenant_id", "method", "revoked", "revoked_reason", "created_at", "expires_at", "expires_ts",
@@ -133,6 +156,10 @@ class ReadModel:
         self.sessions: dict[UUID, SessionView] = {}
         self.sessions_by_user: dict[UUID, dict[UUID, None]] = {}
         self.public_keys: dict[tuple[UUID, str], UUID] = {}
+        self.roles: dict[UUID, RoleView] = {}
+        self.roles_by_tenant: dict[UUID, dict[UUID, None]] = {}
+        self.role_names: dict[tuple[UUID, str], UUID] = {}  # live roles, by tenant and casefolded name
+        self.role_holders: dict[UUID, dict[UUID, None]] = {}
         self.login_activity: dict[UUID, deque[dict[str, Any]]] = {}
         self.login_failures: dict[UUID, deque[float]] = {}
         # Bearer strings whose secret or signature already checked out (projections.queries):
@@ -163,6 +190,10 @@ class ReadModel:
             User.UserEnabled: lambda e: setattr(self.principals[e.originator_id], "disabled", False),
             User.RoleGranted: self._role_granted,
             User.RoleRevoked: self._role_revoked,
+            Role.RoleCreated: self._role_created,
+            Role.RoleScopesAdded: self._role_scopes_added,
+            Role.RoleScopesRemoved: self._role_scopes_removed,
+            Role.RoleDeleted: self._role_deleted,
             User.PublicKeyRegistered: lambda e: self.public_keys.__setitem__((self.principals[e.originator_id].tenant_id, e.public_key), e.originator_id),
             User.PublicKeyRemoved: lambda e: self.public_keys.pop((self.principals[e.originator_id].tenant_id, e.public_key), None),
             User.LoginSucceeded: lambda e: self._login(e, "succeeded"),
@@ -205,7 +236,10 @@ class ReadModel:
         self.users_by_tenant.setdefault(e.originator_id, {})
 
     def _user_registered(self, e: Any) -> None:
-        self.principals[e.originator_id] = PrincipalView(e, rfc3339(e.timestamp) or "")
+        principal = self.principals[e.originator_id] = PrincipalView(e, rfc3339(e.timestamp) or "")
+        for role_id in principal.role_ids:
+            self.role_holders.setdefault(role_id, {})[principal.id] = None
+        self._user_roles_changed(principal)
         self.users_by_tenant.setdefault(e.tenant_id, {})[e.originator_id] = None
         self.users_by_name[(e.tenant_id, e.username.casefold())] = e.originator_id
 
@@ -236,15 +270,53 @@ class ReadModel:
         session.revoked = True
         session.revoked_reason = e.reason
 
+    def _user_roles_changed(self, principal: PrincipalView) -> None:
+        live = (self.roles.get(rid) for rid in principal.role_ids)
+        principal.roles = (*principal.builtin, *(role.name for role in live if role is not None and not role.deleted))
+        principal.view = None
+
     def _role_granted(self, e: Any) -> None:
         principal = self.principals[e.originator_id]
-        principal.roles = (*principal.roles, e.role)
-        principal.view = None
+        role_id = getattr(e, "role_id", None)
+        if role_id is None:
+            principal.builtin = (*principal.builtin, e.role)
+        else:
+            principal.role_ids = (*principal.role_ids, role_id)
+            self.role_holders.setdefault(role_id, {})[principal.id] = None
+        self._user_roles_changed(principal)
 
     def _role_revoked(self, e: Any) -> None:
         principal = self.principals[e.originator_id]
-        principal.roles = tuple(r for r in principal.roles if r != e.role)
-        principal.view = None
+        role_id = getattr(e, "role_id", None)
+        if role_id is None:
+            principal.builtin = tuple(r for r in principal.builtin if r != e.role)
+        else:
+            principal.role_ids = tuple(r for r in principal.role_ids if r != role_id)
+            self.role_holders.get(role_id, {}).pop(principal.id, None)
+        self._user_roles_changed(principal)
+
+    def _role_created(self, e: Any) -> None:
+        role = RoleView(e, {s.key: s for s in map(self.scope, e.scopes)}, rfc3339(e.timestamp) or "")
+        self.roles[role.id] = role
+        self.roles_by_tenant.setdefault(role.tenant_id, {})[role.id] = None
+        self.role_names[(role.tenant_id, role.name.casefold())] = role.id
+
+    def _role_scopes_added(self, e: Any) -> None:
+        scopes = self.roles[e.originator_id].scopes
+        for scope in map(self.scope, e.scopes):
+            scopes[scope.key] = scope
+
+    def _role_scopes_removed(self, e: Any) -> None:
+        scopes = self.roles[e.originator_id].scopes
+        for scope in map(self.scope, e.scopes):
+            scopes.pop(scope.key, None)
+
+    def _role_deleted(self, e: Any) -> None:
+        role = self.roles[e.originator_id]
+        role.deleted = True
+        self.role_names.pop((role.tenant_id, role.name.casefold()), None)
+        for holder in self.role_holders.get(role.id, {}):
+            self._user_roles_changed(self.principals[holder])
 
     def _credential_created(self, e: Any, kind: str) -> None:
         scopes = None if e.scopes is None else {s.key: s for s in map(self.scope, e.scopes)}

@@ -3,7 +3,8 @@
 Each test makes a tenant of its own (unique name), created by the caller (normally the
 root ``client`` fixture), so a test never shares state with another one:
 ``make_org`` gives an admin and a user with an unscoped API key each; ``make_tenant``
-adds the user's PAT and recovery key, and on request a session and signing material.
+adds a role ``editors`` (EDITOR_SCOPES) granted to the user, the user's PAT and recovery
+key, and on request a session and signing material.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from authbus.infra.client import AuthbusClient
 
 # The one scope every TenantWorld PAT is created with.
 PAT_SCOPE = {"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"}
+# What a TenantWorld's user holds through its tenant's role "editors": a credential never
+# carries more than its owner, so its PAT's scope, and any a test adds, come from here.
+EDITOR_SCOPES = [PAT_SCOPE, {"domain": None, "entity_type": "doc", "operation": "update", "entity_id": "*"}]
 # The password ``make_tenant(login=True)`` gives the user.
 PASSWORD = "correct horse battery staple"
 
@@ -56,18 +60,27 @@ async def make_org(client: AuthbusClient, label: str = "org") -> Org:
     return Org(tenant_id=tenant_id, **ids)
 
 
+async def grant_scopes(client: AuthbusClient, tenant_id: str, user_id: str, scopes: list[dict], **options) -> str:
+    """Make the user hold ``scopes``: a role of the tenant's own carrying them, granted to it."""
+    name = f"r-{uuid.uuid4().hex[:12]}"
+    role = await client.command("create_role", tenant_id=tenant_id, name=name, scopes=scopes, **options)
+    await client.command("grant_role", user_id=user_id, role=name, **options)
+    return role["result"]["role_id"]
+
+
 @dataclass(frozen=True)
 class TenantWorld:
     tenant_id: str
     admin_id: str
     admin_token: str  # an API key: the admin acts with its full role
-    user_id: str  # a plain user (role "user"), username "user-1", no password unless login=True
+    user_id: str  # roles "user" and "editors" (EDITOR_SCOPES), username "user-1", no password unless login=True
     pat_id: str
     pat_token: str  # scoped to PAT_SCOPE
     key_id: str
     key_token: str  # an unscoped API key
     recovery_id: str
     recovery_token: str  # single use: auth.v1.redeem sets the user's password with it
+    role_id: str  # the tenant's role "editors", granted to the user
     # login=True (argon2 is slow: ask only when needed): the user's PASSWORD and one login.
     password: str | None = None
     session_id: str | None = None
@@ -90,6 +103,8 @@ async def make_tenant(client: AuthbusClient, label: str = "t", *, login: bool = 
     """``make_org`` plus the user's PAT (scoped to PAT_SCOPE) and recovery key; with
     ``login`` a password and a session for the user, with ``keys`` signing material."""
     org = await make_org(client, label)
+    role = await client.command("create_role", tenant_id=org.tenant_id, name="editors", scopes=EDITOR_SCOPES)
+    await client.command("grant_role", user_id=org.user_id, role="editors")
     pat = await client.command("create_pat", user_id=org.user_id, name="ci", scopes=[PAT_SCOPE])
     recovery = await client.command("issue_key", user_id=org.user_id, kind="recovery", name="recovery")
     extra: dict[str, str] = {}
@@ -119,6 +134,7 @@ async def make_tenant(client: AuthbusClient, label: str = "t", *, login: bool = 
         key_token=org.user_key,
         recovery_id=recovery["result"]["key_id"],
         recovery_token=recovery["result"]["token"],
+        role_id=role["result"]["role_id"],
         **extra,
     )
 

@@ -63,3 +63,115 @@ async def test_the_cli_prints_users_strings_as_they_are(client, org, instance, n
     assert listed.returncode == 0, listed.stderr
     for name in names:
         assert name in listed.stdout, listed.stdout
+
+
+# ---------------------------------------------------------------- delegation is bounded by the owner
+
+BILLING_DELETE = {"domain": "billing", "entity_type": "invoice", "operation": "delete", "entity_id": "*"}
+PUBLISH_ANYTHING = {"domain": None, "entity_type": "subject", "operation": "publish", "entity_id": "*"}
+DOC_READ = {"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"}
+
+
+async def refused(call, code: str, field: str | None = None) -> AuthbusError:
+    with pytest.raises(AuthbusError) as error:
+        await call
+    assert (error.value.code, error.value.details.get("field")) == (code, field), error.value
+    return error.value
+
+
+async def test_a_user_mints_only_scopes_it_holds(client, org, instance):
+    """A user-role principal created a PAT for itself with billing/invoice:delete:* and
+    subject:publish:*, and authorize said allowed while its own access token did not."""
+    password = "a long user password"
+    await client.command("change_password", user_id=org.user_id, password=password)
+    login = await client.call("login", {"tenant_id": org.tenant_id, "username": "user-1", "password": password}, token="")
+    access = login["access_token"]
+    before = store_position(instance)
+    await refused(client.command("create_pat", user_id=org.user_id, name="mine", scopes=[DOC_READ, BILLING_DELETE], token=access),
+                  "forbidden", "scopes[0]")
+    await refused(client.command("issue_key", user_id=org.user_id, kind="api_key", scopes=[PUBLISH_ANYTHING], token=access),
+                  "forbidden", "scopes[0]")
+    await refused(client.command("create_pat", user_id=org.user_id, name="by admin", scopes=[BILLING_DELETE], token=org.admin_key),
+                  "forbidden", "scopes[0]")  # not even an admin gives a user's PAT more than the user holds
+    assert store_position(instance) == before
+    assert not (await client.authorize(access, domain="billing", entity_type="invoice", operation="delete", entity_id="1")).allowed
+
+    await client.command("grant_role", user_id=org.user_id, role=await tenant_role(client, org, [BILLING_DELETE]))
+    pat = await client.command("create_pat", user_id=org.user_id, name="mine", scopes=[BILLING_DELETE], token=access)
+    for token in (pat["result"]["token"], access):  # the PAT and the access token agree now
+        decision = await client.authorize(token, domain="billing", entity_type="invoice", operation="delete", entity_id="1",
+                                          min_position=pat["position"])
+        assert decision.allowed, decision
+
+
+async def tenant_role(client, org, scopes: list[dict]) -> str:
+    name = f"r{uuid.uuid4().hex[:10]}"
+    await client.command("create_role", tenant_id=org.tenant_id, name=name, scopes=scopes)
+    return name
+
+
+async def test_a_credential_never_widens_itself(client, org):
+    """A PAT holding pat/update added scopes to itself."""
+    await client.command("grant_role", user_id=org.user_id, role=await tenant_role(client, org, [DOC_READ]))
+    update = {"domain": "authbus", "entity_type": "pat", "operation": "update", "entity_id": "*"}
+    pat = (await client.command("create_pat", user_id=org.user_id, name="self", scopes=[update], token=org.admin_key))["result"]
+    await refused(client.command("add_scope", pat_id=pat["pat_id"], scope=DOC_READ, token=pat["token"]), "forbidden", "pat_id")
+    sibling = (await client.command("create_pat", user_id=org.user_id, name="sibling", token=org.admin_key))["result"]
+    await refused(client.command("add_scope", pat_id=sibling["pat_id"], scope=BILLING_DELETE, token=pat["token"]), "forbidden", "scope")
+    await client.command("add_scope", pat_id=sibling["pat_id"], scope=DOC_READ, token=pat["token"])  # what the owner holds
+
+
+async def test_an_auditors_credentials_only_read(client, org):
+    """An auditor's PAT got ``delete``."""
+    auditor = (await client.command("register_user", tenant_id=org.tenant_id, username="aud", roles=["auditor"]))["result"]["user_id"]
+    doc_delete = {**DOC_READ, "operation": "delete"}
+    await refused(client.command("create_pat", user_id=auditor, name="x", scopes=[DOC_READ, doc_delete], token=org.admin_key),
+                  "forbidden", "scopes[1]")
+    reader = (await client.command("create_pat", user_id=auditor, name="x", scopes=[DOC_READ], token=org.admin_key))["result"]
+    assert (await client.authorize(reader["token"], entity_type="doc", operation="read", entity_id="1")).allowed
+
+
+async def test_removing_a_role_narrows_every_credential_of_its_holders_at_once(client, org):
+    role_id = (await client.command("create_role", tenant_id=org.tenant_id, name="readers", scopes=[DOC_READ]))["result"]["role_id"]
+    await client.command("grant_role", user_id=org.user_id, role="readers")
+    pat = (await client.command("create_pat", user_id=org.user_id, name="r", scopes=[DOC_READ], token=org.admin_key))["result"]
+    tokens = (pat["token"], org.user_key)  # scoped, and unscoped (acts as its owner)
+
+    async def can_read(position: int) -> list[bool]:
+        return [(await client.authorize(t, entity_type="doc", operation="read", entity_id="7", min_position=position)).allowed
+                for t in tokens]
+
+    assert await can_read(0) == [True, True]
+    revoked = await client.command("revoke_role", user_id=org.user_id, role="readers")
+    assert await can_read(revoked["position"]) == [False, False]
+    again = await client.command("grant_role", user_id=org.user_id, role="readers")
+    assert await can_read(again["position"]) == [True, True]
+    narrowed = await client.command("remove_role_scopes", role_id=role_id, scopes=[DOC_READ])
+    assert await can_read(narrowed["position"]) == [False, False]
+    widened = await client.command("add_role_scopes", role_id=role_id, scopes=[DOC_READ])
+    assert await can_read(widened["position"]) == [True, True]
+    deleted = await client.command("delete_role", role_id=role_id)
+    assert await can_read(deleted["position"]) == [False, False]
+    # A new role of the same name is another role: the old grant does not reach it.
+    await client.command("create_role", tenant_id=org.tenant_id, name="readers", scopes=[DOC_READ])
+    assert await can_read(0) == [False, False]
+    user = (await client.admin("get_user", user_id=org.user_id))["user"]
+    assert user["roles"] == ["user"]
+
+
+async def test_tenant_roles_are_named_once_per_tenant_and_stay_in_it(client, org):
+    other = await make_org(client)
+    await client.command("create_role", tenant_id=org.tenant_id, name="appAdmin", scopes=[DOC_READ], token=org.admin_key)
+    await refused(client.command("create_role", tenant_id=org.tenant_id, name="APPADMIN", token=org.admin_key), "conflict", "name")
+    await refused(client.command("create_role", tenant_id=org.tenant_id, name="Admin", token=org.admin_key), "conflict", "name")
+    await refused(client.command("create_role", tenant_id=org.tenant_id, name="x", token=org.user_key), "forbidden")
+    await refused(client.command("create_role", tenant_id=other.tenant_id, name="x", token=org.admin_key), "forbidden", "tenant_id")
+    await client.command("create_role", tenant_id=other.tenant_id, name="appAdmin", token=other.admin_key)  # its own tenant's
+    await refused(client.command("grant_role", user_id=other.user_id, role="nope", token=other.admin_key), "not_found", "role")
+    listed = (await client.admin("list_roles", tenant_id=org.tenant_id, token=org.admin_key))["items"]
+    assert [(r["name"], r["scopes"]) for r in listed] == [("appAdmin", [DOC_READ])]
+    await refused(client.admin("get_role", role_id=listed[0]["id"], token=other.admin_key), "not_found", "role_id")
+    await refused(client.command("delete_role", role_id=listed[0]["id"], token=other.admin_key), "not_found", "role_id")
+    await client.command("grant_role", user_id=org.user_id, role="appadmin", token=org.admin_key)  # any case
+    verified = await client.verify(org.user_key)
+    assert verified.principal.roles == ["user", "appAdmin"]

@@ -16,7 +16,7 @@ from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.nats_server import free_port
 from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.settings import Settings
-from tests.helpers import make_org
+from tests.helpers import grant_scopes, make_org
 
 CLI = [sys.executable, "-m", "authbus.infra"]
 FORBIDDEN = ("secret_hash", "password_hash", "sealed_private", "refresh_hash", "$argon2")
@@ -44,6 +44,7 @@ async def audit_log(tmp_path, instance, *args: str) -> list[dict]:
 
 async def pat_history(client: AuthbusClient, org) -> dict:
     """A PAT created with SCOPE_A, given SCOPE_B, then revoked: the positions of each step."""
+    await grant_scopes(client, org.tenant_id, org.user_id, [SCOPE_A, SCOPE_B])
     created = await client.command("create_pat", user_id=org.user_id, name="audited", scopes=[SCOPE_A])
     pat_id, token = created["result"]["pat_id"], created["result"]["token"]
     added = await client.command("add_scope", pat_id=pat_id, scope=SCOPE_B)

@@ -30,7 +30,7 @@ from authbus.infra.nats_sync import sync_with_server
 from authbus.infra.node import Node, open_runner
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, Instance, start_instance
-from tests.helpers import eventually, make_org
+from tests.helpers import eventually, grant_scopes, make_org
 
 WAIT = 5.0  # seconds: the bound of every single wait
 
@@ -126,6 +126,7 @@ async def pat(bus: Bus, scopes: list[dict], **fields) -> tuple[str, str]:
 async def owned_pat(bus: Bus, scopes: list[dict], **fields) -> tuple[str, str, str]:
     """A PAT of a new user: its id, token and owner."""
     org = await make_org(bus.admin)
+    await grant_scopes(bus.admin, org.tenant_id, org.user_id, scopes)
     created = await bus.admin.command("create_pat", user_id=org.user_id, name="bus", scopes=scopes, **fields)
     return created["result"]["pat_id"], created["result"]["token"], org.user_id
 
@@ -324,3 +325,23 @@ async def test_callout_init_prints_a_working_pair_of_settings_and_server_configu
         await instance.node.stop()
     finally:
         server.stop()
+
+
+async def test_a_connection_gets_what_the_credential_and_its_owner_both_hold(bus: Bus):
+    """A scope counts only while the owner holds it: the owner's role narrowed to orders.eu.>
+    narrows a PAT minted with orders.> on its next connection."""
+    org = await make_org(bus.admin)
+    role_id = await grant_scopes(bus.admin, org.tenant_id, org.user_id, [subject_scope("publish", "orders.>")])
+    created = await bus.admin.command("create_pat", user_id=org.user_id, name="bus", scopes=[subject_scope("publish", "orders.>")])
+    await bus.admin.command("remove_role_scopes", role_id=role_id, scopes=[subject_scope("publish", "orders.>")])
+    narrowed = await bus.admin.command("add_role_scopes", role_id=role_id, scopes=[subject_scope("publish", "orders.eu.>")])
+    assert await eventually(lambda: bus.instance.node.model.position >= narrowed["position"], WAIT)
+    errors: list[Exception] = []
+    client = await connect(bus, created["result"]["token"], errors)
+    try:
+        await client.publish("orders.eu.new", b"")
+        await client.publish("orders.us.new", b"")
+        await violation(errors, 'permissions violation for publish to "orders.us.new"')
+        assert len(errors) == 1
+    finally:
+        await client.close()

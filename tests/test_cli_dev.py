@@ -72,6 +72,14 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
 
         tenant = field(authbus(tmp_path, port, "--json", "tenant", "create", "acme"), "tenant_id")
         user = field(authbus(tmp_path, port, "--json", "user", "create", "--tenant", tenant, "alice"), "user_id")
+        refused = authbus(tmp_path, port, "pat", "create", "--user", user, "--name", "laptop", "--scope", "docs/document:read:*")
+        assert refused.returncode == 1 and "(field: scopes[0])" in refused.stderr  # alice holds no such scope yet
+        role = authbus(tmp_path, port, "role", "create", "--tenant", tenant, "readers", "--scope", "docs/document:read:*",
+                       "--scope", "docs/document:update:42")
+        assert role.returncode == 0, role.stderr
+        assert authbus(tmp_path, port, "role", "grant", user, "readers").returncode == 0
+        roles = json.loads(authbus(tmp_path, port, "--json", "role", "list", "--tenant", tenant).stdout)
+        assert [(r["name"], len(r["scopes"])) for r in roles] == [("readers", 2)]
         created = authbus(tmp_path, port, "pat", "create", "--user", user, "--name", "laptop", "--scope", "docs/document:read:*")
         assert created.returncode == 0, created.stderr
         token = next(line.split()[1] for line in created.stdout.splitlines() if line.startswith("token"))
@@ -145,6 +153,9 @@ async def test_dev_callout_lets_in_only_authbus_tokens_with_their_subjects_acros
         # The admin CLI presents its token to NATS when the server asks for one.
         tenant = field(authbus(tmp_path, port, "--json", "tenant", "create", "bus"), "tenant_id")
         user = field(authbus(tmp_path, port, "--json", "user", "create", "--tenant", tenant, "carol"), "user_id")
+        assert authbus(tmp_path, port, "role", "create", "--tenant", tenant, "demo", "--scope", "nats/subject:publish:demo.>",
+                       "--scope", "subject:subscribe:demo.>").returncode == 0
+        assert authbus(tmp_path, port, "role", "grant", user, "demo").returncode == 0
         token = field(authbus(tmp_path, port, "--json", "pat", "create", "--user", user, "--name", "bus",
                               "--scope", "nats/subject:publish:demo.>", "--scope", "subject:subscribe:demo.>"), "token")
         client = await bus_client(port, token)

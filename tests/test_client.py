@@ -47,7 +47,7 @@ async def test_verify_and_authorize_answer_typed(client):
     verified = await client.verify(world.pat_token)
     assert isinstance(verified, Verified) and verified.valid and verified.reason is None
     assert verified.credential == Credential(id=world.pat_id, kind="pat", expires_at=verified.credential.expires_at)
-    assert verified.principal == Principal(id=world.user_id, tenant_id=world.tenant_id, kind="user", roles=["user"])
+    assert verified.principal == Principal(id=world.user_id, tenant_id=world.tenant_id, kind="user", roles=["user", "editors"])
     assert verified.scopes == [Scope(**PAT_SCOPE)] and verified.position == client.position
 
     unscoped = await client.verify(world.key_token)
