@@ -85,13 +85,16 @@ def rfc3339_epoch(seconds: float) -> str | None:
 
 
 def expiry(kind: str, expires_in: int | None, now: datetime) -> datetime | None:
+    """``expires_in`` seconds after ``now`` rounded up to a whole second: the instant every
+    reader agrees on (the wire's RFC 3339, the bus's JWT ``exp``), never shorter than asked."""
     default, maximum = LIFETIMES[kind]
     seconds = default if expires_in is None else expires_in
     if seconds is None:
         return None
     if seconds > maximum:
         raise InvalidRequest(f"expires_in is at most {maximum} seconds for {kind}", field="expires_in")
-    return now + timedelta(seconds=seconds)
+    whole = now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
+    return whole + timedelta(seconds=seconds)
 
 
 class Command(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -4,9 +4,12 @@ A server configured for it (``authbus dev --callout``, or docs/operations.md §4
 client's CONNECT to ``$SYS.REQ.USER.AUTH`` as an authorization request JWT, signed by the
 server and sealed to our xkey when one is configured.  The client's token (its
 ``auth_token``, or the password of a user/password login) is verified on the read model
-as ``verify`` does; the answer is a user JWT signed by the account issuer whose allow
-lists come from the credential's subject scopes (projections/bus_access.py), or an error
-naming the reason, which the server logs and the client sees as an authorization violation.
+as ``verify`` does; the answer is a user JWT signed by the account issuer that places the
+client in an account (root in authbus's own, everyone else in the client account) with
+the permissions of projections/bus_access.py, or an error naming the reason, which the
+server logs and the client sees as an authorization violation.  The JWT's ``name`` is the
+connection's identity: infra/bus_guard.py closes connections whose credential no longer
+admits them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from nats.micro.request import Request
 
 from authbus.handlers.nats_jwt import (
     AUTH_CALLOUT_SUBJECT,
-    GLOBAL_ACCOUNT,
     JWTError,
     NKey,
     NKeyError,
@@ -35,7 +37,7 @@ from authbus.handlers.nats_jwt import (
 )
 from authbus.handlers.metrics import OK
 from authbus.handlers.wire import Backend
-from authbus.projections.bus_access import EVERY_SUBJECT, BusGrant, Reserved, bus_grant
+from authbus.projections.bus_access import BusGrant, BusLayout, bus_grant, private_inbox
 
 log = logging.getLogger("authbus.callout")
 SUBJECT = AUTH_CALLOUT_SUBJECT
@@ -46,8 +48,9 @@ ENDPOINT = "auth_callout"  # its name in the request stats (nats micro, Promethe
 class CalloutKeys:
     issuer: NKey  # the account key the server trusts to sign users (config ``issuer``)
     xkey: XKey | None  # ours, when the server seals requests to it (config ``xkey``)
-    reserved: Reserved  # authbus's own subjects, denied to all but root
-    account: str = GLOBAL_ACCOUNT
+    layout: BusLayout  # authbus's own subjects, as the client account sees them
+    client_account: str = "APP"  # where every client but root goes
+    service_account: str = "AUTHBUS"  # authbus's own: root goes here
     lifetime: float = 3600.0  # longest a connection lives before it must authenticate again
 
 
@@ -57,27 +60,36 @@ def token_of(connect_opts: dict[str, Any]) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def user_jwt(grant: BusGrant, user_nkey: str, keys: CalloutKeys, now: float) -> str:
-    # A connection outlives no credential, and lives at most ``lifetime``: at its end the
-    # server disconnects the client, whose reconnect is checked afresh (so a revocation
-    # reaches connected clients within ``lifetime``).
+def user_jwt(grant: BusGrant, token: str, user_nkey: str, keys: CalloutKeys, now: float) -> str | None:
+    """The user JWT for a granted connection; None when its credential ends within this second.
+
+    A connection outlives no credential, and lives at most ``lifetime``.  The server counts
+    ``exp`` in whole seconds: it is the credential's end rounded down, so the connection is
+    closed no later than the credential ends, and a reconnect in what is left of that
+    second is refused here as ``expired`` rather than let in again.
+    """
     expires = now + keys.lifetime
     if grant.expires_ts is not None:
         expires = min(expires, grant.expires_ts)
-    # An empty allow list is left out of the JWT, and a missing list means "no limit" to
-    # the server: a side granted nothing is denied everything instead.
-    claims = user_claims(
-        user_nkey,
-        keys.account,
-        name=str(grant.principal.id),
-        pub_allow=grant.publish,
-        sub_allow=grant.subscribe,
-        pub_deny=grant.denied.publish if grant.publish else (EVERY_SUBJECT,),
-        sub_deny=grant.denied.subscribe if grant.subscribe else (EVERY_SUBJECT,),
-        # A subscriber may answer requests it receives, without publish rights on inboxes.
-        allow_responses=ResponsePermission(max_msgs=1) if grant.subscribe else None,
-        expires=max(int(expires), int(now) + 1),
-    )
+    exp = int(expires)
+    if exp <= now:
+        return None
+    if grant.root:
+        claims = user_claims(user_nkey, keys.service_account, name=grant.name, expires=exp)
+    else:
+        allowed = grant.permissions(keys.layout, private_inbox(token))
+        claims = user_claims(
+            user_nkey,
+            keys.client_account,
+            name=grant.name,
+            pub_allow=allowed.pub_allow,
+            sub_allow=allowed.sub_allow,
+            pub_deny=allowed.pub_deny,
+            sub_deny=allowed.sub_deny,
+            # A subscriber may answer requests it receives, without publish rights on inboxes.
+            allow_responses=ResponsePermission(max_msgs=1) if allowed.answers_requests else None,
+            expires=exp,
+        )
     return encode_jwt(claims, keys.issuer)
 
 
@@ -106,11 +118,15 @@ def callout(backend: Backend, keys: CalloutKeys) -> Callable[[Request], Awaitabl
         try:
             host = request.client_info.get("host")
             token = token_of(request.connect_opts)
-            grant = bus_grant(backend.model, token, now, backend.keys, keys.reserved) if token else "no_token"
+            grant: BusGrant | str = "no_token"
+            if token:
+                grant = bus_grant(backend.model, token, now, backend.keys)
+            if isinstance(grant, BusGrant) and token:
+                user = user_jwt(grant, token, request.user_nkey, keys, now)
+                if user is None:
+                    grant = "expired"
             if isinstance(grant, BusGrant):
-                response = authorization_response(
-                    request.user_nkey, request.server_id, keys.issuer, jwt=user_jwt(grant, request.user_nkey, keys, now)
-                )
+                response = authorization_response(request.user_nkey, request.server_id, keys.issuer, jwt=user)
                 log.info(
                     "auth callout: let in principal %s with %s %s from %.64s", grant.principal.id,
                     grant.credential.kind, grant.credential.id, host,

@@ -106,12 +106,14 @@ def dev(
     extra_args: tuple[str, ...] = ()
     if callout:
         keys = CalloutSetup.load_or_create(data_dir)
-        extra_args = ("-c", str(keys.write_config(data_dir / "nats-callout.conf")))
+        extra_args = ("-c", str(keys.write_config(data_dir / "nats-callout.conf", settings.subject_prefix)))
         settings.callout_issuer_seed, settings.callout_xkey_seed = keys.issuer_seed, keys.xkey_seed
     server = NatsServer(data_dir / "nats", port=nats_port, extra_args=extra_args, owned=True)
     try:
         server.start()
         settings.nats_url = keys.service_url(server.host, server.port) if callout else server.url
+        if callout:
+            settings.nats_system_url = keys.system_url(server.host, server.port)
         runner = _or_exit(lambda: open_runner(settings, create_kek=True))
         fresh = _bootstrap_into(runner, settings.root_token_file)
         asyncio.run(_run_until_signalled(settings, runner, lambda node: _dev_banner(settings, server, node, fresh)))
@@ -175,10 +177,12 @@ def bootstrap(
 def callout_init(
     nats_host: Annotated[str, typer.Option(help="Host authbus reaches nats-server at.")] = "nats",
     nats_port: Annotated[int, typer.Option(help="Its client port.")] = 4222,
+    subject_prefix: Prefix = "auth",
 ) -> None:
-    """Make fresh callout keys and a service password.  Print the settings of `authbus serve`
-    and the nats-server configuration that go with them (docs/operations.md §4).  The output
-    holds secrets: keep it as you keep the KEK.
+    """Make fresh callout keys and passwords.  Print the settings of `authbus serve` and the
+    nats-server configuration that go with them: authbus's account, the clients' account and
+    the system account (docs/operations.md §4).  The output holds secrets: keep it as you
+    keep the KEK.
 
     Example: authbus callout init --nats-host nats > callout.txt
     """
@@ -186,9 +190,11 @@ def callout_init(
     out.print(
         "# authbus serve: environment\n"
         f"AUTHBUS_NATS_URL={setup.service_url(nats_host, nats_port)}\n"
+        f"AUTHBUS_NATS_SYSTEM_URL={setup.system_url(nats_host, nats_port)}\n"
         f"AUTHBUS_CALLOUT_ISSUER_SEED={setup.issuer_seed}\n"
-        f"AUTHBUS_CALLOUT_XKEY_SEED={setup.xkey_seed}\n\n"
-        f"# nats-server: configuration\n{setup.config()}",
+        f"AUTHBUS_CALLOUT_XKEY_SEED={setup.xkey_seed}\n"
+        f"AUTHBUS_SUBJECT_PREFIX={subject_prefix}\n\n"
+        f"# nats-server: configuration\n{setup.config(subject_prefix)}",
         markup=False, highlight=False, soft_wrap=True, end="",
     )
 
@@ -243,7 +249,11 @@ def _dev_banner(settings: Settings, server: NatsServer, node: Node, fresh: bool)
     out.print(f"[bold green]authbus dev[/] is running{' (root bootstrapped)' if fresh else ''}")
     out.print(f"  NATS         {server.url}  (JetStream, data in {settings.data_dir / 'nats'})")
     if node.callout_keys is not None:
-        out.print(f"  auth callout clients connect with their token: nats://<token>@{server.host}:{server.port}")
+        out.print(
+            f"  auth callout clients connect with their token: nats://<token>@{server.host}:{server.port},\n"
+            "               replies come to their private inbox (docs/wire.md §6.9)",
+            markup=False, highlight=False,
+        )
     out.print(f"  event store  {settings.database_url}  (position {node.model.position})")
     out.print(f"  root token   {token_file}")
     if node.metrics is not None:

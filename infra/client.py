@@ -25,6 +25,8 @@ import msgspec
 import nats
 from nats.aio.client import Client
 
+from authbus.projections.bus_access import private_inbox
+
 T = TypeVar("T")
 
 
@@ -117,10 +119,13 @@ class _Refusal:
 
 
 async def _connect(url: str, refusal: _Refusal, token: str | None = None) -> Client:
+    # With a token (an auth callout server), replies come to the connection's private
+    # inbox: no other inbox may be listened to there (docs/wire.md §6.9).
+    inbox = {"inbox_prefix": private_inbox(token)} if token else {}
     return await nats.connect(
         # allow_reconnect=False makes nats.py retry a refused first connect forever.
         url, name="authbus-client", connect_timeout=5, max_reconnect_attempts=1, reconnect_time_wait=0.1,
-        error_cb=refusal.seen, token=token,
+        error_cb=refusal.seen, token=token, **inbox,
     )
 
 

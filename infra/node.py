@@ -22,17 +22,18 @@ from authbus.handlers import callout
 from authbus.handlers.metrics import RequestStats
 from authbus.handlers.nats_jwt import PREFIX_ACCOUNT, NKey, XKey
 from authbus.handlers.service import QUEUE_GROUP, VERSION, start_service, subjects
+from authbus.infra.bus_guard import BusGuard
+from authbus.infra.callout_config import bus_layout
 from authbus.infra.follower import Follower, wait_until
 from authbus.infra.nats_sync import sync_with_server
 from authbus.infra.prometheus import MetricsServer
-from authbus.infra.publisher import Publisher, lease_bucket, stream_name
+from authbus.infra.publisher import Publisher
 from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.secrets import KEKError, Passwords, load_kek
 from authbus.infra.settings import Settings
 from authbus.infra.snapshot import restore_read_model, write_snapshot
 from authbus.infra.store import EventStore, is_postgres, open_store
-from authbus.projections.bus_access import Reserved
 from authbus.projections.queries import signing_key_for
 from authbus.projections.read_model import ReadModel, SigningKeyView
 
@@ -87,9 +88,10 @@ def callout_keys(settings: Settings) -> callout.CalloutKeys | None:
     if settings.callout_lifetime <= 0:
         raise ValueError("the auth callout lifetime must be more than 0 seconds")
     xkey = XKey.from_seed(settings.callout_xkey_seed) if settings.callout_xkey_seed else None
-    stream = stream_name(settings.subject_prefix)
-    reserved = Reserved.of(settings.subject_prefix, stream, lease_bucket(stream))
-    return callout.CalloutKeys(issuer, xkey, reserved, settings.callout_account, settings.callout_lifetime)
+    return callout.CalloutKeys(
+        issuer, xkey, bus_layout(settings.subject_prefix), settings.callout_account, settings.callout_service_account,
+        settings.callout_lifetime,
+    )
 
 
 class Node:
@@ -110,6 +112,8 @@ class Node:
         self._follower: Follower | None = None
         self.publisher: Publisher | None = None
         self._publishing: asyncio.Task[None] | None = None
+        self.guard: BusGuard | None = None  # closes revoked connections, with a system account connection
+        self._system_nc: Client | None = None
         self.sealer: CheckpointSealer | None = None
         self._sealing: asyncio.Task[None] | None = None
         self.audit_public_key = public_key_b64(audit_key(runner.audit_seed))  # auth.v1.audit.public_key
@@ -142,8 +146,9 @@ class Node:
                 await self.metrics.stop()
             if self._follower is not None:
                 await asyncio.to_thread(self._follower.stop)
-            if self.nc is not None and not self.nc.is_closed:
-                await self.nc.close()
+            for nc in (self.nc, self._system_nc):
+                if nc is not None and not nc.is_closed:
+                    await nc.close()
             raise
 
     async def _start(self) -> Node:
@@ -179,6 +184,8 @@ class Node:
                 name=callout.ENDPOINT, subject=callout.SUBJECT, handler=callout.callout(self, self.callout_keys),
                 queue_group=QUEUE_GROUP,
             )
+        if self.callout_keys is not None:
+            await self._guard_the_bus()
         await sync_with_server(self.nc)  # the server holds every subscription before start() returns
         if self.publisher is not None:
             self._publishing = asyncio.create_task(self.publisher.run(), name="authbus-event-feed")
@@ -191,9 +198,30 @@ class Node:
             self._sealing = asyncio.create_task(self.sealer.run(), name="authbus-sealer")
         return self
 
+    async def _guard_the_bus(self) -> None:
+        assert self.callout_keys is not None and self._follower is not None
+        if not self.settings.nats_system_url:
+            log.warning(
+                "no AUTHBUS_NATS_SYSTEM_URL: a revoked credential's bus connections stay open until their JWT "
+                "expires (at most %s s)", self.settings.callout_lifetime,
+            )
+            return
+        self._system_nc = await nats.connect(
+            self.settings.nats_system_url, name="authbus-system", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+            error_cb=_log_nats_error,
+        )
+        keys = self.callout_keys
+        self.guard = BusGuard(self._system_nc, self.model, (keys.client_account, keys.service_account), lambda: self.now())
+        await self.guard.start()
+        self._follower.listeners.append(self.guard.offer)
+
     async def stop(self) -> None:
         """Stop taking requests, let in-flight ones finish, then release the store."""
         self._stopping = True
+        if self.guard is not None:
+            await self.guard.stop()
+        if self._system_nc is not None and not self._system_nc.is_closed:
+            await self._system_nc.close()
         if self._sealing is not None and self.sealer is not None:
             self.sealer.stop()
             await wait_until(asyncio.shield(self._sealing), 10.0)

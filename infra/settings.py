@@ -45,8 +45,13 @@ class Settings:
     # nats-server's auth callout (handlers/callout.py): answered when an issuer seed is set.
     callout_issuer_seed: str | None = field(default=None, repr=False)  # account seed, SA…
     callout_xkey_seed: str | None = field(default=None, repr=False)  # curve seed, SX…, when the server seals requests
-    callout_account: str = "$G"
+    callout_account: str = "APP"  # where every client the callout admits goes, but root
+    callout_service_account: str = "AUTHBUS"  # authbus's own account: root goes there
     callout_lifetime: float = 3600.0
+    # The system account (nats://authbus-system:<password>@…): connection events, and closing
+    # the connections of credentials revoked or narrowed.  Without it they last until their
+    # JWT expires (callout_lifetime at most).
+    nats_system_url: str | None = field(default=None, repr=False)
     log_level: str = "info"
 
     @classmethod

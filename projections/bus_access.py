@@ -1,75 +1,111 @@
-"""Which NATS subjects a credential may use, for nats-server's auth callout (handlers/callout.py).
+"""Which NATS account and subjects a credential gets, for nats-server's auth callout
+(handlers/callout.py), and whether a connection it admitted may stay.
 
-The server enforces allow and deny lists fixed at connect time, so the grant is listed up
-front from the same held scopes ``authorize`` matches one request at a time: entity_type
-``subject``, operation ``publish`` or ``subscribe``, domain null or ``nats``, entity_id a
-subject pattern (``*`` alone, "every entity", is every subject: ``>``).  A scoped
-credential gets the patterns its scopes and its owner's permissions both allow (their
-meet: a PAT for ``orders.>`` of an owner holding ``orders.eu.>`` gets ``orders.eu.>``); an
-unscoped one acts as its owner: root and admin every subject, a tenant role its subject
-scopes, anyone else none.  A grant of nothing is a refusal: a connection that can neither
-publish nor subscribe is no use to anyone.
+authbus and its callers live in different NATS accounts (docs/operations.md §4): authbus,
+root and the event feed's JetStream in the *service* account; every other client in the
+*client* account, which imports authbus's endpoints as services and its feed as a stream
+and has no JetStream, so no stream, mirror or source there can capture a request or a
+reply.  Within the client account, what a connection may use is fixed at connect time:
 
-Everyone but root shares the account with authbus and its callers, so some subjects are
-never granted whatever the scopes say (``Reserved``): listening to authbus's requests
-(passwords, bearer headers), to other clients' inboxes (their tokens) or to the server's
-system subjects, and forging the event feed or deleting its stream.  Replies come to a
-private inbox instead, ``_INBOX_<principal id>.>``, granted to anyone who may publish.
+* subjects from the same held scopes ``authorize`` matches one request at a time: entity
+  type ``subject``, operation ``publish`` or ``subscribe``, domain null or ``nats``,
+  entity id a subject pattern (``*`` alone, "every entity", is every subject: ``>``).  A
+  scoped credential gets the patterns its scopes and its owner's permissions both allow
+  (their meet: a PAT for ``orders.>`` of an owner holding ``orders.eu.>`` gets
+  ``orders.eu.>``); an unscoped one acts as its owner: admin every subject, a tenant role
+  its subject scopes, anyone else none.  A grant of nothing is a refusal.
+* publishing authbus's request subjects, so every connection can ask authbus;
+* a **private inbox** for replies, ``_I.<64 binary tokens>``, derived from the token
+  (``private_inbox``: a client computes it the same way and gives it to its NATS library
+  as the inbox prefix).  Every other private inbox is denied to it, for subscribing and
+  publishing, by the sibling subtrees along its own path: 64 patterns that together match
+  every inbox but its own, however wide its other grants (``>`` included).
+* never: listening to authbus's requests as they cross the account (they carry passwords
+  and bearer headers), to ``_INBOX.>``, or to ``$SYS``; publishing to ``$SYS`` or forging
+  the event feed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from authbus.domain.permissions import subject_meet, subject_pattern
-from authbus.domain.scopes import Scope
+from authbus.domain.scopes import Scope, ScopeKey
 from authbus.projections.jwt_tokens import KeyMaterial
-from authbus.projections.queries import REDEEMABLE_KINDS, permissions_of, verify
-from authbus.projections.read_model import ReadModel
+from authbus.projections.queries import REDEEMABLE_KINDS, permissions_of, standing, verify
+from authbus.projections.read_model import PrincipalView, ReadModel
 
 ENTITY_TYPE = "subject"
 PUBLISH, SUBSCRIBE = "publish", "subscribe"
 DOMAINS = (None, "nats")
 EVERY_SUBJECT = ">"
+INBOX_ROOT = "_I"
+INBOX_BITS = 64  # two connections of different principals sharing an inbox: ~n²/2^65
+NAME_PREFIX = "authbus"  # user JWT names, so the registry of connections knows its own
 
 
 @dataclass(frozen=True, slots=True)
-class Reserved:
-    """Subjects denied to every connection but root's."""
+class BusLayout:
+    """authbus's subjects under ``prefix``, as the client account sees them.  ``families``
+    are the third tokens of its four-token endpoint subjects (``cmd`` of
+    ``auth.v1.cmd.create_pat``): infra builds them from the endpoint table, so a new
+    endpoint family is covered without anyone remembering to list it."""
 
-    publish: tuple[str, ...]
-    subscribe: tuple[str, ...]
+    prefix: str
+    families: tuple[str, ...]
+
+    @property
+    def requests(self) -> tuple[str, ...]:
+        """Patterns of every endpoint subject, and of no feed subject: as a deny list they
+        also refuse a subscription to any of them, which ``auth.v1.*.*`` cannot (it would
+        match the text ``auth.v1.events.>``)."""
+        return (f"{self.prefix}.v1.*", *(f"{self.prefix}.v1.{family}.*" for family in self.families))
 
     @classmethod
-    def of(cls, prefix: str, stream: str, lease_bucket: str) -> Reserved:
-        """For authbus under subject ``prefix``, its feed ``stream`` and the lease's KV bucket."""
-        jetstream = (
-            f"$JS.API.STREAM.*.{stream}", f"$JS.API.STREAM.MSG.*.{stream}",
-            f"$JS.API.STREAM.*.KV_{lease_bucket}", f"$KV.{lease_bucket}.>",
-        )
-        return cls(
-            publish=("$SYS.>", f"{prefix}.v1.events.>", *jetstream),
-            subscribe=(
-                "$SYS.>", "$JS.API.>", "_INBOX.>",
-                *(f"{prefix}.v1.{tail}" for tail in ("*", "cmd.*", "admin.*", "challenge.*", "audit.*")),
-            ),
-        )
+    def of(cls, prefix: str, endpoint_subjects: Iterable[str]) -> BusLayout:
+        tokens = (subject.split(".") for subject in endpoint_subjects)
+        return cls(prefix, tuple(sorted({t[2] for t in tokens if len(t) == 4})))
+
+    @property
+    def feed(self) -> str:
+        return f"{self.prefix}.v1.events.>"
 
 
-NOTHING_RESERVED = Reserved((), ())
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """What nats-server enforces for one connection: allow and deny lists per direction."""
+
+    pub_allow: tuple[str, ...]
+    pub_deny: tuple[str, ...]
+    sub_allow: tuple[str, ...]
+    sub_deny: tuple[str, ...]
+    answers_requests: bool  # ``allow_responses``: it may reply to requests it receives
 
 
 @dataclass(frozen=True, slots=True)
 class BusGrant:
     credential: Any  # CredentialView or TokenCredential
-    principal: Any  # PrincipalView or ExternalPrincipal
-    publish: tuple[str, ...]
+    principal: Any  # PrincipalView
+    publish: tuple[str, ...]  # from scopes and the owner's permissions
     subscribe: tuple[str, ...]
-    denied: Reserved
+    root: bool  # root goes to the service account with no limits at all
+    name: str  # the connection's identity, for the registry that closes it (still_admitted)
     expires_ts: float | None  # the credential's own end; the connection must not outlive it
+
+    def permissions(self, layout: BusLayout, inbox: str) -> Permissions:
+        others = others_inboxes(inbox)
+        return Permissions(
+            pub_allow=(*self.publish, *layout.requests),
+            pub_deny=("$SYS.>", layout.feed, *others),
+            sub_allow=(*self.subscribe, f"{inbox}.>"),
+            sub_deny=("$SYS.>", "_INBOX.>", *layout.requests, *others),
+            answers_requests=bool(self.subscribe),
+        )
 
 
 def is_subject_pattern(subject: str) -> bool:
@@ -79,12 +115,22 @@ def is_subject_pattern(subject: str) -> bool:
     refuse the whole connection, so such a scope is left out of the grant instead.
     """
     parts = subject.split(".")
-    return all(parts) and EVERY_SUBJECT not in parts[:-1]
+    return all(parts) and EVERY_SUBJECT not in parts[:-1] and " " not in subject
 
 
-def private_inbox(principal_id: object) -> str:
-    """Where a client's replies come: give nats.py ``inbox_prefix`` the part before ``.>``."""
-    return f"_INBOX_{principal_id}.>"
+def private_inbox(token: str) -> str:
+    """The inbox prefix of the connection that presents ``token`` (with nats.py:
+    ``nats.connect(..., inbox_prefix=private_inbox(token))``)."""
+    digest = hashlib.sha256(b"authbus/v1/inbox\0" + token.encode()).digest()
+    bits = format(int.from_bytes(digest[: INBOX_BITS // 8], "big"), f"0{INBOX_BITS}b")
+    return ".".join((INBOX_ROOT, *bits))
+
+
+def others_inboxes(inbox: str) -> tuple[str, ...]:
+    """Patterns matching every private inbox but ``inbox``: the sibling of each step of its
+    path.  (A pattern names no "all but", so the complement is spelt out, 64 patterns.)"""
+    root, *bits = inbox.split(".")
+    return tuple(".".join((root, *bits[:i], "1" if bit == "0" else "0", EVERY_SUBJECT)) for i, bit in enumerate(bits))
 
 
 def subjects(scopes: Iterable[Scope], operation: str) -> tuple[str, ...]:
@@ -108,8 +154,24 @@ def narrowed(own: tuple[str, ...], held: tuple[str, ...] | None) -> tuple[str, .
     return _listed(m for a in own for b in held if (m := subject_meet(a, b)) is not None)
 
 
-def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial, reserved: Reserved) -> BusGrant | str:
-    """The subjects the holder of ``token`` may use, or why it may not connect (a verify
+def subjects_granted(
+    model: ReadModel, scopes: dict[ScopeKey, Scope] | None, principal: PrincipalView | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(publish, subscribe) for a credential with ``scopes`` (None: unscoped) of
+    ``principal`` (None: no owner in authbus, a tenant token: its scopes alone)."""
+    owner = None if principal is None else permissions_of(model, principal)
+    granted = []
+    for operation in (PUBLISH, SUBSCRIBE):
+        held = None if owner is None else owner.subjects(operation, DOMAINS)
+        if scopes is None:
+            granted.append((EVERY_SUBJECT,) if held is None else _listed(held))
+        else:
+            granted.append(narrowed(subjects(scopes.values(), operation), held))
+    return granted[0], granted[1]
+
+
+def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> BusGrant | str:
+    """What the holder of ``token`` gets on the bus, or why it may not connect (a verify
     reason, ``not_a_bearer_credential`` or ``no_matching_scope``)."""
     verdict = verify(model, token, now, keys)
     if not verdict.valid:
@@ -117,24 +179,60 @@ def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial, reser
     credential, principal = verdict.credential, verdict.principal
     if credential.kind in REDEEMABLE_KINDS:
         return "not_a_bearer_credential"
-    # A credential gets what its own scopes and its owner's permissions both allow; an
-    # unscoped one acts as its owner.  A tenant token has no owner here: its scopes alone.
-    owner = None if credential.kind == "tenant_token" else permissions_of(model, principal)
-    granted = []
-    for operation in (PUBLISH, SUBSCRIBE):
-        held = None if owner is None else owner.subjects(operation, DOMAINS)
-        if credential.scopes is None:
-            granted.append((EVERY_SUBJECT,) if held is None else _listed(held))
-        else:
-            granted.append(narrowed(subjects(credential.scopes.values(), operation), held))
-    publish, subscribe = granted
+    owner = None if credential.kind == "tenant_token" else principal
+    publish, subscribe = subjects_granted(model, credential.scopes, owner)
     if not publish and not subscribe:
         return "no_matching_scope"
-    if "root" in principal.roles:
-        reserved = NOTHING_RESERVED
-    elif publish and EVERY_SUBJECT not in subscribe and is_subject_pattern(inbox := private_inbox(principal.id)):
-        subscribe = (*subscribe, inbox)
-    return BusGrant(credential, principal, publish, subscribe, reserved, _expires_ts(credential))
+    name = connection_name(credential, publish, subscribe)
+    return BusGrant(credential, principal, publish, subscribe, "root" in principal.roles, name, _expires_ts(credential))
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+
+
+def connection_name(credential: Any, publish: tuple[str, ...], subscribe: tuple[str, ...]) -> str:
+    """The identity a connection carries in its user JWT: the credential (an access token
+    by its session and signing key), and a fingerprint of its secret and of what it was
+    granted, so a reset secret or a narrowed grant shows without holding the token."""
+    if credential.kind == "access_token":
+        ident = f"{credential.session_id}:{credential.kid}"
+        fingerprint = _fingerprint(publish, subscribe)
+    else:
+        ident = str(credential.id)
+        fingerprint = _fingerprint(getattr(credential, "digest", b""), publish, subscribe)
+    return f"{NAME_PREFIX}:{credential.kind}:{ident}:{fingerprint}"
+
+
+def still_admitted(model: ReadModel, name: str, now: float) -> bool | None:
+    """Whether a connection admitted as ``name`` would be admitted, with the same grant, now;
+    None when ``name`` is none of ours or names what this read model does not know yet."""
+    parts = name.split(":")
+    if len(parts) < 4 or parts[0] != NAME_PREFIX:
+        return None
+    kind, fingerprint = parts[1], parts[-1]
+    try:
+        ident = UUID(parts[2])
+    except ValueError:
+        return None
+    if kind == "access_token":
+        session = model.sessions.get(ident)
+        key = model.signing_keys.get(parts[3]) if len(parts) == 5 else None
+        if session is None or key is None:
+            return None
+        principal = model.principals[session.user_id]
+        if session.revoked or key.status == "revoked" or principal.disabled or model.tenants[principal.tenant_id].disabled:
+            return False
+        publish, subscribe = subjects_granted(model, None, principal)
+        return _fingerprint(publish, subscribe) == fingerprint
+    credential = model.credentials.get(ident)
+    if credential is None:
+        return None
+    verdict = standing(model, credential, now)
+    if not verdict.valid:
+        return False
+    publish, subscribe = subjects_granted(model, credential.scopes, verdict.principal)
+    return _fingerprint(credential.digest, publish, subscribe) == fingerprint
 
 
 def _expires_ts(credential: Any) -> float | None:

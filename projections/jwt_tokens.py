@@ -41,6 +41,7 @@ class TokenCredential:
     tenant_id: UUID
     session_id: UUID | None
     scopes: dict[ScopeKey, Scope] | None
+    kid: str  # the signing key: revoking it ends the token
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +181,9 @@ def _standing(model: ReadModel, signed: SignedToken) -> tuple[str | None, Any, A
             return "malformed", None, None
         if tenant.disabled:
             return "disabled", None, None
-        credential = TokenCredential(signed.jti or key.kid, "tenant_token", signed.expires_at, tenant_id, None, signed.scopes)
+        credential = TokenCredential(
+            signed.jti or key.kid, "tenant_token", signed.expires_at, tenant_id, None, signed.scopes, key.kid
+        )
         return None, credential, ExternalPrincipal.named(tenant_id, signed.subject)
     return _access_token(model, signed, tenant_id, tenant.disabled)
 
@@ -197,7 +200,9 @@ def _access_token(model: ReadModel, signed: SignedToken, tenant_id: UUID, tenant
         return "revoked", None, None
     if principal.disabled or tenant_disabled:
         return "disabled", None, None
-    credential = TokenCredential(signed.jti or str(session_id), "access_token", signed.expires_at, tenant_id, session_id, None)
+    credential = TokenCredential(
+        signed.jti or str(session_id), "access_token", signed.expires_at, tenant_id, session_id, None, signed.key.kid
+    )
     return None, credential, principal
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
+from datetime import datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from uuid import UUID
 
 import nats
 import nats.errors
+import msgspec
 import pytest
 from nats.aio.client import Client
 from typer.testing import CliRunner
@@ -29,6 +32,7 @@ from authbus.infra.nats_server import NatsServer, free_port
 from authbus.infra.nats_sync import sync_with_server
 from authbus.infra.node import Node, open_runner
 from authbus.infra.settings import Settings
+from authbus.projections.bus_access import private_inbox
 from tests.conftest import BACKENDS, Instance, start_instance
 from tests.helpers import eventually, grant_scopes, make_org
 
@@ -59,22 +63,21 @@ async def bus(request, databases, tmp_path_factory, watch_for_secrets) -> AsyncI
     backend, mode = request.param
     data_dir = tmp_path_factory.mktemp(f"callout-{backend}-{mode}")
     issuer_seed, xkey_seed = new_account_seed(), (new_xkey_seed() if mode == "xkey" else None)
-    password = secrets.token_urlsafe(18)
+    password, system_password = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
     conf = data_dir / "nats.conf"
     conf.write_text(render_callout_config(
-        issuer=NKey.from_seed(issuer_seed).public_key, service_user="authbus", service_password=password,
-        xkey=XKey.from_seed(xkey_seed).public_key if xkey_seed else None, auth_timeout=3.0,
+        issuer=NKey.from_seed(issuer_seed).public_key, service_password=password, system_password=system_password,
+        xkey=XKey.from_seed(xkey_seed).public_key if xkey_seed else None, prefix="bus", auth_timeout=3.0,
     ))
     server = NatsServer(data_dir / "nats", port=free_port(), extra_args=("-c", str(conf)))
     settings = Settings(
         data_dir=data_dir, nats_url=f"nats://authbus:{password}@127.0.0.1:{server.port}",
+        nats_system_url=f"nats://authbus-system:{system_password}@127.0.0.1:{server.port}",
         database_url=databases.new(backend), subject_prefix="bus", kek=secrets.token_hex(32), seal_interval=0,
         callout_issuer_seed=issuer_seed, callout_xkey_seed=xkey_seed,
     )
-    watch_for_secrets.add(issuer_seed, password=True)
-    watch_for_secrets.add(password, password=True)
-    if xkey_seed:
-        watch_for_secrets.add(xkey_seed, password=True)
+    for secret in (issuer_seed, password, system_password, *([xkey_seed] if xkey_seed else [])):
+        watch_for_secrets.add(secret, password=True)
     try:
         server.start()
         instance = await start_instance(settings, backend)
@@ -87,12 +90,15 @@ async def bus(request, databases, tmp_path_factory, watch_for_secrets) -> AsyncI
         server.stop()
 
 
-async def connect(bus: Bus, token: str | None, errors: list[Exception] | None = None, inbox: str | None = None) -> Client:
+async def connect(bus: Bus, token: str | None, errors: list[Exception] | None = None, **options) -> Client:
+    """A client as an application connects: its token, and its private inbox (wire.md §6.9)."""
+
     async def on_error(error: Exception) -> None:
         if errors is not None:
             errors.append(error)
 
-    options = {"inbox_prefix": inbox} if inbox else {}
+    if token:
+        options.setdefault("inbox_prefix", private_inbox(token))
     return await asyncio.wait_for(
         nats.connect(
             bus.url, token=token, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=4, error_cb=on_error,
@@ -131,16 +137,23 @@ async def owned_pat(bus: Bus, scopes: list[dict], **fields) -> tuple[str, str, s
     return created["result"]["pat_id"], created["result"]["token"], org.user_id
 
 
+async def app_admin(bus: Bus) -> str:
+    """An unscoped API key of a tenant admin: every subject of the client account (but
+    authbus's own and other clients' inboxes)."""
+    return (await make_org(bus.admin)).admin_key
+
+
 async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
-    _, token, owner = await owned_pat(bus, [
+    _, token, _ = await owned_pat(bus, [
         subject_scope("publish", "orders.>"), subject_scope("subscribe", "orders.>"),
         subject_scope("publish", "billing.>", domain="docs"),  # another domain: no grant
         {"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"},  # not a subject scope
     ])
     errors: list[Exception] = []
-    client = await connect(bus, token, errors, inbox=f"_INBOX_{owner}")
-    watcher = await bus.admin.nc.subscribe("billing.>")
-    await sync_with_server(bus.admin.nc)
+    client = await connect(bus, token, errors)
+    watcher = await connect(bus, await app_admin(bus))  # the same client account, every subject
+    billing = await watcher.subscribe("billing.>")
+    await sync_with_server(watcher)
     try:
         own = await client.subscribe("orders.>")
         await client.publish("orders.new", b"one")
@@ -148,15 +161,15 @@ async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
 
         await client.publish("billing.invoice", b"not allowed")
         await violation(errors, 'permissions violation for publish to "billing.invoice"')
-        await sync_with_server(bus.admin.nc)
+        await sync_with_server(watcher)
         with pytest.raises(nats.errors.TimeoutError):
-            await watcher.next_msg(timeout=0.3)
+            await billing.next_msg(timeout=0.3)
 
         async def echo(msg):
             await msg.respond(b"re:" + msg.data)
 
-        responder = await bus.admin.nc.subscribe("orders.echo", cb=echo)
-        await sync_with_server(bus.admin.nc)
+        responder = await watcher.subscribe("orders.echo", cb=echo)
+        await sync_with_server(watcher)
         assert (await client.request("orders.echo", b"ping", timeout=WAIT)).data == b"re:ping"  # to its private inbox
         await responder.unsubscribe()
 
@@ -164,17 +177,19 @@ async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
         await violation(errors, 'permissions violation for subscription to "billing.>"')
         assert client.is_connected
     finally:
-        await watcher.unsubscribe()
+        await watcher.close()
         await client.close()
 
 
-async def test_a_side_granted_nothing_is_denied_everything(bus: Bus):
+async def test_a_side_granted_nothing_is_denied_everything_but_its_inbox_and_authbus(bus: Bus):
     _, publisher = await pat(bus, [subject_scope("publish", "news.>")])
     errors: list[Exception] = []
     client = await connect(bus, publisher, errors)
     try:
         await client.subscribe(">")
         await violation(errors, 'permissions violation for subscription to ">"')
+        reply = await client.request("bus.v1.verify", b'{"token": "x"}', timeout=WAIT)  # authbus answers everyone
+        assert b'"reason":"malformed"' in reply.data
     finally:
         await client.close()
     _, subscriber = await pat(bus, [subject_scope("subscribe", "news.>")])
@@ -186,30 +201,75 @@ async def test_a_side_granted_nothing_is_denied_everything(bus: Bus):
         await client.close()
 
 
-async def test_no_one_but_root_hears_authbus_or_other_inboxes_or_forges_the_feed(bus: Bus):
+async def test_no_client_captures_what_another_principal_sends_authbus_or_gets_back(bus: Bus):
+    """A non-root client granted every subject — and JetStream's API — listens everywhere and
+    tries to capture with a stream, while another principal's service logs a user in with a
+    password and root sends commands: it catches none of it, and everyone gets answers."""
     org = await make_org(bus.admin)
+    await bus.admin.command("change_password", user_id=org.user_id, password=(password := "victim's password"))
+    spy_token = org.admin_key
+    _, frontend, _ = await owned_pat(bus, [subject_scope("publish", "web.>")])  # a login page's backend, say
+    caught: list[bytes] = []
+    errors: list[Exception] = []
+    spy = await connect(bus, spy_token, errors)
+    try:
+        async def note(msg):
+            caught.append(msg.subject.encode() + b" " + msg.data + repr(msg.headers).encode())
+
+        for subject in (">", "_I.>", private_inbox(frontend) + ".>", "bus.v1.login", "_INBOX.>"):
+            try:
+                await spy.subscribe(subject, cb=note)
+            except nats.errors.Error:
+                pass
+        # JetStream rights, but the client account has no JetStream to capture with.
+        spying = b'{"name": "SPY", "subjects": ["bus.v1.login", "_I.>"], "no_ack": true}'
+        refusal = await spy.request("$JS.API.STREAM.CREATE.SPY", spying, timeout=WAIT)
+        assert b"JetStream not enabled for account" in refusal.data
+        await sync_with_server(spy)
+
+        service = await connect(bus, frontend)
+        body = msgspec.json.encode({"tenant_id": org.tenant_id, "username": "user-1", "password": password})
+        pair = msgspec.json.decode((await service.request("bus.v1.login", body, timeout=WAIT)).data)
+        assert pair["access_token"] and pair["refresh_token"], pair
+        await service.close()
+        root = await connect(bus, bus.instance.root_token)  # root connects through the callout too
+        created = await root.request(
+            "bus.v1.cmd.create_pat", msgspec.json.encode({"user_id": org.user_id, "name": "by root"}),
+            headers={"Authorization": f"Bearer {bus.instance.root_token}"}, timeout=WAIT,
+        )
+        minted = msgspec.json.decode(created.data)["result"]["token"]
+        await root.close()
+        await sync_with_server(spy)
+        everything = b"\n".join(caught)
+        for secret in (password, pair["access_token"], pair["refresh_token"], bus.instance.root_token, minted):
+            assert secret.encode() not in everything
+        assert spy.is_connected
+    finally:
+        await spy.close()
+
+
+async def test_no_client_forges_the_feed_or_reaches_the_system_account(bus: Bus):
     _, everything = await pat(bus, [subject_scope("publish", "*"), subject_scope("subscribe", "*")])
-    stream = "AUTHBUS_EVENTS_BUS"
-    for token in (org.admin_key, everything):  # an admin's unscoped key, a PAT scoped to every subject
+    for token in (await app_admin(bus), everything):  # an admin's unscoped key, a PAT scoped to every subject
         errors: list[Exception] = []
         client = await connect(bus, token, errors)
         try:
-            for subject in ("bus.v1.login", "bus.v1.cmd.create_pat", "_INBOX.>", "$SYS.REQ.USER.AUTH", "$JS.API.>"):
+            for subject in ("bus.v1.login", "bus.v1.cmd.create_pat", "_INBOX.>", "$SYS.REQ.USER.AUTH"):
                 await client.subscribe(subject)
                 await violation(errors, f'permissions violation for subscription to "{subject.lower()}"')
-            for subject in ("bus.v1.events.x.pat.PATCreated", f"$JS.API.STREAM.DELETE.{stream}"):
+            for subject in ("bus.v1.events.x.pat.PATCreated", "$SYS.REQ.SERVER.PING.CONNZ"):
                 await client.publish(subject, b"{}")
                 await violation(errors, f'permissions violation for publish to "{subject.lower()}"')
             await client.subscribe("bus.v1.events.>")  # the feed itself is readable, when granted
             await client.publish("anything.else", b"")
             await sync_with_server(client)
-            assert len(errors) == 7 and client.is_connected
+            assert len(errors) == 6 and client.is_connected, "; ".join(str(e)[-50:] for e in errors)
         finally:
             await client.close()
     root = await connect(bus, bus.instance.root_token, errors := [])
     try:
-        await root.subscribe("bus.v1.login")
-        await sync_with_server(root)  # a refusal would have come before the PONG
+        await root.subscribe("bus.v1.login")  # root is in authbus's own account, unlimited
+        await sync_with_server(root)
         assert errors == [] and root.is_connected
     finally:
         await root.close()
@@ -218,14 +278,16 @@ async def test_no_one_but_root_hears_authbus_or_other_inboxes_or_forges_the_feed
 async def test_a_subscriber_may_answer_requests_without_publish_rights(bus: Bus):
     _, token = await pat(bus, [subject_scope("subscribe", "svc.time")])
     service = await connect(bus, token)
+    asking = await connect(bus, await app_admin(bus))
     try:
         async def answer(msg):
             await msg.respond(b"noon")
 
         await service.subscribe("svc.time", cb=answer)
         await sync_with_server(service)
-        assert (await bus.admin.nc.request("svc.time", b"", timeout=WAIT)).data == b"noon"
+        assert (await asking.request("svc.time", b"", timeout=WAIT)).data == b"noon"
     finally:
+        await asking.close()
         await service.close()
 
 
@@ -235,9 +297,6 @@ async def test_revoked_expired_wrong_and_missing_tokens_cannot_connect(bus: Bus)
     await bus.admin.command("revoke_pat", pat_id=pat_id)
     await refused(bus, token, "revoked")
 
-    _, short = await pat(bus, [subject_scope("publish", "*")], expires_in=1)
-    await asyncio.sleep(1.2)
-    await refused(bus, short, "expired")
 
     wrong_secret = tokens.mint("pat", UUID(pat_id), secrets.token_bytes(32))
     await refused(bus, wrong_secret, "unknown")
@@ -306,16 +365,18 @@ async def test_the_callout_survives_an_authbus_restart(bus: Bus):
 
 
 async def test_callout_init_prints_a_working_pair_of_settings_and_server_configuration(databases, tmp_path):
-    printed = CliRunner().invoke(cli.app, ["callout", "init", "--nats-host", "127.0.0.1", "--nats-port", str(port := free_port())])
+    printed = CliRunner().invoke(
+        cli.app, ["callout", "init", "--nats-host", "127.0.0.1", "--nats-port", str(port := free_port()), "--subject-prefix", "init"]
+    )
     assert printed.exit_code == 0, printed.output
     env_text, _, config = printed.output.partition("# nats-server: configuration\n")
     env = dict(line.split("=", 1) for line in env_text.splitlines() if line and not line.startswith("#"))
     (tmp_path / "nats.conf").write_text(config)
     server = NatsServer(tmp_path / "nats", port=port, extra_args=("-c", str(tmp_path / "nats.conf")))
     settings = Settings(
-        data_dir=tmp_path, nats_url=env["AUTHBUS_NATS_URL"], database_url=databases.new("sqlite"), subject_prefix="init",
-        kek=secrets.token_hex(32), seal_interval=0, callout_issuer_seed=env["AUTHBUS_CALLOUT_ISSUER_SEED"],
-        callout_xkey_seed=env["AUTHBUS_CALLOUT_XKEY_SEED"],
+        data_dir=tmp_path, nats_url=env["AUTHBUS_NATS_URL"], nats_system_url=env["AUTHBUS_NATS_SYSTEM_URL"],
+        database_url=databases.new("sqlite"), subject_prefix=env["AUTHBUS_SUBJECT_PREFIX"], kek=secrets.token_hex(32),
+        seal_interval=0, callout_issuer_seed=env["AUTHBUS_CALLOUT_ISSUER_SEED"], callout_xkey_seed=env["AUTHBUS_CALLOUT_XKEY_SEED"],
     )
     try:
         server.start()
@@ -345,3 +406,76 @@ async def test_a_connection_gets_what_the_credential_and_its_owner_both_hold(bus
         assert len(errors) == 1
     finally:
         await client.close()
+
+
+# ---------------------------------------------------------------- revocation reaches open connections
+
+CLOSED_WITHIN = 2.0  # seconds from the revoking command's reply to the connection's end
+
+
+async def closed_after(client: Client, change) -> float:
+    """Seconds from sending ``change`` until the server closes ``client``."""
+    started = time.monotonic()
+    await change()
+    assert await eventually(lambda: not client.is_connected, 2 * CLOSED_WITHIN, every=0.01), "the connection stayed open"
+    return time.monotonic() - started
+
+
+async def test_revoking_or_narrowing_a_credential_closes_its_open_connections(bus: Bus):
+    """A revoked PAT's connection kept publishing; now every connection a credential opened
+    closes within 2 s when it, its owner, its tenant or its session is revoked or disabled,
+    its secret is reset, or its owner loses a scope it used (it may come back narrower)."""
+    scopes = [subject_scope("publish", "x.>")]
+    took: dict[str, float] = {}
+    pat_id, token, _ = await owned_pat(bus, scopes)
+    client = await connect(bus, token)
+    took["revoke_pat"] = await closed_after(client, lambda: bus.admin.command("revoke_pat", pat_id=pat_id))
+    await refused(bus, token, "revoked")
+
+    pat_id, token, _ = await owned_pat(bus, scopes)
+    client = await connect(bus, token)
+    took["reset_pat_secret"] = await closed_after(client, lambda: bus.admin.command("reset_pat_secret", pat_id=pat_id))
+
+    _, token, owner = await owned_pat(bus, scopes)
+    client = await connect(bus, token)
+    took["disable_user"] = await closed_after(client, lambda: bus.admin.command("disable_user", user_id=owner))
+
+    org = await make_org(bus.admin)
+    client = await connect(bus, org.admin_key)
+    took["disable_tenant"] = await closed_after(client, lambda: bus.admin.command("disable_tenant", tenant_id=org.tenant_id))
+
+    org = await make_org(bus.admin)
+    role_id = await grant_scopes(bus.admin, org.tenant_id, org.user_id, [*scopes, subject_scope("publish", "y.>")])
+    created = await bus.admin.command("create_pat", user_id=org.user_id, name="n", scopes=[*scopes, subject_scope("publish", "y.>")])
+    client = await connect(bus, created["result"]["token"])
+    took["remove_role_scopes"] = await closed_after(
+        client, lambda: bus.admin.command("remove_role_scopes", role_id=role_id, scopes=[subject_scope("publish", "y.>")])
+    )
+    errors: list[Exception] = []
+    again = await connect(bus, created["result"]["token"], errors)  # back in, with what the owner still holds
+    try:
+        await again.publish("x.ok", b"")
+        await again.publish("y.no", b"")
+        await violation(errors, 'permissions violation for publish to "y.no"')
+    finally:
+        await again.close()
+
+    password = "an access token's password"
+    await bus.admin.command("change_password", user_id=org.admin_id, password=password)
+    login = await bus.admin.call("login", {"tenant_id": org.tenant_id, "username": "admin-1", "password": password}, token="")
+    client = await connect(bus, login["access_token"])
+    took["revoke_session"] = await closed_after(client, lambda: bus.admin.command("revoke_session", session_id=login["session_id"]))
+    assert all(seconds <= CLOSED_WITHIN for seconds in took.values()), took
+
+
+async def test_an_expiring_credential_is_dropped_at_its_end_and_not_let_back_in(bus: Bus):
+    """A PAT with expires_in 3 was dropped after 2.0 s and let in again at once: its
+    connection now ends at the credential's end, and a reconnect then is refused."""
+    pat_id, token = await pat(bus, [subject_scope("publish", "*")], expires_in=3)
+    expires_at = (await bus.admin.admin("get_pat", pat_id=pat_id))["pat"]["expires_at"]
+    end = datetime.fromisoformat(expires_at).timestamp()
+    client = await connect(bus, token)
+    assert await eventually(lambda: not client.is_connected, 6, every=0.01)
+    dropped = time.time()
+    await refused(bus, token, "expired")
+    assert end - 0.5 <= dropped <= end + 1.0, (dropped, end)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authbus.projections import queries
-from authbus.projections.bus_access import NOTHING_RESERVED, bus_grant
+from authbus.projections.bus_access import bus_grant
 from tests.unit.world import make_world
 
 WORLD = make_world(scopes=[{"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"}])
@@ -77,7 +77,7 @@ def test_no_token_makes_a_read_model_path_raise(token, operation, domain):
     assert decision.allowed in (True, False)
     queries.actor_for(model, token, now, keyring)
     queries.redeemer_for(model, token)
-    assert bus_grant(model, token, now, keyring, NOTHING_RESERVED) is not None
+    assert bus_grant(model, token, now, keyring) is not None
 
 
 def test_a_non_ascii_tail_on_a_well_formed_token_is_malformed():
@@ -97,3 +97,4 @@ def test_a_string_exp_is_malformed_on_every_path():
 def test_every_credential_of_the_world_verifies():
     for kind in ("pat", "api_key", "recovery", "access_token"):
         assert queries.verify(WORLD.model, WORLD.tokens[kind], WORLD.now, WORLD.keyring).valid, kind
+

@@ -1,0 +1,32 @@
+"""What a connection admitted by the auth callout may use (docs/wire.md §6.9)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authbus.handlers.service import subjects
+from authbus.infra.callout_config import bus_layout
+from authbus.projections.bus_access import INBOX_BITS, others_inboxes, private_inbox
+from tests.unit.test_permissions import matches
+
+
+def test_the_client_accounts_deny_list_covers_every_endpoint_and_no_feed_subject():
+    """A client never listens to authbus's requests crossing its account, and may read the feed."""
+    layout = bus_layout("auth")
+    for subject in subjects("auth").values():
+        assert any(matches(pattern, subject) for pattern in layout.requests), subject
+    for feed in ("auth.v1.events.t.pat.PATRevoked", "auth.v1.events.>", "auth.v1.events.*.*.*"):
+        assert not any(matches(pattern, feed) for pattern in layout.requests), feed
+
+
+@settings(max_examples=200)
+@given(mine=st.text(min_size=1, max_size=30), theirs=st.text(min_size=1, max_size=30), tail=st.text(
+    alphabet="abcXYZ019", min_size=1, max_size=8))
+def test_every_private_inbox_but_its_own_is_denied_to_a_connection(mine, theirs, tail):
+    own, other = private_inbox(mine), private_inbox(theirs)
+    assert len(own.split(".")) == INBOX_BITS + 1
+    denied = others_inboxes(own)
+    assert not any(matches(p, f"{own}.{tail}") for p in denied)  # its own replies reach it
+    if other != own:
+        assert any(matches(p, f"{other}.{tail}") for p in denied)  # nobody else's do
