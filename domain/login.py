@@ -9,6 +9,7 @@ saves first and answers the refusal after.
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
@@ -17,23 +18,14 @@ from authbus.domain.errors import NotFound
 from authbus.domain.commands import UnitOfWork, claim_name
 from authbus.domain.session import Session
 from authbus.domain.tenant import Tenant
+from authbus.domain.throttle import LoginThrottle, locked
 from authbus.domain.tokens import hash_for_storage, secret_digest
 from authbus.domain.user import User
 
 ACCESS_TOKEN_SECONDS = 15 * 60
 SESSION_SECONDS = 30 * 86400
-FAILURE_WINDOW_SECONDS = 15 * 60
-MAX_FAILURES = 5
 CHALLENGE_SECONDS = 60
 ISSUER = "authbus"
-# An argon2id hash of a random password: checked when the user does not exist, so an
-# unknown user costs the same time as a wrong password.
-DECOY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$GynNOqIlFIClR/I5+FV69Q$5XBXEKi87JkTkD1EiwHGPMoph7oEGV7l14/phFV8S/4"
-
-
-def rate_limited(failure_times: list[float], now: float) -> bool:
-    """Five failures within fifteen minutes lock the account until the oldest ages out."""
-    return len(failure_times) >= MAX_FAILURES and now - failure_times[-MAX_FAILURES] < FAILURE_WINDOW_SECONDS
 
 
 def access_claims(user: User, session_id: UUID, issued_at: int) -> dict[str, Any]:
@@ -83,20 +75,58 @@ def _pair(uow: UnitOfWork, user: User, session_id: UUID, refresh: str) -> dict[s
     }
 
 
-def password_login(uow: UnitOfWork, user_id: UUID | None, password: str, source: str) -> dict[str, Any]:
-    user = uow.get(User, user_id, "username") if user_id is not None else None
-    if user is None or user.password_hash is None:
-        uow.password_matches(password, DECOY_HASH)
-        if user is not None:
-            user.login_failed(method="password", reason="no_password", source=source, **uow.meta)
-            uow.add(user)
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    """What a password login is checked against: the hash to check (None: nothing to
+    check, the answer will be no), and whether the username is locked out."""
+
+    password_hash: str | None
+    locked: bool
+
+
+def password_check(uow: UnitOfWork, user_id: UUID | None, throttle_id: UUID) -> PasswordCheck:
+    """Read before the (slow) check, so a locked username costs no check at all."""
+    if user_id is not None:
+        user = uow.get(User, user_id, "username")
+        return PasswordCheck(user.password_hash, locked(user.failures, uow.now))
+    if not uow.exists(throttle_id):
+        return PasswordCheck(None, False)
+    return PasswordCheck(None, locked(uow.get(LoginThrottle, throttle_id, "username").failures, uow.now))
+
+
+def password_login(
+    uow: UnitOfWork, user_id: UUID | None, throttle_id: UUID, tenant_id: UUID, checked: str | None, matched: bool, source: str
+) -> dict[str, Any]:
+    """Conclude a password login whose check (of ``checked``) came out ``matched``.
+
+    Decided again on the store as it is now: a failure that landed meanwhile may lock the
+    username (``rate_limited``: this check's answer is never revealed), and a password
+    changed meanwhile asks for another check (``recheck``).  Every failure appends one
+    event, known user or not.
+    """
+    now = uow.now
+    if user_id is None:
+        if not uow.exists(throttle_id):
+            uow.add(LoginThrottle(id=throttle_id, tenant_id=tenant_id, method="password", source=source, at=now, **uow.meta))
+            return {"outcome": "failed"}
+        throttle = uow.get(LoginThrottle, throttle_id, "username")
+        if locked(throttle.failures, now):
+            return {"outcome": "rate_limited"}
+        throttle.failed(tenant_id=tenant_id, method="password", source=source, at=now, **uow.meta)
+        uow.add(throttle)
         return {"outcome": "failed"}
-    if not uow.password_matches(password, user.password_hash):
-        user.login_failed(method="password", reason="bad_password", source=source, **uow.meta)
+    user = uow.get(User, user_id, "username")
+    if locked(user.failures, now):
+        return {"outcome": "rate_limited"}
+    if user.password_hash != checked:
+        return {"outcome": "recheck"}
+    if user.password_hash is None or not matched:
+        reason = "no_password" if user.password_hash is None else "bad_password"
+        user.login_failed(method="password", reason=reason, source=source, at=now, **uow.meta)
         uow.add(user)
         return {"outcome": "failed"}
     if not _usable(uow, user):
-        user.login_failed(method="password", reason="disabled", source=source, **uow.meta)
+        user.login_failed(method="password", reason="disabled", source=source, at=now, **uow.meta)
         uow.add(user)
         return {"outcome": "disabled"}
     return _start_session(uow, user, "password", source)
@@ -152,7 +182,7 @@ def challenge_login(uow: UnitOfWork, user_id: UUID, nonce: str, source: str) -> 
     user = uow.get(User, user_id, "challenge")
     claim_name(uow, challenge_claim_id(nonce), "challenge", nonce, user.id, "challenge")
     if not _usable(uow, user):
-        user.login_failed(method="challenge", reason="disabled", source=source, **uow.meta)
+        user.login_failed(method="challenge", reason="disabled", source=source, at=uow.now, **uow.meta)
         uow.add(user)
         return {"outcome": "disabled"}
     return _start_session(uow, user, "challenge", source)

@@ -7,12 +7,14 @@ later role could take over.
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from authbus.domain.errors import Conflict
 from authbus.domain.role import BUILTIN_ROLES
+from authbus.domain.throttle import with_failure
 
 ROLES = BUILTIN_ROLES
 KINDS = ("user", "service")
@@ -39,6 +41,7 @@ class User(Aggregate):
         self.password_hash = password_hash
         self.disabled = False
         self.public_keys: list[str] = []  # base64url raw Ed25519 keys, for challenge login
+        self.failures: list[datetime] = []  # recent failed logins (domain/throttle.py)
 
     @event("PasswordChanged")
     def change_password(self, password_hash: str, actor: str, correlation_id: str) -> None:
@@ -80,11 +83,13 @@ class User(Aggregate):
 
     @event("LoginSucceeded")
     def login_succeeded(self, method: str, session_id: UUID, source: str, actor: str, correlation_id: str) -> None:
-        pass
+        self.failures = []
 
     @event("LoginFailed")
-    def login_failed(self, method: str, reason: str, source: str, actor: str, correlation_id: str) -> None:
-        pass
+    def login_failed(
+        self, method: str, reason: str, source: str, actor: str, correlation_id: str, at: datetime | None = None
+    ) -> None:
+        self.failures = with_failure(self.failures, at)
 
     @event("PublicKeyRegistered")
     def _add_public_key(self, public_key: str, actor: str, correlation_id: str) -> None:

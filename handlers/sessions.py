@@ -63,12 +63,9 @@ def _refused(outcome: str, field: str) -> Unauthenticated:
 def login_endpoint(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, LoginRequest)
-        user_id = backend.model.users_by_name.get((req.tenant_id, req.username.casefold()))
-        if user_id is not None and login.rate_limited(list(backend.model.login_failures.get(user_id, ())), backend.now()):
+        result, position = await backend.login(req.tenant_id, req.username, req.password, req.source)
+        if result["outcome"] == "rate_limited":
             raise RateLimited("too many failed logins: try again in a few minutes", field="username")
-        result, position = await backend.perform(
-            "login", str(user_id or "anonymous"), lambda uow: login.password_login(uow, user_id, req.password, req.source)
-        )
         if result["outcome"] != "ok":
             raise _refused(result["outcome"], "password")
         return _pair(result, position)

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Annotated, Any, Protocol, TypeVar
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import msgspec
 from nats.micro.request import Request
@@ -51,6 +51,7 @@ class Backend(Protocol):
     async def perform(
         self, name: str, actor_id: str, decide: Callable[[UnitOfWork], dict[str, Any]]
     ) -> tuple[dict[str, Any], int]: ...
+    async def login(self, tenant_id: UUID, username: str, password: str, source: str) -> tuple[dict[str, Any], int]: ...
     async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]: ...
     async def admit(self, work: Awaitable[None]) -> None:
         """Run ``work`` beside other requests (bounded), so a slow one blocks nothing else."""

@@ -13,6 +13,7 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -142,3 +143,49 @@ class Follower:
                 yield batch
                 continue
             self._nudge.wait(0.25)
+
+
+class HeadWatch:
+    """The store's head, as read no earlier than a question about it was asked.
+
+    ``beyond`` tells whether a position lies past the log's head, for a ``min_position``
+    that no instance could have answered yet (answered ``stale`` at once instead of waiting
+    out the consistency wait).  Readings are shared: whoever asks while one is under way
+    waits for the next, and readings start at most every ``interval`` seconds, so a flood of
+    such requests costs the store a few reads a second and nobody a false ``stale``.
+    """
+
+    def __init__(self, read: Callable[[], int | None], interval: float = 0.02) -> None:
+        self._read = read
+        self.interval = interval
+        self.value = 0
+        self.readings = 0
+        self._failed = False
+        self._started = float("-inf")
+        self._reading: asyncio.Future[None] | None = None
+
+    async def beyond(self, position: int) -> bool:
+        if position <= self.value:
+            return False
+        asked = time.monotonic()
+        while self._started < asked:  # no reading begun since the question: wait for one that has
+            if self._reading is None or self._reading.done():
+                pause = self._started + self.interval - time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                if self._reading is None or self._reading.done():
+                    self._started = time.monotonic()
+                    self._reading = asyncio.ensure_future(self._take())
+            await asyncio.shield(self._reading)
+        # The store away: nothing is known to be beyond, and the wait decides as before.
+        return not self._failed and position > self.value
+
+    async def _take(self) -> None:
+        self.readings += 1
+        try:
+            head = await asyncio.to_thread(self._read)
+        except Exception:
+            self._failed = True
+            return
+        self._failed = False
+        self.value = max(self.value, head or 0)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import nats
@@ -16,7 +17,9 @@ from nats.aio.client import Client
 from nats.micro.service import Service
 
 from authbus.domain.commands import Command, UnitOfWork, bootstrap
-from authbus.domain.errors import Unavailable
+from authbus.domain import login
+from authbus.domain.errors import NotFound, Unavailable
+from authbus.domain.user import User
 from authbus.domain.policy import Actor
 from authbus.handlers import callout
 from authbus.handlers.metrics import RequestStats
@@ -24,11 +27,12 @@ from authbus.handlers.nats_jwt import PREFIX_ACCOUNT, NKey, XKey
 from authbus.handlers.service import QUEUE_GROUP, VERSION, start_service, subjects
 from authbus.infra.bus_guard import BusGuard
 from authbus.infra.callout_config import bus_layout
-from authbus.infra.follower import Follower, wait_until
+from authbus.infra.follower import Follower, HeadWatch, wait_until
 from authbus.infra.nats_sync import sync_with_server
 from authbus.infra.prometheus import MetricsServer
 from authbus.infra.publisher import Publisher
-from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner
+from authbus.infra.password_gate import PasswordGate
+from authbus.infra.runner import NO_PASSWORD_WORK, SYSTEM_ACTOR, CommandRunner, PasswordWork, StoreUnitOfWork
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.secrets import KEKError, Passwords, load_kek
 from authbus.infra.settings import Settings
@@ -41,6 +45,18 @@ log = logging.getLogger("authbus")
 COMMAND_WORKERS = 4
 HEALTH_READ_SECONDS = 2.0  # a store slower than this to tell its head counts as unreachable
 MAX_IN_FLIGHT = 256  # requests running apart; beyond this NATS holds them in the subscription
+MAX_WAITING = 128  # of them, waiting for a min_position; beyond this one answers `stale` at once
+
+
+LOGIN_ATTEMPTS = 50  # decisions of one login-family request that lose a race before `unavailable`
+T = TypeVar("T")
+
+
+def _password_hash(uow: StoreUnitOfWork, user_id: UUID) -> str | None:
+    try:
+        return uow.get(User, user_id, "user_id").password_hash
+    except NotFound:
+        return None
 
 
 def open_runner(settings: Settings, create_kek: bool = False) -> CommandRunner:
@@ -128,8 +144,14 @@ class Node:
         self._worker = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="authbus-commands")
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        # argon2 is slow on purpose: logins get workers of their own, off the event loop.
+        self._waiting = 0  # requests waiting for their min_position
+        self.head = HeadWatch(self.store.recorder.max_notification_id)
+        # Logins read and append on threads of their own; argon2 runs in the gate, fairly.
+        # A failed password is recorded on a thread apart, so a flood of failures never
+        # queues ahead of a login that succeeds.
         self._logins = ThreadPoolExecutor(max_workers=2, thread_name_prefix="authbus-logins")
+        self._failures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authbus-login-failures")
+        self.gate = PasswordGate(runner.passwords, workers=max(1, (os.cpu_count() or 2) - 1))
 
     async def _log_disconnect(self) -> None:
         if not self._stopping:
@@ -157,6 +179,7 @@ class Node:
         if self.settings.metrics_port is not None:  # first: a port taken fails the start at once
             self.metrics = await MetricsServer(self.settings.metrics_host, self.settings.metrics_port, self.stats, self.gauges).start()
         tail = await loop.run_in_executor(self._worker, self._restore)
+        await self.gate.calibrate()
         log.info(
             "read model at position %d in %.2f s, from snapshot at %d + %d tail events",
             self.model.position, time.monotonic() - started, self.model.position - tail, tail,
@@ -250,6 +273,8 @@ class Node:
                 log.warning("read-model snapshot not written: %s", error)
         self._worker.shutdown(wait=True)
         self._logins.shutdown(wait=True)
+        self._failures.shutdown(wait=True)
+        self.gate.close()
         self.store.close()
         if self.metrics is not None:
             await self.metrics.stop()
@@ -313,16 +338,81 @@ class Node:
         log.info("read-model snapshot at position %d written in %.2f s", self.model.position, time.monotonic() - started)
 
     async def reached(self, position: int, timeout: float) -> bool:
+        """For a request's ``min_position``: False at once for a position past the log's
+        head (no instance has it) or when the waiting requests' own budget is spent, so a
+        flood of them holds up nothing else; otherwise whether it came within ``timeout``."""
         assert self._follower is not None
-        return await self._follower.reached(position, timeout)
+        if self.model.position >= position:
+            return True
+        if self._waiting >= MAX_WAITING or await self.head.beyond(position):
+            return False
+        self._waiting += 1
+        try:
+            return await self._follower.reached(position, timeout)
+        finally:
+            self._waiting -= 1
 
     async def execute(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]:
-        return await self._settled(self._worker, self.runner.run, command, actor)
+        work = await self._password_work(command, actor)
+        return await self._settled(self._worker, self.runner.run, command, actor, work)
 
-    async def perform(self, name: str, actor_id: str, decide: Callable[[UnitOfWork], dict[str, Any]]) -> tuple[dict[str, Any], int]:
-        """A login-family decision: no bearer, retried when it loses a race."""
-        run = functools.partial(self.runner.run_function, name, lambda _, uow: decide(uow), None, actor_id, None, "", attempts=3)
-        return await self._settled(self._logins, run)
+    async def _password_work(self, command: Command, actor: Actor) -> PasswordWork:
+        """Hash and check a command's passwords first, through the gate, fair by the caller's
+        tenant: the writer never waits on argon2 (one tenant's registrations delay no other
+        tenant's commands)."""
+        if not command.secret_fields:
+            return NO_PASSWORD_WORK
+        tenant = str(actor.tenant_id)
+        work = PasswordWork()
+        password = getattr(command, "password", None)
+        if password is not None:
+            work.hashes[password] = await self.gate.hash(tenant, password)
+        old = getattr(command, "old_password", None)
+        if old is not None:
+            user_id = command.user_id  # type: ignore[attr-defined]  (change_password, the one command with it)
+            current = await self._read(lambda uow: _password_hash(uow, user_id))
+            if current is not None:
+                work.checks[(old, current)] = await self.gate.matches(tenant, old, current)
+        return work
+
+    async def _read(self, look: Callable[[StoreUnitOfWork], T]) -> T:
+        if self._follower is not None and not self._follower.store_reachable:
+            raise Unavailable("the event store is unavailable; retry")
+        return await asyncio.get_running_loop().run_in_executor(self._logins, self.runner.read, look)
+
+    async def login(self, tenant_id: UUID, username: str, password: str, source: str) -> tuple[dict[str, Any], int]:
+        """A password login: one per username at a time, the check fair across tenants and
+        done outside any transaction, the outcome decided on the store as it is then."""
+        user_id = self.model.users_by_name.get((tenant_id, username.casefold()))
+        throttle_id = self.runner.throttle_id(tenant_id, username)
+        tenant = str(tenant_id)
+        async with self.gate.exclusive((tenant, username.casefold())):
+            for _ in range(3):  # again only if the password changed under way
+                check = await self._read(lambda uow: login.password_check(uow, user_id, throttle_id))
+                if check.locked:
+                    return {"outcome": "rate_limited"}, self.model.position
+                if check.password_hash is None:
+                    matched = await self.gate.decoy(tenant)
+                else:
+                    matched = await self.gate.matches(tenant, password, check.password_hash)
+                result, position = await self.perform(
+                    "login", str(user_id or "anonymous"),
+                    lambda uow: login.password_login(uow, user_id, throttle_id, tenant_id, check.password_hash, matched, source),
+                    pool=self._logins if matched else self._failures,
+                )
+                if result["outcome"] != "recheck":
+                    return result, position
+        raise Unavailable("the password changed while it was checked; try again")
+
+    async def perform(
+        self, name: str, actor_id: str, decide: Callable[[UnitOfWork], dict[str, Any]], pool: ThreadPoolExecutor | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """A login-family decision: no bearer, and decided again whenever it loses a race, so
+        a login never answers ``conflict`` (each attempt is fast: no argon2 in it)."""
+        run = functools.partial(
+            self.runner.run_function, name, lambda _, uow: decide(uow), None, actor_id, None, "", attempts=LOGIN_ATTEMPTS
+        )
+        return await self._settled(pool or self._logins, run)
 
     async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]:
         """Up to ``limit`` stored events from position ``start`` on, read and decoded in a thread."""
@@ -334,7 +424,8 @@ class Node:
         result, position = await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         # Answer only once this instance's read model holds the events, so a caller's
         # next request here already sees them.
-        await self.reached(position, self.consistency_wait)
+        assert self._follower is not None
+        await self._follower.reached(position, self.consistency_wait)
         return result, position
 
     def _signing_key_for(self, tenant_id: UUID) -> SigningKeyView:

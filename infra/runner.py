@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
@@ -28,8 +31,13 @@ from authbus.infra.store import EventStore
 from authbus.projections.read_model import SigningKeyView
 
 A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
 SYSTEM_ACTOR = "system"
 KEK_CHECK_SPAN = 20  # bootstrap appends its signing key among the first events of the log
+
+
+def _no_secrets(index: int) -> bytes:  # pragma: no cover - a read mints nothing
+    raise AssertionError("a read mints no secret")
 
 
 def render_secret(recipe: list[str], secret: bytes) -> str:
@@ -39,10 +47,25 @@ def render_secret(recipe: list[str], secret: bytes) -> str:
     return b64url(secret)  # "hs256": the tenant's HMAC key is this string's UTF-8 bytes
 
 
+@dataclass(frozen=True)
+class PasswordWork:
+    """argon2 done before a command is decided (infra.password_gate), so it never holds the
+    writer: hashes of the passwords it sets, and checks of those it compares."""
+
+    hashes: dict[str, str] = field(default_factory=dict)  # password → its hash
+    checks: dict[tuple[str, str], bool] = field(default_factory=dict)  # (password, hash) → matches
+
+
+NO_PASSWORD_WORK = PasswordWork()
+
+
 class StoreUnitOfWork:
-    def __init__(self, runner: CommandRunner, meta: dict[str, str], secret: Callable[[int], bytes]) -> None:
+    def __init__(
+        self, runner: CommandRunner, meta: dict[str, str], secret: Callable[[int], bytes], work: PasswordWork = NO_PASSWORD_WORK
+    ) -> None:
         self.now = datetime.now(timezone.utc)
         self.meta = meta
+        self._work = work
         self.pending: dict[UUID, Aggregate] = {}
         self._read: dict[UUID, Aggregate] = {}  # one decision reads each aggregate once
         self.minted: list[tuple[str, list[str]]] = []  # (shown-once value, recipe)
@@ -90,10 +113,12 @@ class StoreUnitOfWork:
         return self._runner.sign(tenant_id, claims)
 
     def hash_password(self, password: str) -> str:
-        return self._passwords.hash(password)
+        done = self._work.hashes.get(password)
+        return done if done is not None else self._passwords.hash(password)
 
     def password_matches(self, password: str, password_hash: str) -> bool:
-        return self._passwords.matches(password, password_hash)
+        done = self._work.checks.get((password, password_hash))
+        return done if done is not None else self._passwords.matches(password, password_hash)
 
 
 class CommandRunner:
@@ -109,8 +134,15 @@ class CommandRunner:
         self.challenges = Challenges(derive(kek, b"challenges"))
         self.audit_seed = derive(kek, b"audit-seal")  # the Ed25519 seed checkpoints are signed with
         self.snapshot_key = snapshot_key(kek)
+        self._throttle_key = derive(kek, b"login-throttle")
         # Set by the node that owns the read model: the key a tenant's tokens are signed with.
         self.signing_key_for: Callable[[UUID], SigningKeyView] | None = None
+
+    def throttle_id(self, tenant_id: UUID, username: str) -> UUID:
+        """Where a username's failed logins are counted when no user holds it: keyed, so the
+        log says nothing of names that were tried (domain/throttle.py)."""
+        digest = hmac.new(self._throttle_key, f"{tenant_id}:{username.casefold()}".encode(), hashlib.sha256).digest()
+        return UUID(bytes=digest[:16])
 
     def check_kek(self) -> None:
         """KEKError unless the KEK opens the first signing key in the log (bootstrap's)."""
@@ -127,7 +159,14 @@ class CommandRunner:
             raise Unavailable("this process does not sign tokens")
         return self.keyring.sign(self.signing_key_for(tenant_id), claims)
 
-    def run(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]:
+    def read(self, look: Callable[[StoreUnitOfWork], T]) -> T:
+        """``look`` at the store as it is now, appending nothing."""
+        try:
+            return look(StoreUnitOfWork(self, {"actor": SYSTEM_ACTOR, "correlation_id": ""}, _no_secrets))
+        except PersistenceError as error:
+            raise Unavailable("the event store is unavailable; retry") from error
+
+    def run(self, command: Command, actor: Actor, work: PasswordWork = NO_PASSWORD_WORK) -> tuple[dict[str, Any], int]:
         def decide(actor: Actor, uow: StoreUnitOfWork) -> dict[str, Any]:
             # The re-check reads the actor's credential, principal and tenant; most commands
             # then read the aggregates their ids name: one query for them all.
@@ -136,7 +175,9 @@ class CommandRunner:
             return command.run(current_actor(actor, uow, command.credential_field), uow)
 
         # Several workers may decide at once: one that loses a race decides again on the new state.
-        return self.run_function(command.command, decide, actor, actor.id, command.command_id, command.digest(), attempts=3)
+        return self.run_function(
+            command.command, decide, actor, actor.id, command.command_id, command.digest(), attempts=3, work=work
+        )
 
     def run_function(
         self,
@@ -147,6 +188,7 @@ class CommandRunner:
         command_id: str | None,
         digest: str,
         attempts: int = 1,
+        work: PasswordWork = NO_PASSWORD_WORK,
     ) -> tuple[dict[str, Any], int]:
         """Decide, then append every collected event in one transaction; or replay.
 
@@ -160,7 +202,7 @@ class CommandRunner:
                 return self._replay(record_id, name, digest, actor_id, credential)
             for attempt in range(attempts):
                 meta = {"actor": actor_id, "correlation_id": command_id or str(uuid4())}
-                uow = StoreUnitOfWork(self, meta, lambda n: self.secrets.secret(actor_id, command_id, n))
+                uow = StoreUnitOfWork(self, meta, lambda n: self.secrets.secret(actor_id, command_id, n), work)
                 result = decide(actor, uow)
                 aggregates = list(uow.pending.values())
                 if not aggregates:  # a refusal that records nothing
@@ -183,8 +225,8 @@ class CommandRunner:
         self, record_id: UUID, name: str, digest: str, result: dict[str, Any], uow: StoreUnitOfWork, credential: str | None
     ) -> CommandRecord:
         minted = {value: [*recipe, str(index)] for index, (value, recipe) in enumerate(uow.minted)}
-        secrets = {field: minted[value] for field, value in result.items() if isinstance(value, str) and value in minted}
-        stored = {field: value for field, value in result.items() if field not in secrets}
+        secrets = {name: minted[value] for name, value in result.items() if isinstance(value, str) and value in minted}
+        stored = {name: value for name, value in result.items() if name not in secrets}
         return CommandRecord(
             command=name,
             command_id=uow.meta["correlation_id"],
@@ -207,7 +249,7 @@ class CommandRunner:
         if record.command != name or record.request_digest != digest:
             raise Conflict("this command_id was already used for a different request", field="command_id")
         result = dict(record.result)
-        for field, recipe in record.secrets.items():
-            result[field] = render_secret(recipe[:-1], self.secrets.secret(actor_id, record.command_id, int(recipe[-1])))
+        for name, recipe in record.secrets.items():
+            result[name] = render_secret(recipe[:-1], self.secrets.secret(actor_id, record.command_id, int(recipe[-1])))
         # The first reply's position is not kept; the log's head is at least that.
         return result, self.store.recorder.max_notification_id() or 0

@@ -271,7 +271,6 @@ def digest(model: ReadModel) -> str:
         "users_by_name": {f"{t}:{name}": str(u) for (t, name), u in model.users_by_name.items()},
         "public_keys": {f"{t}:{key}": str(u) for (t, key), u in model.public_keys.items()},
         "login_activity": {str(u): list(entries) for u, entries in model.login_activity.items()},
-        "login_failures": {str(u): list(times) for u, times in model.login_failures.items()},
     }
     canonical = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     raw = hashlib.sha256(canonical.encode()).digest()

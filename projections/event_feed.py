@@ -17,6 +17,7 @@ AGGREGATES = {
     "SigningKey": "signing_key",
     "Session": "session",
     "Role": "role",
+    "LoginThrottle": "login",
     "NameClaim": "claim",
     "CommandRecord": "command",
     "Checkpoint": "checkpoint",

@@ -20,11 +20,11 @@ from authbus.domain.scopes import Scope, ScopeKey
 from authbus.domain.session import Session
 from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import Tenant
+from authbus.domain.throttle import LoginThrottle
 from authbus.domain.user import User
 
 LOGIN_ACTIVITY_KEPT = 50
 VERIFIED_KEPT = 65_536  # bearer strings remembered as checked (ReadModel.verified)
-FAILURES_KEPT = 5  # the rate limit counts at most this many recent failures
 
 
 class TenantView:
@@ -161,7 +161,6 @@ class ReadModel:
         self.role_names: dict[tuple[UUID, str], UUID] = {}  # live roles, by tenant and casefolded name
         self.role_holders: dict[UUID, dict[UUID, None]] = {}
         self.login_activity: dict[UUID, deque[dict[str, Any]]] = {}
-        self.login_failures: dict[UUID, deque[float]] = {}
         # Bearer strings whose secret or signature already checked out (projections.queries):
         # not folded from the log, so never snapshotted.
         self.verified: dict[str, tuple[Any, Any]] = {}
@@ -216,6 +215,8 @@ class ReadModel:
             NameClaim.NameReleased: lambda e: None,
             NameClaim.NameReclaimed: lambda e: None,
             CommandRecord.CommandRecorded: lambda e: None,
+            LoginThrottle.FirstLoginFailed: lambda e: None,  # the limit is the store's to count
+            LoginThrottle.LoginFailed: lambda e: None,
             Checkpoint.CheckpointSealed: lambda e: None,  # tamper evidence only: audit verify reads the store
         }
 
@@ -247,10 +248,6 @@ class ReadModel:
         entry = {"at": rfc3339(e.timestamp), "outcome": outcome, "method": e.method, "source": e.source}
         if outcome == "failed":
             entry["reason"] = e.reason
-            failures = self.login_failures.setdefault(e.originator_id, deque(maxlen=FAILURES_KEPT))
-            failures.append(e.timestamp.timestamp())
-        else:
-            self.login_failures.pop(e.originator_id, None)
         self.login_activity.setdefault(e.originator_id, deque(maxlen=LOGIN_ACTIVITY_KEPT)).append(entry)
 
     def _signing_key_created(self, e: Any) -> None:

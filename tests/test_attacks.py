@@ -10,6 +10,7 @@ import time
 import uuid
 
 import jwt
+import msgspec
 import pytest
 
 from authbus.infra.client import AuthbusError
@@ -175,3 +176,112 @@ async def test_tenant_roles_are_named_once_per_tenant_and_stay_in_it(client, org
     await client.command("grant_role", user_id=org.user_id, role="appadmin", token=org.admin_key)  # any case
     verified = await client.verify(org.user_key)
     assert verified.principal.roles == ["user", "appAdmin"]
+
+
+# ---------------------------------------------------------------- no enumeration, bounded abuse
+
+async def login_reply(client, tenant_id: str, username: str, password: str) -> dict:
+    """The raw reply (error or not), as a caller sees it."""
+    body = msgspec.json.encode({"tenant_id": tenant_id, "username": username, "password": password})
+    msg = await client.nc.request(f"{client.prefix}.v1.login", body, timeout=client.timeout)
+    return msgspec.json.decode(msg.data)
+
+
+async def test_an_unknown_user_and_a_wrong_password_look_the_same_in_every_way(client, org, instance):
+    """The reply's position moved only for an existing user, and only an existing user got
+    rate_limited on the sixth try."""
+    await client.command("change_password", user_id=org.user_id, password="the right password")
+    for username in ("user-1", f"nobody-{uuid.uuid4().hex[:6]}"):
+        replies = []
+        for _ in range(6):
+            before = store_position(instance)
+            reply = await login_reply(client, org.tenant_id, username, "a wrong password")
+            replies.append((reply["error"]["code"], reply["error"]["message"], reply["position"] - before))
+        assert replies == [("unauthenticated", "wrong username or password", 1)] * 5 + [
+            ("rate_limited", "too many failed logins: try again in a few minutes", 0)
+        ], (username, replies)
+
+
+async def test_the_failure_limit_holds_under_concurrency(client, org, instance):
+    """40 concurrent wrong passwords for one user: 32 were checked (limit 5)."""
+    password = "the right password"
+    await client.command("change_password", user_id=org.user_id, password=password)
+    before = store_position(instance)
+    replies = await asyncio.gather(
+        *(login_reply(client, org.tenant_id, "user-1", "wrong" if i else password) for i in range(40))
+    )
+    codes = [r.get("error", {}).get("code", "ok") for r in replies]
+    checked = len([c for c in codes if c in ("ok", "unauthenticated")])
+    assert checked <= 5 + 1 and set(codes) <= {"ok", "unauthenticated", "rate_limited"}, codes  # five failures, a success clears them
+    failures = (await client.admin("login_activity", user_id=org.user_id, token=org.admin_key))["items"]
+    assert len([a for a in failures if a["outcome"] == "failed"]) <= 5 + (1 if "ok" in codes else 0)
+    assert store_position(instance) > before
+
+
+async def test_concurrent_logins_never_answer_conflict(client, org):
+    password = "the right password"
+    await client.command("change_password", user_id=org.user_id, password=password)
+    replies = await asyncio.gather(*(login_reply(client, org.tenant_id, "user-1", password) for _ in range(12)))
+    assert all("access_token" in r for r in replies), [r.get("error") for r in replies]
+
+
+async def test_a_flood_of_far_future_min_positions_is_answered_at_once_and_holds_up_nothing(client, org, instance):
+    """~700/s unauthenticated ``verify {"token": "x", "min_position": 2^62}`` made a normal
+    verify take 6.3 s: each waited out the consistency wait, holding a slot."""
+    far = {"token": "x", "min_position": 2**62}
+    readings = instance.node.head.readings
+
+    async def flood() -> list[str]:
+        replies = await asyncio.gather(*(client.call("verify", far, token="") for _ in range(300)), return_exceptions=True)
+        return [getattr(r, "code", "answered") for r in replies]
+
+    started = time.monotonic()
+    flooding = asyncio.ensure_future(flood())
+    normal = await client.verify(org.user_key, min_position=0)
+    codes = await flooding
+    took = time.monotonic() - started
+    assert normal.valid and codes == ["stale"] * 300
+    assert took < instance.node.consistency_wait  # not one of them waited it out
+    # The store's head was read a few times for all of them, not once each.
+    assert instance.node.head.readings - readings < 100
+
+
+async def test_a_flood_of_unknown_usernames_costs_no_password_checks(client, org, instance):
+    """100 concurrent unknown-user logins took a legitimate login from 119 ms to 8 s: each
+    ran argon2 against a decoy hash, on two shared threads."""
+    password = "the right password"
+    await client.command("change_password", user_id=org.user_id, password=password)
+    gate = instance.node.gate
+    checks = gate.done
+    flood = [login_reply(client, org.tenant_id, f"ghost-{i}", "guess") for i in range(100)]
+    replies = await asyncio.gather(*flood, login_reply(client, org.tenant_id, "user-1", password))
+    assert [r["error"]["code"] for r in replies[:-1]] == ["unauthenticated"] * 100
+    assert "access_token" in replies[-1]
+    assert gate.done - checks == 1  # the legitimate one: made-up names cost no argon2 at all
+    assert gate.most_running <= gate.workers
+
+
+async def test_one_tenants_password_commands_do_not_hold_up_anothers(client, org, instance):
+    """Tenant A's 30 concurrent register_user with passwords took tenant B's create_pat from
+    2 ms to 3.1 s: argon2 ran on the one command worker."""
+    other = await make_org(client)
+    loop = asyncio.get_running_loop()
+    finished: dict[str, float] = {}
+
+    async def timed(name: str, call) -> None:
+        await call
+        finished[name] = loop.time()
+
+    registrations = [
+        timed(f"a{i}", client.command("register_user", tenant_id=org.tenant_id, username=f"new-{i}", password="a long password",
+                                      token=org.admin_key))
+        for i in range(30)
+    ]
+    async def b_after_a_started() -> None:
+        await asyncio.sleep(0)  # queued behind A's requests, as the complaint had it
+        await timed("b", client.command("create_pat", user_id=other.user_id, name="b", token=other.admin_key))
+
+    await asyncio.gather(*registrations, b_after_a_started())
+    # B's command did not wait for A's hashing: it was answered while A's were still going.
+    assert finished["b"] < max(v for k, v in finished.items() if k.startswith("a"))
+    assert instance.node.gate.most_running <= instance.node.gate.workers

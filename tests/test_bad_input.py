@@ -595,15 +595,17 @@ RETIRE_KEY = root_step("cmd.retire_signing_key", kid="signing_kid")
 REVOKE_KEY = root_step("cmd.revoke_signing_key", kid="signing_kid")
 REMOVE_PUBLIC_KEY = root_step("cmd.remove_public_key", user_id="user_id", public_key="public_key")
 FAILED = ("LoginFailed",)
+UNKNOWN_FAILED = ("FirstLoginFailed",)
 
 # Refusals of a request that is well-formed: by the credentials it presents (a password, a
 # refresh token, a signature) or by the state the steps left.  Some leave an audit record.
 REFUSALS: list[Case] = [
-    bad_login("unknown-tenant_id", put("tenant_id", lambda w: str(uuid.uuid4()))),
-    bad_login("system-tenant", put("tenant_id", str(SYSTEM_TENANT_ID))),
-    bad_login("unknown-username", put("username", "nobody")),
-    bad_login("username-trailing-newline", put("username", "user-1\n")),
-    bad_login("token-as-username", put("username", lambda w: w.pat_token)),
+    # A username no user holds fails like a wrong password: one event, on a keyed throttle.
+    bad_login("unknown-tenant_id", put("tenant_id", lambda w: str(uuid.uuid4())), UNKNOWN_FAILED),
+    bad_login("system-tenant", put("tenant_id", str(SYSTEM_TENANT_ID)), UNKNOWN_FAILED),
+    bad_login("unknown-username", put("username", "nobody"), UNKNOWN_FAILED),
+    bad_login("username-trailing-newline", put("username", "user-1\n"), UNKNOWN_FAILED),
+    bad_login("token-as-username", put("username", lambda w: w.pat_token), UNKNOWN_FAILED),
     bad_login("wrong-password", _wrong_password, FAILED),
     bad_login("password-case", put("password", PASSWORD.upper()), FAILED),
     bad_login("no-password-set", put("username", "admin-1"), FAILED),

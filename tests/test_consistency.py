@@ -67,6 +67,9 @@ async def test_a_request_waiting_for_its_position_holds_up_no_other(client, org,
     The waiting one waits 2 s: ample for the prompt one, even on a busy machine."""
     monkeypatch.setattr(instance.node, "consistency_wait", 2.0)
     ahead = instance.node.model.position + 1_000_000
+    # As an instance that lags sees it: the log already holds that position (one past the
+    # head is answered `stale` at once, see test_attacks).
+    monkeypatch.setattr(instance.node.head, "value", ahead)
     verifies = await _finishing_order(client.verify(org.user_key, min_position=ahead), client.verify(org.user_key))
     assert verifies == ["prompt", "waiting"]
     reads = await _finishing_order(

@@ -30,7 +30,9 @@ from tests.test_bad_input import secrets, world  # noqa: F401  (fixtures, used b
 EXAMPLES = int(os.environ.get("AUTHBUS_FUZZ_EXAMPLES", "40"))
 # Refusals that are recorded on purpose (docs/wire.md §6): what each endpoint may append
 # while answering an error.
-AUDITED_REFUSALS = {"login": {"LoginFailed"}, "refresh": {"SessionRevoked"}, "challenge.answer": {"LoginFailed"}}
+AUDITED_REFUSALS = {
+    "login": {"LoginFailed", "FirstLoginFailed"}, "refresh": {"SessionRevoked"}, "challenge.answer": {"LoginFailed"},
+}
 CODES = set(STATUS) - {"internal"}
 # Endpoints that read a token: from the Authorization header, or from a field of the body.
 AUTHENTICATED_OR_TOKEN = frozenset(AUTHENTICATED) | {"verify", "authorize", "refresh", "logout", "redeem"}

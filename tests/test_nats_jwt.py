@@ -226,11 +226,15 @@ def test_xkey_seal_open_roundtrip() -> None:
 def test_config_quotes_every_value() -> None:
     assert conf_string('p"a\\s$w#d\n') == '"p\\"a\\\\s$w#d\\n"'
     text = render_callout_config(
-        issuer=GO_ISSUER_PUB, service_user="auth", service_password="pw", xkey=GO_CURVE_PUB, auth_timeout=3
+        issuer=GO_ISSUER_PUB, service_password='p"w', system_password="sys", xkey=GO_CURVE_PUB, auth_timeout=3
     )
     assert "timeout: 3.0" in text
     assert f'issuer: "{GO_ISSUER_PUB}"' in text and f'xkey: "{GO_CURVE_PUB}"' in text
-    plain = render_callout_config(issuer=GO_ISSUER_PUB, service_user="auth", service_password="pw")
+    assert 'password: "p\\"w"' in text and 'system_account: "SYS"' in text
+    assert '{ service: { account: "AUTHBUS", subject: "auth.v1.cmd.*" } }' in text  # the clients' import
+    plain = render_callout_config(issuer=GO_ISSUER_PUB, service_password="pw", system_password="sys")
     assert "xkey" not in plain
     with pytest.raises(ValueError):
-        render_callout_config(issuer=GO_USER_PUB, service_user="auth", service_password="pw")
+        render_callout_config(issuer=GO_USER_PUB, service_password="pw", system_password="sys")
+    with pytest.raises(ValueError):
+        render_callout_config(issuer=GO_ISSUER_PUB, service_password="pw", system_password="")
