@@ -36,7 +36,7 @@ from authbus.infra.nats_sync import sync_with_server
 # the principal's.  Any other aggregate's events (tenant, session, signing_key, …) evict
 # the whole tenant; uniqueness claims, command records and checkpoints change no answer.
 BY_ID = frozenset({"pat", "key", "user"})
-HARMLESS = frozenset({"claim", "command", "checkpoint"})
+HARMLESS = frozenset({"claim", "command", "checkpoint", "login"})  # login: failed logins of unknown usernames
 
 
 class FeedEvent(msgspec.Struct):

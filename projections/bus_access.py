@@ -22,7 +22,8 @@ reply.  Within the client account, what a connection may use is fixed at connect
   every inbox but its own, however wide its other grants (``>`` included).
 * never: listening to authbus's requests as they cross the account (they carry passwords
   and bearer headers), to ``_INBOX.>``, or to ``$SYS``; publishing to ``$SYS`` or forging
-  the event feed.
+  the event feed; reading another tenant's part of the feed (a connection any of whose
+  patterns reaches beyond its own tenant's part, ``>`` say, reads none of it).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from authbus.domain.permissions import subject_meet, subject_pattern
+from authbus.domain.permissions import subject_covers, subject_meet, subject_pattern
 from authbus.domain.scopes import Scope, ScopeKey
 from authbus.projections.jwt_tokens import KeyMaterial
 from authbus.projections.queries import REDEEMABLE_KINDS, permissions_of, standing, verify
@@ -99,13 +100,23 @@ class BusGrant:
 
     def permissions(self, layout: BusLayout, inbox: str) -> Permissions:
         others = others_inboxes(inbox)
+        # The feed names every tenant's users, roles and claims: a connection reads it only
+        # where each of its patterns that reaches the feed stays in its own tenant's.
+        feed = () if reads_only_own_feed(self.subscribe, layout, self.principal.tenant_id) else (layout.feed,)
         return Permissions(
             pub_allow=(*self.publish, *layout.requests),
             pub_deny=("$SYS.>", layout.feed, *others),
             sub_allow=(*self.subscribe, f"{inbox}.>"),
-            sub_deny=("$SYS.>", "_INBOX.>", *layout.requests, *others),
+            sub_deny=("$SYS.>", "_INBOX.>", *layout.requests, *feed, *others),
             answers_requests=bool(self.subscribe),
         )
+
+
+def reads_only_own_feed(patterns: Iterable[str], layout: BusLayout, tenant_id: object) -> bool:
+    """Whether no pattern reaches another tenant's part of the event feed."""
+    own = f"{layout.prefix}.v1.events.{tenant_id}.>"
+    reached = (subject_meet(pattern, layout.feed) for pattern in patterns)
+    return all(part is None or subject_covers(own, part) for part in reached)
 
 
 def is_subject_pattern(subject: str) -> bool:

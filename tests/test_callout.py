@@ -260,10 +260,11 @@ async def test_no_client_forges_the_feed_or_reaches_the_system_account(bus: Bus)
             for subject in ("bus.v1.events.x.pat.PATCreated", "$SYS.REQ.SERVER.PING.CONNZ"):
                 await client.publish(subject, b"{}")
                 await violation(errors, f'permissions violation for publish to "{subject.lower()}"')
-            await client.subscribe("bus.v1.events.>")  # the feed itself is readable, when granted
+            await client.subscribe("bus.v1.events.>")  # every tenant's part of the feed: not for it
+            await violation(errors, 'permissions violation for subscription to "bus.v1.events.>"')
             await client.publish("anything.else", b"")
             await sync_with_server(client)
-            assert len(errors) == 6 and client.is_connected, "; ".join(str(e)[-50:] for e in errors)
+            assert len(errors) == 7 and client.is_connected, "; ".join(str(e)[-50:] for e in errors)
         finally:
             await client.close()
     root = await connect(bus, bus.instance.root_token, errors := [])
@@ -479,3 +480,32 @@ async def test_an_expiring_credential_is_dropped_at_its_end_and_not_let_back_in(
     dropped = time.time()
     await refused(bus, token, "expired")
     assert end - 0.5 <= dropped <= end + 1.0, (dropped, end)
+
+
+async def test_a_connection_reads_its_own_tenants_part_of_the_feed_and_no_other(bus: Bus):
+    """The feed names users, roles and claims: a tenant's admin with every subject hears
+    none of it, and a credential scoped to its own tenant's part hears only that."""
+    org = await make_org(bus.admin)
+    own = subject_scope("subscribe", f"bus.v1.events.{org.tenant_id}.>")
+    await grant_scopes(bus.admin, org.tenant_id, org.user_id, [own])
+    listener = (await bus.admin.command("create_pat", user_id=org.user_id, name="feed", scopes=[own]))["result"]["token"]
+    heard: list[str] = []
+    errors: list[Exception] = []
+    clients = [await connect(bus, listener, errors), await connect(bus, org.admin_key, errors)]
+    try:
+        for client, subject in zip(clients, (f"bus.v1.events.{org.tenant_id}.>", ">")):
+            async def note(msg, who=subject):
+                heard.append(f"{who} {msg.subject}")
+
+            await client.subscribe(subject, cb=note)
+            await sync_with_server(client)
+        other = await make_org(bus.admin)  # events of another tenant
+        mine = await bus.admin.command("register_user", tenant_id=org.tenant_id, username="someone")  # one of its own
+        assert mine["ok"] and await eventually(lambda: any("user.UserRegistered" in h for h in heard), WAIT), heard
+        await sync_with_server(clients[1])
+        feed = [h for h in heard if ".v1.events." in h]
+        assert feed and all(h.startswith(f"bus.v1.events.{org.tenant_id}.> bus.v1.events.{org.tenant_id}.") for h in feed), feed
+        assert other.tenant_id not in "".join(heard)
+    finally:
+        for client in clients:
+            await client.close()

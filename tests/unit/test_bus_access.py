@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from authbus.handlers.service import subjects
 from authbus.infra.callout_config import bus_layout
-from authbus.projections.bus_access import INBOX_BITS, others_inboxes, private_inbox
+from authbus.projections.bus_access import INBOX_BITS, others_inboxes, private_inbox, reads_only_own_feed
 from tests.unit.test_permissions import matches
 
 
@@ -30,3 +30,12 @@ def test_every_private_inbox_but_its_own_is_denied_to_a_connection(mine, theirs,
     assert not any(matches(p, f"{own}.{tail}") for p in denied)  # its own replies reach it
     if other != own:
         assert any(matches(p, f"{other}.{tail}") for p in denied)  # nobody else's do
+
+
+def test_a_connection_reads_the_feed_only_where_it_stays_in_its_own_tenants_part():
+    layout = bus_layout("auth")
+    own = "auth.v1.events.t1.>"
+    assert reads_only_own_feed([own, "orders.>"], layout, "t1")
+    assert reads_only_own_feed(["auth.v1.events.t1.pat.*", "*.v1.events.t1.>"], layout, "t1")
+    for reaching in (">", "auth.>", "auth.v1.events.>", "auth.v1.events.*.pat.>", "auth.v1.*.t2.>", "auth.v1.events.t2.>"):
+        assert not reads_only_own_feed([own, reaching], layout, "t1"), reaching
