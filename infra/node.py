@@ -18,8 +18,7 @@ from nats.micro.service import Service
 
 from authbus.domain.commands import Command, UnitOfWork, bootstrap
 from authbus.domain import login
-from authbus.domain.errors import NotFound, Unavailable
-from authbus.domain.user import User
+from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
 from authbus.handlers import callout
 from authbus.handlers.metrics import RequestStats
@@ -32,7 +31,7 @@ from authbus.infra.nats_sync import sync_with_server
 from authbus.infra.prometheus import MetricsServer
 from authbus.infra.publisher import Publisher
 from authbus.infra.password_gate import PasswordGate
-from authbus.infra.runner import NO_PASSWORD_WORK, SYSTEM_ACTOR, CommandRunner, PasswordWork, StoreUnitOfWork
+from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner, PasswordWork, PasswordWorkNeeded, StoreUnitOfWork
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.secrets import KEKError, Passwords, load_kek
 from authbus.infra.settings import Settings
@@ -49,14 +48,8 @@ MAX_WAITING = 128  # of them, waiting for a min_position; beyond this one answer
 
 
 LOGIN_ATTEMPTS = 50  # decisions of one login-family request that lose a race before `unavailable`
+PASSWORD_ROUNDS = 4  # a command's decisions, each after the password work the last one asked for
 T = TypeVar("T")
-
-
-def _password_hash(uow: StoreUnitOfWork, user_id: UUID) -> str | None:
-    try:
-        return uow.get(User, user_id, "user_id").password_hash
-    except NotFound:
-        return None
 
 
 def open_runner(settings: Settings, create_kek: bool = False) -> CommandRunner:
@@ -353,27 +346,21 @@ class Node:
             self._waiting -= 1
 
     async def execute(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]:
-        work = await self._password_work(command, actor)
-        return await self._settled(self._worker, self.runner.run, command, actor, work)
-
-    async def _password_work(self, command: Command, actor: Actor) -> PasswordWork:
-        """Hash and check a command's passwords first, through the gate, fair by the caller's
-        tenant: the writer never waits on argon2 (one tenant's registrations delay no other
-        tenant's commands)."""
-        if not command.secret_fields:
-            return NO_PASSWORD_WORK
-        tenant = str(actor.tenant_id)
+        """Decide and append; a decision that comes to a password gets its hash or check done
+        through the gate, fair by the caller's tenant, and is made again: the writer never
+        waits on argon2, and one tenant's registrations delay no other tenant's commands."""
         work = PasswordWork()
-        password = getattr(command, "password", None)
-        if password is not None:
-            work.hashes[password] = await self.gate.hash(tenant, password)
-        old = getattr(command, "old_password", None)
-        if old is not None:
-            user_id = command.user_id  # type: ignore[attr-defined]  (change_password, the one command with it)
-            current = await self._read(lambda uow: _password_hash(uow, user_id))
-            if current is not None:
-                work.checks[(old, current)] = await self.gate.matches(tenant, old, current)
-        return work
+        for _ in range(PASSWORD_ROUNDS):
+            try:
+                return await self._settled(self._worker, self.runner.run, command, actor, work)
+            except PasswordWorkNeeded as needed:
+                tenant = str(actor.tenant_id)
+                if needed.password_hash is None:
+                    work.hashes[needed.password] = await self.gate.hash(tenant, needed.password)
+                else:
+                    key = (needed.password, needed.password_hash)
+                    work.checks[key] = await self.gate.matches(tenant, *key)
+        raise Unavailable("the password changed while it was checked; send the command again")
 
     async def _read(self, look: Callable[[StoreUnitOfWork], T]) -> T:
         if self._follower is not None and not self._follower.store_reachable:

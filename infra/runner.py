@@ -49,14 +49,25 @@ def render_secret(recipe: list[str], secret: bytes) -> str:
 
 @dataclass(frozen=True)
 class PasswordWork:
-    """argon2 done before a command is decided (infra.password_gate), so it never holds the
-    writer: hashes of the passwords it sets, and checks of those it compares."""
+    """argon2 done for a command outside its transaction (infra.password_gate), so it never
+    holds the writer: hashes of the passwords it sets, and checks of those it compares."""
 
     hashes: dict[str, str] = field(default_factory=dict)  # password → its hash
     checks: dict[tuple[str, str], bool] = field(default_factory=dict)  # (password, hash) → matches
 
 
 NO_PASSWORD_WORK = PasswordWork()
+
+
+class PasswordWorkNeeded(Exception):
+    """A decision came to a password it has no hash or check for: nothing is appended, the
+    caller does the work (fairly, off the writer) and decides again.  Only a decision that
+    passed its rules up to there asks, so no caller makes argon2 run for a refusal."""
+
+    def __init__(self, password: str, password_hash: str | None = None) -> None:
+        super().__init__("password work needed")
+        self.password = password
+        self.password_hash = password_hash  # None: hash ``password``; else check it against this
 
 
 class StoreUnitOfWork:
@@ -72,7 +83,6 @@ class StoreUnitOfWork:
         self._store = runner.store
         self._runner = runner
         self._secret = secret
-        self._passwords = runner.passwords
 
     def get(self, cls: type[A], aggregate_id: UUID, field: str) -> A:
         aggregate = self.pending.get(aggregate_id) or self._read.get(aggregate_id)
@@ -114,11 +124,15 @@ class StoreUnitOfWork:
 
     def hash_password(self, password: str) -> str:
         done = self._work.hashes.get(password)
-        return done if done is not None else self._passwords.hash(password)
+        if done is None:
+            raise PasswordWorkNeeded(password)
+        return done
 
     def password_matches(self, password: str, password_hash: str) -> bool:
         done = self._work.checks.get((password, password_hash))
-        return done if done is not None else self._passwords.matches(password, password_hash)
+        if done is None:
+            raise PasswordWorkNeeded(password, password_hash)
+        return done
 
 
 class CommandRunner:

@@ -285,3 +285,18 @@ async def test_one_tenants_password_commands_do_not_hold_up_anothers(client, org
     # B's command did not wait for A's hashing: it was answered while A's were still going.
     assert finished["b"] < max(v for k, v in finished.items() if k.startswith("a"))
     assert instance.node.gate.most_running <= instance.node.gate.workers
+
+
+async def test_a_refused_password_command_costs_no_hashing(client, org, instance):
+    """Any bearer could make authbus hash: a password is hashed only once the command's
+    rules have passed."""
+    gate = instance.node.gate
+    done = gate.done
+    for _ in range(5):
+        with pytest.raises(AuthbusError) as refused:
+            await client.command("register_user", tenant_id=org.tenant_id, username="x", password="a long password",
+                                 token=org.user_key)
+        assert refused.value.code == "forbidden"
+    assert gate.done == done
+    await client.command("register_user", tenant_id=org.tenant_id, username="x", password="a long password", token=org.admin_key)
+    assert gate.done == done + 1
