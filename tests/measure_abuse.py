@@ -1,6 +1,7 @@
 """Figures for docs/reliability.md's abuse rows, measured against a real instance (SQLite, a
 nats-server of its own): a normal verify during a flood of far-future ``min_position``
-verifies, a legitimate login during 100 concurrent unknown-user logins, and a
+verifies, a wrong password against an unknown user, a legitimate login during 100
+concurrent unknown-user logins, and a
 ``create_pat`` in one tenant during another tenant's 30 concurrent ``register_user`` with
 passwords.  Not a test (a busy machine must not fail CI): run it, read the ratios.
 
@@ -83,6 +84,13 @@ async def main() -> None:
             return client.call("login", {"tenant_id": org.tenant_id, "username": username, "password": secret}, token="")
 
         normal = statistics.median([await timed(login("user-1", password)) for _ in range(5)])
+        wrong, unknown = [], []
+        for _ in range(4):  # under the lockout: four of each, interleaved
+            wrong.append(await timed(login("user-1", "a wrong password")))
+            unknown.append(await timed(login(f"nobody-{uuid.uuid4().hex[:6]}", "a wrong password")))
+        print(f"a wrong password {statistics.median(wrong) * 1000:.0f} ms, an unknown user "
+              f"{statistics.median(unknown) * 1000:.0f} ms (medians of 4)")
+        await login("user-1", password)  # clears the failures
         ghosts = [timed(login(f"ghost-{i}-{uuid.uuid4().hex[:4]}", "guess")) for i in range(100)]
         during = (await asyncio.gather(*ghosts, timed(login("user-1", password))))[-1]
         print(f"login {normal * 1000:.0f} ms; during 100 unknown-user logins {during * 1000:.0f} ms ({during / normal:.2f}x)")
