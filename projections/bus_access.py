@@ -94,7 +94,7 @@ class BusGrant:
     principal: Any  # PrincipalView
     publish: tuple[str, ...]  # from scopes and the owner's permissions
     subscribe: tuple[str, ...]
-    root: bool  # root goes to the service account with no limits at all
+    root: bool  # root's unscoped credentials go to the service account, with no limits at all
     name: str  # the connection's identity, for the registry that closes it (still_admitted)
     expires_ts: float | None  # the credential's own end; the connection must not outlive it
 
@@ -120,13 +120,14 @@ def reads_only_own_feed(patterns: Iterable[str], layout: BusLayout, tenant_id: o
 
 
 def is_subject_pattern(subject: str) -> bool:
-    """A subject a NATS permission list accepts: non-empty tokens, ``>`` only last.
+    """A subject a NATS permission list accepts: non-empty tokens, ``>`` only last, nothing
+    but printable characters other than spaces.
 
     Scope entity ids are free text; one bad pattern in a user JWT would make the server
     refuse the whole connection, so such a scope is left out of the grant instead.
     """
     parts = subject.split(".")
-    return all(parts) and EVERY_SUBJECT not in parts[:-1] and " " not in subject
+    return all(parts) and EVERY_SUBJECT not in parts[:-1] and subject.isprintable() and not any(c.isspace() for c in subject)
 
 
 def private_inbox(token: str) -> str:
@@ -195,7 +196,10 @@ def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Bu
     if not publish and not subscribe:
         return "no_matching_scope"
     name = connection_name(credential, publish, subscribe)
-    return BusGrant(credential, principal, publish, subscribe, "root" in principal.roles, name, _expires_ts(credential))
+    # Only root acting as itself enters authbus's own account: a root-owned credential with
+    # scopes is held to them, in the clients' account, like any other.
+    root = "root" in principal.roles and credential.scopes is None
+    return BusGrant(credential, principal, publish, subscribe, root, name, _expires_ts(credential))
 
 
 def _fingerprint(*parts: object) -> str:

@@ -509,3 +509,22 @@ async def test_a_connection_reads_its_own_tenants_part_of_the_feed_and_no_other(
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_a_root_credential_with_scopes_is_held_to_them(bus: Bus):
+    """A root-owned PAT carrying one subject scope landed in authbus's own account with no
+    limits: it could hear logins and commands and forge the feed."""
+    system = (await bus.admin.call("verify", {"token": bus.instance.root_token}, token=""))["principal"]["tenant_id"]
+    another_root = await bus.admin.command("register_user", tenant_id=system, username=f"ops-{secrets.token_hex(4)}", roles=["root"])
+    created = await bus.admin.command(
+        "create_pat", user_id=another_root["result"]["user_id"], name="metrics", scopes=[subject_scope("publish", "metrics.x")]
+    )
+    errors: list[Exception] = []
+    client = await connect(bus, created["result"]["token"], errors)
+    try:
+        await client.subscribe("bus.v1.login")
+        await violation(errors, 'permissions violation for subscription to "bus.v1.login"')
+        await client.publish("bus.v1.events.x.pat.PATCreated", b"{}")
+        await violation(errors, 'permissions violation for publish to "bus.v1.events.x.pat.patcreated"')
+    finally:
+        await client.close()
