@@ -366,12 +366,16 @@ class RevokeRole(_UserChange):
 
     def run(self, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
         user = self._target(actor, uow)
+        # A deleted role's grant is inert but may still be cleared by its name, also once a
+        # new role has taken that name (and the user does not hold the new one).
+        stale = [rid for rid, held in user.custom_roles.items() if held.casefold() == self.role.casefold()]
         try:
             name, role_id = _resolve_role(uow, user.tenant_id, self.role, "role")
-        except NotFound:  # a deleted role's grant is inert, but may still be cleared
-            stale = [rid for rid, held in user.custom_roles.items() if held.casefold() == self.role.casefold()]
+        except NotFound:
             if not stale:
                 raise
+            name, role_id = user.custom_roles[stale[0]], stale[0]
+        if role_id is not None and role_id not in user.custom_roles and stale:
             name, role_id = user.custom_roles[stale[0]], stale[0]
         user.revoke_role(role=name, role_id=role_id, reason=self.reason, **uow.meta)
         uow.add(user)

@@ -101,11 +101,13 @@ def password_login(
 
     Decided again on the store as it is now: a failure that landed meanwhile may lock the
     username (``rate_limited``: this check's answer is never revealed), and a password
-    changed meanwhile asks for another check (``recheck``).  Every failure appends one
-    event, known user or not.
+    changed meanwhile asks for another check (``recheck``).  Every failure in a tenant
+    appends one event, known user or not; a tenant id that names no tenant appends none.
     """
     now = uow.now
     if user_id is None:
+        if not uow.exists(tenant_id):  # made-up tenants are not written down (ids are unguessable)
+            return {"outcome": "failed"}
         if not uow.exists(throttle_id):
             uow.add(LoginThrottle(id=throttle_id, tenant_id=tenant_id, method="password", source=source, at=now, **uow.meta))
             return {"outcome": "failed"}

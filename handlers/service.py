@@ -22,6 +22,8 @@ QUEUE_GROUP = "authbus"
 # Answered from the read model without waiting: no task of their own (see wire.endpoint).
 INLINE = frozenset({"verify", "authorize", "jwks", "audit_public_key"})
 QUIET = frozenset({"health"})  # asked every few seconds by probes: logged at debug level only
+# Requests anyone may send that wait on argon2 or a session: bounded apart from the rest.
+LOGIN_LANE = frozenset({"login", "refresh", "logout", "challenge_answer", "redeem"})
 VERSION = "0.1.0"
 
 
@@ -74,7 +76,7 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
     for name, subject in subjects(prefix).items():
         handler = endpoint(
             backend, name, handlers[name], concurrent=name not in INLINE,
-            access_log=logging.DEBUG if name in QUIET else logging.INFO,
+            access_log=logging.DEBUG if name in QUIET else logging.INFO, lane="login" if name in LOGIN_LANE else "default",
         )
         await service.add_endpoint(name=name, subject=subject, handler=handler, queue_group=QUEUE_GROUP)
     return service

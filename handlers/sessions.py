@@ -12,7 +12,7 @@ from nats.micro.request import Request
 from authbus.domain import login, tokens
 from authbus.domain.commands import PublicKey, rfc3339_epoch
 from authbus.domain.errors import RateLimited, Unauthenticated
-from authbus.handlers.wire import Backend, Token, decode
+from authbus.handlers.wire import Backend, Token, caller_of, decode
 
 Source = Annotated[str, msgspec.Meta(max_length=256)]
 WRONG_CREDENTIALS = "wrong username or password"
@@ -63,7 +63,7 @@ def _refused(outcome: str, field: str) -> Unauthenticated:
 def login_endpoint(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, LoginRequest)
-        result, position = await backend.login(req.tenant_id, req.username, req.password, req.source)
+        result, position = await backend.login(req.tenant_id, req.username, req.password, req.source, caller_of(request))
         if result["outcome"] == "rate_limited":
             raise RateLimited("too many failed logins: try again in a few minutes", field="username")
         if result["outcome"] != "ok":

@@ -51,10 +51,13 @@ class Backend(Protocol):
     async def perform(
         self, name: str, actor_id: str, decide: Callable[[UnitOfWork], dict[str, Any]]
     ) -> tuple[dict[str, Any], int]: ...
-    async def login(self, tenant_id: UUID, username: str, password: str, source: str) -> tuple[dict[str, Any], int]: ...
+    async def login(
+        self, tenant_id: UUID, username: str, password: str, source: str, caller: str
+    ) -> tuple[dict[str, Any], int]: ...
     async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]: ...
-    async def admit(self, work: Awaitable[None]) -> None:
-        """Run ``work`` beside other requests (bounded), so a slow one blocks nothing else."""
+    async def admit(self, work: Awaitable[None], lane: str = "default") -> None:
+        """Run ``work`` beside other requests, so a slow one blocks nothing else; each
+        ``lane`` has its own bound, so a flood in one leaves the others their room."""
 
 
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
@@ -169,8 +172,46 @@ correlation_id: ContextVar[str | None] = ContextVar("authbus_correlation_id", de
 
 def correlate(request: Request) -> str:
     """The caller's ``Correlation-Id`` when it is a plain token, else a fresh one."""
-    given = (request.headers or {}).get(CORRELATION_HEADER)
-    return given if given and _CORRELATION.fullmatch(given) else uuid4().hex
+    return _given(request) or uuid4().hex
+
+
+def echoed(request: Request) -> dict[str, str] | None:
+    """The caller's ``Correlation-Id``, echoed on an inline reply too: a client that sends a
+    fresh one with each request tells authbus's reply from one planted in its inbox."""
+    given = _given(request)
+    return {CORRELATION_HEADER: given} if given else None
+
+
+def _given(request: Request) -> str | None:
+    headers = request.headers
+    given = headers.get(CORRELATION_HEADER) if headers else None
+    return given if given and _CORRELATION.fullmatch(given) else None
+
+
+REQUEST_INFO = "Nats-Request-Info"
+
+
+class _RequestInfo(msgspec.Struct):
+    acc: str = ""
+    user: str = ""
+
+
+_request_info = msgspec.json.Decoder(_RequestInfo)
+
+
+def caller_of(request: Request) -> str:
+    """Who sent a request, to share slow work fairly: the connection's identity as the
+    server vouches for it through a shared import (the auth callout's user name: one
+    credential), else the connection's inbox (the reply subject but its last token)."""
+    info = (request.headers or {}).get(REQUEST_INFO)
+    if info:
+        try:
+            who = _request_info.decode(info)
+            return f"{who.acc}/{who.user}"
+        except msgspec.DecodeError:
+            pass
+    reply = request._msg.reply or ""  # noqa: SLF001  (nats.micro keeps it there)
+    return reply.rpartition(".")[0] or reply
 
 
 def endpoint(
@@ -179,6 +220,7 @@ def endpoint(
     handle: Callable[[Request], Awaitable[dict[str, Any]]],
     concurrent: bool = False,
     access_log: int = logging.INFO,
+    lane: str = "default",
 ) -> Callable[[Request], Awaitable[None]]:
     """Wraps a handler so every outcome, including a bug, becomes a well-formed reply,
     counted in ``backend.stats``.
@@ -229,18 +271,18 @@ def endpoint(
             )
 
     if concurrent:  # timed from arrival: the wait for a slot counts
-        return lambda request: backend.admit(respond_apart(request, perf_counter()))
+        return lambda request: backend.admit(respond_apart(request, perf_counter()), lane)
 
     async def respond_inline(request: Request) -> None:
         started = perf_counter()
         mark = _inline.set(True)
         try:
-            await respond(request, None, started)
+            await respond(request, echoed(request), started)
             return
         except _MustWait:
             pass
         finally:
             _inline.reset(mark)
-        await backend.admit(respond_apart(request, started))  # a task copies the reset context: it may wait
+        await backend.admit(respond_apart(request, started), lane)  # a task copies the reset context: it may wait
 
     return respond_inline

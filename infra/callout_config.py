@@ -111,7 +111,8 @@ def render_callout_config(
         "  }",
         f"  {client} {{",
         "    imports: [",
-        *(f"      {{ service: {{ account: {service}, subject: {conf_string(subject)} }} }}" for subject in layout.requests),
+        # share: authbus learns which connection asked (Nats-Request-Info), for fair shares.
+        *(f"      {{ service: {{ account: {service}, subject: {conf_string(subject)} }}, share: true }}" for subject in layout.requests),
         f"      {{ stream: {{ account: {service}, subject: {conf_string(layout.feed)} }} }}",
         "    ]",
         "  }",

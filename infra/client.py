@@ -19,15 +19,23 @@ the body they are given.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import re
+import secrets
 from typing import Any, Generic, TypeVar
 
 import msgspec
 import nats
+import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from authbus.projections.bus_access import private_inbox
 
 T = TypeVar("T")
+CORRELATION = "Correlation-Id"  # handlers.wire.CORRELATION_HEADER
+PLAIN_CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # what authbus echoes
 
 
 class AuthbusError(Exception):
@@ -140,6 +148,8 @@ class AuthbusClient:
         self.timeout = timeout
         self.read_your_writes = read_your_writes
         self._position = 0
+        self._inbox = nc.new_inbox()
+        self._requests = itertools.count()
 
     @classmethod
     async def connect(
@@ -168,13 +178,39 @@ class AuthbusClient:
     # Raw access: bodies sent exactly as given, replies as dicts.
 
     async def raw(self, subject: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-        msg = await self.nc.request(f"{self.prefix}.v1.{subject}", body, timeout=self.timeout, headers=headers)
+        """One request; the reply only if it is authbus's answer to it: each request carries a
+        fresh ``Correlation-Id`` (or the caller's, a plain token of up to 64 characters) that
+        authbus echoes, so a message planted in this client's inbox (a forged
+        ``valid: true``) is refused, never taken for the answer."""
+        headers = {CORRELATION: secrets.token_hex(16), **(headers or {})}  # the caller's own, when it sends one
+        if not PLAIN_CORRELATION.fullmatch(headers[CORRELATION]):  # authbus would answer under a fresh one
+            raise ValueError("a Correlation-Id is 1 to 64 of A-Z a-z 0-9 . _ : -")
+        msg = await self._answer(f"{self.prefix}.v1.{subject}", body, headers)
         reply = msgspec.json.decode(msg.data)
         if isinstance(reply, dict):
             position = reply.get("position")
             if type(position) is int and position > self._position:
                 self._position = position
         return reply, dict(msg.headers or {})
+
+    async def _answer(self, subject: str, body: bytes, headers: dict[str, str]) -> Msg:
+        """Send, then wait on an inbox of this request's own for the reply that echoes its
+        ``Correlation-Id``, passing over anything else (nats.py's ``request`` takes the first
+        message, which anyone able to publish there could plant)."""
+        inbox = f"{self._inbox}.{next(self._requests)}"  # under one root: authbus tells callers apart by it
+        sub = await self.nc.subscribe(inbox)
+        try:
+            await self.nc.publish(subject, body, reply=inbox, headers=headers)
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            while True:
+                msg = await sub.next_msg(timeout=max(0.001, deadline - asyncio.get_running_loop().time()))
+                replied = msg.headers or {}
+                if replied.get("Status") == "503" and not msg.data:
+                    raise nats.errors.NoRespondersError
+                if replied.get(CORRELATION) == headers[CORRELATION]:
+                    return msg
+        finally:
+            await sub.unsubscribe()
 
     async def call(self, subject: str, body: dict[str, Any] | None = None, token: str | None = None) -> dict[str, Any]:
         """Send ``body`` to ``<prefix>.v1.<subject>``; the reply, or AuthbusError.  ``token``:

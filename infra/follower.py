@@ -155,9 +155,10 @@ class HeadWatch:
     such requests costs the store a few reads a second and nobody a false ``stale``.
     """
 
-    def __init__(self, read: Callable[[], int | None], interval: float = 0.02) -> None:
+    def __init__(self, read: Callable[[], int | None], interval: float = 0.02, timeout: float = 2.0) -> None:
         self._read = read
         self.interval = interval
+        self.timeout = timeout
         self.value = 0
         self.readings = 0
         self._failed = False
@@ -176,7 +177,10 @@ class HeadWatch:
                 if self._reading is None or self._reading.done():
                     self._started = time.monotonic()
                     self._reading = asyncio.ensure_future(self._take())
-            await asyncio.shield(self._reading)
+            reading = self._reading  # another may begin while this one is awaited
+            await wait_until(asyncio.shield(reading), self.timeout)
+            if not reading.done():  # a stalled store: say nothing, let the wait decide
+                return False
         # The store away: nothing is known to be beyond, and the wait decides as before.
         return not self._failed and position > self.value
 

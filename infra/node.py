@@ -45,6 +45,7 @@ COMMAND_WORKERS = 4
 HEALTH_READ_SECONDS = 2.0  # a store slower than this to tell its head counts as unreachable
 MAX_IN_FLIGHT = 256  # requests running apart; beyond this NATS holds them in the subscription
 MAX_WAITING = 128  # of them, waiting for a min_position; beyond this one answers `stale` at once
+MAX_LOGINS_IN_FLIGHT = 256  # logins and their kin, apart: a flood of them leaves commands their room
 
 
 LOGIN_ATTEMPTS = 50  # decisions of one login-family request that lose a race before `unavailable`
@@ -136,14 +137,15 @@ class Node:
         workers = COMMAND_WORKERS if is_postgres(settings.database_url) else 1
         self._worker = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="authbus-commands")
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._lanes = {"default": asyncio.Semaphore(MAX_IN_FLIGHT), "login": asyncio.Semaphore(MAX_LOGINS_IN_FLIGHT)}
         self._waiting = 0  # requests waiting for their min_position
-        self.head = HeadWatch(self.store.recorder.max_notification_id)
+        self.head = HeadWatch(self.store.recorder.max_notification_id, timeout=HEALTH_READ_SECONDS)
         # Logins read and append on threads of their own; argon2 runs in the gate, fairly.
         # A failed password is recorded on a thread apart, so a flood of failures never
         # queues ahead of a login that succeeds.
         self._logins = ThreadPoolExecutor(max_workers=2, thread_name_prefix="authbus-logins")
         self._failures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authbus-login-failures")
+        self._password_commands = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authbus-password-commands")
         self.gate = PasswordGate(runner.passwords, workers=max(1, (os.cpu_count() or 2) - 1))
 
     async def _log_disconnect(self) -> None:
@@ -222,9 +224,13 @@ class Node:
                 "expires (at most %s s)", self.settings.callout_lifetime,
             )
             return
+        async def resync() -> None:
+            if self.guard is not None:
+                await self.guard.resync()
+
         self._system_nc = await nats.connect(
             self.settings.nats_system_url, name="authbus-system", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-            error_cb=_log_nats_error,
+            error_cb=_log_nats_error, reconnected_cb=resync,
         )
         keys = self.callout_keys
         self.guard = BusGuard(self._system_nc, self.model, (keys.client_account, keys.service_account), lambda: self.now())
@@ -267,6 +273,7 @@ class Node:
         self._worker.shutdown(wait=True)
         self._logins.shutdown(wait=True)
         self._failures.shutdown(wait=True)
+        self._password_commands.shutdown(wait=True)
         self.gate.close()
         self.store.close()
         if self.metrics is not None:
@@ -306,15 +313,16 @@ class Node:
             "uptime_seconds": ("Seconds since this instance started.", round(time.monotonic() - self._started, 3)),
         }
 
-    async def admit(self, work: Awaitable[None]) -> None:
-        await self._slots.acquire()
+    async def admit(self, work: Awaitable[None], lane: str = "default") -> None:
+        slots = self._lanes[lane]
+        await slots.acquire()
         task = asyncio.ensure_future(work)
         self._in_flight.add(task)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(lambda done: self._finished(done, slots))
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[None], slots: asyncio.Semaphore) -> None:
         self._in_flight.discard(task)
-        self._slots.release()
+        slots.release()
 
     def _restore(self) -> int:
         """Snapshot plus tail; a long tail is snapshotted at once, while nothing else touches the model."""
@@ -337,29 +345,32 @@ class Node:
         assert self._follower is not None
         if self.model.position >= position:
             return True
-        if self._waiting >= MAX_WAITING or await self.head.beyond(position):
+        if self._waiting >= MAX_WAITING:
             return False
         self._waiting += 1
         try:
-            return await self._follower.reached(position, timeout)
+            return not await self.head.beyond(position) and await self._follower.reached(position, timeout)
         finally:
             self._waiting -= 1
 
     async def execute(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]:
         """Decide and append; a decision that comes to a password gets its hash or check done
-        through the gate, fair by the caller's tenant, and is made again: the writer never
-        waits on argon2, and one tenant's registrations delay no other tenant's commands."""
+        through the gate, fair by the calling credential, and is made again: the writer never
+        waits on argon2, and one caller's registrations delay no other caller's commands."""
         work = PasswordWork()
+        # Commands that carry passwords decide on a thread of their own: a flood of them
+        # (and their rounds for password work) never queues ahead of the others.
+        pool = self._password_commands if command.secret_fields else self._worker
         for _ in range(PASSWORD_ROUNDS):
             try:
-                return await self._settled(self._worker, self.runner.run, command, actor, work)
+                return await self._settled(pool, self.runner.run, command, actor, work)
             except PasswordWorkNeeded as needed:
-                tenant = str(actor.tenant_id)
+                caller = f"credential/{actor.credential_id}"
                 if needed.password_hash is None:
-                    work.hashes[needed.password] = await self.gate.hash(tenant, needed.password)
+                    work.hashes[needed.password] = await self.gate.hash(caller, needed.password)
                 else:
                     key = (needed.password, needed.password_hash)
-                    work.checks[key] = await self.gate.matches(tenant, *key)
+                    work.checks[key] = await self.gate.matches(caller, *key)
         raise Unavailable("the password changed while it was checked; send the command again")
 
     async def _read(self, look: Callable[[StoreUnitOfWork], T]) -> T:
@@ -367,21 +378,28 @@ class Node:
             raise Unavailable("the event store is unavailable; retry")
         return await asyncio.get_running_loop().run_in_executor(self._logins, self.runner.read, look)
 
-    async def login(self, tenant_id: UUID, username: str, password: str, source: str) -> tuple[dict[str, Any], int]:
-        """A password login: one per username at a time, the check fair across tenants and
+    async def login(
+        self, tenant_id: UUID, username: str, password: str, source: str, caller: str
+    ) -> tuple[dict[str, Any], int]:
+        """A password login: one per username at a time, the check fair across callers and
         done outside any transaction, the outcome decided on the store as it is then."""
         user_id = self.model.users_by_name.get((tenant_id, username.casefold()))
         throttle_id = self.runner.throttle_id(tenant_id, username)
-        tenant = str(tenant_id)
-        async with self.gate.exclusive((tenant, username.casefold())):
+        with self.gate.caller_slot(caller):
+            return await self._login(user_id, throttle_id, tenant_id, username, password, source, caller)
+
+    async def _login(
+        self, user_id: UUID | None, throttle_id: UUID, tenant_id: UUID, username: str, password: str, source: str, caller: str
+    ) -> tuple[dict[str, Any], int]:
+        async with self.gate.exclusive((str(tenant_id), username.casefold())):
             for _ in range(3):  # again only if the password changed under way
                 check = await self._read(lambda uow: login.password_check(uow, user_id, throttle_id))
                 if check.locked:
                     return {"outcome": "rate_limited"}, self.model.position
                 if check.password_hash is None:
-                    matched = await self.gate.decoy(tenant)
+                    matched = await self.gate.decoy(caller)
                 else:
-                    matched = await self.gate.matches(tenant, password, check.password_hash)
+                    matched = await self.gate.matches(caller, password, check.password_hash)
                 result, position = await self.perform(
                     "login", str(user_id or "anonymous"),
                     lambda uow: login.password_login(uow, user_id, throttle_id, tenant_id, check.password_hash, matched, source),

@@ -78,6 +78,7 @@ def watch_for_secrets() -> Iterator[Watcher]:
     logger = logging.getLogger("authbus")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Client, "request", WATCHER.wrap(Client.request))
+        patch.setattr(AuthbusClient, "_answer", WATCHER.wrap(AuthbusClient._answer))  # its own inbox per request
         level = logger.level
         logger.setLevel(logging.INFO)
         logger.addHandler(LOGS)

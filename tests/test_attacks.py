@@ -11,9 +11,12 @@ import uuid
 
 import jwt
 import msgspec
+import nats
 import pytest
 
-from authbus.infra.client import AuthbusError
+from authbus.infra.client import AuthbusClient, AuthbusError
+from authbus.infra.nats_sync import sync_with_server
+from authbus.infra.password_gate import IN_FLIGHT_PER_CALLER
 from tests.helpers import make_org, store_position
 
 
@@ -158,6 +161,8 @@ async def test_removing_a_role_narrows_every_credential_of_its_holders_at_once(c
     assert await can_read(0) == [False, False]
     user = (await client.admin("get_user", user_id=org.user_id))["user"]
     assert user["roles"] == ["user"]
+    await client.command("revoke_role", user_id=org.user_id, role="readers")  # clears the inert grant of the deleted one
+    await refused(client.command("revoke_role", user_id=org.user_id, role="readers"), "conflict", "role")
 
 
 async def test_tenant_roles_are_named_once_per_tenant_and_stay_in_it(client, org):
@@ -246,17 +251,26 @@ async def test_a_flood_of_far_future_min_positions_is_answered_at_once_and_holds
     assert instance.node.head.readings - readings < 100
 
 
-async def test_a_flood_of_unknown_usernames_costs_no_password_checks(client, org, instance):
+async def test_a_flood_of_unknown_usernames_costs_no_password_checks_and_takes_its_turns(client, org, instance, nats_server):
     """100 concurrent unknown-user logins took a legitimate login from 119 ms to 8 s: each
-    ran argon2 against a decoy hash, on two shared threads."""
+    ran argon2 against a decoy hash, on two shared threads, first come first served."""
     password = "the right password"
     await client.command("change_password", user_id=org.user_id, password=password)
     gate = instance.node.gate
     checks = gate.done
-    flood = [login_reply(client, org.tenant_id, f"ghost-{i}", "guess") for i in range(100)]
-    replies = await asyncio.gather(*flood, login_reply(client, org.tenant_id, "user-1", password))
-    assert [r["error"]["code"] for r in replies[:-1]] == ["unauthenticated"] * 100
-    assert "access_token" in replies[-1]
+    legitimate = await AuthbusClient.connect(nats_server.url, instance.prefix)  # another caller
+    try:
+        flood = [login_reply(client, org.tenant_id, f"ghost-{i}", "guess") for i in range(30)]
+        replies = asyncio.gather(*flood)
+        await asyncio.sleep(0)  # the flood is ahead in line
+        mine = await login_reply(legitimate, org.tenant_id, "user-1", password)
+        assert "access_token" in mine
+        assert not replies.done()  # served before the flood was, not after it
+        codes = [r["error"]["code"] for r in await replies]
+        # A caller has 16 logins under way at most; the rest of its flood is refused at once.
+        assert codes.count("unauthenticated") == IN_FLIGHT_PER_CALLER and set(codes) == {"unauthenticated", "rate_limited"}
+    finally:
+        await legitimate.close()
     assert gate.done - checks == 1  # the legitimate one: made-up names cost no argon2 at all
     assert gate.most_running <= gate.workers
 
@@ -300,3 +314,27 @@ async def test_a_refused_password_command_costs_no_hashing(client, org, instance
     assert gate.done == done
     await client.command("register_user", tenant_id=org.tenant_id, username="x", password="a long password", token=org.admin_key)
     assert gate.done == done + 1
+
+
+async def test_a_reply_planted_in_a_clients_inbox_is_never_taken_for_authbus(client, instance, nats_server):
+    """Whoever may publish to a client's inbox (a reply subject it saw, or one it predicted)
+    could race authbus with ``{"valid": true}``: the client takes only the reply that echoes
+    the fresh Correlation-Id it sent."""
+    spy = await nats.connect(nats_server.url)
+    planted = []
+
+    async def plant(msg):
+        planted.append(msg.reply)
+        forged = {"ok": True, "result": {"tenant_id": "forged"}, "position": 1, "valid": True, "reason": None}
+        await spy.publish(msg.reply, msgspec.json.encode(forged), headers={"Correlation-Id": "guess"})
+
+    try:
+        for subject in ("cmd.create_tenant", "verify"):
+            await spy.subscribe(f"{instance.prefix}.v1.{subject}", cb=plant)
+        await sync_with_server(spy)
+        created = await client.command("create_tenant", name=f"planted-{uuid.uuid4().hex[:8]}")
+        verdict = await client.verify("not a token")
+        assert len(planted) == 2  # both requests were seen and answered by the plant first
+        assert created["result"]["tenant_id"] != "forged" and (verdict.valid, verdict.reason) == (False, "malformed")
+    finally:
+        await spy.close()

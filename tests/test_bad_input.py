@@ -601,7 +601,7 @@ UNKNOWN_FAILED = ("FirstLoginFailed",)
 # refresh token, a signature) or by the state the steps left.  Some leave an audit record.
 REFUSALS: list[Case] = [
     # A username no user holds fails like a wrong password: one event, on a keyed throttle.
-    bad_login("unknown-tenant_id", put("tenant_id", lambda w: str(uuid.uuid4())), UNKNOWN_FAILED),
+    bad_login("unknown-tenant_id", put("tenant_id", lambda w: str(uuid.uuid4()))),  # a made-up tenant: nothing written
     bad_login("system-tenant", put("tenant_id", str(SYSTEM_TENANT_ID)), UNKNOWN_FAILED),
     bad_login("unknown-username", put("username", "nobody"), UNKNOWN_FAILED),
     bad_login("username-trailing-newline", put("username", "user-1\n"), UNKNOWN_FAILED),

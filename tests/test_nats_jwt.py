@@ -231,7 +231,7 @@ def test_config_quotes_every_value() -> None:
     assert "timeout: 3.0" in text
     assert f'issuer: "{GO_ISSUER_PUB}"' in text and f'xkey: "{GO_CURVE_PUB}"' in text
     assert 'password: "p\\"w"' in text and 'system_account: "SYS"' in text
-    assert '{ service: { account: "AUTHBUS", subject: "auth.v1.cmd.*" } }' in text  # the clients' import
+    assert '{ service: { account: "AUTHBUS", subject: "auth.v1.cmd.*" }, share: true }' in text  # the clients' import
     plain = render_callout_config(issuer=GO_ISSUER_PUB, service_password="pw", system_password="sys")
     assert "xkey" not in plain
     with pytest.raises(ValueError):

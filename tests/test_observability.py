@@ -143,8 +143,9 @@ async def test_commands_carry_a_correlation_id_into_the_reply_and_the_log(client
 
     # Not a plain token (here, a secret pasted by mistake): replaced, never echoed or logged.
     headers["Correlation-Id"] = f"Bearer {org.admin_key}"
-    _, replied = await client.raw("cmd.create_pat", body(user_id=org.user_id, name="traced-2"), headers)
-    assert re.fullmatch(r"[0-9a-f]{32}", replied["Correlation-Id"])
+    msg = await client.nc.request(f"{client.prefix}.v1.cmd.create_pat", body(user_id=org.user_id, name="traced-2"),
+                                  headers=headers, timeout=client.timeout)
+    assert re.fullmatch(r"[0-9a-f]{32}", msg.headers["Correlation-Id"])
     assert not any(org.admin_key in line for line in logs.lines)
 
 
