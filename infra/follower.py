@@ -22,6 +22,7 @@ from authbus.projections.read_model import ReadModel
 
 log = logging.getLogger("authbus.follower")
 PAGE = 2000
+WATCH_SECONDS = 0.5  # how often a LISTEN follower checks the log's head for what it missed
 
 
 def fold(store: EventStore, model: ReadModel, page: int = PAGE) -> None:
@@ -56,6 +57,9 @@ class Follower:
         self._stop = threading.Event()
         self._nudge = threading.Event()
         self._thread = threading.Thread(target=self._run, name="authbus-follower", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name="authbus-follower-watch", daemon=True)
+        self.resubscribed = 0  # times the watch found a missed wake-up
+        self.head_seen = 0  # the log's head at the watch's last look
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
         self._subscription: Any = None
@@ -69,6 +73,7 @@ class Follower:
     def start(self) -> None:
         self._last_handed = self.model.position
         self._thread.start()
+        self._watcher.start()
 
     def stop(self) -> bool:
         """True once the thread has ended: every batch it handed the loop is applied before
@@ -78,6 +83,8 @@ class Follower:
         if self._subscription is not None:
             self._subscription.stop()
         self._thread.join(timeout=5)
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=5)
         return not self._thread.is_alive()
 
     def nudge(self) -> None:
@@ -115,6 +122,34 @@ class Follower:
                     log.warning("following the event store failed (%s); retrying every second", error)
                 self.store_reachable = False
                 self._stop.wait(1.0)
+
+    def _watch(self) -> None:
+        """LISTEN/NOTIFY can miss a wake-up: eventsourcing's subscription reads the log once
+        before its LISTEN is in place, so a commit in between is neither read nor notified.
+        The log's head, read every WATCH_SECONDS, shows it: still ahead of what was handed
+        on twice in a row, with nothing handed on between, the subscription is made again,
+        and its first read takes what was missed.  (A polling follower has no subscription:
+        there the watch only keeps ``head_seen`` for the metrics.)"""
+        seen = -1
+        while not self._stop.wait(WATCH_SECONDS):
+            try:
+                head = self.store.recorder.max_notification_id() or 0
+            except Exception:  # the follower says so when the store is away
+                continue
+            self.head_seen = head
+            handed = self._last_handed
+            if head <= handed:
+                seen = -1
+                continue
+            if handed != seen:  # behind, but maybe only by what is on its way
+                seen = handed
+                continue
+            subscription = self._subscription
+            if subscription is not None:
+                log.warning("the event store's head is at %d, this follower at %d with no wake-up: reading again", head, handed)
+                self.resubscribed += 1
+                subscription.stop()
+            seen = -1
 
     def _reached_store(self) -> None:
         if not self.store_reachable:

@@ -310,6 +310,14 @@ class Node:
             "store_reachable": ("1 while the event store answers, else 0.", float(follower is not None and follower.store_reachable)),
             "requests_in_flight": ("Requests running apart (commands, logins, admin reads) right now.", len(self._in_flight)),
             "feed_leading": ("1 while this instance publishes the event feed.", float(publisher is not None and publisher.leading)),
+            "store_head": (
+                "The event store's head as this instance last read it (twice a second).",
+                float(0 if follower is None else follower.head_seen),
+            ),
+            "follower_missed_wakeups": (
+                "Times the follower found the log's head ahead with no wake-up, and read again.",
+                float(0 if follower is None else follower.resubscribed),
+            ),
             "uptime_seconds": ("Seconds since this instance started.", round(time.monotonic() - self._started, 3)),
         }
 

@@ -93,6 +93,8 @@ async def test_the_prometheus_endpoint_counts_outcomes_and_times_every_endpoint(
         await client.raw("verify", body(token="nope"))
         await client.raw("verify", b"{not json")
         port = inst.node.metrics.port
+        follower = inst.node._follower  # noqa: SLF001
+        assert await eventually(lambda: follower.head_seen == inst.node.model.position, 5)
 
         status, text = await scrape(port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert status == "HTTP/1.1 200 OK"
@@ -107,6 +109,8 @@ async def test_the_prometheus_endpoint_counts_outcomes_and_times_every_endpoint(
         assert seen["authbus_read_model_position"] == inst.node.model.position
         assert seen["authbus_store_reachable"] == 1
         assert seen["authbus_requests_in_flight"] == 0
+        assert seen["authbus_store_head"] == inst.node.model.position  # no lag: the head is the position
+        assert seen["authbus_follower_missed_wakeups"] == 0
 
         assert (await scrape(port, b"GET /other HTTP/1.1\r\n\r\n"))[0] == "HTTP/1.1 404 Not Found"
         assert (await scrape(port, b"POST /metrics HTTP/1.1\r\n\r\n"))[0] == "HTTP/1.1 405 Method Not Allowed"
