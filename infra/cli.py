@@ -711,7 +711,7 @@ def authorize(
 
 @app.command()
 def health(ctx: typer.Context) -> None:
-    """Is the instance that answers current?  Exits 0 when its store is reachable, 1 when not.
+    """Is the instance that answers current?  Exits 0 when it is `ok`, 1 when `degraded`.
     Example: authbus health --json"""
     reply = _call(ctx, lambda c: c.call("health", token=""))
     _show(ctx, reply)

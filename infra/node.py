@@ -36,7 +36,7 @@ from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.secrets import KEKError, Passwords, load_kek
 from authbus.infra.settings import Settings
 from authbus.infra.snapshot import restore_read_model, write_snapshot
-from authbus.infra.store import EventStore, is_postgres, open_store
+from authbus.infra.store import LOCK_SECONDS, EventStore, is_postgres, open_store
 from authbus.projections.queries import signing_key_for
 from authbus.projections.read_model import ReadModel, SigningKeyView
 
@@ -292,8 +292,16 @@ class Node:
             reachable = head is not None
         position = self.model.position
         publisher = self.publisher
+        reasons = [] if reachable else ["the event store cannot be reached"]
+        stalls = self.store.stalls
+        if stalls.recent():
+            reasons.append(
+                f"a write waited out its {LOCK_SECONDS} s bound on the event store "
+                f"{time.monotonic() - stalls.last:.0f} s ago ({stalls.count} since start)"
+            )
         return {
-            "status": "ok" if reachable else "degraded",
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "position": position,
             "store": {"reachable": reachable, "head": head, "lag": None if head is None else max(0, head - position)},
             "feed": None if publisher is None else {"leading": publisher.leading, "published": max(0, publisher.published)},
@@ -313,6 +321,18 @@ class Node:
             "store_head": (
                 "The event store's head as this instance last read it (twice a second).",
                 float(0 if follower is None else follower.head_seen),
+            ),
+            "store_write_stalls": (
+                "Writes that waited out their bound on the event store (write lock or statement timeout) since start.",
+                float(self.store.stalls.count),
+            ),
+            "store_write_stalled": (
+                "1 while a write waited out its bound on the event store in the last 10 s (health says degraded).",
+                float(self.store.stalls.recent()),
+            ),
+            "store_stuck_writers_ended": (
+                "Sessions ended for holding the event log's write lock too long, since start.",
+                float(self.store.stalls.writers_ended),
             ),
             "follower_missed_wakeups": (
                 "Times the follower found the log's head ahead with no wake-up, and read again.",

@@ -27,7 +27,7 @@ from authbus.infra.keys import b64url
 from authbus.infra.challenges import Challenges
 from authbus.infra.secrets import KEKError, Passwords, SecretSource, derive
 from authbus.infra.snapshot import snapshot_key
-from authbus.infra.store import EventStore
+from authbus.infra.store import LOCK_SECONDS, EventStore, StoreBusy
 from authbus.projections.read_model import SigningKeyView
 
 A = TypeVar("A", bound=Aggregate)
@@ -231,6 +231,10 @@ class CommandRunner:
                         return self._replay(record_id, name, digest, actor_id, credential)
                     if attempt + 1 == attempts:
                         raise Conflict("a concurrent change got there first; send the command again") from None
+        except StoreBusy as error:
+            raise Unavailable(
+                f"the event store is busy: the write waited {LOCK_SECONDS} s for the log; retry with the same command_id"
+            ) from error
         except PersistenceError as error:
             raise Unavailable("the event store is unavailable; retry with the same command_id") from error
         raise AssertionError("unreachable")  # pragma: no cover

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -13,9 +16,28 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
+from psycopg import Cursor
+from psycopg.errors import LockNotAvailable, QueryCanceled
+from psycopg.generators import send
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
+
+log = logging.getLogger("authbus.store")
+
+# PostgreSQL bounds (docs/operations.md, "The event store's bounds").  A write waits at most
+# LOCK_SECONDS for the log's write lock, then answers `unavailable`; no statement runs
+# longer than STATEMENT_SECONDS; a session idle inside a transaction is ended after
+# IDLE_IN_TRANSACTION_SECONDS.  An authbus writer that has held the write lock for
+# STUCK_WRITER_SECONDS (a write takes milliseconds) is ended by the next writer it blocks.
+LOCK_SECONDS = 2
+STATEMENT_SECONDS = 15
+IDLE_IN_TRANSACTION_SECONDS = 5
+STUCK_WRITER_SECONDS = 5
+WRITE_ATTEMPTS = 10  # as eventsourcing's own: a pooled connection broken by a restart fails once
+STALL_MEMORY = 10.0  # seconds a write that waited out its bound keeps health `degraded`
+APPLICATION_NAME = "authbus"
 
 
 def project(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -33,10 +55,99 @@ def _select(recorder: PostgresAggregateRecorder, statement: SQL | Composed, para
         return cursor.fetchall()
 
 
+class StoreBusy(OperationalError):
+    """A write waited out its bound (the write lock or the statement timeout): no retry."""
+
+
+@dataclass
+class Stalls:
+    """Writes that waited out their bound, and stuck writers ended, for health and metrics."""
+
+    count: int = 0
+    last: float = float("-inf")  # time.monotonic() of the latest
+    writers_ended: int = 0
+
+    def recent(self, within: float = STALL_MEMORY) -> bool:
+        return time.monotonic() - self.last < within
+
+
+class AuthbusRecorder(PostgresApplicationRecorder):
+    """eventsourcing's recorder, made safe against two ways a write could hang every instance.
+
+    * psycopg's pipeline (3.1–3.3) stops flushing once its queue of commands is empty, then
+      waits for results, so an INSERT larger than the socket's send buffer is never wholly
+      sent: client and server wait on each other while the write lock is held, and no server
+      timeout ends it (PostgreSQL does not time out a half-received pipeline).  Seen from
+      about 500 KB a save on a Unix socket, much less over a real network.  The INSERT is
+      flushed whole before the pipeline syncs.
+    * A write behind the lock waits LOCK_SECONDS and fails without eventsourcing's ten
+      retries; if the lock's holder is an authbus session that has held it STUCK_WRITER_SECONDS,
+      it is ended, which releases the lock.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: object) -> None:
+        pool_kwargs = datastore.pool.kwargs
+        assert isinstance(pool_kwargs, dict)
+        pool_kwargs["application_name"] = APPLICATION_NAME
+        pool_kwargs["options"] = (
+            f"-c lock_timeout={LOCK_SECONDS * 1000} -c statement_timeout={STATEMENT_SECONDS * 1000}"
+            f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS * 1000}"
+        )
+        super().__init__(datastore, **kwargs)  # type: ignore[arg-type]
+        self.stalls = Stalls()
+
+    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: object) -> None:
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+        conn = curs.connection
+        if conn.pgconn.pipeline_status:
+            conn.wait(send(conn.pgconn))
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: object) -> Sequence[int] | None:
+        write = PostgresApplicationRecorder.insert_events.__wrapped__  # type: ignore[attr-defined]
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                return write(self, stored_events, **kwargs)
+            except (InterfaceError, OperationalError) as error:
+                if isinstance(error.__cause__, (LockNotAvailable, QueryCanceled)):
+                    self.stalls.count += 1
+                    self.stalls.last = time.monotonic()
+                    self._end_stuck_writer()
+                    raise StoreBusy(f"a write waited out its bound: {error}") from error
+                if attempt + 1 == WRITE_ATTEMPTS:
+                    raise
+                time.sleep(0.2)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _end_stuck_writer(self) -> None:
+        statement = SQL(
+            "SELECT a.pid, pg_terminate_backend(a.pid) AS ended, extract(epoch FROM now() - a.xact_start) AS held"
+            " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'relation' AND l.relation = %s::regclass AND l.mode = 'ExclusiveLock' AND l.granted"
+            " AND a.application_name = %s AND a.pid <> pg_backend_pid()"
+            " AND a.xact_start < now() - make_interval(secs => %s)"
+        )
+        table = f"{self.datastore.schema}.{self.events_table_name}"
+        try:
+            with self.datastore.get_connection() as conn:
+                rows = conn.execute(statement, (table, APPLICATION_NAME, STUCK_WRITER_SECONDS)).fetchall()
+        except Exception as error:  # the next blocked write tries again
+            log.warning("could not look for a stuck writer: %s", error)
+            return
+        for row in rows:
+            if row["ended"]:
+                self.stalls.writers_ended += 1
+                log.warning("ended PostgreSQL session %d: it held the event log's write lock for %.1f s", row["pid"], row["held"])
+
+
 class EventStore(Application):
     """The whole log of authbus: every aggregate of every tenant, in one sequence."""
 
     name = "authbus"
+
+    @property
+    def stalls(self) -> Stalls:
+        """Writes that waited out their bound (PostgreSQL; SQLite has one writer)."""
+        return getattr(self.recorder, "stalls", NO_STALLS)
 
     def read_events(self, start: int, limit: int, stop: int | None = None) -> list[tuple[int, Any]]:
         """Up to ``limit`` stored events from position ``start`` (to ``stop``), decoded, with
@@ -70,6 +181,9 @@ class EventStore(Application):
             stored = StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
             aggregates[stored.originator_id] = to_event(stored).mutate(aggregates.get(stored.originator_id))
         return aggregates
+
+
+NO_STALLS = Stalls()
 
 
 def owner_only(database: Path) -> None:
@@ -113,6 +227,9 @@ def store_environment(database_url: str) -> dict[str, str]:
             # broken by a database restart fails once, is discarded, and eventsourcing retries.
             "POSTGRES_POOL_SIZE": "8",
             "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_LOCK_TIMEOUT": str(LOCK_SECONDS),  # eventsourcing sets it for each write
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(IDLE_IN_TRANSACTION_SECONDS),
+            "APPLICATION_RECORDER_TOPIC": f"{AuthbusRecorder.__module__}:{AuthbusRecorder.__qualname__}",
         }
     raise ValueError(f"unsupported database URL scheme {url.scheme!r} (use sqlite:/// or postgresql://)")
 

@@ -42,7 +42,8 @@ async def test_health_reports_position_store_head_and_lag(client, org, instance)
     assert health["status"] == "ok" and health["position"] >= created["position"]
     assert health["store"] == {"reachable": True, "head": health["store"]["head"], "lag": health["store"]["head"] - health["position"]}
     assert health["store"]["head"] >= created["position"] and health["version"] == "0.1.0"
-    assert set(health) == {"status", "position", "store", "feed", "in_flight", "uptime_seconds", "version"}
+    assert set(health) == {"status", "reasons", "position", "store", "feed", "in_flight", "uptime_seconds", "version"}
+    assert health["reasons"] == []
 
 
 async def _finishing_order(waiting, prompt) -> list[str]:

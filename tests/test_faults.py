@@ -88,6 +88,7 @@ async def test_postgres_stopped_and_started_again(nats_server, private_postgres,
             assert reply.valid is True and reply.position == position
             health = await client.call("health")
             assert (health["status"], health["store"]["reachable"], health["position"]) == ("degraded", False, position)
+            assert health["reasons"][0] == "the event store cannot be reached"
             allowed = await client.authorize(kept["result"]["token"], entity_type="doc", operation="read", entity_id="1")
             assert allowed.position == position
         finally:

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
+import uuid
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 
+from authbus.domain.credentials import PersonalAccessToken
 from authbus.domain.tenant import Tenant
+from authbus.infra import bench_offline
+from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.node import open_runner
+from authbus.infra.store import APPLICATION_NAME, open_store
 from tests.conftest import make_settings, start_instance
-from tests.helpers import eventually
+from tests.helpers import eventually, make_org
 
 FOLDED_WITHIN = 2.5  # seconds: the watch reads the head twice a second and finds a miss on its second look
 TRIALS = 12
@@ -79,4 +86,80 @@ async def test_a_commit_that_wakes_no_follower_is_folded_within_the_bound(nats_s
         assert instance.node._follower.resubscribed >= 3  # noqa: SLF001
     finally:
         writer.store.close()
+        await instance.node.stop()
+
+
+def finishes(work, seconds: float) -> bool:
+    """Whether ``work`` returns within ``seconds`` (a hung save would never return)."""
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive()
+
+
+def test_the_largest_saves_authbus_makes_never_hang(databases):
+    """psycopg's pipeline left the end of a large INSERT unsent and waited for its result,
+    holding the log's write lock for good: one save of 800–2,000 aggregates hung every
+    instance.  The largest save authbus makes (the bench's seeding batch) is made again and
+    again, and a single event larger than any command could write, too."""
+    store = open_store(databases.new("postgres"))
+    huge = PersonalAccessToken(
+        id=uuid.uuid4(), user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), name="huge", description="d" * 4_000_000,
+        secret_hash="0" * 64, expires_at=None, scopes=[], actor="test", correlation_id="x",
+    )
+    try:
+        for _ in range(8):
+            assert finishes(lambda: bench_offline.seed_credentials(store, bench_offline.BATCH), 60)
+        assert finishes(lambda: store.save(huge), 60)
+        assert store.recorder.max_notification_id() == 8 * (1 + bench_offline.BATCH + bench_offline.BATCH // 1000) + 1
+    finally:
+        store.close()
+
+
+async def test_a_command_behind_a_stuck_writer_answers_unavailable_and_the_writer_is_ended(
+    nats_server, databases, tmp_path
+):
+    """A writer stuck while holding the log's write lock silenced the commands of every
+    instance for 600 s while health said ok.  Now a command behind it answers
+    ``unavailable`` after the lock timeout and appends nothing, health says ``degraded`` and
+    why, and once the stuck authbus session has held the lock past its bound the next
+    blocked write ends it: commands go through again."""
+    url = databases.new("postgres")
+    settings = make_settings(nats_server, url, f"so{secrets.token_hex(3)}", tmp_path, secrets.token_hex(32))
+    instance = await start_instance(settings, "postgres")
+    client = await AuthbusClient.connect(nats_server.url, instance.prefix, instance.root_token)
+    stuck = None
+    try:
+        org = await make_org(client)
+        # An authbus session that took the write lock and then stopped (as in the pipeline hang).
+        stuck = psycopg.connect(url, application_name=APPLICATION_NAME)
+        stuck.execute("LOCK TABLE authbus_events IN EXCLUSIVE MODE")
+        head = instance.node.store.recorder.max_notification_id()
+
+        with pytest.raises(AuthbusError) as refused:
+            await client.command("create_pat", user_id=org.user_id, name="behind", command_id="behind-1")
+        assert refused.value.code == "unavailable" and "busy" in refused.value.message
+        assert not stuck.closed and instance.node.store.recorder.max_notification_id() == head
+        health = await client.call("health", token="")
+        assert health["status"] == "degraded" and "bound" in health["reasons"][0]
+        assert instance.node.gauges()["store_write_stalled"][1] == 1
+
+        async def goes_through() -> bool:
+            try:
+                await client.command("create_pat", user_id=org.user_id, name="behind", command_id="behind-1")
+            except AuthbusError as error:
+                assert error.code == "unavailable"
+                return False
+            return True
+
+        deadline = time.monotonic() + 60
+        while not await goes_through():
+            assert time.monotonic() < deadline, "the stuck writer was never ended"
+        assert instance.node.store.stalls.writers_ended == 1
+        with pytest.raises(psycopg.OperationalError):
+            stuck.execute("SELECT 1")
+    finally:
+        if stuck is not None:
+            stuck.close()
+        await client.close()
         await instance.node.stop()
