@@ -28,6 +28,7 @@ from authbus.projections.read_model import ReadModel
 
 BATCH = 2000
 CREDENTIALS_PER_USER = 1000
+READ_PAGE = 20_000
 TAIL = 1000  # credentials added after the snapshot: a cold start folds them from the log
 MEMORY_SAMPLE = 100_000  # tracemalloc slows folding several times over: sample this many
 
@@ -54,7 +55,16 @@ def seed_credentials(store: EventStore, count: int) -> None:
 
 
 def decoded(store: EventStore, limit: int | None = None) -> list[tuple[int, Any]]:
-    return store.read_events(1, limit or store.recorder.max_notification_id() or 1)
+    """The first ``limit`` events (all by default), read a page at a time: no statement of
+    the bench's runs into the store's statement timeout."""
+    wanted = limit or store.recorder.max_notification_id() or 0
+    events: list[tuple[int, Any]] = []
+    while len(events) < wanted:
+        page = store.read_events(events[-1][0] + 1 if events else 1, min(READ_PAGE, wanted - len(events)))
+        if not page:
+            break
+        events += page
+    return events
 
 
 def fold_rate(store: EventStore) -> float:
