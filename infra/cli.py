@@ -133,6 +133,9 @@ def serve(
     metrics_host: MetricsHost = "127.0.0.1",
     log_format: LogFormat = "text",
     log_level: LogLevel = "info",
+    data_dir: Annotated[Optional[Path], typer.Option(
+        envvar="AUTHBUS_DATA_DIR", help="Where this instance keeps its read-model snapshot (and the SQLite store when no --database-url).",
+    )] = None,
 ) -> None:
     """Serve every endpoint against an external NATS and event store.  Run several side by side:
     they share the queue group and each follows the store.
@@ -140,7 +143,7 @@ def serve(
     Example: authbus serve --nats-url nats://nats:4222 --database-url postgresql://authbus:pw@db/authbus --log-format json
     """
     settings = Settings.load(
-        nats_url=nats_url, database_url=database_url, kek_file=kek_file, subject_prefix=subject_prefix,
+        data_dir=data_dir, nats_url=nats_url, database_url=database_url, kek_file=kek_file, subject_prefix=subject_prefix,
         metrics_port=metrics_port, metrics_host=metrics_host, log_format=log_format, log_level=log_level,
     )
     _or_exit(lambda: logs.configure(settings.log_format, settings.log_level))

@@ -15,6 +15,13 @@ revocation answered by one instance is never served by another instance's older 
 model (it waits, or raises ``stale``). ``min_position=0`` asks for no wait on one request;
 ``read_your_writes=False`` turns it off for the client. ``call`` and ``raw`` send exactly
 the body they are given.
+
+Failover: ``verify``, ``authorize``, ``jwks`` and ``admin`` reads are sent once more when no
+answer came within ``repeat_after`` (0.25 s), so a request lost with an instance that died
+is answered by another; a command is sent again only when it carries a ``command_id``
+(after ``command_repeat_after``, 3 s), which makes the repeat a replay.  ``login``,
+``refresh`` and ``logout`` are never repeated: a refresh token sent twice revokes its
+session.  ``repeat_after=None`` turns repeats off.
 """
 
 from __future__ import annotations
@@ -34,6 +41,12 @@ from nats.aio.msg import Msg
 from authbus.projections.bus_access import private_inbox
 
 T = TypeVar("T")
+# A request that is safe to repeat (verify, authorize, jwks, admin reads) is sent once more
+# when no answer came within REPEAT_AFTER: one lost on an instance that died reaches another
+# (NATS drops a dead instance's subscriptions), and the first answer of the two is taken.
+# A command is repeated only when it carries a command_id, which makes the repeat a replay.
+REPEAT_AFTER = 0.25
+COMMAND_REPEAT_AFTER = 3.0
 CORRELATION = "Correlation-Id"  # handlers.wire.CORRELATION_HEADER
 PLAIN_CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # what authbus echoes
 
@@ -44,6 +57,13 @@ class AuthbusError(Exception):
     def __init__(self, code: str, message: str, details: dict[str, Any], position: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.details, self.position = code, message, details, position
+
+
+def raise_error(reply: Any) -> None:
+    """AuthbusError for an error reply (§2)."""
+    error = reply.get("error") if isinstance(reply, dict) else None
+    if error is not None:
+        raise AuthbusError(error["code"], error["message"], error.get("details") or {}, reply.get("position"))
 
 
 # Replies, typed (docs/wire.md §6).  Unknown fields are ignored, so a newer server's
@@ -140,20 +160,24 @@ async def _connect(url: str, refusal: _Refusal, token: str | None = None) -> Cli
 class AuthbusClient:
     def __init__(
         self, nc: Client, prefix: str = "auth", token: str | None = None, timeout: float = 10.0, *,
-        read_your_writes: bool = True,
+        read_your_writes: bool = True, repeat_after: float | None = REPEAT_AFTER,
+        command_repeat_after: float | None = COMMAND_REPEAT_AFTER,
     ) -> None:
         self.nc = nc
         self.prefix = prefix
         self.token = token  # the bearer for commands and admin reads
         self.timeout = timeout
         self.read_your_writes = read_your_writes
+        self.repeat_after = repeat_after  # None: never send a request twice
+        self.command_repeat_after = command_repeat_after
+        self.repeated = 0  # requests sent a second time
         self._position = 0
         self._inbox = nc.new_inbox()
         self._requests = itertools.count()
 
     @classmethod
     async def connect(
-        cls, url: str, prefix: str = "auth", token: str | None = None, *, timeout: float = 10.0, read_your_writes: bool = True
+        cls, url: str, prefix: str = "auth", token: str | None = None, *, timeout: float = 10.0, **options: Any
     ) -> AuthbusClient:
         """A NATS server that lets clients in through authbus's auth callout (operations.md §4)
         refuses a connection without credentials; then ``token`` is presented to it as the
@@ -165,7 +189,7 @@ class AuthbusClient:
             if not token or not refusal.refused:
                 raise
             nc = await _connect(url, _Refusal(), token=token)
-        return cls(nc, prefix, token, timeout, read_your_writes=read_your_writes)
+        return cls(nc, prefix, token, timeout, **options)
 
     async def close(self) -> None:
         await self.nc.drain()
@@ -177,15 +201,24 @@ class AuthbusClient:
 
     # Raw access: bodies sent exactly as given, replies as dicts.
 
-    async def raw(self, subject: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-        """One request; the reply only if it is authbus's answer to it: each request carries a
-        fresh ``Correlation-Id`` (or the caller's, a plain token of up to 64 characters) that
-        authbus echoes, so a message planted in this client's inbox (a forged
-        ``valid: true``) is refused, never taken for the answer."""
+    async def exchange(
+        self, subject: str, body: bytes, headers: dict[str, str] | None = None, *, repeat_after: float | None = None
+    ) -> Msg:
+        """One request to ``<prefix>.v1.<subject>``; the reply only if it is authbus's answer
+        to it: each request carries a fresh ``Correlation-Id`` (or the caller's, a plain token
+        of up to 64 characters) that authbus echoes, so a message planted in this client's
+        inbox (a forged ``valid: true``) is refused, never taken for the answer.  With
+        ``repeat_after``, sent once more when no answer came by then."""
         headers = {CORRELATION: secrets.token_hex(16), **(headers or {})}  # the caller's own, when it sends one
         if not PLAIN_CORRELATION.fullmatch(headers[CORRELATION]):  # authbus would answer under a fresh one
             raise ValueError("a Correlation-Id is 1 to 64 of A-Z a-z 0-9 . _ : -")
-        msg = await self._answer(f"{self.prefix}.v1.{subject}", body, headers)
+        return await self._answer(f"{self.prefix}.v1.{subject}", body, headers, repeat_after)
+
+    async def raw(
+        self, subject: str, body: bytes, headers: dict[str, str] | None = None, *, repeat_after: float | None = None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """As ``exchange``, the reply decoded, with its headers."""
+        msg = await self.exchange(subject, body, headers, repeat_after=repeat_after)
         reply = msgspec.json.decode(msg.data)
         if isinstance(reply, dict):
             position = reply.get("position")
@@ -193,34 +226,48 @@ class AuthbusClient:
                 self._position = position
         return reply, dict(msg.headers or {})
 
-    async def _answer(self, subject: str, body: bytes, headers: dict[str, str]) -> Msg:
+    async def _answer(self, subject: str, body: bytes, headers: dict[str, str], repeat_after: float | None = None) -> Msg:
         """Send, then wait on an inbox of this request's own for the reply that echoes its
         ``Correlation-Id``, passing over anything else (nats.py's ``request`` takes the first
-        message, which anyone able to publish there could plant)."""
+        message, which anyone able to publish there could plant).  A repeat goes out under
+        the same inbox and Correlation-Id: whichever answer comes first is the answer."""
         inbox = f"{self._inbox}.{next(self._requests)}"  # under one root: authbus tells callers apart by it
         sub = await self.nc.subscribe(inbox)
+        clock = asyncio.get_running_loop().time
         try:
             await self.nc.publish(subject, body, reply=inbox, headers=headers)
-            deadline = asyncio.get_running_loop().time() + self.timeout
+            deadline = clock() + self.timeout
+            repeat_at = None if repeat_after is None else min(deadline, clock() + repeat_after)
             while True:
-                msg = await sub.next_msg(timeout=max(0.001, deadline - asyncio.get_running_loop().time()))
+                until = deadline if repeat_at is None else repeat_at
+                try:
+                    msg = await sub.next_msg(timeout=max(0.001, until - clock()))
+                except nats.errors.TimeoutError:
+                    if repeat_at is None or clock() >= deadline:
+                        raise
+                    repeat_at = None
+                    self.repeated += 1
+                    await self.nc.publish(subject, body, reply=inbox, headers=headers)
+                    continue
                 replied = msg.headers or {}
                 if replied.get("Status") == "503" and not msg.data:
-                    raise nats.errors.NoRespondersError
+                    if repeat_at is None:
+                        raise nats.errors.NoRespondersError
+                    continue  # none there this moment: the repeat may find one
                 if replied.get(CORRELATION) == headers[CORRELATION]:
                     return msg
         finally:
             await sub.unsubscribe()
 
-    async def call(self, subject: str, body: dict[str, Any] | None = None, token: str | None = None) -> dict[str, Any]:
+    async def call(
+        self, subject: str, body: dict[str, Any] | None = None, token: str | None = None, *, repeat_after: float | None = None
+    ) -> dict[str, Any]:
         """Send ``body`` to ``<prefix>.v1.<subject>``; the reply, or AuthbusError.  ``token``:
         the bearer (default: the client's; ``""`` sends no Authorization header)."""
         token = self.token if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        reply, _ = await self.raw(subject, msgspec.json.encode(body or {}), headers)
-        error = reply.get("error")
-        if error is not None:
-            raise AuthbusError(error["code"], error["message"], error.get("details") or {}, reply.get("position"))
+        reply, _ = await self.raw(subject, msgspec.json.encode(body or {}), headers, repeat_after=repeat_after)
+        raise_error(reply)
         return reply
 
     # Queries: min_position defaults to the highest position seen (read-your-writes).
@@ -236,7 +283,7 @@ class AuthbusClient:
 
     async def verify(self, token: str, *, min_position: int | None = None) -> Verified:
         """§6.1. A token that does not verify is an answer (``valid`` False, ``reason``), not an error."""
-        reply = await self.call("verify", self._query({"token": token}, min_position), token="")
+        reply = await self.call("verify", self._query({"token": token}, min_position), token="", repeat_after=self.repeat_after)
         return msgspec.convert(reply, Verified)
 
     async def authorize(
@@ -249,18 +296,19 @@ class AuthbusClient:
             body["domain"] = domain
         if tenant_id is not None:
             body["tenant_id"] = tenant_id
-        return msgspec.convert(await self.call("authorize", self._query(body, min_position), token=""), Decision)
+        reply = await self.call("authorize", self._query(body, min_position), token="", repeat_after=self.repeat_after)
+        return msgspec.convert(reply, Decision)
 
     async def jwks(self, tenant_id: str | None = None, *, min_position: int | None = None) -> dict[str, Any]:
         """The JWK Set (§6.3): ``{"keys": [...], "position": N}``."""
         body = {} if tenant_id is None else {"tenant_id": tenant_id}
-        return await self.call("jwks", self._query(body, min_position), token="")
+        return await self.call("jwks", self._query(body, min_position), token="", repeat_after=self.repeat_after)
 
     async def admin(self, name: str, /, token: str | None = None, **fields: Any) -> dict[str, Any]:
         """An admin read (§8, §9.2), e.g. ``admin("get_user", user_id=...)``: fields are sent as
         given, plus ``min_position`` when none (or None) is given."""
         min_position = fields.pop("min_position", None)
-        return await self.call(f"admin.{name}", self._query(fields, min_position), token)
+        return await self.call(f"admin.{name}", self._query(fields, min_position), token, repeat_after=self.repeat_after)
 
     # Login family (§6.4–6.5): no min_position.
 
@@ -280,8 +328,10 @@ class AuthbusClient:
     # Commands (§7): no min_position; the reply's position is remembered.
 
     async def command(self, name: str, /, token: str | None = None, **fields: Any) -> dict[str, Any]:
-        """``{"ok": true, "result": {...}, "position": N}`` as a dict."""
-        return await self.call(f"cmd.{name}", fields, token)
+        """``{"ok": true, "result": {...}, "position": N}`` as a dict.  Sent once more after
+        ``command_repeat_after`` without an answer only when it carries a ``command_id``."""
+        repeat_after = self.command_repeat_after if fields.get("command_id") else None
+        return await self.call(f"cmd.{name}", fields, token, repeat_after=repeat_after)
 
     async def command_as(self, result_type: type[T], name: str, /, token: str | None = None, **fields: Any) -> CommandReply[T]:
         """As ``command``, with ``result`` converted to ``result_type`` (a msgspec Struct, a

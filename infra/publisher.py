@@ -120,6 +120,9 @@ class Publisher:
             await kv.delete(LEASE_KEY, last=self._revision)
         except Exception as error:
             log.info("lease not released (%s); it expires by itself", error)
+            self.leading = False
+            return
+        log.info("this instance (%s) gave up the event-feed lease of %s", self.instance, self.stream)
         self.leading = False
 
     @property
@@ -142,9 +145,10 @@ class Publisher:
                 self._revision = await kv.create(LEASE_KEY, self.instance.encode())
                 self.leading = True
                 self.published = -1  # read the stream's head before publishing
+                log.info("this instance (%s) now leads the event feed %s", self.instance, self.stream)
         except KeyWrongLastSequenceError:
             if self.leading:
-                log.warning("lost the event-feed lease")
+                log.warning("this instance (%s) lost the event-feed lease of %s", self.instance, self.stream)
             self.leading = False
             # Another instance leads, and publishes what it has folded: about this much.
             self._known_published = self.model.position

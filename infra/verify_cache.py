@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 # The typed answers live with the client; imported from here as well, as they always were.
-from authbus.infra.client import AuthbusClient, Verified
+from authbus.infra.client import AuthbusClient, Verified, raise_error
 from authbus.infra.client import Credential as Credential, Principal as Principal
 from authbus.infra.nats_sync import sync_with_server
 
@@ -85,10 +85,12 @@ class CachedVerifier:
                 self.hits += 1
                 return entry.verdict
         self.misses += 1
-        msg = await self.client.nc.request(
-            f"{self.client.prefix}.v1.verify", msgspec.json.encode({"token": token}), timeout=self.client.timeout
-        )
-        verdict = self._decode(msg.data)
+        msg = await self.client.exchange("verify", msgspec.json.encode({"token": token}), repeat_after=self.client.repeat_after)
+        try:
+            verdict = self._decode(msg.data)
+        except msgspec.ValidationError:  # an error reply (a token too long, rate_limited, …)
+            raise_error(msgspec.json.decode(msg.data))
+            raise
         if verdict.valid and verdict.credential is not None and verdict.principal is not None and self._trusting():
             self._keep(token, verdict)
         return verdict

@@ -264,3 +264,34 @@ def test_every_command_and_admin_read_has_a_cli_verb():
     nouns = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=60).stdout
     for noun in ("tenant", "user", "role", "pat", "scope", "key", "signing-key", "session", "audit", "health", "bench"):
         assert re.search(rf"│ {re.escape(noun)}\s", nouns), noun
+
+
+async def test_serve_keeps_its_store_and_snapshot_under_data_dir(tmp_path, nats_server):
+    """`authbus serve --data-dir D`: the KEK file, the SQLite store and the snapshot are D's."""
+    data_dir = tmp_path / "instance"
+    data_dir.mkdir()
+    (data_dir / "kek").write_text(secrets.token_hex(32))
+    prefix = f"dd{secrets.token_hex(3)}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHBUS_")}
+    process = subprocess.Popen(
+        [*CLI, "serve", "--data-dir", str(data_dir), "--nats-url", nats_server.url, "--subject-prefix", prefix],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        nc = await nats.connect(nats_server.url)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    reply = await nc.request(f"{prefix}.v1.health", b"", timeout=1)
+                    break
+                except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                    assert time.monotonic() < deadline and process.poll() is None, "serve did not come up"
+                    await asyncio.sleep(0.1)
+            assert json.loads(reply.data)["status"] == "ok"
+        finally:
+            await nc.close()
+        assert (data_dir / "events.db").exists() and not (tmp_path / ".authbus").exists()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0

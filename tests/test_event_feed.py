@@ -182,7 +182,8 @@ async def create_tenant(nats_url: str, prefix: str, token: str) -> int:
         await client.close()
 
 
-async def test_of_two_instances_one_publishes_and_the_other_takes_over(fresh_store, nats_server):
+async def test_of_two_instances_one_publishes_and_the_other_takes_over(fresh_store, nats_server, logs):
+    """…and each change of leader is logged, naming the instance."""
     prefix = f"two{fresh_store[0]}"
     async with leader_and_standby(fresh_store, nats_server.url, prefix) as (leader, standby):
         await leader.node.stop()  # gives the lease up
@@ -191,6 +192,9 @@ async def test_of_two_instances_one_publishes_and_the_other_takes_over(fresh_sto
         positions, _, _ = await stream_positions(nats_server.url, stream_name(prefix))
         assert positions == store_positions(standby.node.runner)
         assert standby.node.publisher.leading
+        said = [line for line in logs.lines if stream_name(prefix) in line]
+        for instance, verb in ((leader, "now leads"), (leader, "gave up"), (standby, "now leads")):
+            assert any(f"({instance.node.publisher.instance}) {verb}" in line for line in said), verb
 
 
 async def test_a_purged_stream_goes_on_with_new_events(fresh_store, nats_server):
