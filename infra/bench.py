@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import nats
 
-from authbus.infra import bench_offline
+from authbus.infra import bench_offline, bench_scale
 from authbus.infra.bench_load import LoadResult, LoadSpec
 from authbus.infra.bench_world import Peer, World, seed_world, start_echo
 from authbus.infra.client import AuthbusClient
@@ -40,9 +40,10 @@ LOAD = (
     "echo", "verify_pat", "verify_cached", "verify_api_key", "verify_jwt_eddsa", "verify_jwt_hs256",
     "authorize_1_scope", "authorize_1000_scopes", "peer_postgres", "create_pat_postgres",
 )
+SCALE = ("convergence_postgres", "failover_postgres")  # instances in processes of their own: infra/bench_scale.py
 OFFLINE = ("fold", "fold_from_store", "memory_per_credential", "cold_start", "cold_start_no_snapshot")
-SCENARIOS = LOAD + OFFLINE
-POSTGRES = ("peer_postgres", "create_pat_postgres")
+SCENARIOS = LOAD + SCALE + OFFLINE
+POSTGRES = ("peer_postgres", "create_pat_postgres", *SCALE)
 VERIFY = ("verify_pat", "verify_cached", "verify_api_key", "verify_jwt_eddsa", "verify_jwt_hs256", "authorize_1_scope", "authorize_1000_scopes")
 SWEEP = (1, 4, 16, 64, 128, 256)  # concurrencies of the latency plot
 SWEPT = ("echo", "verify_pat", "peer_postgres")
@@ -68,6 +69,10 @@ class BenchOptions:
     @property
     def command_requests(self) -> int:
         return max(1, min(self.load_requests, 1_000 if self.quick else 3_000))
+
+    @property
+    def convergence_commands(self) -> int:
+        return 200 if self.quick else 1_000
 
     @property
     def cold_credentials(self) -> int:
@@ -134,18 +139,16 @@ async def drive(name: str, spec: LoadSpec, clients: int) -> Result:
 
 
 class _Postgres:
-    """A scratch database for the PostgreSQL scenarios, dropped afterwards: in the server at
+    """Scratch databases for the PostgreSQL scenarios, dropped afterwards: in the server at
     ``--database-url`` (AUTHBUS_BENCH_DATABASE_URL) or in a private one from pgserver."""
 
     def __init__(self, base_url: str | None, tmp: Path) -> None:
         self.base_url = base_url
         self.tmp = tmp
-        self.name = f"authbus_bench_{uuid.uuid4().hex[:12]}"
+        self.names: list[str] = []
         self._server: Any = None
 
     def start(self) -> str:
-        import psycopg
-
         if self.base_url is None:
             try:
                 import pgserver
@@ -153,16 +156,26 @@ class _Postgres:
                 raise ScenarioFailed("the PostgreSQL scenarios need a server: pass --database-url or pip install 'authbus[bench]'") from None
             self._server = pgserver.get_server(self.tmp / "pg", cleanup_mode="stop")
             self.base_url = self._server.get_uri()
+        return self.database()
+
+    def database(self) -> str:
+        """The URL of a new, empty database."""
+        import psycopg
+
+        assert self.base_url is not None
+        name = f"authbus_bench_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.base_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        return with_database(self.base_url, self.name)
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return with_database(self.base_url, name)
 
     def stop(self) -> None:
         import psycopg
 
         if self.base_url is not None:
             with psycopg.connect(self.base_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+                for name in self.names:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if self._server is not None:
             self._server.cleanup()
 
@@ -237,6 +250,8 @@ class LoadBench:
             for name in LOAD:
                 if name in wanted:
                     await self.measure(name, specs[name])
+            if set(wanted) & set(SCALE):
+                await self._scale_out(server, await asyncio.to_thread(postgres.database))
             if self.options.plot:
                 await self._sweep(specs)
 
@@ -268,6 +283,58 @@ class LoadBench:
             "benchpg.v1.cmd.create_pat", payloads, b'"token"', requests=self.options.command_requests,
             headers={"Authorization": f"Bearer {key}"},
         )
+
+    async def _scale_out(self, server: NatsServer, database_url: str) -> None:
+        """Instances as `serve` runs them, each in its own process, on one PostgreSQL."""
+        prefix = "benchscale"
+        settings = _settings(self.tmp, prefix, server.url, database_url)
+        runner = open_runner(settings)
+        root = run_bootstrap(runner)["token"]
+        runner.store.close()
+        client = await AuthbusClient.connect(server.url, prefix, root)
+        try:
+            if "convergence_postgres" in self.options.scenarios:
+                await self._convergence(client, settings)
+            if "failover_postgres" in self.options.scenarios:
+                await self._failover(client, settings)
+        finally:
+            await client.close()
+
+    async def _convergence(self, client: AuthbusClient, settings: Settings) -> None:
+        commands = self.options.convergence_commands
+        self.options.progress(f"convergence_postgres: {commands} commands, 2 instances")
+        async with bench_scale.instances(settings, 2) as running:
+            tenant = (await client.command("create_tenant", name=f"converge-{uuid.uuid4().hex[:8]}"))["result"]["tenant_id"]
+            user = (await client.command("register_user", tenant_id=tenant, username="alice"))["result"]["user_id"]
+            lags = sorted(round(lag * 1000) for lag in await bench_scale.convergence(client, running, user, commands))
+        self.results.append(Result(
+            "convergence_postgres", requests=len(lags), p50_ms=percentile(lags, 0.50), p99_ms=percentile(lags, 0.99),
+            note="2 instances: from a command's reply until both have folded it (LISTEN/NOTIFY)",
+        ))
+
+    async def _failover(self, client: AuthbusClient, settings: Settings) -> None:
+        seconds = 4.0 if self.options.quick else 10.0
+        workers = self.options.concurrency
+        self.options.progress(f"failover_postgres: {workers} callers for {seconds:.0f} s, 3 instances, one killed")
+        async with bench_scale.instances(settings, 3) as running:
+            tenant = (await client.command("create_tenant", name=f"failover-{uuid.uuid4().hex[:8]}"))["result"]["tenant_id"]
+            user = (await client.command("register_user", tenant_id=tenant, username="alice"))["result"]["user_id"]
+            tokens = [(await client.command("create_pat", user_id=user, name=f"p{i}"))["result"]["token"] for i in range(8)]
+            for instance in running:
+                await instance.folded_at(client.position)
+            f = await bench_scale.failover(
+                settings.nats_url, settings.subject_prefix, tokens, running, seconds=seconds, workers=workers, kill_after=seconds / 3,
+            )
+        self.results.append(Result(
+            "failover_postgres", requests=f.calls, concurrency=workers, value=f.failed, unit="failed calls",
+            note=(
+                f"3 instances, one frozen then SIGKILLed: {f.failed} of {f.calls:,} calls failed through the client "
+                f"({f.repeated} repeated); with repeats off {f.plain_failed} of {f.plain_calls:,}; "
+                f"{f.rps_before:,.0f} calls/s in the second before the kill, {f.rps_after:,.0f} in the second after"
+            ),
+            extra={"repeated": f.repeated, "plain_calls": f.plain_calls, "plain_failed": f.plain_failed,
+                   "rps_before_kill": f.rps_before, "rps_after_kill": f.rps_after},
+        ))
 
     async def _sweep(self, specs: dict[str, LoadSpec]) -> None:
         for name in SWEPT:
@@ -346,7 +413,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     results: list[Result] = []
     sweep: dict[str, list[dict[str, float]]] = {}
     try:
-        if set(options.scenarios) & set(LOAD) or options.plot:
+        if set(options.scenarios) & {*LOAD, *SCALE} or options.plot:
             if "echo" not in options.scenarios:  # every ratio is against it
                 options.scenarios = ("echo", *options.scenarios)
             server = NatsServer(tmp / "nats", port=free_port()).start()

@@ -25,6 +25,8 @@ TARGETS = {
     "authorize_1000_scopes": "within 10 % of authorize_1_scope",
     "peer_postgres": "verify_pat ≥ 3× its rps",
     "create_pat_postgres": "≥ 500/s",
+    "convergence_postgres": "(issue 16: every instance soon after the reply)",
+    "failover_postgres": "0 failed calls through the client",
     "fold": "≥ 100,000 events/s",
     "cold_start": "≤ 30 s at 1,000,000",
     "memory_per_credential": "≤ 1,024 bytes",

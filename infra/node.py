@@ -216,6 +216,12 @@ class Node:
             self._sealing = asyncio.create_task(self.sealer.run(), name="authbus-sealer")
         return self
 
+    def on_fold(self, listener: Callable[[list[tuple[int, Any]]], None]) -> None:
+        """Call ``listener`` on the loop with every batch folded into the read model, once
+        the model holds it (the bench times convergence with it)."""
+        assert self._follower is not None, "start the node first"
+        self._follower.listeners.append(listener)
+
     async def _guard_the_bus(self) -> None:
         assert self.callout_keys is not None and self._follower is not None
         if not self.settings.nats_system_url:

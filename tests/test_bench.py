@@ -1,6 +1,7 @@
 """``authbus bench`` end to end, as a user runs it: the shape of what it reports, never its speed."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -50,3 +51,22 @@ def test_offline_figures_carry_a_value_and_a_unit():
     assert units == {"fold": "events/s", "memory_per_credential": "bytes", "cold_start": "s"}
     assert all(s["value"] > 0 and s["rps"] is None and s["ratio_rps"] is None for s in scenarios.values())
     assert scenarios["cold_start"]["credentials"] == 2000 + 1000  # the snapshot's and the tail's
+
+
+def test_scale_out_figures_come_from_instances_in_processes_of_their_own(postgres_url):
+    """convergence_postgres: p50/p99 from a command's reply until both instances hold it;
+    failover_postgres: calls failed through the client across a SIGKILL, and what the same
+    kill cost a client with repeats off."""
+    run = subprocess.run(
+        [sys.executable, "-m", "authbus.infra", "bench", "--quick", "--scenario", "convergence_postgres,failover_postgres",
+         "--concurrency", "16", "--json"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "AUTHBUS_BENCH_DATABASE_URL": postgres_url},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    scenarios = {s["name"]: s for s in json.loads(run.stdout)["scenarios"]}
+    converged = scenarios["convergence_postgres"]
+    assert converged["requests"] == 200 and 0 <= converged["p50_ms"] <= converged["p99_ms"]
+    failover = scenarios["failover_postgres"]
+    # Zero is tests/test_scale_out.py's to show, with a margin a busy machine cannot eat.
+    assert failover["unit"] == "failed calls" and failover["value"] >= 0, failover["note"]
+    assert failover["requests"] > 0 and failover["plain_calls"] > 0 and failover["repeated"] >= 1

@@ -14,9 +14,9 @@ import pytest
 
 from authbus.domain.credentials import PersonalAccessToken
 from authbus.domain.tenant import Tenant
-from authbus.infra import bench_offline
+from authbus.infra import bench_offline, bench_scale
 from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.infra.node import open_runner
+from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.store import APPLICATION_NAME, open_store
 from tests.conftest import make_settings, start_instance
 from tests.helpers import eventually, make_org
@@ -163,3 +163,28 @@ async def test_a_command_behind_a_stuck_writer_answers_unavailable_and_the_write
             stuck.close()
         await client.close()
         await instance.node.stop()
+
+
+async def test_a_killed_instance_fails_no_call_through_the_client(nats_server, databases, tmp_path):
+    """kill -9 of one of three instances lost the requests in flight on it, each costing its
+    caller a full timeout.  The client repeats a verify once when no answer came in time, so
+    through it no call fails; a client with repeats off, in the same run, loses some."""
+    prefix = f"fo{secrets.token_hex(3)}"
+    settings = make_settings(nats_server, databases.new("postgres"), prefix, tmp_path, secrets.token_hex(32))
+    runner = open_runner(settings)
+    client = await AuthbusClient.connect(nats_server.url, prefix, run_bootstrap(runner)["token"])
+    runner.store.close()
+    try:
+        async with bench_scale.instances(settings, 3) as running:
+            org = await make_org(client)
+            for instance in running:
+                await instance.folded_at(client.position)
+            figures = await bench_scale.failover(
+                nats_server.url, prefix, [org.user_key, org.admin_key], running,
+                seconds=3.0, workers=16, kill_after=1.0, repeat_after=1.0,  # a second: a slow machine's pause is no repeat
+            )
+    finally:
+        await client.close()
+    assert figures.failed == 0, figures.first_error
+    assert figures.repeated >= 1 and figures.plain_failed >= 1, figures
+    assert figures.calls > 100 and running[-1].process.returncode == -9
