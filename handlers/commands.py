@@ -9,7 +9,7 @@ from nats.micro.request import Request
 
 from authbus.domain.commands import Command, CommandId, Password, RedeemKey
 from authbus.domain.errors import Unauthenticated
-from authbus.handlers.wire import Backend, Token, authenticate, decode
+from authbus.handlers.wire import Backend, Position, Token, authenticate, decode, ensure_position
 from authbus.projections.queries import redeemer_for
 
 
@@ -27,6 +27,7 @@ class RedeemRequest(msgspec.Struct, forbid_unknown_fields=True):
     token: Token
     password: Password
     command_id: CommandId | None = None
+    min_position: Position | None = None  # read your writes: a key issued a moment ago
 
 
 def redeem(backend: Backend):
@@ -34,6 +35,7 @@ def redeem(backend: Backend):
 
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, RedeemRequest)
+        await ensure_position(backend, req.min_position)
         actor = redeemer_for(backend.model, req.token)
         if actor is None:
             raise Unauthenticated("the recovery or invitation key is not valid", field="token")

@@ -12,7 +12,7 @@ from nats.micro.request import Request
 from authbus.domain import login, tokens
 from authbus.domain.commands import PublicKey, rfc3339_epoch
 from authbus.domain.errors import RateLimited, Unauthenticated
-from authbus.handlers.wire import Backend, Token, caller_of, decode
+from authbus.handlers.wire import Backend, Position, Token, caller_of, decode, ensure_position
 
 Source = Annotated[str, msgspec.Meta(max_length=256)]
 WRONG_CREDENTIALS = "wrong username or password"
@@ -23,16 +23,19 @@ class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
     username: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     source: Source = ""
+    min_position: Position | None = None  # read your writes: a user or key registered a moment ago
 
 
 class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
     refresh_token: Token
     source: Source = ""
+    min_position: Position | None = None
 
 
 class ChallengeRequest(msgspec.Struct, forbid_unknown_fields=True):
     tenant_id: UUID
     public_key: PublicKey
+    min_position: Position | None = None
 
 
 # What auth.v1.challenge issues: <base64url payload>.<base64url MAC>.  Anything else is not
@@ -44,6 +47,7 @@ class AnswerRequest(msgspec.Struct, forbid_unknown_fields=True):
     challenge: Challenge
     signature: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     source: Source = ""
+    min_position: Position | None = None
 
 
 def _pair(result: dict[str, Any], position: int) -> dict[str, Any]:
@@ -63,6 +67,7 @@ def _refused(outcome: str, field: str) -> Unauthenticated:
 def login_endpoint(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, LoginRequest)
+        await ensure_position(backend, req.min_position)
         result, position = await backend.login(req.tenant_id, req.username, req.password, req.source, caller_of(request))
         if result["outcome"] == "rate_limited":
             raise RateLimited("too many failed logins: try again in a few minutes", field="username")
@@ -84,6 +89,7 @@ def _refresh_session(backend: Backend, token: str) -> tuple[UUID, str, str]:
 def refresh_endpoint(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, RefreshRequest)
+        await ensure_position(backend, req.min_position)
         session_id, secret, actor = _refresh_session(backend, req.refresh_token)
         result, position = await backend.perform("refresh", actor, lambda uow: login.refresh(uow, session_id, secret))
         if result["outcome"] != "ok":
@@ -96,6 +102,7 @@ def refresh_endpoint(backend: Backend):
 def logout_endpoint(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, RefreshRequest)
+        await ensure_position(backend, req.min_position)
         session_id, secret, actor = _refresh_session(backend, req.refresh_token)
         result, position = await backend.perform("logout", actor, lambda uow: login.logout(uow, session_id, secret))
         if result["outcome"] != "ok":
@@ -110,6 +117,7 @@ def challenge_endpoint(backend: Backend):
 
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, ChallengeRequest)
+        await ensure_position(backend, req.min_position)
         challenge, expires = backend.challenges.issue(req.tenant_id, req.public_key, backend.now())
         return {"challenge": challenge, "expires_at": rfc3339_epoch(expires), "position": backend.model.position}
 
@@ -119,6 +127,7 @@ def challenge_endpoint(backend: Backend):
 def answer_endpoint(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data, AnswerRequest)
+        await ensure_position(backend, req.min_position)
         answered = backend.challenges.answer(req.challenge, req.signature, backend.now())
         user_id = backend.model.public_keys.get((answered.tenant_id, answered.public_key)) if answered else None
         if answered is None or user_id is None:

@@ -9,8 +9,9 @@ the CLI and the tests.
     typed = await client.command_as(NewPat, "create_pat", user_id=user_id, name="ci")  # CommandReply[NewPat]
 
 Read-your-writes (§1): the client remembers the highest ``position`` any reply carried,
-errors included (``client.position``). ``verify``, ``authorize``, ``jwks`` and ``admin``
-send it as ``min_position`` unless the caller gives one, so a verify right after a
+errors included (``client.position``). Every request that reads the model (``verify``,
+``authorize``, ``jwks``, ``admin``, ``login``, ``refresh``, ``logout``, ``challenge``,
+``answer_challenge``, ``redeem``) sends it as ``min_position`` unless the caller gives one, so a verify right after a
 revocation answered by one instance is never served by another instance's older read
 model (it waits, or raises ``stale``). ``min_position=0`` asks for no wait on one request;
 ``read_your_writes=False`` turns it off for the client. ``call`` and ``raw`` send exactly
@@ -310,22 +311,53 @@ class AuthbusClient:
         min_position = fields.pop("min_position", None)
         return await self.call(f"admin.{name}", self._query(fields, min_position), token, repeat_after=self.repeat_after)
 
-    # Login family (§6.4–6.5): no min_position.
+    # Login family (§6.4–6.5) and redeem: read-your-writes too (a user, key or public key
+    # registered a moment ago through another instance is waited for), never repeated.
 
-    async def login(self, tenant_id: str, username: str, password: str, *, source: str | None = None) -> Tokens:
+    async def login(
+        self, tenant_id: str, username: str, password: str, *, source: str | None = None, min_position: int | None = None
+    ) -> Tokens:
         body = {"tenant_id": tenant_id, "username": username, "password": password}
         if source is not None:
             body["source"] = source
-        return msgspec.convert(await self.call("login", body, token=""), Tokens)
+        return msgspec.convert(await self.call("login", self._query(body, min_position), token=""), Tokens)
 
-    async def refresh(self, refresh_token: str, *, source: str | None = None) -> Tokens:
+    async def refresh(self, refresh_token: str, *, source: str | None = None, min_position: int | None = None) -> Tokens:
         """Rotates the pair: ``refresh_token`` is spent, sending it again revokes the session."""
         body = {"refresh_token": refresh_token}
         if source is not None:
             body["source"] = source
-        return msgspec.convert(await self.call("refresh", body, token=""), Tokens)
+        return msgspec.convert(await self.call("refresh", self._query(body, min_position), token=""), Tokens)
 
-    # Commands (§7): no min_position; the reply's position is remembered.
+    async def logout(self, refresh_token: str, *, min_position: int | None = None) -> int:
+        """Ends the session; the position of its end."""
+        reply = await self.call("logout", self._query({"refresh_token": refresh_token}, min_position), token="")
+        return int(reply["position"])
+
+    async def challenge(self, tenant_id: str, public_key: str, *, min_position: int | None = None) -> str:
+        """§6.5: a challenge for ``public_key`` (base64url Ed25519) to sign."""
+        body = {"tenant_id": tenant_id, "public_key": public_key}
+        return str((await self.call("challenge", self._query(body, min_position), token=""))["challenge"])
+
+    async def answer_challenge(
+        self, challenge: str, signature: str, *, source: str | None = None, min_position: int | None = None
+    ) -> Tokens:
+        """§6.5: the signed challenge (base64url signature over the challenge's bytes) for a pair."""
+        body = {"challenge": challenge, "signature": signature}
+        if source is not None:
+            body["source"] = source
+        return msgspec.convert(await self.call("challenge.answer", self._query(body, min_position), token=""), Tokens)
+
+    async def redeem(
+        self, key: str, password: str, *, command_id: str | None = None, min_position: int | None = None
+    ) -> dict[str, Any]:
+        """§7: a recovery or invitation key sets a password; the reply as a dict."""
+        body: dict[str, Any] = {"token": key, "password": password}
+        if command_id is not None:
+            body["command_id"] = command_id
+        return await self.call("redeem", self._query(body, min_position), token="")
+
+    # Commands (§7): no min_position (each re-reads the store); the reply's position is remembered.
 
     async def command(self, name: str, /, token: str | None = None, **fields: Any) -> dict[str, Any]:
         """``{"ok": true, "result": {...}, "position": N}`` as a dict.  Sent once more after

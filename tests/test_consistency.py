@@ -6,8 +6,12 @@ import uuid
 
 import pytest
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from authbus.infra.client import AuthbusClient, AuthbusError
 from tests.conftest import quick_to_stale, start_instance
+from tests.helpers import PASSWORD, b64url, eventually
 
 
 async def test_every_reply_carries_a_position_and_commands_report_their_last_event(client, org, instance):
@@ -179,3 +183,89 @@ async def test_a_lagging_instance_still_refuses_a_just_revoked_key_for_commands(
         with pytest.raises(AuthbusError) as error:
             await via_b.command("register_user", tenant_id=tenant, username="sneaky", token=issued["result"]["token"])
         assert error.value.code == "unauthenticated"
+
+
+class Held:
+    """An instance whose read model folds nothing until released, as if its follower lagged."""
+
+    def __init__(self, instance) -> None:
+        self.node = instance.node
+        self.follower = instance.node._follower  # noqa: SLF001
+        self.batches: list = []
+        self.follower._apply = self.batches.append  # the follower thread hands each batch to the loop here
+
+    async def release_once_waited_for(self) -> None:
+        """Let the instance catch up once a request waits for its min_position."""
+        assert await eventually(lambda: self.node._waiting > 0, 10)  # noqa: SLF001
+        del self.follower._apply
+        for batch in self.batches:
+            self.follower._apply(batch)
+
+
+async def through_held(instance, write, read):
+    """Hold ``instance`` behind, ``write`` through another, then send ``read(written)`` to the
+    held one: it waits for its min_position and is answered once the instance catches up."""
+    held = Held(instance)
+    written = await write()
+    task = asyncio.ensure_future(read(written))
+    await held.release_once_waited_for()
+    return await task
+
+
+async def test_login_family_and_redeem_read_their_writes_on_a_lagging_instance(fresh_store, nats_server):
+    """A user, a session, a public key or a recovery key made a moment ago through instance A
+    is known to instance B, held behind, for every request carrying min_position: B waits for
+    it, then answers as A would (before, B refused the field, and without it the user)."""
+    async with two_instances(fresh_store, nats_server, "ryw") as (a, b, via_a, via_b):
+        tenant = (await via_a.command("create_tenant", name="ryw"))["result"]["tenant_id"]
+        made = {}
+
+        async def register():
+            made.update(await via_a.command("register_user", tenant_id=tenant, username="dora", password=PASSWORD))
+            return made["position"]
+
+        user_id = lambda: made["result"]["user_id"]  # noqa: E731
+        pair = await through_held(b, register, lambda at: via_b.login(tenant, "dora", PASSWORD, min_position=at))
+        assert pair.position >= made["position"]
+
+        pair = await through_held(
+            b, lambda: via_a.login(tenant, "dora", PASSWORD), lambda new: via_b.refresh(new.refresh_token, min_position=new.position)
+        )
+        await through_held(
+            b, lambda: via_a.refresh(pair.refresh_token), lambda new: via_b.logout(new.refresh_token, min_position=new.position)
+        )
+
+        key = Ed25519PrivateKey.generate()
+        public_key = b64url(key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+        async def register_key_and_ask():
+            registered = await via_a.command("register_public_key", user_id=user_id(), public_key=public_key)
+            return registered["position"], await via_a.challenge(tenant, public_key)
+
+        signed = await through_held(b, register_key_and_ask, lambda got: via_b.answer_challenge(
+            got[1], b64url(key.sign(got[1].encode())), min_position=got[0]))
+        assert (await via_a.verify(signed.access_token, min_position=signed.position)).principal.id == user_id()
+        assert await through_held(
+            b, lambda: via_a.command("register_user", tenant_id=tenant, username="eve"),
+            lambda made_eve: via_b.challenge(tenant, public_key, min_position=made_eve["position"]),
+        )
+
+        redeemed = await through_held(
+            b, lambda: via_a.command("issue_key", user_id=user_id(), kind="recovery"),
+            lambda issued: via_b.redeem(issued["result"]["token"], PASSWORD + "!", min_position=issued["position"]),
+        )
+        assert redeemed["result"]["user_id"] == user_id()
+
+
+async def test_the_client_carries_its_position_into_a_login(fresh_store, nats_server):
+    """Read-your-writes by default: a client that registered a user through A logs it in
+    through B, held behind, without naming a position."""
+    async with two_instances(fresh_store, nats_server, "carry") as (a, b, via_a, _):
+        client = AuthbusClient(via_a.nc, a.prefix, a.root_token)  # read_your_writes on
+        tenant = (await client.command("create_tenant", name="carry"))["result"]["tenant_id"]
+        held = Held(b)
+        await client.command("register_user", tenant_id=tenant, username="fay", password=PASSWORD)
+        client.prefix = b.prefix  # the next request lands on B, as a queue group may route it
+        task = asyncio.ensure_future(client.login(tenant, "fay", PASSWORD))
+        await held.release_once_waited_for()
+        assert (await task).session_id
