@@ -41,7 +41,7 @@ LOAD = (
     "authorize_1_scope", "authorize_1000_scopes", "peer_postgres", "create_pat_postgres",
 )
 SCALE = ("convergence_postgres", "failover_postgres")  # instances in processes of their own: infra/bench_scale.py
-OFFLINE = ("fold", "fold_from_store", "memory_per_credential", "cold_start", "cold_start_no_snapshot")
+OFFLINE = ("fold", "fold_from_store", "memory_per_credential", "cold_start", "cold_start_no_snapshot", "memory_after_restart")
 SCENARIOS = LOAD + SCALE + OFFLINE
 POSTGRES = ("peer_postgres", "create_pat_postgres", *SCALE)
 VERIFY = ("verify_pat", "verify_cached", "verify_api_key", "verify_jwt_eddsa", "verify_jwt_hs256", "authorize_1_scope", "authorize_1000_scopes")
@@ -365,7 +365,7 @@ def _offline(options: BenchOptions, tmp: Path) -> list[Result]:
         if "memory_per_credential" in wanted:
             options.progress("memory_per_credential")
             results.append(Result("memory_per_credential", value=bench_offline.bytes_per_credential(store), unit="bytes", note=f"tracemalloc over {min(count, bench_offline.MEMORY_SAMPLE):,} PATs with one scope"))
-        if not {"fold_from_store", "cold_start", "cold_start_no_snapshot"} & set(wanted):
+        if not {"fold_from_store", "cold_start", "cold_start_no_snapshot", "memory_after_restart"} & set(wanted):
             return results
         options.progress("fold_from_store: reading, decoding and folding the whole log")
         model, rate = bench_offline.fold_from_store_rate(store)
@@ -376,15 +376,33 @@ def _offline(options: BenchOptions, tmp: Path) -> list[Result]:
         bench_offline.prepare_cold_start(store, model, snapshot, kek)
         del model
         runs = [("cold_start", snapshot), ("cold_start_no_snapshot", tmp / "absent.snapshot")]
+        started: dict[str, dict[str, float]] = {}
         for name, path in runs:
-            if name in wanted:
+            if name in wanted or (name == "cold_start" and "memory_after_restart" in wanted):
                 options.progress(f"{name}: {count:,} credentials, in a fresh process")
-                figures = bench_offline.cold_start(database_url, path, kek)
+                figures = started[name] = bench_offline.cold_start(database_url, path, kek)
+                if name not in wanted:
+                    continue
                 results.append(Result(
                     name, value=figures["seconds"], unit="s",
-                    note=f"{figures['credentials']:,} credentials, {figures['tail']:,} log positions folded, peak RSS {figures['peak_rss_bytes'] / 2**20:.0f} MiB",
-                    extra={"peak_rss_bytes": figures["peak_rss_bytes"], "credentials": figures["credentials"]},
+                    note=(
+                        f"{figures['credentials']:,} credentials, {figures['tail']:,} log positions folded, "
+                        f"peak RSS {figures['peak_rss_bytes'] / 2**20:.0f} MiB, {figures['rss_bytes'] / 2**20:.0f} MiB kept"
+                    ),
+                    extra={k: figures[k] for k in ("peak_rss_bytes", "rss_bytes", "credentials")},
                 ))
+        if "memory_after_restart" in wanted:
+            options.progress(f"memory_after_restart: following {count:,} credentials live, in a fresh process")
+            live = bench_offline.cold_start(database_url, snapshot, kek, how="live")
+            restored = started["cold_start"]
+            results.append(Result(
+                "memory_after_restart", value=restored["rss_bytes"] / live["rss_bytes"], unit="× live",
+                note=(
+                    f"RSS once started from the snapshot {restored['rss_bytes'] / 2**20:.0f} MiB, after following the "
+                    f"log live {live['rss_bytes'] / 2**20:.0f} MiB ({live['credentials']:,} credentials)"
+                ),
+                extra={"restored_rss_bytes": restored["rss_bytes"], "live_rss_bytes": live["rss_bytes"]},
+            ))
         return results
     finally:
         store.close()

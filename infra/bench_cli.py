@@ -30,6 +30,7 @@ TARGETS = {
     "fold": "≥ 100,000 events/s",
     "cold_start": "≤ 30 s at 1,000,000",
     "memory_per_credential": "≤ 1,024 bytes",
+    "memory_after_restart": "≤ 1.1× live",
 }
 
 

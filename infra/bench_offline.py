@@ -7,6 +7,7 @@ from cold in a fresh process, whose peak RSS the kernel reports.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -29,6 +30,7 @@ from authbus.projections.read_model import ReadModel
 BATCH = 2000
 CREDENTIALS_PER_USER = 1000
 READ_PAGE = 20_000
+LIVE_BATCH = 10
 TAIL = 1000  # credentials added after the snapshot: a cold start folds them from the log
 MEMORY_SAMPLE = 100_000  # tracemalloc slows folding several times over: sample this many
 
@@ -100,31 +102,59 @@ def bytes_per_credential(store: EventStore) -> float:
     return kept / max(1, len(model.credentials))
 
 
-def cold_start(database_url: str, snapshot: Path, kek: bytes) -> dict[str, float]:
-    """Start a read model in a fresh process: seconds to be ready and the peak RSS it took."""
-    args = [sys.executable, "-m", "authbus.infra.bench_offline", database_url, str(snapshot), kek.hex()]
+def cold_start(database_url: str, snapshot: Path, kek: bytes, how: str = "restore") -> dict[str, float]:
+    """Start a read model in a fresh process (``how``: "restore", as a restarted instance does,
+    or "live"): seconds to be ready, the peak RSS it took and the RSS it keeps."""
+    args = [sys.executable, "-m", "authbus.infra.bench_offline", database_url, str(snapshot), kek.hex(), how]
     out = subprocess.run(args, check=True, capture_output=True, timeout=600).stdout
     return json.loads(out)
+
+
+def _status(field: str) -> int | None:
+    """A figure of /proc/self/status in bytes (Linux), None elsewhere."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    return None
 
 
 def peak_rss_bytes() -> int:
     """This process's high-water mark of resident memory.  Not getrusage's ru_maxrss: Linux
     carries that over exec from the parent, whose own peak it would report."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
+    peak = _status("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: the best there is
 
 
+def follow_live(store: EventStore) -> ReadModel:
+    """The read model as an instance that followed the log live builds it: a few events at
+    a time, as LISTEN/NOTIFY hands them on."""
+    model = ReadModel()
+    while batch := store.read_events(model.position + 1, LIVE_BATCH):
+        model.apply_all(batch)
+    return model
+
+
 def _cold_start_child() -> None:
-    database_url, snapshot, kek = sys.argv[1], Path(sys.argv[2]), bytes.fromhex(sys.argv[3])
+    """A fresh process: restore (or, with ``live``, follow) the read model, then report its time
+    and memory, the memory as it stays once start-up garbage is collected."""
+    database_url, snapshot, kek, how = sys.argv[1], Path(sys.argv[2]), bytes.fromhex(sys.argv[3]), sys.argv[4]
     started = time.perf_counter()
     store = open_store(database_url)
-    model, tail = restore_read_model(store, snapshot, snapshot_key(kek))
+    if how == "live":
+        model, tail = follow_live(store), 0
+    else:
+        model, tail = restore_read_model(store, snapshot, snapshot_key(kek))
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak_rss_bytes(), "tail": tail, "credentials": len(model.credentials)}))
+    gc.collect()
+    print(json.dumps({
+        "seconds": seconds, "peak_rss_bytes": peak_rss_bytes(), "rss_bytes": _status("VmRSS") or 0, "tail": tail,
+        "credentials": len(model.credentials),
+    }))
 
 
 def prepare_cold_start(store: EventStore, model: ReadModel, snapshot: Path, kek: bytes) -> None:
