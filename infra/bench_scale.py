@@ -37,6 +37,7 @@ class Instance:
     """One instance process and the positions it has folded, with when."""
 
     process: asyncio.subprocess.Process
+    stderr: Path  # what it logged, for when it does not start
     position: int = 0
     folded: list[tuple[int, float]] = field(default_factory=list)
     advanced: asyncio.Event = field(default_factory=asyncio.Event)
@@ -99,15 +100,21 @@ async def instances(settings: Settings, count: int):
     try:
         for n in range(count):
             own = Settings(**{**settings.__dict__, "data_dir": Path(settings.data_dir) / f"instance-{n}"})
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "authbus.infra.bench_scale", env=environment(own),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            )
-            instance = Instance(process)
+            own.data_dir.mkdir(parents=True, exist_ok=True)
+            with open(own.data_dir / "stderr.log", "wb") as log:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "authbus.infra.bench_scale", env=environment(own),
+                    stdout=asyncio.subprocess.PIPE, stderr=log,
+                )
+            instance = Instance(process, own.data_dir / "stderr.log")
             started.append(instance)
             readers.append(asyncio.create_task(instance._read()))
         for instance in started:
-            await asyncio.wait_for(instance.ready.wait(), READY_SECONDS)
+            try:
+                await asyncio.wait_for(instance.ready.wait(), READY_SECONDS)
+            except asyncio.TimeoutError:
+                said = instance.stderr.read_text(errors="replace").strip().splitlines()[-5:]
+                raise RuntimeError(f"an instance did not start in {READY_SECONDS:.0f} s: {' | '.join(said)}") from None
         yield started
     finally:
         for instance in started:
