@@ -396,7 +396,7 @@ def _offline(options: BenchOptions, tmp: Path) -> list[Result]:
             live = bench_offline.cold_start(database_url, snapshot, kek, how="live")
             restored = started["cold_start"]
             results.append(Result(
-                "memory_after_restart", value=restored["rss_bytes"] / live["rss_bytes"], unit="× live",
+                "memory_after_restart", value=restored["rss_bytes"] / max(1, live["rss_bytes"]), unit="× live",
                 note=(
                     f"RSS once started from the snapshot {restored['rss_bytes'] / 2**20:.0f} MiB, after following the "
                     f"log live {live['rss_bytes'] / 2**20:.0f} MiB ({live['credentials']:,} credentials)"

@@ -17,8 +17,9 @@ model (it waits, or raises ``stale``). ``min_position=0`` asks for no wait on on
 ``read_your_writes=False`` turns it off for the client. ``call`` and ``raw`` send exactly
 the body they are given.
 
-Failover: ``verify``, ``authorize``, ``jwks`` and ``admin`` reads are sent once more when no
-answer came within ``repeat_after`` (0.25 s), so a request lost with an instance that died
+Failover: ``verify``, ``authorize``, ``jwks`` and ``admin`` reads (but the audit reads that
+replay the log, LONG_READS) are sent once more when no answer came within ``repeat_after``
+(0.25 s), so a request lost with an instance that died
 is answered by another; a command is sent again only when it carries a ``command_id``
 (after ``command_repeat_after``, 3 s), which makes the repeat a replay.  ``login``,
 ``refresh`` and ``logout`` are never repeated: a refresh token sent twice revokes its
@@ -48,6 +49,9 @@ T = TypeVar("T")
 # A command is repeated only when it carries a command_id, which makes the repeat a replay.
 REPEAT_AFTER = 0.25
 COMMAND_REPEAT_AFTER = 3.0
+# Reads that replay or digest the whole log: they outlast REPEAT_AFTER by design, and a
+# repeat would only double their cost.
+LONG_READS = frozenset({"audit_as_of", "audit_log", "rebuild_check"})
 CORRELATION = "Correlation-Id"  # handlers.wire.CORRELATION_HEADER
 PLAIN_CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # what authbus echoes
 
@@ -190,7 +194,11 @@ class AuthbusClient:
             if not token or not refusal.refused:
                 raise
             nc = await _connect(url, _Refusal(), token=token)
-        return cls(nc, prefix, token, timeout, **options)
+        try:
+            return cls(nc, prefix, token, timeout, **options)
+        except BaseException:  # a mistyped option leaves no connection open
+            await nc.close()
+            raise
 
     async def close(self) -> None:
         await self.nc.drain()
@@ -239,6 +247,7 @@ class AuthbusClient:
             await self.nc.publish(subject, body, reply=inbox, headers=headers)
             deadline = clock() + self.timeout
             repeat_at = None if repeat_after is None else min(deadline, clock() + repeat_after)
+            unheard = repeat_at is None  # "no responders" to the first send, or no repeat to wait for
             while True:
                 until = deadline if repeat_at is None else repeat_at
                 try:
@@ -252,9 +261,12 @@ class AuthbusClient:
                     continue
                 replied = msg.headers or {}
                 if replied.get("Status") == "503" and not msg.data:
-                    if repeat_at is None:
+                    if repeat_at is None and unheard:
                         raise nats.errors.NoRespondersError
-                    continue  # none there this moment: the repeat may find one
+                    # None there this moment: the repeat may find one, or (if this answers
+                    # the repeat) an instance that took the first send may still answer it.
+                    unheard = unheard or repeat_at is not None
+                    continue
                 if replied.get(CORRELATION) == headers[CORRELATION]:
                     return msg
         finally:
@@ -309,7 +321,8 @@ class AuthbusClient:
         """An admin read (§8, §9.2), e.g. ``admin("get_user", user_id=...)``: fields are sent as
         given, plus ``min_position`` when none (or None) is given."""
         min_position = fields.pop("min_position", None)
-        return await self.call(f"admin.{name}", self._query(fields, min_position), token, repeat_after=self.repeat_after)
+        repeat_after = None if name in LONG_READS else self.repeat_after
+        return await self.call(f"admin.{name}", self._query(fields, min_position), token, repeat_after=repeat_after)
 
     # Login family (§6.4–6.5) and redeem: read-your-writes too (a user, key or public key
     # registered a moment ago through another instance is waited for), never repeated.

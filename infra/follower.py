@@ -58,7 +58,7 @@ class Follower:
         self._nudge = threading.Event()
         self._thread = threading.Thread(target=self._run, name="authbus-follower", daemon=True)
         self._watcher = threading.Thread(target=self._watch, name="authbus-follower-watch", daemon=True)
-        self.resubscribed = 0  # times the watch found a missed wake-up
+        self.missed_wakeups = 0  # times the watch found the head ahead with no wake-up
         self.head_seen = 0  # the log's head at the watch's last look
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
@@ -127,9 +127,10 @@ class Follower:
         """LISTEN/NOTIFY can miss a wake-up: eventsourcing's subscription reads the log once
         before its LISTEN is in place, so a commit in between is neither read nor notified.
         The log's head, read every WATCH_SECONDS, shows it: still ahead of what was handed
-        on twice in a row, with nothing handed on between, the subscription is made again,
-        and its first read takes what was missed.  (A polling follower has no subscription:
-        there the watch only keeps ``head_seen`` for the metrics.)"""
+        on twice in a row, with nothing handed on or read between, the subscription is woken
+        as a NOTIFY would wake it.  Never stopped and made again: a read that is only slow
+        would then start over, and might never finish.  (A polling follower has no
+        subscription: there the watch only keeps ``head_seen`` for the metrics.)"""
         seen = -1
         while not self._stop.wait(WATCH_SECONDS):
             try:
@@ -144,12 +145,26 @@ class Follower:
             if handed != seen:  # behind, but maybe only by what is on its way
                 seen = handed
                 continue
-            subscription = self._subscription
-            if subscription is not None:
+            if self._subscription is not None and self._wake(self._subscription, handed):
                 log.warning("the event store's head is at %d, this follower at %d with no wake-up: reading again", head, handed)
-                self.resubscribed += 1
-                subscription.stop()
+                self.missed_wakeups += 1
             seen = -1
+
+    @staticmethod
+    def _wake(subscription: Any, handed: int) -> bool:
+        """Have the subscription read the log again, as a NOTIFY does; False when a read is
+        under way or has brought what is missing (it is on its way).  Reaches into
+        eventsourcing's ListenNotifySubscription (9.x), which has no public way to do this;
+        without those parts the subscription is stopped and the follower subscribes anew."""
+        notified = getattr(subscription, "_has_been_notified", None)
+        read = getattr(subscription, "_last_notification_id", None)
+        if not isinstance(notified, threading.Event) or not (read is None or isinstance(read, int)):
+            subscription.stop()
+            return True
+        if notified.is_set() or (read or 0) > handed:
+            return False
+        notified.set()
+        return True
 
     def _reached_store(self) -> None:
         if not self.store_reachable:

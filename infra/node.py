@@ -31,12 +31,12 @@ from authbus.infra.nats_sync import sync_with_server
 from authbus.infra.prometheus import MetricsServer
 from authbus.infra.publisher import Publisher
 from authbus.infra.password_gate import PasswordGate
-from authbus.infra.runner import SYSTEM_ACTOR, CommandRunner, PasswordWork, PasswordWorkNeeded, StoreUnitOfWork
+from authbus.infra.runner import AGAIN, SYSTEM_ACTOR, CommandRunner, PasswordWork, PasswordWorkNeeded, StoreUnitOfWork
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.secrets import KEKError, Passwords, load_kek
 from authbus.infra.settings import Settings
 from authbus.infra.snapshot import restore_read_model, write_snapshot
-from authbus.infra.store import LOCK_SECONDS, EventStore, is_postgres, open_store
+from authbus.infra.store import EventStore, is_postgres, open_store
 from authbus.projections.queries import signing_key_for
 from authbus.projections.read_model import ReadModel, SigningKeyView
 
@@ -302,8 +302,8 @@ class Node:
         stalls = self.store.stalls
         if stalls.recent():
             reasons.append(
-                f"a write waited out its {LOCK_SECONDS} s bound on the event store "
-                f"{time.monotonic() - stalls.last:.0f} s ago ({stalls.count} since start)"
+                f"a write waited out its bound on the event store {time.monotonic() - stalls.last:.0f} s ago "
+                f"({stalls.count} since start)"
             )
         return {
             "status": "degraded" if reasons else "ok",
@@ -342,7 +342,7 @@ class Node:
             ),
             "follower_missed_wakeups": (
                 "Times the follower found the log's head ahead with no wake-up, and read again.",
-                float(0 if follower is None else follower.resubscribed),
+                float(0 if follower is None else follower.missed_wakeups),
             ),
             "uptime_seconds": ("Seconds since this instance started.", round(time.monotonic() - self._started, 3)),
         }
@@ -459,7 +459,7 @@ class Node:
 
     async def _settled(self, pool: ThreadPoolExecutor, fn: Callable[..., tuple[dict[str, Any], int]], *args: Any) -> tuple[dict[str, Any], int]:
         if self._follower is not None and not self._follower.store_reachable:
-            raise Unavailable("the event store is unavailable; retry with the same command_id")
+            raise Unavailable(f"the event store is unavailable; {AGAIN}")
         result, position = await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         # Answer only once this instance's read model holds the events, so a caller's
         # next request here already sees them.

@@ -27,12 +27,13 @@ from authbus.infra.keys import b64url
 from authbus.infra.challenges import Challenges
 from authbus.infra.secrets import KEKError, Passwords, SecretSource, derive
 from authbus.infra.snapshot import snapshot_key
-from authbus.infra.store import LOCK_SECONDS, EventStore, StoreBusy
+from authbus.infra.store import LOCK_SECONDS, STATEMENT_SECONDS, EventStore, StoreBusy
 from authbus.projections.read_model import SigningKeyView
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
 SYSTEM_ACTOR = "system"
+AGAIN = "send it again (a command with the same command_id)"  # the advice of every `unavailable`
 KEK_CHECK_SPAN = 20  # bootstrap appends its signing key among the first events of the log
 
 
@@ -233,10 +234,11 @@ class CommandRunner:
                         raise Conflict("a concurrent change got there first; send the command again") from None
         except StoreBusy as error:
             raise Unavailable(
-                f"the event store is busy: the write waited {LOCK_SECONDS} s for the log; retry with the same command_id"
+                f"the event store is busy: the write waited out its bound ({LOCK_SECONDS} s for the log's write lock, "
+                f"{STATEMENT_SECONDS} s a statement) and appended nothing; {AGAIN}"
             ) from error
         except PersistenceError as error:
-            raise Unavailable("the event store is unavailable; retry with the same command_id") from error
+            raise Unavailable(f"the event store is unavailable; {AGAIN}") from error
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _record(

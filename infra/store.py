@@ -6,9 +6,10 @@ import contextlib
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -30,7 +31,8 @@ log = logging.getLogger("authbus.store")
 # LOCK_SECONDS for the log's write lock, then answers `unavailable`; no statement runs
 # longer than STATEMENT_SECONDS; a session idle inside a transaction is ended after
 # IDLE_IN_TRANSACTION_SECONDS.  An authbus writer that has held the write lock for
-# STUCK_WRITER_SECONDS (a write takes milliseconds) is ended by the next writer it blocks.
+# STUCK_WRITER_SECONDS (a write takes milliseconds) while its server waits on it is ended by
+# the next writer it blocks.
 LOCK_SECONDS = 2
 STATEMENT_SECONDS = 15
 IDLE_IN_TRANSACTION_SECONDS = 5
@@ -66,6 +68,16 @@ class Stalls:
     count: int = 0
     last: float = float("-inf")  # time.monotonic() of the latest
     writers_ended: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # command workers count at once
+
+    def stalled(self) -> None:
+        with self._lock:
+            self.count += 1
+            self.last = time.monotonic()
+
+    def writer_ended(self) -> None:
+        with self._lock:
+            self.writers_ended += 1
 
     def recent(self, within: float = STALL_MEMORY) -> bool:
         return time.monotonic() - self.last < within
@@ -81,18 +93,18 @@ class AuthbusRecorder(PostgresApplicationRecorder):
       about 500 KB a save on a Unix socket, much less over a real network.  The INSERT is
       flushed whole before the pipeline syncs.
     * A write behind the lock waits LOCK_SECONDS and fails without eventsourcing's ten
-      retries; if the lock's holder is an authbus session that has held it STUCK_WRITER_SECONDS,
-      it is ended, which releases the lock.
+      retries; if the lock's holder is an authbus session that has held it STUCK_WRITER_SECONDS
+      while waiting on its own client (ClientRead: stopped, not slow in the server, and not a
+      commit waiting for a standby), it is ended, which releases the lock.
     """
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: object) -> None:
         pool_kwargs = datastore.pool.kwargs
         assert isinstance(pool_kwargs, dict)
         pool_kwargs["application_name"] = APPLICATION_NAME
-        pool_kwargs["options"] = (
-            f"-c lock_timeout={LOCK_SECONDS * 1000} -c statement_timeout={STATEMENT_SECONDS * 1000}"
-            f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS * 1000}"
-        )
+        # eventsourcing sets lock_timeout for each write and idle_in_transaction_session_timeout
+        # at connect, from the POSTGRES_* settings (`store_environment`); this is the third bound.
+        pool_kwargs["options"] = f"-c statement_timeout={STATEMENT_SECONDS * 1000}"
         super().__init__(datastore, **kwargs)  # type: ignore[arg-type]
         self.stalls = Stalls()
 
@@ -109,8 +121,7 @@ class AuthbusRecorder(PostgresApplicationRecorder):
                 return write(self, stored_events, **kwargs)
             except (InterfaceError, OperationalError) as error:
                 if isinstance(error.__cause__, (LockNotAvailable, QueryCanceled)):
-                    self.stalls.count += 1
-                    self.stalls.last = time.monotonic()
+                    self.stalls.stalled()
                     self._end_stuck_writer()
                     raise StoreBusy(f"a write waited out its bound: {error}") from error
                 if attempt + 1 == WRITE_ATTEMPTS:
@@ -124,7 +135,7 @@ class AuthbusRecorder(PostgresApplicationRecorder):
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'relation' AND l.relation = %s::regclass AND l.mode = 'ExclusiveLock' AND l.granted"
             " AND a.application_name = %s AND a.pid <> pg_backend_pid()"
-            " AND a.xact_start < now() - make_interval(secs => %s)"
+            " AND a.wait_event = 'ClientRead' AND a.xact_start < now() - make_interval(secs => %s)"
         )
         table = f"{self.datastore.schema}.{self.events_table_name}"
         try:
@@ -135,7 +146,7 @@ class AuthbusRecorder(PostgresApplicationRecorder):
             return
         for row in rows:
             if row["ended"]:
-                self.stalls.writers_ended += 1
+                self.stalls.writer_ended()
                 log.warning("ended PostgreSQL session %d: it held the event log's write lock for %.1f s", row["pid"], row["held"])
 
 

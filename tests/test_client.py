@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 
@@ -185,3 +186,95 @@ def test_the_verify_cache_uses_the_clients_types():
     assert (verify_cache.Verified, verify_cache.Credential, verify_cache.Principal) == (
         client.Verified, client.Credential, client.Principal,
     )
+
+
+
+UNKNOWN = b'{"valid": false, "reason": "unknown", "credential": null, "principal": null, "scopes": null, "position": 1}'
+
+
+@contextlib.asynccontextmanager
+async def responder(url: str, subject: str, answer):
+    """A stand-in instance on a connection of its own, in authbus's queue group: for the n-th
+    request it receives (from 1), ``answer(n, reply, sub)`` is awaited, where ``reply()``
+    answers that request as authbus would (``{"valid": false, "reason": "unknown"}``)."""
+    nc = await nats.connect(url)
+    seen = {"n": 0}
+
+    async def handle(msg) -> None:
+        seen["n"] += 1
+        headers = {"Correlation-Id": msg.headers["Correlation-Id"]}
+        await answer(seen["n"], lambda: nc.publish(msg.reply, UNKNOWN, headers=headers), sub)
+
+    sub = await nc.subscribe(subject, queue="authbus", cb=handle)
+    await sync_with_server(nc)
+    try:
+        yield seen
+    finally:
+        await nc.close()
+
+
+async def through(url: str, prefix: str, call, **options):
+    client = await AuthbusClient.connect(url, prefix, timeout=3.0, repeat_after=0.1, **options)
+    try:
+        return await call(client), client
+    finally:
+        await client.close()
+
+
+async def test_a_safe_request_lost_with_its_instance_is_sent_once_more(nats_server):
+    """The first send reaches an instance that never answers (it died): the client sends the
+    verify once more after repeat_after, and the answer to that is the call's answer."""
+    prefix = f"rp{uuid.uuid4().hex[:6]}"
+
+    async def second_only(n, reply, _sub) -> None:
+        if n > 1:
+            await reply()
+
+    async with responder(nats_server.url, f"{prefix}.v1.verify", second_only) as seen:
+        verified, client = await through(nats_server.url, prefix, lambda c: c.verify("pat_x"))
+    assert verified.reason == "unknown" and client.repeated == 1 and seen["n"] == 2
+
+
+async def test_no_responders_to_the_repeat_does_not_drop_the_first_send(nats_server):
+    """The instance that took the first send leaves the queue group (draining) and answers
+    late: the repeat finds no responders, and the client still takes the late answer."""
+    prefix = f"rp{uuid.uuid4().hex[:6]}"
+
+    leaving: list[asyncio.Task] = []
+
+    async def leave_then_answer(n, reply, sub) -> None:
+        async def leave() -> None:  # a task of its own: unsubscribing cancels the callback's
+            await sub.unsubscribe()
+            await asyncio.sleep(0.4)  # past the repeat, which finds nobody
+            await reply()
+
+        leaving.append(asyncio.ensure_future(leave()))
+
+    async with responder(nats_server.url, f"{prefix}.v1.verify", leave_then_answer) as seen:
+        verified, client = await through(nats_server.url, prefix, lambda c: c.verify("pat_x"))
+    assert verified.reason == "unknown" and client.repeated == 1 and seen["n"] == 1
+
+
+async def test_commands_without_a_command_id_and_log_replays_are_never_repeated(nats_server):
+    """A command without a command_id, and the audit reads that replay the whole log, are sent
+    once: the first would append twice, the second would double a long read's cost.  A
+    command with a command_id is repeated: the repeat is a replay."""
+    prefix = f"rp{uuid.uuid4().hex[:6]}"
+
+    async def silent(n, reply, sub) -> None:
+        return None
+
+    client = await AuthbusClient.connect(nats_server.url, prefix, timeout=0.5, repeat_after=0.05, command_repeat_after=0.05)
+    try:
+        for subject, call, sent in (
+            ("cmd.create_pat", lambda: client.command("create_pat", user_id="u", name="n"), 1),
+            ("admin.audit_as_of", lambda: client.admin("audit_as_of", credential_id="c"), 1),
+            ("cmd.create_pat", lambda: client.command("create_pat", user_id="u", name="n", command_id="again"), 2),
+        ):
+            async with responder(nats_server.url, f"{prefix}.v1.{subject}", silent) as seen:
+                with pytest.raises(nats.errors.TimeoutError):
+                    await call()
+            assert seen["n"] == sent, subject
+        assert client.repeated == 1
+    finally:
+        await client.close()

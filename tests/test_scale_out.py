@@ -83,7 +83,7 @@ async def test_a_commit_that_wakes_no_follower_is_folded_within_the_bound(nats_s
         for _ in range(3):
             position = await asyncio.to_thread(append_for, writer, 0)
             assert await eventually(lambda: instance.node.model.position >= position, FOLDED_WITHIN, every=0.01)
-        assert instance.node._follower.resubscribed >= 3  # noqa: SLF001
+        assert instance.node._follower.missed_wakeups >= 3  # noqa: SLF001
     finally:
         writer.store.close()
         await instance.node.stop()
@@ -161,6 +161,43 @@ async def test_a_command_behind_a_stuck_writer_answers_unavailable_and_the_write
     finally:
         if stuck is not None:
             stuck.close()
+        await client.close()
+        await instance.node.stop()
+
+
+async def test_a_writer_that_is_slow_in_the_server_is_waited_out_not_ended(nats_server, databases, tmp_path):
+    """Only a writer whose server waits on it (stopped, as in the pipeline hang) is ended.  One
+    that holds the lock while the server works (a long statement, a commit waiting for a
+    standby) costs the commands behind it `unavailable`, but its write is not cut off."""
+    url = databases.new("postgres")
+    settings = make_settings(nats_server, url, f"so{secrets.token_hex(3)}", tmp_path, secrets.token_hex(32))
+    instance = await start_instance(settings, "postgres")
+    client = await AuthbusClient.connect(nats_server.url, instance.prefix, instance.root_token)
+    try:
+        org = await make_org(client)
+        held = threading.Event()
+
+        def slow_writer() -> None:
+            with psycopg.connect(url, application_name=APPLICATION_NAME) as conn:
+                conn.execute("LOCK TABLE authbus_events IN EXCLUSIVE MODE")
+                held.set()
+                conn.execute("SELECT pg_sleep(7)")  # past STUCK_WRITER_SECONDS, working all along
+
+        writer = asyncio.ensure_future(asyncio.to_thread(slow_writer))
+        assert await eventually(held.is_set, 10)
+        refused = 0
+        while not writer.done():
+            try:
+                await client.command("create_pat", user_id=org.user_id, name="behind", command_id="behind-slow")
+            except AuthbusError as error:
+                assert error.code == "unavailable"
+                refused += 1
+            else:
+                break
+        await writer  # it finished its own work: not terminated
+        assert refused >= 3 and instance.node.store.stalls.writers_ended == 0
+        await client.command("create_pat", user_id=org.user_id, name="behind", command_id="behind-slow")
+    finally:
         await client.close()
         await instance.node.stop()
 
