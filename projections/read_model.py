@@ -120,9 +120,11 @@ def credentials_from(columns: dict[str, Any]) -> tuple[dict[UUID, CredentialView
     created = array("d")
     created.frombytes(columns["created"])
     shared = [columns[name] for name in _SHARED_COLUMNS]
-    for i, values in enumerate(zip(*shared)):
+    if len(ids) != 16 * len(created) or any(len(column) != len(created) for column in shared):
+        raise ValueError("the credential columns differ in length")
+    for i, values in enumerate(zip(*shared, strict=True)):
         credential = CredentialView.__new__(CredentialView)
-        for name, value in zip(_SHARED_COLUMNS, values):
+        for name, value in zip(_SHARED_COLUMNS, values, strict=True):
             setattr(credential, name, value)
         credential.id = UUID(bytes=bytes(ids[16 * i : 16 * i + 16]))
         credential.created = datetime.fromtimestamp(created[i], timezone.utc)
