@@ -2,8 +2,9 @@
 
 File: MAGIC ‖ HMAC-SHA-256(key, body) ‖ body, where body is two pickles — the header
 (format, authbus version, position, anchor), then the read model.  The MAC is checked
-before anything is unpickled, and the header before the (large) model is: a snapshot
-written by other code or for another store is never loaded.  Any doubt means a full fold;
+over the whole file before anything is unpickled (and again over what was unpickled),
+and the header before the (large) model is: a snapshot written by other code or for
+another store is never loaded, and the unpickler knows only the read model's classes.  Any doubt means a full fold;
 a snapshot is only ever a shortcut.
 """
 
@@ -13,7 +14,6 @@ import contextlib
 import gc
 import hashlib
 import hmac
-import io
 import logging
 import os
 import pickle
@@ -31,9 +31,10 @@ from authbus.projections.read_model import ReadModel
 log = logging.getLogger("authbus.snapshot")
 
 MAGIC = b"authbus-read-model\n"
-FORMAT_VERSION = 3  # bump when the read model's shape changes within one authbus version
+FORMAT_VERSION = 4  # bump when the read model's shape changes within one authbus version
 AUTHBUS_VERSION = version("authbus")
 MAC_BYTES = 32
+CHUNK = 1 << 20
 Anchor = tuple[Any, int, str, bytes]
 
 
@@ -103,26 +104,93 @@ def write_snapshot(model: ReadModel, store: EventStore, path: Path, key: bytes) 
         raise
 
 
+class _Verifying:
+    """The snapshot file as the unpickler reads it, MACed again on the way: the file was
+    checked whole before, and this shows it is still what was checked.  Read twice rather
+    than held in memory, so a start needs no room for the file beside the model it builds."""
+
+    def __init__(self, file: BinaryIO, key: bytes) -> None:
+        self.file = file
+        self.mac = hmac.new(key, digestmod=hashlib.sha256)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(size)
+        self.mac.update(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.file.readinto(buffer)  # type: ignore[attr-defined]
+        self.mac.update(memoryview(buffer)[:n])
+        return n
+
+    def readline(self) -> bytes:
+        data = self.file.readline()
+        self.mac.update(data)
+        return data
+
+    def rest(self) -> bytes:
+        """The MAC over everything, once what the unpickler left unread is read too."""
+        while self.read(CHUNK):
+            pass
+        return self.mac.digest()
+
+
+# What a snapshot may name: the read model's own classes and the few standard types they
+# hold.  The MAC already keeps out every file authbus did not write; this keeps a file
+# swapped in between the two readings from naming anything else (code, in a pickle).
+_STANDARD = {
+    ("uuid", "UUID"), ("uuid", "SafeUUID"), ("datetime", "datetime"), ("datetime", "date"),
+    ("datetime", "timedelta"), ("datetime", "timezone"), ("collections", "deque"), ("collections", "OrderedDict"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("array", "array"),
+    ("array", "_array_reconstructor"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+}
+_OWN = ("authbus.projections.", "authbus.domain.")
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _STANDARD:
+            return super().find_class(module, name)
+        if module.startswith(_OWN) and "." not in name:
+            found = super().find_class(module, name)
+            if isinstance(found, type):
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a read model")
+
+
+def _mac_of(file: BinaryIO, key: bytes) -> bytes:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while n := file.readinto(buffer):  # type: ignore[attr-defined]
+        mac.update(view[:n])
+    return mac.digest()
+
+
 def _load(store: EventStore, path: Path, key: bytes) -> ReadModel | None:
     """The snapshot's model if it is sound and belongs to this store; otherwise say why not."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            return _load_from(store, file, path, key)
     except FileNotFoundError:
         log.info("no read-model snapshot at %s", path)
-        return None
     except OSError as error:
         log.warning("read-model snapshot ignored: %s", error)
-        return None
-    head = len(MAGIC) + MAC_BYTES
-    if len(data) < head or not data.startswith(MAGIC):
+    return None
+
+
+def _load_from(store: EventStore, file: BinaryIO, path: Path, key: bytes) -> ReadModel | None:
+    head = file.read(len(MAGIC) + MAC_BYTES)
+    if len(head) < len(MAGIC) + MAC_BYTES or not head.startswith(MAGIC):
         log.warning("read-model snapshot ignored: %s is not a snapshot", path)
         return None
-    if not hmac.compare_digest(data[len(MAGIC) : head], hmac.new(key, memoryview(data)[head:], hashlib.sha256).digest()):
+    written_mac = head[len(MAGIC) :]
+    if not hmac.compare_digest(written_mac, _mac_of(file, key)):
         log.warning("read-model snapshot ignored: its MAC does not verify (damaged, or written under another KEK)")
         return None
-    stream = io.BytesIO(data)  # shares ``data``, no copy
-    stream.seek(head)
-    unpickler = pickle.Unpickler(stream)
+    file.seek(len(head))
+    reading = _Verifying(file, key)
+    unpickler = _Unpickler(reading)
     # Authenticated bytes fail to load only when written by other code: any error is ours to absorb.
     try:
         format_version, written_by, position, anchor = unpickler.load()
@@ -140,6 +208,9 @@ def _load(store: EventStore, path: Path, key: bytes) -> ReadModel | None:
             model: ReadModel = unpickler.load()
     except Exception as error:
         log.warning("read-model snapshot ignored: unreadable read model (%r)", error)
+        return None
+    if not hmac.compare_digest(written_mac, reading.rest()):
+        log.warning("read-model snapshot ignored: %s changed while it was read", path)
         return None
     return model
 

@@ -3,6 +3,7 @@ tail after it, and a snapshot that is damaged, foreign or keyed otherwise is ign
 
 import dataclasses
 import logging
+import os
 import secrets
 import stat
 
@@ -118,7 +119,19 @@ async def test_a_snapshot_holds_no_plaintext_secret(fresh_store, nats_server):
         assert token.encode() not in data and secret_of(token).encode() not in data
 
 
-SPOILED = ["a flipped byte", "truncated", "garbage", "empty", "another KEK", "another format", "another store"]
+SPOILED = [
+    "a flipped byte", "truncated", "garbage", "empty", "another KEK", "another format", "another store", "names code",
+]
+
+
+class Planted:
+    """What a pickle swapped in for the model could do, if the unpickler let it name code."""
+
+    def __init__(self, position: int, marker) -> None:
+        self.position, self.marker = position, marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
 
 
 @pytest.mark.parametrize("how", SPOILED)
@@ -143,6 +156,8 @@ def test_a_spoiled_snapshot_is_ignored_and_the_whole_log_folded(fresh_store, dat
             path.write_bytes(b"")
         elif how == "another KEK":
             write_snapshot(expected, runner.store, path, snapshot_key(secrets.token_bytes(32)))
+        elif how == "names code":  # soundly MACed: only the unpickler's list of classes stops it
+            write_snapshot(Planted(expected.position, tmp_path / "planted"), runner.store, path, runner.snapshot_key)
         elif how == "another format":
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(snapshot, "FORMAT_VERSION", snapshot.FORMAT_VERSION + 1)
@@ -161,6 +176,7 @@ def test_a_spoiled_snapshot_is_ignored_and_the_whole_log_folded(fresh_store, dat
     assert tail == model.position == expected.position
     assert digest(model) == digest(expected)
     assert any(r.name == "authbus.snapshot" and "snapshot ignored" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "planted").exists()
 
 
 def test_a_sound_snapshot_is_used_and_none_at_all_is_no_warning(fresh_store, caplog):
