@@ -4,23 +4,25 @@ runs once per backend through the ``node`` fixture."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from nats.aio.client import Client
 
 from authbus.infra.client import AuthbusClient
 from authbus.infra.nats_server import NatsServer, free_port
 from authbus.infra.node import Node, open_runner, run_bootstrap
 from authbus.infra.settings import Settings
 from authbus.infra.store import with_database
-from nats.aio.client import Client
-
 from tests.helpers import Org, make_org
 from tests.secret_scan import LogRecorder, Watcher, stored_bytes
 
@@ -34,17 +36,31 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     server.stop()
 
 
+@contextlib.contextmanager
+def pgserver_data() -> Iterator[Path]:
+    """A data directory for a pgserver PostgreSQL, outside pytest's temp root.  As root,
+    pgserver runs PostgreSQL as a user of its own and opens the way to its data dir; any
+    other pytest session that starts meanwhile (say `pytest -m unit` beside a full run)
+    makes pytest's root 0700 again, and the server then loses its own files."""
+    parent = Path(tempfile.mkdtemp(prefix="authbus-test-pg-"))
+    try:
+        yield parent / "pg"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     url = os.environ.get("AUTHBUS_TEST_DATABASE_URL")
     if url:
         yield url
         return
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
+    with pgserver_data() as data:
+        server = pgserver.get_server(data, cleanup_mode="stop")
+        yield server.get_uri()
+        server.cleanup()
 
 
 class Databases:
@@ -122,8 +138,13 @@ def make_settings(nats_server: NatsServer, database_url: str, prefix: str, data_
     # requests wait for their position longer than the default, and a test about ``stale``
     # shortens the wait with ``quick_to_stale``.
     return Settings(
-        data_dir=data_dir, nats_url=nats_server.url, database_url=database_url, subject_prefix=prefix, kek=kek,
-        seal_interval=0, consistency_wait=5.0,
+        data_dir=data_dir,
+        nats_url=nats_server.url,
+        database_url=database_url,
+        subject_prefix=prefix,
+        kek=kek,
+        seal_interval=0,
+        consistency_wait=5.0,
     )
 
 
@@ -152,7 +173,9 @@ async def start_instance(settings: Settings, backend: str, bootstrap: bool = Tru
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-async def instance(request: pytest.FixtureRequest, nats_server: NatsServer, databases: Databases, tmp_path_factory) -> AsyncIterator[Instance]:
+async def instance(
+    request: pytest.FixtureRequest, nats_server: NatsServer, databases: Databases, tmp_path_factory
+) -> AsyncIterator[Instance]:
     backend = request.param
     settings = make_settings(
         nats_server, databases.new(backend), f"t{backend}", tmp_path_factory.mktemp(backend), secrets.token_hex(32)
@@ -180,7 +203,6 @@ async def client(instance: Instance, nats_server: NatsServer) -> AsyncIterator[A
     c = await AuthbusClient.connect(nats_server.url, prefix=instance.prefix, token=instance.root_token)
     yield c
     await c.close()
-
 
 
 @pytest.fixture

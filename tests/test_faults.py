@@ -6,6 +6,7 @@ Every loop here is bounded in count and in time (docs/reliability.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import signal
 import uuid
@@ -19,7 +20,7 @@ from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.nats_server import NatsServer, free_port
 from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.settings import Settings
-from tests.conftest import BACKENDS, make_settings, start_instance
+from tests.conftest import BACKENDS, make_settings, pgserver_data, start_instance
 from tests.helpers import make_org
 from tests.test_event_feed import serve, stream_positions, wait_for_head
 
@@ -43,10 +44,11 @@ class PrivatePostgres:
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> PrivatePostgres:
-    postgres = PrivatePostgres(tmp_path / "pg")
-    yield postgres
-    postgres.server.cleanup()
+def private_postgres() -> PrivatePostgres:
+    with pgserver_data() as data:
+        postgres = PrivatePostgres(data)
+        yield postgres
+        postgres.server.cleanup()
 
 
 async def until_ok(request, seconds: float = 60.0, retry: tuple[type[BaseException], ...] = ()):
@@ -113,8 +115,12 @@ KILL_AFTER = 40  # acknowledged commands before the kill
 async def bootstrapped(database_url: str, nats_server, tmp_path: Path, prefix: str, timeout: float):
     """Settings for an `authbus serve` of a new store, its runner, and a root client."""
     settings = Settings(
-        data_dir=tmp_path, nats_url=nats_server.url, database_url=database_url, subject_prefix=prefix,
-        kek=secrets.token_hex(32), seal_interval=0,
+        data_dir=tmp_path,
+        nats_url=nats_server.url,
+        database_url=database_url,
+        subject_prefix=prefix,
+        kek=secrets.token_hex(32),
+        seal_interval=0,
     )
     runner = open_runner(settings)
     client = await AuthbusClient.connect(nats_server.url, prefix, run_bootstrap(runner)["token"])
@@ -166,10 +172,8 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
         async def load(share: list[str]) -> None:
             quick = impatient(client)
             for command_id in share:
-                try:
+                with contextlib.suppress(Exception):  # the instance is gone: this one is retried below
                     acknowledged[command_id] = await create(command_id, quick)
-                except Exception:  # the instance is gone: this one is retried below
-                    pass
                 if len(acknowledged) >= KILL_AFTER and first.poll() is None:
                     first.send_signal(signal.SIGKILL)
 
@@ -183,11 +187,13 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
     try:
         await wait_serving(client)
         for command_id in command_ids:  # every client retries what it sent, answered or not
-            result = await until_ok(lambda: create(command_id), retry=(Exception,))
+            result = await until_ok(lambda c=command_id: create(c), retry=(Exception,))
             if command_id in acknowledged:
                 assert result == acknowledged[command_id]
             assert (await client.verify(result["token"])).valid is True
-        applied = Counter((e.__class__.__name__, e.correlation_id) for e in stored_events(runner) if e.correlation_id in command_ids)
+        applied = Counter(
+            (e.__class__.__name__, e.correlation_id) for e in stored_events(runner) if e.correlation_id in command_ids
+        )
         for command_id in command_ids:  # whole and once: the PAT and its command record
             assert applied[("PATCreated", command_id)] == 1 and applied[("CommandRecorded", command_id)] == 1
         assert sum(applied.values()) == 2 * COMMANDS
@@ -258,8 +264,18 @@ def nats_cluster(tmp_path: Path, size: int = 3) -> list[NatsServer]:
     routes = ",".join(f"nats://127.0.0.1:{p}" for p in cluster_ports)
     return [
         NatsServer(
-            tmp_path / f"n{i}", port=free_port(),
-            extra_args=("--name", f"n{i}", "--cluster_name", "authbus", "--cluster", f"nats://127.0.0.1:{port}", "--routes", routes),
+            tmp_path / f"n{i}",
+            port=free_port(),
+            extra_args=(
+                "--name",
+                f"n{i}",
+                "--cluster_name",
+                "authbus",
+                "--cluster",
+                f"nats://127.0.0.1:{port}",
+                "--routes",
+                routes,
+            ),
         ).start()
         for i, port in enumerate(cluster_ports)
     ]
@@ -294,7 +310,9 @@ async def test_a_node_and_an_instance_lost_in_a_three_node_cluster(backend, data
         reply = await until_ok(lambda: quick.verify(token, min_position=created_at), seconds=30, retry=(Exception,))
         blip = loop.time() - lost
         assert reply.valid is True and blip < 30
-        revoked = await until_ok(lambda: client.command("revoke_pat", pat_id=pat["result"]["pat_id"], token=org.admin_key), retry=(Exception,))
+        revoked = await until_ok(
+            lambda: client.command("revoke_pat", pat_id=pat["result"]["pat_id"], token=org.admin_key), retry=(Exception,)
+        )
         after = await client.verify(pat["result"]["token"], min_position=revoked["position"])
         assert (after.valid, after.reason) == (False, "revoked")
         for _ in range(50):  # and it stays answered, on every request
@@ -326,7 +344,7 @@ async def test_sigterm_finishes_what_is_under_way_and_exits_0(backend, databases
     finally:
         if process.poll() is None:
             process.kill()
-    answered = {c for c, r in zip(command_ids, replies) if not isinstance(r, BaseException)}
+    answered = {c for c, r in zip(command_ids, replies, strict=False) if not isinstance(r, BaseException)}
     assert answered, "not one command was answered"
     stored = Counter(e.correlation_id for e in stored_events(runner) if e.__class__.__name__ == "PATCreated")
     assert all(stored[c] == 1 for c in answered)  # every answer stands
