@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypedDict, TypeVar
 from uuid import UUID, uuid4
 
 import msgspec
 from eventsourcing.domain import Aggregate
 
 from authbus.domain import policy
-from authbus.domain.credentials import PersonalAccessToken, Key
+from authbus.domain.credentials import Key, PersonalAccessToken
 from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated, not_found
-from authbus.domain.policy import Actor
 from authbus.domain.permissions import HeldRole, Permissions
+from authbus.domain.policy import Actor
 from authbus.domain.registry import NameClaim
 from authbus.domain.role import BUILTIN_ROLES, Role, is_builtin, role_name_claim_id
 from authbus.domain.scopes import Scope
@@ -56,12 +56,18 @@ LIFETIMES: dict[str, tuple[int | None, int]] = {
 }
 
 
+class Meta(TypedDict):
+    actor: str
+    correlation_id: str
+
+
 class UnitOfWork(Protocol):
     now: datetime
-    meta: dict[str, str]  # actor and correlation_id, carried by every event
+    meta: Meta  # carried by every event
 
     def get(self, cls: type[A], aggregate_id: UUID, field: str) -> A:
         """The aggregate, or raises ``not_found(field)``."""
+
     def exists(self, aggregate_id: UUID) -> bool: ...
     def add(self, *aggregates: Aggregate) -> None: ...
     def mint(self, kind: str, credential_id: UUID) -> str: ...
@@ -69,17 +75,18 @@ class UnitOfWork(Protocol):
     def password_matches(self, password: str, password_hash: str) -> bool: ...
     def new_signing_key(self, alg: str, kid: str) -> tuple[dict[str, str] | None, str, str | None]:
         """(public JWK, sealed private key, HS256 secret shown once or None)."""
+
     def sign(self, tenant_id: UUID, claims: dict[str, Any]) -> str:
         """A JWT over ``claims`` from the tenant's newest active asymmetric key, else the system's."""
 
 
 def rfc3339(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rfc3339_epoch(seconds: float) -> str | None:
     try:
-        return rfc3339(datetime.fromtimestamp(float(seconds), timezone.utc))
+        return rfc3339(datetime.fromtimestamp(float(seconds), UTC))
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 
@@ -303,9 +310,13 @@ class ChangePassword(Command):
         policy.require_self_or_admin(actor, user.id, user.tenant_id, user.roles)
         policy.require_may_mint(actor, user.id)  # a password logs in: it is a credential too
         policy.require_scope(actor, "user", "update", user.id)
-        if actor.principal_id == user.id and user.password_hash is not None and not actor.administers(user.tenant_id):
-            if self.old_password is None or not uow.password_matches(self.old_password, user.password_hash):
-                raise Forbidden("old_password does not match", field="old_password")
+        own_password = actor.principal_id == user.id and not actor.administers(user.tenant_id)
+        if (
+            own_password
+            and user.password_hash is not None
+            and (self.old_password is None or not uow.password_matches(self.old_password, user.password_hash))
+        ):
+            raise Forbidden("old_password does not match", field="old_password")
         user.change_password(password_hash=uow.hash_password(self.password), **uow.meta)
         uow.add(user)
         return {}
@@ -399,8 +410,12 @@ class CreateRole(Command):
         if is_builtin(self.name):
             raise Conflict(f"{self.name.casefold()} is a built-in role", field="name")
         role = Role(
-            id=uuid4(), tenant_id=tenant_id, name=self.name, description=self.description,
-            scopes=_unique_scopes(self.scopes), **uow.meta,
+            id=uuid4(),
+            tenant_id=tenant_id,
+            name=self.name,
+            description=self.description,
+            scopes=_unique_scopes(self.scopes),
+            **uow.meta,
         )
         claim_name(uow, role_name_claim_id(tenant_id, self.name), "role", self.name, role.id, "name")
         uow.add(role)

@@ -8,6 +8,7 @@ invitation keys are single-use and short-lived.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -24,6 +25,12 @@ class _Credential(Aggregate):
     ``_revoke`` as their own named revocation event.
     """
 
+    if TYPE_CHECKING:  # set by each subclass's created event (eventsourcing reads real annotations)
+        user_id: UUID
+        revoked: bool
+        expires_at: datetime | None
+        scopes: list[dict[str, str | None]] | None  # None: a key that acts as its owner
+
     def require_active(self, now: datetime) -> None:
         if self.revoked:
             raise Conflict("credential is revoked")
@@ -37,6 +44,9 @@ class _Credential(Aggregate):
 
 
 class PersonalAccessToken(_Credential):
+    if TYPE_CHECKING:
+        scopes: list[dict[str, str | None]]  # a PAT always has its list
+
     @event("PATCreated")
     def __init__(
         self,
@@ -79,9 +89,7 @@ class PersonalAccessToken(_Credential):
         self.scopes.remove(scope)
 
     @event("PATSecretReset")
-    def reset_secret(
-        self, secret_hash: str, expires_at: datetime | None, actor: str, correlation_id: str
-    ) -> None:
+    def reset_secret(self, secret_hash: str, expires_at: datetime | None, actor: str, correlation_id: str) -> None:
         self.secret_hash = secret_hash
         self.expires_at = expires_at
 

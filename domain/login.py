@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from authbus.domain.errors import NotFound
 from authbus.domain.commands import UnitOfWork, claim_name
+from authbus.domain.errors import NotFound
 from authbus.domain.session import Session
 from authbus.domain.tenant import Tenant
 from authbus.domain.throttle import LoginThrottle, locked

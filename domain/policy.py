@@ -49,7 +49,12 @@ def require_scope(actor: Actor, entity_type: str, operation: str, entity_id: UUI
     if find_grant(actor.scopes, ADMIN_DOMAIN, entity_type, operation, str(entity_id)) is None:
         raise Forbidden(
             f"this {actor.credential_kind} holds no scope for {entity_type}/{operation}",
-            required_scope={"domain": ADMIN_DOMAIN, "entity_type": entity_type, "operation": operation, "entity_id": str(entity_id)},
+            required_scope={
+                "domain": ADMIN_DOMAIN,
+                "entity_type": entity_type,
+                "operation": operation,
+                "entity_id": str(entity_id),
+            },
         )
 
 

@@ -31,7 +31,9 @@ def with_failure(failures: list[datetime], at: datetime | None) -> list[datetime
 
 class LoginThrottle(Aggregate):
     @event("FirstLoginFailed")
-    def __init__(self, id: UUID, tenant_id: UUID, method: str, source: str, at: datetime, actor: str, correlation_id: str) -> None:
+    def __init__(
+        self, id: UUID, tenant_id: UUID, method: str, source: str, at: datetime, actor: str, correlation_id: str
+    ) -> None:
         self.tenant_id = tenant_id
         self.failures = [at]
 

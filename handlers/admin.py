@@ -118,7 +118,9 @@ def _list_signing_keys(model: ReadModel, actor: Actor, req: ListSigningKeys, now
     kids = {UUID(kid): None for kid in model.signing_keys_by_tenant.get(tenant_id, {})}
     chunk, cursor = queries.page(kids, req.after, req.limit)
     keys = [model.signing_keys[str(kid)] for kid in chunk]
-    items = [{"kid": k.kid, "alg": k.alg, "status": k.status, "tenant_id": str(k.tenant_id), "created_at": k.created_at} for k in keys]
+    items = [
+        {"kid": k.kid, "alg": k.alg, "status": k.status, "tenant_id": str(k.tenant_id), "created_at": k.created_at} for k in keys
+    ]
     return {"items": items, "next": cursor}
 
 

@@ -5,7 +5,7 @@ and leave every answer to projections.audit.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -62,8 +62,10 @@ async def _audit_log(backend: Backend, actor: Actor, req: AuditLog) -> dict[str,
     # Only what the live model has folded: it names the tenants, and the answer has a position.
     stop = min(model.position, req.until_position if req.until_position is not None else model.position)
     flt = audit.LogFilter(
-        until=audit.Point(position=stop), tenant_id=None if tenant_id is None else str(tenant_id),
-        principal_id=req.principal_id, types=frozenset(types),
+        until=audit.Point(position=stop),
+        tenant_id=None if tenant_id is None else str(tenant_id),
+        principal_id=req.principal_id,
+        types=frozenset(types),
     )
     start = max(req.after or 0, (req.since_position or 1) - 1)
     scan = audit.LogScan(flt, model, fold=False, position=start)
@@ -88,7 +90,7 @@ async def _audit_as_of(backend: Backend, actor: Actor, req: AuditAsOf) -> dict[s
     if wanted is not None and not _visible(model, actor, wanted):
         raise not_found("token")
     _require_auditor(actor, model.credentials[wanted].tenant_id if wanted is not None else actor.tenant_id)
-    at_time = req.at_time.replace(tzinfo=timezone.utc) if req.at_time and req.at_time.tzinfo is None else req.at_time
+    at_time = req.at_time.replace(tzinfo=UTC) if req.at_time and req.at_time.tzinfo is None else req.at_time
     stop = min(model.position, req.at_position if req.at_position is not None else model.position)
     replay = audit.Replay(audit.Point(position=stop, time=at_time))
     start = 1

@@ -22,6 +22,7 @@ from typing import Any
 
 from nats.micro.request import Request
 
+from authbus.handlers.metrics import OK
 from authbus.handlers.nats_jwt import (
     AUTH_CALLOUT_SUBJECT,
     JWTError,
@@ -35,7 +36,6 @@ from authbus.handlers.nats_jwt import (
     response_payload,
     user_claims,
 )
-from authbus.handlers.metrics import OK
 from authbus.handlers.wire import Backend
 from authbus.projections.bus_access import BusGrant, BusLayout, bus_grant, private_inbox
 
@@ -128,8 +128,11 @@ def callout(backend: Backend, keys: CalloutKeys) -> Callable[[Request], Awaitabl
             if isinstance(grant, BusGrant):
                 response = authorization_response(request.user_nkey, request.server_id, keys.issuer, jwt=user)
                 log.info(
-                    "auth callout: let in principal %s with %s %s from %.64s", grant.principal.id,
-                    grant.credential.kind, grant.credential.id, host,
+                    "auth callout: let in principal %s with %s %s from %.64s",
+                    grant.principal.id,
+                    grant.credential.kind,
+                    grant.credential.id,
+                    host,
                 )
             else:
                 response = authorization_response(request.user_nkey, request.server_id, keys.issuer, error=grant)

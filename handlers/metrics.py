@@ -50,7 +50,7 @@ class EndpointStats:
         if not self.count:
             return None
         rank, seen = q * self.count, 0
-        for bound, n in zip(BUCKETS, self.buckets):
+        for bound, n in zip(BUCKETS, self.buckets, strict=False):
             seen += n
             if seen >= rank:
                 return bound

@@ -55,7 +55,14 @@ def authorize(backend: Backend):
             await ensure_position(backend, req.min_position)
         model = backend.model
         decision = queries.authorize(
-            model, req.token, backend.now(), backend.keys, req.domain, req.entity_type, req.operation, req.entity_id,
+            model,
+            req.token,
+            backend.now(),
+            backend.keys,
+            req.domain,
+            req.entity_type,
+            req.operation,
+            req.entity_id,
             req.tenant_id,
         )
         principal = decision.verdict.principal

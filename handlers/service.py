@@ -9,12 +9,12 @@ from nats.micro import add_service
 from nats.micro.service import Service
 
 from authbus.domain.commands import COMMANDS
+from authbus.handlers import sessions
 from authbus.handlers.admin import ADMIN_READS, admin_read
-from authbus.handlers.audit_key import audit_public_key
 from authbus.handlers.audit import AUDIT_READS, audit_read
+from authbus.handlers.audit_key import audit_public_key
 from authbus.handlers.commands import command, redeem
 from authbus.handlers.health import health
-from authbus.handlers import sessions
 from authbus.handlers.queries import authorize, jwks, verify
 from authbus.handlers.wire import Backend, endpoint
 
@@ -75,8 +75,12 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
     handlers.update({f"admin_{name}": audit_read(backend, name) for name in AUDIT_READS})
     for name, subject in subjects(prefix).items():
         handler = endpoint(
-            backend, name, handlers[name], concurrent=name not in INLINE,
-            access_log=logging.DEBUG if name in QUIET else logging.INFO, lane="login" if name in LOGIN_LANE else "default",
+            backend,
+            name,
+            handlers[name],
+            concurrent=name not in INLINE,
+            access_log=logging.DEBUG if name in QUIET else logging.INFO,
+            lane="login" if name in LOGIN_LANE else "default",
         )
         await service.add_endpoint(name=name, subject=subject, handler=handler, queue_group=QUEUE_GROUP)
     return service

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-from contextvars import ContextVar
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from time import perf_counter
 from typing import Annotated, Any, Protocol, TypeVar
 from uuid import UUID, uuid4
@@ -210,7 +210,7 @@ def caller_of(request: Request) -> str:
             return f"{who.acc}/{who.user}"
         except msgspec.DecodeError:
             pass
-    reply = request._msg.reply or ""  # noqa: SLF001  (nats.micro keeps it there)
+    reply = request._msg.reply or ""
     return reply.rpartition(".")[0] or reply
 
 
@@ -266,7 +266,11 @@ def endpoint(
         if log.isEnabledFor(access_log):
             ms = round(elapsed * 1000, 3)
             log.log(
-                access_log, "%s answered %s in %.1f ms", name, outcome, ms,
+                access_log,
+                "%s answered %s in %.1f ms",
+                name,
+                outcome,
+                ms,
                 extra={"endpoint": name, "outcome": outcome, "duration_ms": ms, "position": backend.model.position},
             )
 

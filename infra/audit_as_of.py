@@ -19,7 +19,9 @@ from authbus.projections.audit import Replay, as_of, history, related, target
 @audit_app.command("as-of")
 def as_of_command(
     ctx: typer.Context,
-    at: Annotated[str, typer.Argument(metavar="TIME|POSITION", help="A log position, or an ISO 8601 time (UTC without an offset).")],
+    at: Annotated[
+        str, typer.Argument(metavar="TIME|POSITION", help="A log position, or an ISO 8601 time (UTC without an offset).")
+    ],
     credential: Annotated[Optional[str], typer.Option(help="A PAT or key id: its standing, secret not checked.")] = None,
     token: Annotated[Optional[str], typer.Option(help="A PAT or key, secret checked too ('-' reads it from stdin).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -72,10 +74,16 @@ def _print(answer: dict[str, Any]) -> None:
     out.print(f"[bold]verdict[/]     {verdict}", highlight=False)
     if credential is None:
         return
-    out.print(f"[bold]credential[/]  {credential['kind']} {credential['id']} {escape(repr(credential['name']))}, "
-              f"{credential['status']}, expires {credential['expires_at'] or 'never'}", highlight=False)
-    out.print(f"[bold]principal[/]   {escape(principal['username'])} ({principal['id']}), tenant {principal['tenant_id']}, "
-              f"roles {', '.join(principal['roles']) or '-'}{', disabled' if principal['disabled'] else ''}", highlight=False)
+    out.print(
+        f"[bold]credential[/]  {credential['kind']} {credential['id']} {escape(repr(credential['name']))}, "
+        f"{credential['status']}, expires {credential['expires_at'] or 'never'}",
+        highlight=False,
+    )
+    out.print(
+        f"[bold]principal[/]   {escape(principal['username'])} ({principal['id']}), tenant {principal['tenant_id']}, "
+        f"roles {', '.join(principal['roles']) or '-'}{', disabled' if principal['disabled'] else ''}",
+        highlight=False,
+    )
     scopes = answer["scopes"]
     held = "its owner's roles (no scopes of its own)" if scopes is None else ", ".join(map(_scope, scopes)) or "none"
     out.print(f"[bold]scopes[/]      {escape(held)}", highlight=False)

@@ -114,11 +114,13 @@ class Verifier:
             first, count = first or row.id, count + 1
             chain = extend(chain, row)
         if chain != later.previous_chain:
-            raise Tampered(Divergence(
-                first or self.position + 1,
-                f"the log in ({self.position}, {later.previous_position}] differs from what the checkpoint at "
-                f"{at} sealed; the checkpoint listing those events is missing, so the exact row cannot be named",
-            ))
+            raise Tampered(
+                Divergence(
+                    first or self.position + 1,
+                    f"the log in ({self.position}, {later.previous_position}] differs from what the checkpoint at "
+                    f"{at} sealed; the checkpoint listing those events is missing, so the exact row cannot be named",
+                )
+            )
         self.position, self.chain = later.previous_position, chain
         self.events += count
         self.advance(self.position)
@@ -142,8 +144,12 @@ class Verifier:
 
     def _check_signature(self, checkpoint: Checkpoint, where: int) -> None:
         message = checkpoint_message(
-            checkpoint.previous_position, checkpoint.previous_chain, checkpoint.position, checkpoint.chain,
-            checkpoint.count, checkpoint.links,
+            checkpoint.previous_position,
+            checkpoint.previous_chain,
+            checkpoint.position,
+            checkpoint.chain,
+            checkpoint.count,
+            checkpoint.links,
         )
         try:
             key = self.pinned
@@ -167,8 +173,14 @@ def verify_log(store: EventStore, public_key: bytes | None, advance: Callable[[i
         verifier.run()
     except Tampered as error:
         return Verdict(
-            False, verifier.position, verifier.checkpoints, verifier.events, last, source,
-            error.divergence.position, error.divergence.reason,
+            False,
+            verifier.position,
+            verifier.checkpoints,
+            verifier.events,
+            last,
+            source,
+            error.divergence.position,
+            error.divergence.reason,
         )
     return Verdict(True, verifier.position, verifier.checkpoints, verifier.events, last, source)
 
@@ -201,8 +213,13 @@ def _public_key(public_key: str | None, kek_file: Path | None) -> tuple[bytes | 
 @audit_app.command("verify")
 def verify(
     database_url: DatabaseUrl = None,
-    kek_file: Annotated[Optional[Path], typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK): pins the signing key.")] = None,
-    public_key: Annotated[Optional[str], typer.Option(help="Pin this base64url Ed25519 key (from auth.v1.audit.public_key) instead.")] = None,
+    kek_file: Annotated[
+        Optional[Path],
+        typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK): pins the signing key."),
+    ] = None,
+    public_key: Annotated[
+        Optional[str], typer.Option(help="Pin this base64url Ed25519 key (from auth.v1.audit.public_key) instead.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a sentence.")] = False,
 ) -> None:
     """Recompute the SHA-256 chain over the stored log, check every signed checkpoint, and
@@ -231,7 +248,11 @@ def _report(verdict: Verdict, as_json: bool) -> None:
         out.print(json.dumps(asdict(verdict)), markup=False, soft_wrap=True)
         return
     if verdict.ok:
-        tail = f"; positions after {verdict.sealed_position} (head {verdict.head}) are not sealed yet" if verdict.head > verdict.sealed_position else ""
+        tail = (
+            f"; positions after {verdict.sealed_position} (head {verdict.head}) are not sealed yet"
+            if verdict.head > verdict.sealed_position
+            else ""
+        )
         out.print(
             f"[green]OK[/]: {verdict.events} events sealed up to position {verdict.sealed_position} by "
             f"{verdict.checkpoints} checkpoint{'s' if verdict.checkpoints != 1 else ''} (signatures checked against the {verdict.key_source} key){tail}"

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, Optional
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -18,9 +18,9 @@ from uuid import UUID
 import msgspec
 import typer
 from rich.console import Console
-from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from authbus.domain.commands import rfc3339
 from authbus.infra.audit_cli import audit_app
@@ -84,8 +84,13 @@ def read(
 def progress(label: str, total: int, shown: bool = True) -> Iterator[Any]:
     """A transient bar on stderr, when stderr is a terminal; yields ``advance_to(position)``."""
     bar = Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True, disable=not (shown and err.is_terminal),
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not (shown and err.is_terminal),
     )
     task = bar.add_task(label, total=max(total, 1))
     with bar:
@@ -100,7 +105,7 @@ def parse_point(text: str, option: str) -> Point:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is neither a position nor an ISO 8601 time", param_hint=option) from None
-    return Point(time=moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+    return Point(time=moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 # ---------------------------------------------------------------- audit log
@@ -120,12 +125,18 @@ COLUMNS = (
 
 @audit_app.command("log")
 def log(
-    since: Annotated[Optional[str], typer.Option(help="From this position, or from the first event at or after this time.")] = None,
+    since: Annotated[
+        Optional[str], typer.Option(help="From this position, or from the first event at or after this time.")
+    ] = None,
     until: Annotated[Optional[str], typer.Option(help="Up to this position, or up to this time.")] = None,
     tenant: Annotated[Optional[str], typer.Option(help="Only events of this tenant.")] = None,
     principal: Annotated[Optional[str], typer.Option(help="Only events this principal did, or that were done to it.")] = None,
-    type: Annotated[Optional[list[str]], typer.Option("--type", help="Only these event types (comma-separated or repeated).")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="jsonl or table (default: table on a terminal, else jsonl).")] = None,
+    type: Annotated[
+        Optional[list[str]], typer.Option("--type", help="Only these event types (comma-separated or repeated).")
+    ] = None,
+    format: Annotated[
+        Optional[str], typer.Option("--format", help="jsonl or table (default: table on a terminal, else jsonl).")
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Stream the stored log, one event a line, with no hash or sealed key.

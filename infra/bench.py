@@ -37,14 +37,30 @@ from authbus.infra.settings import Settings
 from authbus.infra.store import open_store, with_database
 
 LOAD = (
-    "echo", "verify_pat", "verify_cached", "verify_api_key", "verify_jwt_eddsa", "verify_jwt_hs256",
-    "authorize_1_scope", "authorize_1000_scopes", "peer_postgres", "create_pat_postgres",
+    "echo",
+    "verify_pat",
+    "verify_cached",
+    "verify_api_key",
+    "verify_jwt_eddsa",
+    "verify_jwt_hs256",
+    "authorize_1_scope",
+    "authorize_1000_scopes",
+    "peer_postgres",
+    "create_pat_postgres",
 )
 SCALE = ("convergence_postgres", "failover_postgres")  # instances in processes of their own: infra/bench_scale.py
 OFFLINE = ("fold", "fold_from_store", "memory_per_credential", "cold_start", "cold_start_no_snapshot", "memory_after_restart")
 SCENARIOS = LOAD + SCALE + OFFLINE
 POSTGRES = ("peer_postgres", "create_pat_postgres", *SCALE)
-VERIFY = ("verify_pat", "verify_cached", "verify_api_key", "verify_jwt_eddsa", "verify_jwt_hs256", "authorize_1_scope", "authorize_1000_scopes")
+VERIFY = (
+    "verify_pat",
+    "verify_cached",
+    "verify_api_key",
+    "verify_jwt_eddsa",
+    "verify_jwt_hs256",
+    "authorize_1_scope",
+    "authorize_1000_scopes",
+)
 SWEEP = (1, 4, 16, 64, 128, 256)  # concurrencies of the latency plot
 SWEPT = ("echo", "verify_pat", "peer_postgres")
 
@@ -101,7 +117,7 @@ class Result:
 
 
 def percentile(sorted_values: list[int], fraction: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, int(round(fraction * len(sorted_values))) - 1))
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
     return sorted_values[index] / 1000.0
 
 
@@ -112,17 +128,24 @@ class ScenarioFailed(RuntimeError):
 async def drive(name: str, spec: LoadSpec, clients: int) -> Result:
     """Run one load spec split over ``clients`` processes and merge what they measured."""
     share = max(1, spec.concurrency // clients)
-    specs = [msgspec.structs.replace(spec, requests=spec.requests // clients, concurrency=share, warmup=spec.warmup // clients) for _ in range(clients)]
+    specs = [
+        msgspec.structs.replace(spec, requests=spec.requests // clients, concurrency=share, warmup=spec.warmup // clients)
+        for _ in range(clients)
+    ]
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "authbus.infra.bench_load",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "authbus.infra.bench_load",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for _ in specs
     ]
-    outputs = await asyncio.gather(*(p.communicate(msgspec.json.encode(s)) for p, s in zip(procs, specs)))
+    outputs = await asyncio.gather(*(p.communicate(msgspec.json.encode(s)) for p, s in zip(procs, specs, strict=False)))
     results: list[LoadResult] = []
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=False):
         if proc.returncode != 0:
             raise ScenarioFailed(f"{name}: load process failed: {err.decode(errors='replace').strip()[-500:]}")
         results.append(msgspec.json.decode(out, type=LoadResult))
@@ -133,8 +156,12 @@ async def drive(name: str, spec: LoadSpec, clients: int) -> Result:
     latencies = sorted(lat for r in results for lat in r.latencies_us)
     elapsed = max(r.finished for r in results) - min(r.started for r in results)
     return Result(
-        name, requests=len(latencies), concurrency=share * clients, rps=len(latencies) / elapsed,
-        p50_ms=percentile(latencies, 0.50), p99_ms=percentile(latencies, 0.99),
+        name,
+        requests=len(latencies),
+        concurrency=share * clients,
+        rps=len(latencies) / elapsed,
+        p50_ms=percentile(latencies, 0.50),
+        p99_ms=percentile(latencies, 0.99),
     )
 
 
@@ -153,7 +180,9 @@ class _Postgres:
             try:
                 import pgserver
             except ImportError:
-                raise ScenarioFailed("the PostgreSQL scenarios need a server: pass --database-url or pip install 'authbus[bench]'") from None
+                raise ScenarioFailed(
+                    "the PostgreSQL scenarios need a server: pass --database-url or pip install 'authbus[bench]'"
+                ) from None
             self._server = pgserver.get_server(self.tmp / "pg", cleanup_mode="stop")
             self.base_url = self._server.get_uri()
         return self.database()
@@ -182,7 +211,11 @@ class _Postgres:
 
 def _settings(tmp: Path, name: str, nats_url: str, database_url: str) -> Settings:
     return Settings(
-        data_dir=tmp / name, nats_url=nats_url, database_url=database_url, subject_prefix=name, kek=secrets.token_hex(32),
+        data_dir=tmp / name,
+        nats_url=nats_url,
+        database_url=database_url,
+        subject_prefix=name,
+        kek=secrets.token_hex(32),
     )
 
 
@@ -203,11 +236,25 @@ class LoadBench:
         self.results: list[Result] = []
         self.sweep: dict[str, list[dict[str, float]]] = {}
 
-    def spec(self, subject: str, payloads: list[bytes], expect: bytes, requests: int | None = None, concurrency: int | None = None, headers: dict[str, str] | None = None) -> LoadSpec:
+    def spec(
+        self,
+        subject: str,
+        payloads: list[bytes],
+        expect: bytes,
+        requests: int | None = None,
+        concurrency: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> LoadSpec:
         requests = requests or self.options.load_requests
         return LoadSpec(
-            nats_url=self.nats_url, subject=subject, payloads=payloads, requests=requests,
-            concurrency=concurrency or self.options.concurrency, warmup=max(200, requests // 10), headers=headers, expect=expect,
+            nats_url=self.nats_url,
+            subject=subject,
+            payloads=payloads,
+            requests=requests,
+            concurrency=concurrency or self.options.concurrency,
+            warmup=max(200, requests // 10),
+            headers=headers,
+            expect=expect,
         )
 
     async def measure(self, name: str, spec: LoadSpec) -> Result:
@@ -266,8 +313,12 @@ class LoadBench:
             "verify_api_key": self.spec("bench.v1.verify", world.verify_payloads(world.api_keys), valid),
             "verify_jwt_eddsa": self.spec("bench.v1.verify", world.verify_payloads([world.access_token]), valid),
             "verify_jwt_hs256": self.spec("bench.v1.verify", world.verify_payloads([world.tenant_token]), valid),
-            "authorize_1_scope": self.spec("bench.v1.authorize", world.authorize_payloads(world.one_scope_pat, mixed=False), allowed),
-            "authorize_1000_scopes": self.spec("bench.v1.authorize", world.authorize_payloads(world.many_scopes_pat, mixed=True), allowed),
+            "authorize_1_scope": self.spec(
+                "bench.v1.authorize", world.authorize_payloads(world.one_scope_pat, mixed=False), allowed
+            ),
+            "authorize_1000_scopes": self.spec(
+                "bench.v1.authorize", world.authorize_payloads(world.many_scopes_pat, mixed=True), allowed
+            ),
         }
 
     async def _create_pat_spec(self, stack: AsyncExitStack, server: NatsServer, database_url: str) -> LoadSpec:
@@ -280,7 +331,10 @@ class LoadBench:
         scope = {"domain": None, "entity_type": "document", "operation": "read", "entity_id": "*"}
         payloads = [msgspec.json.encode({"user_id": user, "name": f"pat-{i}", "scopes": [scope]}) for i in range(1000)]
         return self.spec(
-            "benchpg.v1.cmd.create_pat", payloads, b'"token"', requests=self.options.command_requests,
+            "benchpg.v1.cmd.create_pat",
+            payloads,
+            b'"token"',
+            requests=self.options.command_requests,
             headers={"Authorization": f"Bearer {key}"},
         )
 
@@ -307,10 +361,15 @@ class LoadBench:
             tenant = (await client.command("create_tenant", name=f"converge-{uuid.uuid4().hex[:8]}"))["result"]["tenant_id"]
             user = (await client.command("register_user", tenant_id=tenant, username="alice"))["result"]["user_id"]
             lags = sorted(round(lag * 1000) for lag in await bench_scale.convergence(client, running, user, commands))
-        self.results.append(Result(
-            "convergence_postgres", requests=len(lags), p50_ms=percentile(lags, 0.50), p99_ms=percentile(lags, 0.99),
-            note="2 instances: from a command's reply until both have folded it (LISTEN/NOTIFY)",
-        ))
+        self.results.append(
+            Result(
+                "convergence_postgres",
+                requests=len(lags),
+                p50_ms=percentile(lags, 0.50),
+                p99_ms=percentile(lags, 0.99),
+                note="2 instances: from a command's reply until both have folded it (LISTEN/NOTIFY)",
+            )
+        )
 
     async def _failover(self, client: AuthbusClient, settings: Settings) -> None:
         seconds = 4.0 if self.options.quick else 10.0
@@ -323,18 +382,35 @@ class LoadBench:
             for instance in running:
                 await instance.folded_at(client.position)
             f = await bench_scale.failover(
-                settings.nats_url, settings.subject_prefix, tokens, running, seconds=seconds, workers=workers, kill_after=seconds / 3,
+                settings.nats_url,
+                settings.subject_prefix,
+                tokens,
+                running,
+                seconds=seconds,
+                workers=workers,
+                kill_after=seconds / 3,
             )
-        self.results.append(Result(
-            "failover_postgres", requests=f.calls, concurrency=workers, value=f.failed, unit="failed calls",
-            note=(
-                f"3 instances, one frozen then SIGKILLed: {f.failed} of {f.calls:,} calls failed through the client "
-                f"({f.repeated} repeated); with repeats off {f.plain_failed} of {f.plain_calls:,}; "
-                f"{f.rps_before:,.0f} calls/s in the second before the kill, {f.rps_after:,.0f} in the second after"
-            ),
-            extra={"repeated": f.repeated, "plain_calls": f.plain_calls, "plain_failed": f.plain_failed,
-                   "rps_before_kill": f.rps_before, "rps_after_kill": f.rps_after},
-        ))
+        self.results.append(
+            Result(
+                "failover_postgres",
+                requests=f.calls,
+                concurrency=workers,
+                value=f.failed,
+                unit="failed calls",
+                note=(
+                    f"3 instances, one frozen then SIGKILLed: {f.failed} of {f.calls:,} calls failed through the client "
+                    f"({f.repeated} repeated); with repeats off {f.plain_failed} of {f.plain_calls:,}; "
+                    f"{f.rps_before:,.0f} calls/s in the second before the kill, {f.rps_after:,.0f} in the second after"
+                ),
+                extra={
+                    "repeated": f.repeated,
+                    "plain_calls": f.plain_calls,
+                    "plain_failed": f.plain_failed,
+                    "rps_before_kill": f.rps_before,
+                    "rps_after_kill": f.rps_after,
+                },
+            )
+        )
 
     async def _sweep(self, specs: dict[str, LoadSpec]) -> None:
         for name in SWEPT:
@@ -342,10 +418,14 @@ class LoadBench:
                 continue
             for concurrency in SWEEP:
                 requests = max(concurrency * 20, self.options.load_requests // 2)
-                spec = msgspec.structs.replace(specs[name], concurrency=concurrency, requests=requests, warmup=min(1000, requests // 10))
+                spec = msgspec.structs.replace(
+                    specs[name], concurrency=concurrency, requests=requests, warmup=min(1000, requests // 10)
+                )
                 self.options.progress(f"sweep {name} at {concurrency} in flight")
                 point = await drive(name, spec, 1)
-                self.sweep.setdefault(name, []).append({"concurrency": concurrency, "rps": point.rps or 0, "p50_ms": point.p50_ms or 0, "p99_ms": point.p99_ms or 0})
+                self.sweep.setdefault(name, []).append(
+                    {"concurrency": concurrency, "rps": point.rps or 0, "p50_ms": point.p50_ms or 0, "p99_ms": point.p99_ms or 0}
+                )
 
 
 def _offline(options: BenchOptions, tmp: Path) -> list[Result]:
@@ -361,10 +441,19 @@ def _offline(options: BenchOptions, tmp: Path) -> list[Result]:
         seeded = f"{count:,} PATs seeded in {time.perf_counter() - started:.0f} s"
         if "fold" in wanted:
             options.progress("fold: applying decoded events to the read models")
-            results.append(Result("fold", value=bench_offline.fold_rate(store), unit="events/s", note=f"decoded events; {seeded}"))
+            results.append(
+                Result("fold", value=bench_offline.fold_rate(store), unit="events/s", note=f"decoded events; {seeded}")
+            )
         if "memory_per_credential" in wanted:
             options.progress("memory_per_credential")
-            results.append(Result("memory_per_credential", value=bench_offline.bytes_per_credential(store), unit="bytes", note=f"tracemalloc over {min(count, bench_offline.MEMORY_SAMPLE):,} PATs with one scope"))
+            results.append(
+                Result(
+                    "memory_per_credential",
+                    value=bench_offline.bytes_per_credential(store),
+                    unit="bytes",
+                    note=f"tracemalloc over {min(count, bench_offline.MEMORY_SAMPLE):,} PATs with one scope",
+                )
+            )
         if not {"fold_from_store", "cold_start", "cold_start_no_snapshot", "memory_after_restart"} & set(wanted):
             return results
         options.progress("fold_from_store: reading, decoding and folding the whole log")
@@ -383,26 +472,34 @@ def _offline(options: BenchOptions, tmp: Path) -> list[Result]:
                 figures = started[name] = bench_offline.cold_start(database_url, path, kek)
                 if name not in wanted:
                     continue
-                results.append(Result(
-                    name, value=figures["seconds"], unit="s",
-                    note=(
-                        f"{figures['credentials']:,} credentials, {figures['tail']:,} log positions folded, "
-                        f"peak RSS {figures['peak_rss_bytes'] / 2**20:.0f} MiB, {figures['rss_bytes'] / 2**20:.0f} MiB kept"
-                    ),
-                    extra={k: figures[k] for k in ("peak_rss_bytes", "rss_bytes", "credentials")},
-                ))
+                results.append(
+                    Result(
+                        name,
+                        value=figures["seconds"],
+                        unit="s",
+                        note=(
+                            f"{figures['credentials']:,} credentials, {figures['tail']:,} log positions folded, "
+                            f"peak RSS {figures['peak_rss_bytes'] / 2**20:.0f} MiB, {figures['rss_bytes'] / 2**20:.0f} MiB kept"
+                        ),
+                        extra={k: figures[k] for k in ("peak_rss_bytes", "rss_bytes", "credentials")},
+                    )
+                )
         if "memory_after_restart" in wanted:
             options.progress(f"memory_after_restart: following {count:,} credentials live, in a fresh process")
             live = bench_offline.cold_start(database_url, snapshot, kek, how="live")
             restored = started["cold_start"]
-            results.append(Result(
-                "memory_after_restart", value=restored["rss_bytes"] / max(1, live["rss_bytes"]), unit="× live",
-                note=(
-                    f"RSS once started from the snapshot {restored['rss_bytes'] / 2**20:.0f} MiB, after following the "
-                    f"log live {live['rss_bytes'] / 2**20:.0f} MiB ({live['credentials']:,} credentials)"
-                ),
-                extra={"restored_rss_bytes": restored["rss_bytes"], "live_rss_bytes": live["rss_bytes"]},
-            ))
+            results.append(
+                Result(
+                    "memory_after_restart",
+                    value=restored["rss_bytes"] / max(1, live["rss_bytes"]),
+                    unit="× live",
+                    note=(
+                        f"RSS once started from the snapshot {restored['rss_bytes'] / 2**20:.0f} MiB, after following the "
+                        f"log live {live['rss_bytes'] / 2**20:.0f} MiB ({live['credentials']:,} credentials)"
+                    ),
+                    extra={"restored_rss_bytes": restored["rss_bytes"], "live_rss_bytes": live["rss_bytes"]},
+                )
+            )
         return results
     finally:
         store.close()
@@ -418,8 +515,13 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "nats_py": version("nats-py"), "nats_server": Path(nats_server_binary()).name, "authbus": version("authbus"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "nats_py": version("nats-py"),
+        "nats_server": Path(nats_server_binary()).name,
+        "authbus": version("authbus"),
     }
 
 

@@ -35,15 +35,33 @@ TARGETS = {
 
 
 def bench(
-    quick: Annotated[bool, typer.Option("--quick", help="Fewer requests and 100,000 credentials: done in under 3 minutes.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Fewer requests and 100,000 credentials: done in under 3 minutes.")
+    ] = False,
     scenario: Annotated[Optional[str], typer.Option(help=f"Comma-separated subset of: {', '.join(SCENARIOS)}.")] = None,
-    requests: Annotated[Optional[int], typer.Option(min=1, help="Requests per load scenario (default 20,000; 5,000 with --quick).")] = None,
+    requests: Annotated[
+        Optional[int], typer.Option(min=1, help="Requests per load scenario (default 20,000; 5,000 with --quick).")
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 64,
     clients: Annotated[int, typer.Option(min=1, help="Load-generating processes sharing the concurrency.")] = 1,
     rounds: Annotated[int, typer.Option(min=1, help="Rounds per load scenario; the fastest counts.")] = 3,
-    credentials: Annotated[Optional[int], typer.Option(min=1000, help="Credentials in the cold-start store (default 1,000,000; 100,000 with --quick).")] = None,
-    database_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_BENCH_DATABASE_URL", help="PostgreSQL server to make a scratch database in (default: a private one from pgserver).")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Also sweep concurrency for echo, verify_pat and peer_postgres and draw latency vs concurrency into this PNG (needs matplotlib).")] = None,
+    credentials: Annotated[
+        Optional[int],
+        typer.Option(min=1000, help="Credentials in the cold-start store (default 1,000,000; 100,000 with --quick)."),
+    ] = None,
+    database_url: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="AUTHBUS_BENCH_DATABASE_URL",
+            help="PostgreSQL server to make a scratch database in (default: a private one from pgserver).",
+        ),
+    ] = None,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Also sweep concurrency for echo, verify_pat and peer_postgres and draw latency vs concurrency into this PNG (needs matplotlib)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")] = False,
 ) -> None:
     """Measure authbus against baselines run on the same machine, in the same run: a no-op
@@ -57,8 +75,15 @@ def bench(
     """
     chosen = tuple(s.strip() for s in scenario.split(",") if s.strip()) if scenario else SCENARIOS
     options = BenchOptions(
-        quick=quick, scenarios=chosen, requests=requests, concurrency=concurrency, clients=clients, rounds=rounds,
-        credentials=credentials, database_url=database_url, plot=plot,
+        quick=quick,
+        scenarios=chosen,
+        requests=requests,
+        concurrency=concurrency,
+        clients=clients,
+        rounds=rounds,
+        credentials=credentials,
+        database_url=database_url,
+        plot=plot,
         progress=lambda line: err.print(f"[dim]… {line}[/dim]") if sys.stderr.isatty() or not as_json else None,
     )
     try:
@@ -86,8 +111,14 @@ def table(document: dict[str, Any]) -> Table:
     for s in document["scenarios"]:
         value = f"{s['value']:,.{0 if s['value'] >= 100 else 2}f} {s['unit']}" if s["value"] is not None else ""
         out.add_row(
-            s["name"], _figure(s["rps"], 0), _figure(s["p50_ms"]), _figure(s["p99_ms"]), _figure(s["ratio_rps"]),
-            _figure(s["ratio_p99"]), value, TARGETS.get(s["name"], ""),
+            s["name"],
+            _figure(s["rps"], 0),
+            _figure(s["p50_ms"]),
+            _figure(s["p99_ms"]),
+            _figure(s["ratio_rps"]),
+            _figure(s["ratio_p99"]),
+            value,
+            TARGETS.get(s["name"], ""),
         )
     return out
 

@@ -47,12 +47,20 @@ def seed_credentials(store: EventStore, count: int) -> None:
                 user = User(tenant.id, f"user-{uuid4().hex[:12]}", "user", ["user"], None, "bench", "seed")
                 batch.append(user)
             assert user is not None
-            batch.append(PersonalAccessToken(
-                id=uuid4(), user_id=user.id, tenant_id=tenant.id, name=f"pat-{i}", description="",
-                secret_hash=hashlib.sha256(uuid4().bytes).hexdigest(), expires_at=None,
-                scopes=[{"domain": None, "entity_type": "document", "operation": "read", "entity_id": "*"}],
-                actor="bench", correlation_id="seed",
-            ))
+            batch.append(
+                PersonalAccessToken(
+                    id=uuid4(),
+                    user_id=user.id,
+                    tenant_id=tenant.id,
+                    name=f"pat-{i}",
+                    description="",
+                    secret_hash=hashlib.sha256(uuid4().bytes).hexdigest(),
+                    expires_at=None,
+                    scopes=[{"domain": None, "entity_type": "document", "operation": "read", "entity_id": "*"}],
+                    actor="bench",
+                    correlation_id="seed",
+                )
+            )
         store.save(*batch)
 
 
@@ -151,10 +159,17 @@ def _cold_start_child() -> None:
         model, tail = restore_read_model(store, snapshot, snapshot_key(kek))
     seconds = time.perf_counter() - started
     gc.collect()
-    print(json.dumps({
-        "seconds": seconds, "peak_rss_bytes": peak_rss_bytes(), "rss_bytes": _status("VmRSS") or 0, "tail": tail,
-        "credentials": len(model.credentials),
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss_bytes": peak_rss_bytes(),
+                "rss_bytes": _status("VmRSS") or 0,
+                "tail": tail,
+                "credentials": len(model.credentials),
+            }
+        )
+    )
 
 
 def prepare_cold_start(store: EventStore, model: ReadModel, snapshot: Path, kek: bytes) -> None:

@@ -101,10 +101,14 @@ async def instances(settings: Settings, count: int):
         for n in range(count):
             own = Settings(**{**settings.__dict__, "data_dir": Path(settings.data_dir) / f"instance-{n}"})
             own.data_dir.mkdir(parents=True, exist_ok=True)
-            with open(own.data_dir / "stderr.log", "wb") as log:
+            with open(own.data_dir / "stderr.log", "wb") as log:  # noqa: ASYNC230  (creating a file: no wait)
                 process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "authbus.infra.bench_scale", env=environment(own),
-                    stdout=asyncio.subprocess.PIPE, stderr=log,
+                    sys.executable,
+                    "-m",
+                    "authbus.infra.bench_scale",
+                    env=environment(own),
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log,
                 )
             instance = Instance(process, own.data_dir / "stderr.log")
             started.append(instance)
@@ -112,7 +116,7 @@ async def instances(settings: Settings, count: int):
         for instance in started:
             try:
                 await asyncio.wait_for(instance.ready.wait(), READY_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 said = instance.stderr.read_text(errors="replace").strip().splitlines()[-5:]
                 raise RuntimeError(f"an instance did not start in {READY_SECONDS:.0f} s: {' | '.join(said)}") from None
         yield started
@@ -123,7 +127,7 @@ async def instances(settings: Settings, count: int):
         for instance in started:
             try:
                 await asyncio.wait_for(instance.process.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 instance.kill()
         for reader in readers:
             reader.cancel()
@@ -154,8 +158,15 @@ class Failover:
 
 
 async def failover(
-    nats_url: str, prefix: str, tokens: list[str], running: list[Instance], *, seconds: float, workers: int,
-    kill_after: float, repeat_after: float = 0.25,
+    nats_url: str,
+    prefix: str,
+    tokens: list[str],
+    running: list[Instance],
+    *,
+    seconds: float,
+    workers: int,
+    kill_after: float,
+    repeat_after: float = 0.25,
 ) -> Failover:
     """Verify ``tokens`` with ``workers`` callers for ``seconds``; ``kill_after`` seconds in,
     freeze the last instance, then SIGKILL it."""

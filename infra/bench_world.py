@@ -58,7 +58,9 @@ class World:
         for i in range(count):
             exact = i % 2 == 0 or not mixed
             entity_type, entity_id = ("document", f"doc-{i % EXACT_SCOPES}") if exact else ("folder", f"f-{i}")
-            bodies.append(msgspec.json.encode({"token": token, "entity_type": entity_type, "operation": "read", "entity_id": entity_id}))
+            bodies.append(
+                msgspec.json.encode({"token": token, "entity_type": entity_type, "operation": "read", "entity_id": entity_id})
+            )
         return bodies
 
 
@@ -67,10 +69,16 @@ async def seed_world(client: AuthbusClient) -> World:
     tenant = await client.command("create_tenant", name=f"bench-{uuid.uuid4().hex[:12]}")
     tenant_id = tenant["result"]["tenant_id"]
     admin = await client.command("register_user", tenant_id=tenant_id, username="admin", roles=["admin"])
-    admin_key = (await client.command("issue_key", user_id=admin["result"]["user_id"], kind="api_key", name="bench admin"))["result"]["token"]
+    admin_key = (await client.command("issue_key", user_id=admin["result"]["user_id"], kind="api_key", name="bench admin"))[
+        "result"
+    ]["token"]
     # alice holds what her PATs are given: a credential never carries more than its owner.
     await client.command(
-        "create_role", tenant_id=tenant_id, name="reader", scopes=[_scope("document", "*"), _scope("folder", "*")], token=admin_key
+        "create_role",
+        tenant_id=tenant_id,
+        name="reader",
+        scopes=[_scope("document", "*"), _scope("folder", "*")],
+        token=admin_key,
     )
     user = await client.command(
         "register_user", tenant_id=tenant_id, username="alice", password=PASSWORD, roles=["user", "reader"], token=admin_key
@@ -108,7 +116,11 @@ async def _tenant_token(client: AuthbusClient, world: World) -> str:
     created = await client.command("create_signing_key", tenant_id=world.tenant_id, alg="HS256", token=world.admin_key)
     now = int(time.time())
     claims = {
-        "tnd": world.tenant_id, "sub": "device-7", "iat": now, "exp": now + 24 * 3600, "jti": str(uuid.uuid4()),
+        "tnd": world.tenant_id,
+        "sub": "device-7",
+        "iat": now,
+        "exp": now + 24 * 3600,
+        "jti": str(uuid.uuid4()),
         "per": {"docs": {"document/*": "CR"}},
     }
     return jwt.encode(claims, created["result"]["secret"], algorithm="HS256", headers={"kid": created["result"]["kid"]})
@@ -148,7 +160,9 @@ class Peer:
         await self.pool.open(wait=True)
         async with self.pool.connection() as conn:
             await conn.execute(f"DROP TABLE IF EXISTS {PEER_TABLE}")
-            await conn.execute(f"CREATE TABLE {PEER_TABLE} (id uuid PRIMARY KEY, owner_id uuid NOT NULL, secret_hash bytea NOT NULL, revoked boolean NOT NULL)")
+            await conn.execute(
+                f"CREATE TABLE {PEER_TABLE} (id uuid PRIMARY KEY, owner_id uuid NOT NULL, secret_hash bytea NOT NULL, revoked boolean NOT NULL)"
+            )
             for _ in range(keys):
                 key_id, secret = uuid.uuid4(), secrets.token_urlsafe(32)
                 await conn.execute(

@@ -14,14 +14,20 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import asdict, dataclass, field, replace
-from urllib.parse import urlsplit
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from authbus.handlers.nats_jwt import (
-    PREFIX_ACCOUNT, PREFIX_CURVE, NKey, XKey, is_public_key, new_account_seed, new_xkey_seed,
+    PREFIX_ACCOUNT,
+    PREFIX_CURVE,
+    NKey,
+    XKey,
+    is_public_key,
+    new_account_seed,
+    new_xkey_seed,
 )
-from authbus.infra.secrets import write_private
 from authbus.handlers.service import subjects
+from authbus.infra.secrets import write_private
 from authbus.projections.bus_access import BusLayout
 
 
@@ -112,7 +118,10 @@ def render_callout_config(
         f"  {client} {{",
         "    imports: [",
         # share: authbus learns which connection asked (Nats-Request-Info), for fair shares.
-        *(f"      {{ service: {{ account: {service}, subject: {conf_string(subject)} }}, share: true }}" for subject in layout.requests),
+        *(
+            f"      {{ service: {{ account: {service}, subject: {conf_string(subject)} }}, share: true }}"
+            for subject in layout.requests
+        ),
         f"      {{ stream: {{ account: {service}, subject: {conf_string(layout.feed)} }} }}",
         "    ]",
         "  }",

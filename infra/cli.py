@@ -19,19 +19,25 @@ from rich.table import Table
 from rich.text import Text
 
 from authbus.domain.errors import Conflict
+from authbus.infra import (  # noqa: F401  (they register on audit_app)
+    audit_as_of,
+    audit_chain,
+    audit_log,
+    audit_rebuild,
+    logs,
+)
 from authbus.infra.audit_cli import audit_app
-from authbus.infra import audit_as_of, audit_log, audit_rebuild  # noqa: F401  (they register on audit_app)
-from authbus.infra import audit_chain  # noqa: F401  (registers audit verify)
 from authbus.infra.bench_cli import bench
 from authbus.infra.callout_config import CalloutSetup, without_credentials
 from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.infra import logs
 from authbus.infra.nats_server import NatsServer
 from authbus.infra.node import Node, open_runner, run_bootstrap
 from authbus.infra.secrets import KEKError, write_private
 from authbus.infra.settings import DEFAULT_DATA_DIR, Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="authbus: event-sourced authentication and authorization on NATS.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="authbus: event-sourced authentication and authorization on NATS."
+)
 tenant_app = typer.Typer(no_args_is_help=True, help="Create, disable and enable tenants.")
 user_app = typer.Typer(no_args_is_help=True, help="Register, inspect, disable users; grant and revoke roles.")
 pat_app = typer.Typer(no_args_is_help=True, help="Personal access tokens and their scopes.")
@@ -63,9 +69,14 @@ out = Console()
 err = Console(stderr=True)
 log = logging.getLogger("authbus.cli")
 
-DataDir = Annotated[Path, typer.Option(envvar="AUTHBUS_DATA_DIR", help="Where dev keeps its store, KEK, NATS data and root token.")]
+DataDir = Annotated[
+    Path, typer.Option(envvar="AUTHBUS_DATA_DIR", help="Where dev keeps its store, KEK, NATS data and root token.")
+]
 Prefix = Annotated[str, typer.Option(envvar="AUTHBUS_SUBJECT_PREFIX", help="Subject prefix.")]
-MetricsPort = Annotated[Optional[int], typer.Option(envvar="AUTHBUS_METRICS_PORT", help="Serve Prometheus metrics at http://<metrics-host>:<port>/metrics.")]
+MetricsPort = Annotated[
+    Optional[int],
+    typer.Option(envvar="AUTHBUS_METRICS_PORT", help="Serve Prometheus metrics at http://<metrics-host>:<port>/metrics."),
+]
 MetricsHost = Annotated[str, typer.Option(envvar="AUTHBUS_METRICS_HOST", help="Address the metrics endpoint listens on.")]
 LogFormat = Annotated[str, typer.Option(envvar="AUTHBUS_LOG_FORMAT", help="text, or json for one JSON object a line.")]
 LogLevel = Annotated[str, typer.Option(envvar="AUTHBUS_LOG_LEVEL", help="debug, info, warning or error.")]
@@ -83,9 +94,12 @@ def dev(
     metrics_host: MetricsHost = "127.0.0.1",
     log_format: LogFormat = "text",
     log_level: LogLevel = "info",
-    callout: Annotated[bool, typer.Option(
-        "--callout", help="Have nats-server let clients in only with an authbus token, asking authbus (NATS auth callout)."
-    )] = False,
+    callout: Annotated[
+        bool,
+        typer.Option(
+            "--callout", help="Have nats-server let clients in only with an authbus token, asking authbus (NATS auth callout)."
+        ),
+    ] = False,
 ) -> None:
     """Run everything on this machine: a real nats-server (JetStream) and a SQLite store under
     ./.authbus, root bootstrapped on first run with its token in ./.authbus/root.token.
@@ -97,11 +111,17 @@ def dev(
     Example: authbus dev --nats-port 4333 --metrics-port 9090
     """
     settings = Settings.load(
-        data_dir=data_dir, subject_prefix=subject_prefix, metrics_port=metrics_port, metrics_host=metrics_host,
-        log_format=log_format, log_level=log_level,
+        data_dir=data_dir,
+        subject_prefix=subject_prefix,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        log_format=log_format,
+        log_level=log_level,
     )
     _or_exit(lambda: logs.configure(settings.log_format, settings.log_level))
-    settings.database_url = settings.database_url if os.environ.get("AUTHBUS_DATABASE_URL") else f"sqlite:///{data_dir / 'events.db'}"
+    settings.database_url = (
+        settings.database_url if os.environ.get("AUTHBUS_DATABASE_URL") else f"sqlite:///{data_dir / 'events.db'}"
+    )
     lock = _or_exit(lambda: hold_data_dir(data_dir))  # noqa: F841  (held until the process ends)
     extra_args: tuple[str, ...] = ()
     if callout:
@@ -126,16 +146,24 @@ def dev(
 @app.command()
 def serve(
     nats_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_NATS_URL", help="NATS server URL.")] = None,
-    database_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="postgresql://… (or sqlite:///path).")] = None,
-    kek_file: Annotated[Optional[Path], typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK).")] = None,
+    database_url: Annotated[
+        Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="postgresql://… (or sqlite:///path).")
+    ] = None,
+    kek_file: Annotated[
+        Optional[Path], typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK).")
+    ] = None,
     subject_prefix: Prefix = "auth",
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
     log_format: LogFormat = "text",
     log_level: LogLevel = "info",
-    data_dir: Annotated[Optional[Path], typer.Option(
-        envvar="AUTHBUS_DATA_DIR", help="Where this instance keeps its read-model snapshot (and the SQLite store when no --database-url).",
-    )] = None,
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            envvar="AUTHBUS_DATA_DIR",
+            help="Where this instance keeps its read-model snapshot (and the SQLite store when no --database-url).",
+        ),
+    ] = None,
 ) -> None:
     """Serve every endpoint against an external NATS and event store.  Run several side by side:
     they share the queue group and each follows the store.
@@ -143,19 +171,38 @@ def serve(
     Example: authbus serve --nats-url nats://nats:4222 --database-url postgresql://authbus:pw@db/authbus --log-format json
     """
     settings = Settings.load(
-        data_dir=data_dir, nats_url=nats_url, database_url=database_url, kek_file=kek_file, subject_prefix=subject_prefix,
-        metrics_port=metrics_port, metrics_host=metrics_host, log_format=log_format, log_level=log_level,
+        data_dir=data_dir,
+        nats_url=nats_url,
+        database_url=database_url,
+        kek_file=kek_file,
+        subject_prefix=subject_prefix,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        log_format=log_format,
+        log_level=log_level,
     )
     _or_exit(lambda: logs.configure(settings.log_format, settings.log_level))
     runner = _or_exit(lambda: open_runner(settings))
-    asyncio.run(_run_until_signalled(settings, runner, lambda node: log.info(
-        "serving on %s (prefix %r), store at position %d", without_credentials(settings.nats_url), settings.subject_prefix, node.model.position)))
+    asyncio.run(
+        _run_until_signalled(
+            settings,
+            runner,
+            lambda node: log.info(
+                "serving on %s (prefix %r), store at position %d",
+                without_credentials(settings.nats_url),
+                settings.subject_prefix,
+                node.model.position,
+            ),
+        )
+    )
 
 
 @app.command()
 def bootstrap(
     database_url: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="The event store.")] = None,
-    kek_file: Annotated[Optional[Path], typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK).")] = None,
+    kek_file: Annotated[
+        Optional[Path], typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK).")
+    ] = None,
     token_file: Annotated[Optional[Path], typer.Option(help="Also write the token here (mode 0600).")] = None,
 ) -> None:
     """Create the system tenant, the root principal and the system signing key (sealed under
@@ -198,7 +245,10 @@ def callout_init(
         f"AUTHBUS_CALLOUT_XKEY_SEED={setup.xkey_seed}\n"
         f"AUTHBUS_SUBJECT_PREFIX={subject_prefix}\n\n"
         f"# nats-server: configuration\n{setup.config(subject_prefix)}",
-        markup=False, highlight=False, soft_wrap=True, end="",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+        end="",
     )
 
 
@@ -208,7 +258,7 @@ def hold_data_dir(data_dir: Path) -> IO[str]:
     however it ends."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
-    lock = open(data_dir / "dev.lock", "w")
+    lock = open(data_dir / "dev.lock", "w")  # noqa: SIM115  (held open for the process's life)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -255,7 +305,8 @@ def _dev_banner(settings: Settings, server: NatsServer, node: Node, fresh: bool)
         out.print(
             f"  auth callout clients connect with their token: nats://<token>@{server.host}:{server.port},\n"
             "               replies come to their private inbox (docs/wire.md §6.9)",
-            markup=False, highlight=False,
+            markup=False,
+            highlight=False,
         )
     out.print(f"  event store  {settings.database_url}  (position {node.model.position})")
     out.print(f"  root token   {token_file}")
@@ -289,7 +340,9 @@ class Ctx:
 def main_options(
     ctx: typer.Context,
     nats_url: Annotated[str, typer.Option(envvar="AUTHBUS_NATS_URL", help="NATS server URL.")] = "nats://127.0.0.1:4222",
-    token: Annotated[Optional[str], typer.Option(envvar="AUTHBUS_TOKEN", help="Bearer credential; default: ./.authbus/root.token if present.")] = None,
+    token: Annotated[
+        Optional[str], typer.Option(envvar="AUTHBUS_TOKEN", help="Bearer credential; default: ./.authbus/root.token if present.")
+    ] = None,
     subject_prefix: Prefix = "auth",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
@@ -399,14 +452,18 @@ def user_create(
     ctx: typer.Context,
     username: str,
     tenant: Annotated[str, typer.Option(help="Tenant id.")],
-    role: Annotated[Optional[list[str]], typer.Option(help="root, admin, auditor, user or a role of the tenant's own (repeatable).")] = None,
+    role: Annotated[
+        Optional[list[str]], typer.Option(help="root, admin, auditor, user or a role of the tenant's own (repeatable).")
+    ] = None,
     kind: Annotated[str, typer.Option(help="user or service.")] = "user",
     password_stdin: Annotated[bool, typer.Option(help="Read a password from standard input.")] = False,
     command_id: CommandId = None,
 ) -> None:
     """Register a user.  Example: authbus user create --tenant <tenant_id> --role admin alice"""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
-    _command(ctx, "register_user", tenant_id=tenant, username=username, kind=kind, roles=role, password=password, command_id=command_id)
+    _command(
+        ctx, "register_user", tenant_id=tenant, username=username, kind=kind, roles=role, password=password, command_id=command_id
+    )
 
 
 @user_app.command("get")
@@ -416,7 +473,9 @@ def user_get(ctx: typer.Context, user_id: str) -> None:
 
 
 @user_app.command("list")
-def user_list(ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None) -> None:
+def user_list(
+    ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None
+) -> None:
     """List the users of a tenant."""
     items = _all_pages(ctx, "list_users", tenant_id=tenant)
     _show(ctx, items, ("id", "username", "kind", "roles", "disabled", "created_at"))
@@ -464,7 +523,9 @@ def role_create(
 
 
 @role_app.command("list")
-def role_list(ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None) -> None:
+def role_list(
+    ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None
+) -> None:
     """List a tenant's own roles with their scopes.  Example: authbus role list --tenant <tenant_id>"""
     _show(ctx, _all_pages(ctx, "list_roles", tenant_id=tenant), ("id", "name", "scopes", "description"))
 
@@ -498,7 +559,9 @@ def role_delete(ctx: typer.Context, role_id: str, reason: Reason = None) -> None
 def user_set_password(
     ctx: typer.Context,
     user_id: str,
-    old_password: Annotated[bool, typer.Option("--old-password", help="Also read the current password, from the second line.")] = False,
+    old_password: Annotated[
+        bool, typer.Option("--old-password", help="Also read the current password, from the second line.")
+    ] = False,
 ) -> None:
     """Set a user's password, read from standard input (never from the command line).
 
@@ -529,7 +592,16 @@ def pat_create(
     """Create a PAT; its token is shown once.
     Example: authbus pat create --user <user_id> --name ci --scope 'docs/document:read:*'"""
     scopes = [parse_scope(s) for s in scope or []]
-    _command(ctx, "create_pat", user_id=user, name=name, description=description, scopes=scopes, expires_in=expires_in, command_id=command_id)
+    _command(
+        ctx,
+        "create_pat",
+        user_id=user,
+        name=name,
+        description=description,
+        scopes=scopes,
+        expires_in=expires_in,
+        command_id=command_id,
+    )
 
 
 @pat_app.command("list")
@@ -627,7 +699,9 @@ def user_remove_public_key(ctx: typer.Context, user_id: str, public_key: str) ->
 @signing_app.command("create")
 def signing_create(
     ctx: typer.Context,
-    alg: Annotated[str, typer.Option(help="EdDSA, ES256, RS256, or HS256 (a secret for the tenant to mint tokens with).")] = "EdDSA",
+    alg: Annotated[
+        str, typer.Option(help="EdDSA, ES256, RS256, or HS256 (a secret for the tenant to mint tokens with).")
+    ] = "EdDSA",
     tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None,
 ) -> None:
     """Create a signing key; an HS256 secret is shown once.  Example: authbus signing-key create --alg HS256 --tenant <id>"""
@@ -635,7 +709,9 @@ def signing_create(
 
 
 @signing_app.command("list")
-def signing_list(ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None) -> None:
+def signing_list(
+    ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None
+) -> None:
     """List a tenant's signing keys (never their private halves)."""
     _show(ctx, _all_pages(ctx, "list_signing_keys", tenant_id=tenant), ("kid", "alg", "status", "created_at"))
 
@@ -655,7 +731,9 @@ def signing_revoke(ctx: typer.Context, kid: str, reason: Reason = None) -> None:
 @session_app.command("list")
 def session_list(ctx: typer.Context, user: Annotated[Optional[str], typer.Option(help="User id (default: you).")] = None) -> None:
     """List a user's sessions."""
-    _show(ctx, _all_pages(ctx, "list_sessions", user_id=user), ("id", "method", "status", "rotations", "created_at", "expires_at"))
+    _show(
+        ctx, _all_pages(ctx, "list_sessions", user_id=user), ("id", "method", "status", "rotations", "created_at", "expires_at")
+    )
 
 
 @session_app.command("revoke")

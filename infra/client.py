@@ -157,15 +157,27 @@ async def _connect(url: str, refusal: _Refusal, token: str | None = None) -> Cli
     inbox = {"inbox_prefix": private_inbox(token)} if token else {}
     return await nats.connect(
         # allow_reconnect=False makes nats.py retry a refused first connect forever.
-        url, name="authbus-client", connect_timeout=5, max_reconnect_attempts=1, reconnect_time_wait=0.1,
-        error_cb=refusal.seen, token=token, **inbox,
+        url,
+        name="authbus-client",
+        connect_timeout=5,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.1,
+        error_cb=refusal.seen,
+        token=token,
+        **inbox,
     )
 
 
 class AuthbusClient:
     def __init__(
-        self, nc: Client, prefix: str = "auth", token: str | None = None, timeout: float = 10.0, *,
-        read_your_writes: bool = True, repeat_after: float | None = REPEAT_AFTER,
+        self,
+        nc: Client,
+        prefix: str = "auth",
+        token: str | None = None,
+        timeout: float = 10.0,
+        *,
+        read_your_writes: bool = True,
+        repeat_after: float | None = REPEAT_AFTER,
         command_repeat_after: float | None = COMMAND_REPEAT_AFTER,
     ) -> None:
         self.nc = nc
@@ -300,8 +312,15 @@ class AuthbusClient:
         return msgspec.convert(reply, Verified)
 
     async def authorize(
-        self, token: str, *, entity_type: str, operation: str, entity_id: str, domain: str | None = None,
-        tenant_id: str | None = None, min_position: int | None = None,
+        self,
+        token: str,
+        *,
+        entity_type: str,
+        operation: str,
+        entity_id: str,
+        domain: str | None = None,
+        tenant_id: str | None = None,
+        min_position: int | None = None,
     ) -> Decision:
         """§6.2: may the holder of ``token`` do ``operation`` on ``entity_type``/``entity_id``?"""
         body = {"token": token, "entity_type": entity_type, "operation": operation, "entity_id": entity_id}

@@ -105,7 +105,10 @@ class NatsServer:
         with open(self.log_file, "ab") as log:
             # Its own session: a terminal's Ctrl-C reaches authbus, which drains first and then stops it.
             self.process = subprocess.Popen(
-                [*args, *self.extra_args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [*args, *self.extra_args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=_die_with_parent if self.owned and sys.platform == "linux" else None,
             )
         deadline = time.monotonic() + timeout

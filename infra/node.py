@@ -7,8 +7,8 @@ import functools
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -16,8 +16,8 @@ import nats
 from nats.aio.client import Client
 from nats.micro.service import Service
 
-from authbus.domain.commands import Command, UnitOfWork, bootstrap
 from authbus.domain import login
+from authbus.domain.commands import Command, UnitOfWork, bootstrap
 from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
 from authbus.handlers import callout
@@ -28,9 +28,9 @@ from authbus.infra.bus_guard import BusGuard
 from authbus.infra.callout_config import bus_layout
 from authbus.infra.follower import Follower, HeadWatch, wait_until
 from authbus.infra.nats_sync import sync_with_server
+from authbus.infra.password_gate import PasswordGate
 from authbus.infra.prometheus import MetricsServer
 from authbus.infra.publisher import Publisher
-from authbus.infra.password_gate import PasswordGate
 from authbus.infra.runner import AGAIN, SYSTEM_ACTOR, CommandRunner, PasswordWork, PasswordWorkNeeded, StoreUnitOfWork
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.secrets import KEKError, Passwords, load_kek
@@ -99,7 +99,11 @@ def callout_keys(settings: Settings) -> callout.CalloutKeys | None:
         raise ValueError("the auth callout lifetime must be more than 0 seconds")
     xkey = XKey.from_seed(settings.callout_xkey_seed) if settings.callout_xkey_seed else None
     return callout.CalloutKeys(
-        issuer, xkey, bus_layout(settings.subject_prefix), settings.callout_account, settings.callout_service_account,
+        issuer,
+        xkey,
+        bus_layout(settings.subject_prefix),
+        settings.callout_account,
+        settings.callout_service_account,
         settings.callout_lifetime,
     )
 
@@ -172,12 +176,17 @@ class Node:
         loop = asyncio.get_running_loop()
         started = self._started = time.monotonic()
         if self.settings.metrics_port is not None:  # first: a port taken fails the start at once
-            self.metrics = await MetricsServer(self.settings.metrics_host, self.settings.metrics_port, self.stats, self.gauges).start()
+            self.metrics = await MetricsServer(
+                self.settings.metrics_host, self.settings.metrics_port, self.stats, self.gauges
+            ).start()
         tail = await loop.run_in_executor(self._worker, self._restore)
         await self.gate.calibrate()
         log.info(
             "read model at position %d in %.2f s, from snapshot at %d + %d tail events",
-            self.model.position, time.monotonic() - started, self.model.position - tail, tail,
+            self.model.position,
+            time.monotonic() - started,
+            self.model.position - tail,
+            tail,
         )
         self._follower = Follower(self.store, self.model, loop, listen=is_postgres(self.settings.database_url))
         self._follower.start()
@@ -192,14 +201,20 @@ class Node:
         )
         if self.settings.event_feed:  # before serving: it notes the position it starts from
             self.publisher = Publisher(
-                self.nc, self.store, self.model, self.settings.subject_prefix, self._follower.advanced,
+                self.nc,
+                self.store,
+                self.model,
+                self.settings.subject_prefix,
+                self._follower.advanced,
                 lease_seconds=self.settings.feed_lease_seconds,
             )
             self._follower.listeners.append(self.publisher.offer)
         self.service = await start_service(self.nc, self, self.settings.subject_prefix)
         if self.callout_keys is not None:
             await self.service.add_endpoint(
-                name=callout.ENDPOINT, subject=callout.SUBJECT, handler=callout.callout(self, self.callout_keys),
+                name=callout.ENDPOINT,
+                subject=callout.SUBJECT,
+                handler=callout.callout(self, self.callout_keys),
                 queue_group=QUEUE_GROUP,
             )
         if self.callout_keys is not None:
@@ -227,16 +242,22 @@ class Node:
         if not self.settings.nats_system_url:
             log.warning(
                 "no AUTHBUS_NATS_SYSTEM_URL: a revoked credential's bus connections stay open until their JWT "
-                "expires (at most %s s)", self.settings.callout_lifetime,
+                "expires (at most %s s)",
+                self.settings.callout_lifetime,
             )
             return
+
         async def resync() -> None:
             if self.guard is not None:
                 await self.guard.resync()
 
         self._system_nc = await nats.connect(
-            self.settings.nats_system_url, name="authbus-system", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-            error_cb=_log_nats_error, reconnected_cb=resync,
+            self.settings.nats_system_url,
+            name="authbus-system",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=_log_nats_error,
+            reconnected_cb=resync,
         )
         keys = self.callout_keys
         self.guard = BusGuard(self._system_nc, self.model, (keys.client_account, keys.service_account), lambda: self.now())
@@ -321,9 +342,15 @@ class Node:
         follower, publisher = self._follower, self.publisher
         return {
             "read_model_position": ("Position of the last event folded into this instance's read model.", self.model.position),
-            "store_reachable": ("1 while the event store answers, else 0.", float(follower is not None and follower.store_reachable)),
+            "store_reachable": (
+                "1 while the event store answers, else 0.",
+                float(follower is not None and follower.store_reachable),
+            ),
             "requests_in_flight": ("Requests running apart (commands, logins, admin reads) right now.", len(self._in_flight)),
-            "feed_leading": ("1 while this instance publishes the event feed.", float(publisher is not None and publisher.leading)),
+            "feed_leading": (
+                "1 while this instance publishes the event feed.",
+                float(publisher is not None and publisher.leading),
+            ),
             "store_head": (
                 "The event store's head as this instance last read it (twice a second).",
                 float(0 if follower is None else follower.head_seen),
@@ -412,9 +439,7 @@ class Node:
             raise Unavailable("the event store is unavailable; retry")
         return await asyncio.get_running_loop().run_in_executor(self._logins, self.runner.read, look)
 
-    async def login(
-        self, tenant_id: UUID, username: str, password: str, source: str, caller: str
-    ) -> tuple[dict[str, Any], int]:
+    async def login(self, tenant_id: UUID, username: str, password: str, source: str, caller: str) -> tuple[dict[str, Any], int]:
         """A password login: one per username at a time, the check fair across callers and
         done outside any transaction, the outcome decided on the store as it is then."""
         user_id = self.model.users_by_name.get((tenant_id, username.casefold()))
@@ -434,9 +459,13 @@ class Node:
                     matched = await self.gate.decoy(caller)
                 else:
                     matched = await self.gate.matches(caller, password, check.password_hash)
+                checked_hash = check.password_hash
                 result, position = await self.perform(
-                    "login", str(user_id or "anonymous"),
-                    lambda uow: login.password_login(uow, user_id, throttle_id, tenant_id, check.password_hash, matched, source),
+                    "login",
+                    str(user_id or "anonymous"),
+                    lambda uow, h=checked_hash, m=matched: login.password_login(
+                        uow, user_id, throttle_id, tenant_id, h, m, source
+                    ),
                     pool=self._logins if matched else self._failures,
                 )
                 if result["outcome"] != "recheck":
@@ -457,7 +486,9 @@ class Node:
         """Up to ``limit`` stored events from position ``start`` on, read and decoded in a thread."""
         return await asyncio.to_thread(self.store.read_events, start, limit)
 
-    async def _settled(self, pool: ThreadPoolExecutor, fn: Callable[..., tuple[dict[str, Any], int]], *args: Any) -> tuple[dict[str, Any], int]:
+    async def _settled(
+        self, pool: ThreadPoolExecutor, fn: Callable[..., tuple[dict[str, Any], int]], *args: Any
+    ) -> tuple[dict[str, Any], int]:
         if self._follower is not None and not self._follower.store_reachable:
             raise Unavailable(f"the event store is unavailable; {AGAIN}")
         result, position = await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

@@ -34,7 +34,7 @@ def render(stats: RequestStats, gauges: dict[str, tuple[str, float]]) -> str:
         if not seen.count:
             continue
         cumulative = 0
-        for bound, count in zip((*map(repr, BUCKETS), "+Inf"), seen.buckets):
+        for bound, count in zip((*map(repr, BUCKETS), "+Inf"), seen.buckets, strict=False):
             cumulative += count
             lines.append(f'authbus_request_duration_seconds_bucket{{endpoint="{endpoint}",le="{bound}"}} {cumulative}')
         lines.append(f'authbus_request_duration_seconds_sum{{endpoint="{endpoint}"}} {seen.seconds!r}')
@@ -80,7 +80,7 @@ class MetricsServer:
             if method != "HEAD":
                 writer.write(body)
             await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
             pass  # not HTTP/1, too slow or too big: nothing to answer
         finally:
             writer.close()

@@ -178,7 +178,9 @@ class Publisher:
                 log.warning(
                     "stream %s holds position %d, beyond this store's %d: it belongs to another store or to a "
                     "newer backup of this one; delete the stream to publish this store's log",
-                    self.stream, self.published, self.model.position,
+                    self.stream,
+                    self.published,
+                    self.model.position,
                 )
         loop = asyncio.get_running_loop()
         renewed = loop.time()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from collections.abc import Iterable
-from typing import Any, Callable, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from cryptography.exceptions import InvalidTag
@@ -17,14 +17,14 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from authbus.domain import tokens
-from authbus.domain.commands import Command, current_actor
+from authbus.domain.commands import Command, Meta, current_actor
 from authbus.domain.errors import Conflict, Unavailable, not_found
 from authbus.domain.policy import Actor
 from authbus.domain.registry import CommandRecord, command_record_id
 from authbus.domain.signing import SigningKey
 from authbus.infra import keys
-from authbus.infra.keys import b64url
 from authbus.infra.challenges import Challenges
+from authbus.infra.keys import b64url
 from authbus.infra.secrets import KEKError, Passwords, SecretSource, derive
 from authbus.infra.snapshot import snapshot_key
 from authbus.infra.store import LOCK_SECONDS, STATEMENT_SECONDS, EventStore, StoreBusy
@@ -73,9 +73,9 @@ class PasswordWorkNeeded(Exception):
 
 class StoreUnitOfWork:
     def __init__(
-        self, runner: CommandRunner, meta: dict[str, str], secret: Callable[[int], bytes], work: PasswordWork = NO_PASSWORD_WORK
+        self, runner: CommandRunner, meta: Meta, secret: Callable[[int], bytes], work: PasswordWork = NO_PASSWORD_WORK
     ) -> None:
-        self.now = datetime.now(timezone.utc)
+        self.now = datetime.now(UTC)
         self.meta = meta
         self._work = work
         self.pending: dict[UUID, Aggregate] = {}
@@ -216,7 +216,7 @@ class CommandRunner:
             if record_id is not None and record_id in self.store.repository:
                 return self._replay(record_id, name, digest, actor_id, credential)
             for attempt in range(attempts):
-                meta = {"actor": actor_id, "correlation_id": command_id or str(uuid4())}
+                meta = Meta(actor=actor_id, correlation_id=command_id or str(uuid4()))
                 uow = StoreUnitOfWork(self, meta, lambda n: self.secrets.secret(actor_id, command_id, n), work)
                 result = decide(actor, uow)
                 aggregates = list(uow.pending.values())

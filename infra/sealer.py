@@ -47,7 +47,11 @@ def public_key_b64(key: Ed25519PrivateKey) -> str:
 
 class CheckpointSealer:
     def __init__(
-        self, store: EventStore, seed: bytes, interval: float, max_sealed: int = MAX_SEALED,
+        self,
+        store: EventStore,
+        seed: bytes,
+        interval: float,
+        max_sealed: int = MAX_SEALED,
         sealed: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store

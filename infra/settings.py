@@ -22,7 +22,12 @@ def _switch(raw: object) -> bool:
 
 # By each field's declared type (a string: annotations are postponed); str fields pass as given.
 _PARSE: dict[str, Callable[[Any], object]] = {
-    "float": float, "int": int, "int | None": int, "bool": _switch, "Path": Path, "Path | None": Path,
+    "float": float,
+    "int": int,
+    "int | None": int,
+    "bool": _switch,
+    "Path": Path,
+    "Path | None": Path,
 }
 
 

@@ -139,10 +139,21 @@ class _Verifying:
 # hold.  The MAC already keeps out every file authbus did not write; this keeps a file
 # swapped in between the two readings from naming anything else (code, in a pickle).
 _STANDARD = {
-    ("uuid", "UUID"), ("uuid", "SafeUUID"), ("datetime", "datetime"), ("datetime", "date"),
-    ("datetime", "timedelta"), ("datetime", "timezone"), ("collections", "deque"), ("collections", "OrderedDict"),
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("array", "array"),
-    ("array", "_array_reconstructor"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+    ("uuid", "UUID"),
+    ("uuid", "SafeUUID"),
+    ("datetime", "datetime"),
+    ("datetime", "date"),
+    ("datetime", "timedelta"),
+    ("datetime", "timezone"),
+    ("collections", "deque"),
+    ("collections", "OrderedDict"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "bytearray"),
+    ("array", "array"),
+    ("array", "_array_reconstructor"),
+    ("copyreg", "_reconstructor"),
+    ("builtins", "object"),
 }
 _OWN = ("authbus.projections.", "authbus.domain.")
 

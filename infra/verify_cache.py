@@ -29,7 +29,8 @@ from nats.aio.subscription import Subscription
 
 # The typed answers live with the client; imported from here as well, as they always were.
 from authbus.infra.client import AuthbusClient, Verified, raise_error
-from authbus.infra.client import Credential as Credential, Principal as Principal
+from authbus.infra.client import Credential as Credential
+from authbus.infra.client import Principal as Principal
 from authbus.infra.nats_sync import sync_with_server
 
 # Events of these aggregates are matched by id: their aggregate_id is the credential's or

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -34,7 +34,7 @@ JWT_UNSUPPORTED = (
 
 def iso(moment: datetime | None) -> str | None:
     """RFC 3339 in UTC with microseconds: event times, exact enough to ask as-of again."""
-    return None if moment is None else moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +47,11 @@ class Point:
 
     def passed_by(self, position: int, event: Any) -> bool:
         """Whether this event lies beyond the point."""
-        return (self.position is not None and position > self.position) or (
-            self.time is not None and event.timestamp > self.time
-        )
+        return (self.position is not None and position > self.position) or (self.time is not None and event.timestamp > self.time)
 
     def reached_by(self, position: int, event: Any) -> bool:
         """Whether this event lies at or beyond the point."""
-        return (self.position is None or position >= self.position) and (
-            self.time is None or event.timestamp >= self.time
-        )
+        return (self.position is None or position >= self.position) and (self.time is None or event.timestamp >= self.time)
 
 
 # ---------------------------------------------------------------- the log
@@ -238,15 +234,29 @@ def digest(model: ReadModel) -> str:
         "tenants": {str(t.id): [t.name, t.disabled, t.created_at] for t in model.tenants.values()},
         "principals": {
             str(p.id): [
-                str(p.tenant_id), p.username, p.kind, sorted(p.roles), [str(r) for r in p.role_ids], p.disabled, p.has_password,
+                str(p.tenant_id),
+                p.username,
+                p.kind,
+                sorted(p.roles),
+                [str(r) for r in p.role_ids],
+                p.disabled,
+                p.has_password,
                 p.created_at,
             ]
             for p in model.principals.values()
         },
         "credentials": {
             str(c.id): [
-                c.kind, str(c.owner_id), str(c.tenant_id), c.name, c.description, c.status, c.revoked_reason,
-                c.created_at, c.expires_ts, c.digest.hex(),
+                c.kind,
+                str(c.owner_id),
+                str(c.tenant_id),
+                c.name,
+                c.description,
+                c.status,
+                c.revoked_reason,
+                c.created_at,
+                c.expires_ts,
+                c.digest.hex(),
                 None if c.scopes is None else _scope_list(c.scopes.values()),
             ]
             for c in model.credentials.values()
@@ -261,7 +271,16 @@ def digest(model: ReadModel) -> str:
         "roles_by_tenant": _ordered(model.roles_by_tenant),
         "role_names": {f"{t}:{name}": str(r) for (t, name), r in model.role_names.items()},
         "sessions": {
-            str(s.id): [str(s.user_id), str(s.tenant_id), s.method, s.revoked, s.revoked_reason, s.created_at, s.expires_ts, s.rotations]
+            str(s.id): [
+                str(s.user_id),
+                str(s.tenant_id),
+                s.method,
+                s.revoked,
+                s.revoked_reason,
+                s.created_at,
+                s.expires_ts,
+                s.rotations,
+            ]
             for s in model.sessions.values()
         },
         "users_by_tenant": _ordered(model.users_by_tenant),

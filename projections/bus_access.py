@@ -251,7 +251,8 @@ def still_admitted(model: ReadModel, name: str, now: float) -> bool | None:
 
 
 def _expires_ts(credential: Any) -> float | None:
-    if (ts := getattr(credential, "expires_ts", None)) is not None:
+    ts: float | None = getattr(credential, "expires_ts", None)
+    if ts is not None:
         return ts
     expires_at = credential.expires_at  # a JWT's, as RFC 3339
     return None if expires_at is None else datetime.fromisoformat(expires_at).timestamp()

@@ -58,7 +58,12 @@ def link(previous: str, position: int, originator_id: UUID, originator_version: 
     """The chain value after the stored event at ``position`` (hex)."""
     digest = hashlib.sha256(field(CHAIN_TAG))
     for part in (
-        bytes.fromhex(previous), u64(position), originator_id.bytes, u64(originator_version), topic.encode(), bytes(state),
+        bytes.fromhex(previous),
+        u64(position),
+        originator_id.bytes,
+        u64(originator_version),
+        topic.encode(),
+        bytes(state),
     ):
         digest.update(field(part))
     return digest.hexdigest()
@@ -78,8 +83,13 @@ def checkpoint_message(
     return b"".join(
         field(part)
         for part in (
-            CHECKPOINT_TAG, u64(previous_position), bytes.fromhex(previous_chain), u64(position), bytes.fromhex(chain),
-            u64(count), links_digest(links),
+            CHECKPOINT_TAG,
+            u64(previous_position),
+            bytes.fromhex(previous_chain),
+            u64(position),
+            bytes.fromhex(chain),
+            u64(count),
+            links_digest(links),
         )
     )
 

@@ -94,10 +94,10 @@ def verify_jwt(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> t
     """(reason or None, credential, principal) for a JWT."""
     seen = model.verified.get(token)
     if seen is not None:  # signed by this key: only the clock and the read model can have changed
-        signed: SignedToken = seen[0]
-        if signed.exp <= now - LEEWAY_SECONDS:
+        remembered: SignedToken = seen[0]
+        if remembered.exp <= now - LEEWAY_SECONDS:
             return "expired", None, None
-        return _standing(model, signed)
+        return _standing(model, remembered)
     reason, signed = _signed(model, token, keys)
     if signed is None:
         return reason, None, None

@@ -191,7 +191,12 @@ def credential_view(credential: CredentialView) -> dict[str, Any]:
 def principal_view(principal: PrincipalView) -> dict[str, Any]:
     view = getattr(principal, "view", None)
     if view is None:
-        view = {"id": str(principal.id), "tenant_id": str(principal.tenant_id), "kind": principal.kind, "roles": list(principal.roles)}
+        view = {
+            "id": str(principal.id),
+            "tenant_id": str(principal.tenant_id),
+            "kind": principal.kind,
+            "roles": list(principal.roles),
+        }
         if isinstance(principal, PrincipalView):
             principal.view = view
         else:  # a tenant token's subject, in the tenant's own words

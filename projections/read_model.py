@@ -8,7 +8,7 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, SafeUUID
 
@@ -41,7 +41,17 @@ class PrincipalView:
     deleted one stays listed and grants nothing); ``roles`` names both, as replies show them."""
 
     __slots__ = (
-        "id", "tenant_id", "username", "kind", "builtin", "role_ids", "roles", "disabled", "has_password", "created_at", "view",
+        "id",
+        "tenant_id",
+        "username",
+        "kind",
+        "builtin",
+        "role_ids",
+        "roles",
+        "disabled",
+        "has_password",
+        "created_at",
+        "view",
     )
 
     def __init__(self, event: Any, created_at: str) -> None:
@@ -67,8 +77,20 @@ class CredentialView:
     """
 
     __slots__ = (
-        "id", "kind", "owner_id", "tenant_id", "digest", "expires_ts", "expires_at", "status",
-        "scopes", "name", "description", "created", "revoked_reason", "view",
+        "id",
+        "kind",
+        "owner_id",
+        "tenant_id",
+        "digest",
+        "expires_ts",
+        "expires_at",
+        "status",
+        "scopes",
+        "name",
+        "description",
+        "created",
+        "revoked_reason",
+        "view",
     )
 
     def __init__(self, event: Any, kind: str, owner: PrincipalView | None, scopes: dict[ScopeKey, Scope] | None) -> None:
@@ -99,7 +121,16 @@ class CredentialView:
 # the loaded credentials go on using.  Ids go as their 128-bit integers (which become the
 # UUIDs' own) and creation times packed into one bytes object.
 _SHARED_COLUMNS = (
-    "kind", "owner_id", "tenant_id", "digest", "expires_ts", "expires_at", "status", "scopes", "name", "description",
+    "kind",
+    "owner_id",
+    "tenant_id",
+    "digest",
+    "expires_ts",
+    "expires_at",
+    "status",
+    "scopes",
+    "name",
+    "description",
     "revoked_reason",
 )
 
@@ -117,8 +148,19 @@ _set = object.__setattr__  # UUID forbids assignment; this is how its own __sets
 
 
 def _credential(
-    kind: str, owner_id: UUID, tenant_id: UUID, digest: bytes, expires_ts: float | None, expires_at: str | None,
-    status: str, scopes: Any, name: str, description: str, revoked_reason: str | None, id_int: int, created: float,
+    kind: str,
+    owner_id: UUID,
+    tenant_id: UUID,
+    digest: bytes,
+    expires_ts: float | None,
+    expires_at: str | None,
+    status: str,
+    scopes: Any,
+    name: str,
+    description: str,
+    revoked_reason: str | None,
+    id_int: int,
+    created: float,
 ) -> CredentialView:
     """A credential from one row of the columns: a million of them are made at a start, so
     without CredentialView.__init__, UUID.__init__ or setattr by name (twice as fast)."""
@@ -129,7 +171,7 @@ def _credential(
     c.id, c.kind, c.owner_id, c.tenant_id, c.digest = credential_id, kind, owner_id, tenant_id, digest
     c.expires_ts, c.expires_at, c.status, c.scopes, c.name = expires_ts, expires_at, status, scopes, name
     c.description, c.revoked_reason, c.view = description, revoked_reason, None
-    c.created = datetime.fromtimestamp(created, timezone.utc)
+    c.created = datetime.fromtimestamp(created, UTC)
     return c
 
 
@@ -182,7 +224,15 @@ class RoleView:
 
 class SessionView:
     __slots__ = (
-        "id", "user_id", "tenant_id", "method", "revoked", "revoked_reason", "created_at", "expires_at", "expires_ts",
+        "id",
+        "user_id",
+        "tenant_id",
+        "method",
+        "revoked",
+        "revoked_reason",
+        "created_at",
+        "expires_at",
+        "expires_ts",
         "rotations",
     )
 
@@ -244,7 +294,7 @@ class ReadModel:
         self.verified = {}
         self._appliers = self._build_appliers()
 
-    def _build_appliers(self) -> dict[type, Callable[[Any], None]]:
+    def _build_appliers(self) -> dict[type, Callable[[Any], object]]:
         return {
             Tenant.TenantCreated: self._tenant_created,
             Tenant.TenantRenamed: lambda e: setattr(self.tenants[e.originator_id], "name", e.name),
@@ -260,8 +310,12 @@ class ReadModel:
             Role.RoleScopesAdded: self._role_scopes_added,
             Role.RoleScopesRemoved: self._role_scopes_removed,
             Role.RoleDeleted: self._role_deleted,
-            User.PublicKeyRegistered: lambda e: self.public_keys.__setitem__((self.principals[e.originator_id].tenant_id, e.public_key), e.originator_id),
-            User.PublicKeyRemoved: lambda e: self.public_keys.pop((self.principals[e.originator_id].tenant_id, e.public_key), None),
+            User.PublicKeyRegistered: lambda e: self.public_keys.__setitem__(
+                (self.principals[e.originator_id].tenant_id, e.public_key), e.originator_id
+            ),
+            User.PublicKeyRemoved: lambda e: self.public_keys.pop(
+                (self.principals[e.originator_id].tenant_id, e.public_key), None
+            ),
             User.LoginSucceeded: lambda e: self._login(e, "succeeded"),
             User.LoginFailed: lambda e: self._login(e, "failed"),
             SigningKey.SigningKeyCreated: self._signing_key_created,
@@ -273,7 +327,9 @@ class ReadModel:
             PersonalAccessToken.PATCreated: lambda e: self._credential_created(e, "pat"),
             PersonalAccessToken.ScopeAdded: self._scope_added,
             PersonalAccessToken.ScopeRemoved: self._scope_removed,
-            PersonalAccessToken.PATSecretReset: lambda e: self.credentials[e.originator_id].set_secret(e.secret_hash, e.expires_at),
+            PersonalAccessToken.PATSecretReset: lambda e: self.credentials[e.originator_id].set_secret(
+                e.secret_hash, e.expires_at
+            ),
             PersonalAccessToken.PATRevoked: self._revoked,
             Key.KeyIssued: lambda e: self._credential_created(e, e.kind),
             Key.KeyRevoked: self._revoked,

@@ -56,7 +56,11 @@ async def make_org(client: AuthbusClient, label: str = "org") -> Org:
     for role in ("admin", "user"):
         user = await client.command("register_user", tenant_id=tenant_id, username=f"{role}-1", roles=[role])
         key = await client.command("issue_key", user_id=user["result"]["user_id"], kind="api_key", name=f"{role} key")
-        ids |= {f"{role}_id": user["result"]["user_id"], f"{role}_key": key["result"]["token"], f"{role}_key_id": key["result"]["key_id"]}
+        ids |= {
+            f"{role}_id": user["result"]["user_id"],
+            f"{role}_key": key["result"]["token"],
+            f"{role}_key_id": key["result"]["key_id"],
+        }
     return Org(tenant_id=tenant_id, **ids)
 
 
@@ -120,8 +124,11 @@ async def make_tenant(client: AuthbusClient, label: str = "t", *, login: bool = 
         await client.command("register_public_key", user_id=org.user_id, public_key=public_key)
         issued = await client.call("challenge", {"tenant_id": org.tenant_id, "public_key": public_key}, token="")
         extra |= {
-            "signing_kid": hs256["kid"], "hs256_secret": hs256["secret"], "public_key": public_key,
-            "device_seed": b64url(seed.private_bytes_raw()), "challenge": issued["challenge"],
+            "signing_kid": hs256["kid"],
+            "hs256_secret": hs256["secret"],
+            "public_key": public_key,
+            "device_seed": b64url(seed.private_bytes_raw()),
+            "challenge": issued["challenge"],
         }
     return TenantWorld(
         tenant_id=org.tenant_id,

@@ -45,8 +45,12 @@ async def test_a_tenant_token_naming_another_tenants_user_is_not_that_user(clien
     other = await make_org(client)
     created = await client.command("create_signing_key", tenant_id=org.tenant_id, alg="HS256", token=org.admin_key)
     now = int(time.time())
-    token = jwt.encode({"tnd": org.tenant_id, "sub": other.admin_id, "iat": now, "exp": now + 60, "per": {}},
-                       created["result"]["secret"], algorithm="HS256", headers={"kid": created["result"]["kid"]})
+    token = jwt.encode(
+        {"tnd": org.tenant_id, "sub": other.admin_id, "iat": now, "exp": now + 60, "per": {}},
+        created["result"]["secret"],
+        algorithm="HS256",
+        headers={"kid": created["result"]["kid"]},
+    )
     verified = await client.verify(token, min_position=created["position"])
     assert verified.valid and verified.principal.kind == "external"
     assert verified.principal.id != other.admin_id and verified.principal.subject == other.admin_id
@@ -60,9 +64,25 @@ async def test_the_cli_prints_users_strings_as_they_are(client, org, instance, n
         await client.command("create_pat", user_id=org.user_id, name=name, token=org.admin_key)
     listed = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "authbus.infra", "--nats-url", nats_server.url, "--subject-prefix", instance.prefix,
-         "--token", org.admin_key, "pat", "list", "--user", org.user_id],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "250"},
+        [
+            sys.executable,
+            "-m",
+            "authbus.infra",
+            "--nats-url",
+            nats_server.url,
+            "--subject-prefix",
+            instance.prefix,
+            "--token",
+            org.admin_key,
+            "pat",
+            "list",
+            "--user",
+            org.user_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "250"},
     )
     assert listed.returncode == 0, listed.stderr
     for name in names:
@@ -91,20 +111,32 @@ async def test_a_user_mints_only_scopes_it_holds(client, org, instance):
     login = await client.call("login", {"tenant_id": org.tenant_id, "username": "user-1", "password": password}, token="")
     access = login["access_token"]
     before = store_position(instance)
-    await refused(client.command("create_pat", user_id=org.user_id, name="mine", scopes=[DOC_READ, BILLING_DELETE], token=access),
-                  "forbidden", "scopes[0]")
-    await refused(client.command("issue_key", user_id=org.user_id, kind="api_key", scopes=[PUBLISH_ANYTHING], token=access),
-                  "forbidden", "scopes[0]")
-    await refused(client.command("create_pat", user_id=org.user_id, name="by admin", scopes=[BILLING_DELETE], token=org.admin_key),
-                  "forbidden", "scopes[0]")  # not even an admin gives a user's PAT more than the user holds
+    await refused(
+        client.command("create_pat", user_id=org.user_id, name="mine", scopes=[DOC_READ, BILLING_DELETE], token=access),
+        "forbidden",
+        "scopes[0]",
+    )
+    await refused(
+        client.command("issue_key", user_id=org.user_id, kind="api_key", scopes=[PUBLISH_ANYTHING], token=access),
+        "forbidden",
+        "scopes[0]",
+    )
+    await refused(
+        client.command("create_pat", user_id=org.user_id, name="by admin", scopes=[BILLING_DELETE], token=org.admin_key),
+        "forbidden",
+        "scopes[0]",
+    )  # not even an admin gives a user's PAT more than the user holds
     assert store_position(instance) == before
-    assert not (await client.authorize(access, domain="billing", entity_type="invoice", operation="delete", entity_id="1")).allowed
+    assert not (
+        await client.authorize(access, domain="billing", entity_type="invoice", operation="delete", entity_id="1")
+    ).allowed
 
     await client.command("grant_role", user_id=org.user_id, role=await tenant_role(client, org, [BILLING_DELETE]))
     pat = await client.command("create_pat", user_id=org.user_id, name="mine", scopes=[BILLING_DELETE], token=access)
     for token in (pat["result"]["token"], access):  # the PAT and the access token agree now
-        decision = await client.authorize(token, domain="billing", entity_type="invoice", operation="delete", entity_id="1",
-                                          min_position=pat["position"])
+        decision = await client.authorize(
+            token, domain="billing", entity_type="invoice", operation="delete", entity_id="1", min_position=pat["position"]
+        )
         assert decision.allowed, decision
 
 
@@ -121,29 +153,40 @@ async def test_a_credential_never_widens_itself(client, org):
     pat = (await client.command("create_pat", user_id=org.user_id, name="self", scopes=[update], token=org.admin_key))["result"]
     await refused(client.command("add_scope", pat_id=pat["pat_id"], scope=DOC_READ, token=pat["token"]), "forbidden", "pat_id")
     sibling = (await client.command("create_pat", user_id=org.user_id, name="sibling", token=org.admin_key))["result"]
-    await refused(client.command("add_scope", pat_id=sibling["pat_id"], scope=BILLING_DELETE, token=pat["token"]), "forbidden", "scope")
+    await refused(
+        client.command("add_scope", pat_id=sibling["pat_id"], scope=BILLING_DELETE, token=pat["token"]), "forbidden", "scope"
+    )
     await client.command("add_scope", pat_id=sibling["pat_id"], scope=DOC_READ, token=pat["token"])  # what the owner holds
 
 
 async def test_an_auditors_credentials_only_read(client, org):
     """An auditor's PAT got ``delete``."""
-    auditor = (await client.command("register_user", tenant_id=org.tenant_id, username="aud", roles=["auditor"]))["result"]["user_id"]
+    auditor = (await client.command("register_user", tenant_id=org.tenant_id, username="aud", roles=["auditor"]))["result"][
+        "user_id"
+    ]
     doc_delete = {**DOC_READ, "operation": "delete"}
-    await refused(client.command("create_pat", user_id=auditor, name="x", scopes=[DOC_READ, doc_delete], token=org.admin_key),
-                  "forbidden", "scopes[1]")
+    await refused(
+        client.command("create_pat", user_id=auditor, name="x", scopes=[DOC_READ, doc_delete], token=org.admin_key),
+        "forbidden",
+        "scopes[1]",
+    )
     reader = (await client.command("create_pat", user_id=auditor, name="x", scopes=[DOC_READ], token=org.admin_key))["result"]
     assert (await client.authorize(reader["token"], entity_type="doc", operation="read", entity_id="1")).allowed
 
 
 async def test_removing_a_role_narrows_every_credential_of_its_holders_at_once(client, org):
-    role_id = (await client.command("create_role", tenant_id=org.tenant_id, name="readers", scopes=[DOC_READ]))["result"]["role_id"]
+    role_id = (await client.command("create_role", tenant_id=org.tenant_id, name="readers", scopes=[DOC_READ]))["result"][
+        "role_id"
+    ]
     await client.command("grant_role", user_id=org.user_id, role="readers")
     pat = (await client.command("create_pat", user_id=org.user_id, name="r", scopes=[DOC_READ], token=org.admin_key))["result"]
     tokens = (pat["token"], org.user_key)  # scoped, and unscoped (acts as its owner)
 
     async def can_read(position: int) -> list[bool]:
-        return [(await client.authorize(t, entity_type="doc", operation="read", entity_id="7", min_position=position)).allowed
-                for t in tokens]
+        return [
+            (await client.authorize(t, entity_type="doc", operation="read", entity_id="7", min_position=position)).allowed
+            for t in tokens
+        ]
 
     assert await can_read(0) == [True, True]
     revoked = await client.command("revoke_role", user_id=org.user_id, role="readers")
@@ -168,10 +211,14 @@ async def test_removing_a_role_narrows_every_credential_of_its_holders_at_once(c
 async def test_tenant_roles_are_named_once_per_tenant_and_stay_in_it(client, org):
     other = await make_org(client)
     await client.command("create_role", tenant_id=org.tenant_id, name="appAdmin", scopes=[DOC_READ], token=org.admin_key)
-    await refused(client.command("create_role", tenant_id=org.tenant_id, name="APPADMIN", token=org.admin_key), "conflict", "name")
+    await refused(
+        client.command("create_role", tenant_id=org.tenant_id, name="APPADMIN", token=org.admin_key), "conflict", "name"
+    )
     await refused(client.command("create_role", tenant_id=org.tenant_id, name="Admin", token=org.admin_key), "conflict", "name")
     await refused(client.command("create_role", tenant_id=org.tenant_id, name="x", token=org.user_key), "forbidden")
-    await refused(client.command("create_role", tenant_id=other.tenant_id, name="x", token=org.admin_key), "forbidden", "tenant_id")
+    await refused(
+        client.command("create_role", tenant_id=other.tenant_id, name="x", token=org.admin_key), "forbidden", "tenant_id"
+    )
     await client.command("create_role", tenant_id=other.tenant_id, name="appAdmin", token=other.admin_key)  # its own tenant's
     await refused(client.command("grant_role", user_id=other.user_id, role="nope", token=other.admin_key), "not_found", "role")
     listed = (await client.admin("list_roles", tenant_id=org.tenant_id, token=org.admin_key))["items"]
@@ -184,6 +231,7 @@ async def test_tenant_roles_are_named_once_per_tenant_and_stay_in_it(client, org
 
 
 # ---------------------------------------------------------------- no enumeration, bounded abuse
+
 
 async def login_reply(client, tenant_id: str, username: str, password: str) -> dict:
     """The raw reply (error or not), as a caller sees it."""
@@ -212,12 +260,12 @@ async def test_the_failure_limit_holds_under_concurrency(client, org, instance):
     password = "the right password"
     await client.command("change_password", user_id=org.user_id, password=password)
     before = store_position(instance)
-    replies = await asyncio.gather(
-        *(login_reply(client, org.tenant_id, "user-1", "wrong" if i else password) for i in range(40))
-    )
+    replies = await asyncio.gather(*(login_reply(client, org.tenant_id, "user-1", "wrong" if i else password) for i in range(40)))
     codes = [r.get("error", {}).get("code", "ok") for r in replies]
     checked = len([c for c in codes if c in ("ok", "unauthenticated")])
-    assert checked <= 5 + 1 and set(codes) <= {"ok", "unauthenticated", "rate_limited"}, codes  # five failures, a success clears them
+    assert checked <= 5 + 1 and set(codes) <= {"ok", "unauthenticated", "rate_limited"}, (
+        codes
+    )  # five failures, a success clears them
     failures = (await client.admin("login_activity", user_id=org.user_id, token=org.admin_key))["items"]
     assert len([a for a in failures if a["outcome"] == "failed"]) <= 5 + (1 if "ok" in codes else 0)
     assert store_position(instance) > before
@@ -287,10 +335,15 @@ async def test_one_tenants_password_commands_do_not_hold_up_anothers(client, org
         finished[name] = loop.time()
 
     registrations = [
-        timed(f"a{i}", client.command("register_user", tenant_id=org.tenant_id, username=f"new-{i}", password="a long password",
-                                      token=org.admin_key))
+        timed(
+            f"a{i}",
+            client.command(
+                "register_user", tenant_id=org.tenant_id, username=f"new-{i}", password="a long password", token=org.admin_key
+            ),
+        )
         for i in range(30)
     ]
+
     async def b_after_a_started() -> None:
         await asyncio.sleep(0)  # queued behind A's requests, as the complaint had it
         await timed("b", client.command("create_pat", user_id=other.user_id, name="b", token=other.admin_key))
@@ -308,8 +361,9 @@ async def test_a_refused_password_command_costs_no_hashing(client, org, instance
     done = gate.done
     for _ in range(5):
         with pytest.raises(AuthbusError) as refused:
-            await client.command("register_user", tenant_id=org.tenant_id, username="x", password="a long password",
-                                 token=org.user_key)
+            await client.command(
+                "register_user", tenant_id=org.tenant_id, username="x", password="a long password", token=org.user_key
+            )
         assert refused.value.code == "forbidden"
     assert gate.done == done
     await client.command("register_user", tenant_id=org.tenant_id, username="x", password="a long password", token=org.admin_key)

@@ -49,7 +49,13 @@ async def pat_history(client: AuthbusClient, org) -> dict:
     pat_id, token = created["result"]["pat_id"], created["result"]["token"]
     added = await client.command("add_scope", pat_id=pat_id, scope=SCOPE_B)
     revoked = await client.command("revoke_pat", pat_id=pat_id, reason="left the team")
-    return {"id": pat_id, "token": token, "created": created["position"], "added": added["position"], "revoked": revoked["position"]}
+    return {
+        "id": pat_id,
+        "token": token,
+        "created": created["position"],
+        "added": added["position"],
+        "revoked": revoked["position"],
+    }
 
 
 async def add_auditor(client: AuthbusClient, org) -> str:
@@ -64,15 +70,30 @@ async def add_auditor(client: AuthbusClient, org) -> str:
 async def test_audit_log_cli_filters_and_never_shows_hashes(client, instance, tmp_path):
     org = await make_org(client, "log")
     other = await make_org(client, "log-other")
-    await client.command("register_user", tenant_id=org.tenant_id, username="with-password", password="correct horse battery staple")
+    await client.command(
+        "register_user", tenant_id=org.tenant_id, username="with-password", password="correct horse battery staple"
+    )
     pat = await pat_history(client, org)
 
     everything = await audit_log(tmp_path, instance)
     positions = [line["position"] for line in everything]
     assert positions == sorted(set(positions)) and positions[-1] >= pat["revoked"]
-    assert {"SigningKeyCreated", "UserRegistered", "PATCreated", "ScopeAdded", "PATRevoked"} <= {line["type"] for line in everything}
+    assert {"SigningKeyCreated", "UserRegistered", "PATCreated", "ScopeAdded", "PATRevoked"} <= {
+        line["type"] for line in everything
+    }
     line = next(line for line in everything if line["position"] == pat["added"])
-    assert set(line) == {"position", "type", "aggregate", "aggregate_id", "version", "timestamp", "tenant_id", "actor", "correlation_id", "data"}
+    assert set(line) == {
+        "position",
+        "type",
+        "aggregate",
+        "aggregate_id",
+        "version",
+        "timestamp",
+        "tenant_id",
+        "actor",
+        "correlation_id",
+        "data",
+    }
     assert line["type"] == "ScopeAdded" and line["aggregate"] == "pat" and line["aggregate_id"] == pat["id"]
     assert line["tenant_id"] == org.tenant_id and line["data"] == {"scope": SCOPE_B}
 
@@ -81,7 +102,9 @@ async def test_audit_log_cli_filters_and_never_shows_hashes(client, instance, tm
     assert mine[0]["type"] == "TenantCreated" and pat["revoked"] in [line["position"] for line in mine]
     assert not any(line["aggregate_id"] in (other.user_id, other.tenant_id) for line in mine)
 
-    typed = await audit_log(tmp_path, instance, "--tenant", org.tenant_id, "--type", "PATCreated,PATRevoked", "--type", "ScopeAdded")
+    typed = await audit_log(
+        tmp_path, instance, "--tenant", org.tenant_id, "--type", "PATCreated,PATRevoked", "--type", "ScopeAdded"
+    )
     assert [line["type"] for line in typed if line["aggregate_id"] == pat["id"]] == ["PATCreated", "ScopeAdded", "PATRevoked"]
     assert {line["type"] for line in typed} <= {"PATCreated", "PATRevoked", "ScopeAdded"}
 
@@ -100,7 +123,9 @@ async def test_audit_log_cli_filters_and_never_shows_hashes(client, instance, tm
 
 async def test_audit_log_table_is_for_people(client, instance, tmp_path):
     org = await make_org(client, "table")
-    result = await authbus(tmp_path, "audit", "log", "--format", "table", "--tenant", org.tenant_id, "--database-url", instance.settings.database_url)
+    result = await authbus(
+        tmp_path, "audit", "log", "--format", "table", "--tenant", org.tenant_id, "--database-url", instance.settings.database_url
+    )
     assert result.returncode == 0, result.stderr
     assert "TenantCreated" in result.stdout and "correlation" in result.stdout
     assert not any(word in result.stdout for word in FORBIDDEN)
@@ -127,7 +152,9 @@ async def test_audit_log_over_nats_is_limited_to_the_auditors_tenant(client, ins
     one_go = await client.admin("audit_log", token=auditor, limit=500)
     assert one_go["items"][: len(pages)] == pages[: len(one_go["items"])]
 
-    typed = await client.admin("audit_log", token=auditor, type=["ScopeAdded", "PATRevoked"], since_position=pat["created"], limit=500)
+    typed = await client.admin(
+        "audit_log", token=auditor, type=["ScopeAdded", "PATRevoked"], since_position=pat["created"], limit=500
+    )
     assert [(i["type"], i["position"]) for i in typed["items"]] == [("ScopeAdded", pat["added"]), ("PATRevoked", pat["revoked"])]
     bounded = await client.admin("audit_log", token=auditor, since_position=pat["added"], until_position=pat["added"], limit=500)
     assert [i["position"] for i in bounded["items"]] == [pat["added"]] and bounded["next"] is None
@@ -184,7 +211,9 @@ async def test_as_of_replays_a_pat_through_scope_and_revocation(client, instance
     assert not guessed["valid"] and guessed["reason"] == "unknown"
     assert guessed["principal"] is None and guessed["scopes"] is None and guessed["events"] == []
 
-    both = await ask(at_position=pat["revoked"], at_time=then["events"][-1]["timestamp"], credential_id=pat["id"], token=pat["token"])
+    both = await ask(
+        at_position=pat["revoked"], at_time=then["events"][-1]["timestamp"], credential_id=pat["id"], token=pat["token"]
+    )
     assert both["valid"] and both["at"]["position"] < pat["revoked"]  # the earlier of the two points
     with pytest.raises(AuthbusError) as mismatched:
         await ask(at_position=pat["added"], credential_id=org.user_key_id, token=pat["token"])

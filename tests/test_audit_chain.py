@@ -90,8 +90,12 @@ class SealedLog:
 
 def root_actor(root: dict) -> Actor:
     return Actor(
-        principal_id=uuid.UUID(root["user_id"]), tenant_id=SYSTEM_TENANT_ID, roles=frozenset({"root"}),
-        credential_id=uuid.UUID(root["key_id"]), credential_kind="api_key", scopes=None,
+        principal_id=uuid.UUID(root["user_id"]),
+        tenant_id=SYSTEM_TENANT_ID,
+        roles=frozenset({"root"}),
+        credential_id=uuid.UUID(root["key_id"]),
+        credential_kind="api_key",
+        scopes=None,
     )
 
 
@@ -144,7 +148,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path) -> subproc
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "authbus.infra", "audit", "verify", *args],
-        capture_output=True, text=True, timeout=120, env=environment, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+        cwd=cwd,
     )
 
 
@@ -183,19 +191,35 @@ def test_the_chain_is_exactly_what_the_module_docstring_says(sealed: SealedLog):
 
     if sealed.backend == "sqlite":
         conn = sqlite3.connect(sealed.url.removeprefix("sqlite:///"))
-        raw = [(p, uuid.UUID(hex=o).bytes, v, t, bytes(s)) for p, o, v, t, s in conn.execute(
-            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events ORDER BY rowid")]
+        raw = [
+            (p, uuid.UUID(hex=o).bytes, v, t, bytes(s))
+            for p, o, v, t, s in conn.execute(
+                "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events ORDER BY rowid"
+            )
+        ]
         conn.close()
     else:
         with psycopg.connect(sealed.url) as conn:
-            raw = [(p, o.bytes, v, t, bytes(s)) for p, o, v, t, s in conn.execute(
-                "SELECT notification_id, originator_id, originator_version, topic, state FROM authbus_events ORDER BY notification_id")]
+            raw = [
+                (p, o.bytes, v, t, bytes(s))
+                for p, o, v, t, s in conn.execute(
+                    "SELECT notification_id, originator_id, originator_version, topic, state FROM authbus_events ORDER BY notification_id"
+                )
+            ]
     last = msgspec.json.decode(sealed.checkpoint_rows()[-1].state)
     chain = bytes(32)
     for position, originator, version, topic, state in raw:
         if position > last["position"]:
             break
-        parts = (b"authbus/chain/v1", chain, struct.pack(">Q", position), originator, struct.pack(">Q", version), topic.encode(), state)
+        parts = (
+            b"authbus/chain/v1",
+            chain,
+            struct.pack(">Q", position),
+            originator,
+            struct.pack(">Q", version),
+            topic.encode(),
+            state,
+        )
         chain = hashlib.sha256(b"".join(field(p) for p in parts)).digest()
     assert chain.hex() == last["chain"]
 
@@ -297,19 +321,38 @@ def test_a_checkpoint_sealed_with_another_key_is_detected(sealed: SealedLog):
     message = checkpoint_message(previous["position"], previous["chain"], position, chain, len(links), links)
     store = sealed.store()
     try:
-        store.save(Checkpoint(
-            id=checkpoint_id(previous["position"]), position=position, chain=chain,
-            previous_position=previous["position"], previous_chain=previous["chain"], count=len(links), links=links,
-            signature=b64url(key.sign(message)), public_key=b64url(key.public_key().public_bytes_raw()),
-            actor="system", correlation_id="forged",
-        ))
+        store.save(
+            Checkpoint(
+                id=checkpoint_id(previous["position"]),
+                position=position,
+                chain=chain,
+                previous_position=previous["position"],
+                previous_chain=previous["chain"],
+                count=len(links),
+                links=links,
+                signature=b64url(key.sign(message)),
+                public_key=b64url(key.public_key().public_bytes_raw()),
+                actor="system",
+                correlation_id="forged",
+            )
+        )
         # The line of checkpoints cannot fork: a second one after the same position collides.
         with pytest.raises(IntegrityError):
-            store.save(Checkpoint(
-                id=checkpoint_id(previous["position"]), position=position, chain=chain,
-                previous_position=previous["position"], previous_chain=previous["chain"], count=0, links=[],
-                signature="", public_key="", actor="system", correlation_id="fork",
-            ))
+            store.save(
+                Checkpoint(
+                    id=checkpoint_id(previous["position"]),
+                    position=position,
+                    chain=chain,
+                    previous_position=previous["position"],
+                    previous_chain=previous["chain"],
+                    count=0,
+                    links=[],
+                    signature="",
+                    public_key="",
+                    actor="system",
+                    correlation_id="fork",
+                )
+            )
         forged_at = store.recorder.max_notification_id()
     finally:
         store.close()
@@ -335,7 +378,9 @@ def test_a_sealer_that_lost_the_race_appends_nothing_then_follows_the_winner(sea
         assert follower.position == sealed.verify().sealed_position
         # In PostgreSQL the collision left a gap in the positions; the next checkpoint seals
         # across it, covering the events actually present.
-        store.save(NameClaim(id=uuid.uuid4(), namespace="test", name="after-gap", owner_id=uuid.uuid4(), actor="t", correlation_id="t"))
+        store.save(
+            NameClaim(id=uuid.uuid4(), namespace="test", name="after-gap", owner_id=uuid.uuid4(), actor="t", correlation_id="t")
+        )
         seal_all(follower)
     finally:
         store.close()
@@ -393,4 +438,3 @@ async def test_two_nodes_seal_one_line_in_the_background_and_publish_the_key(bac
     assert verdict.ok and verdict.sealed_position >= head, verdict
     previous = [msgspec.json.decode(r.state)["previous_position"] for r in log.checkpoint_rows()]
     assert previous == sorted(set(previous)), "the checkpoints forked"
-

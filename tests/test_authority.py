@@ -5,7 +5,6 @@ import uuid
 import pytest
 
 from authbus.domain.tenant import SYSTEM_TENANT_ID
-
 from authbus.infra.client import AuthbusError
 from tests.helpers import make_org
 
@@ -32,7 +31,11 @@ async def test_plain_users_cannot_administer(client, org):
 async def test_no_self_escalation(client, org):
     await refused(client.command("grant_role", user_id=org.admin_id, role="auditor", token=org.admin_key), "forbidden", "user_id")
     await refused(client.command("grant_role", user_id=org.user_id, role="root", token=org.admin_key), "forbidden", "role")
-    await refused(client.command("register_user", tenant_id=org.tenant_id, username="r", roles=["root"], token=org.admin_key), "forbidden", "roles")
+    await refused(
+        client.command("register_user", tenant_id=org.tenant_id, username="r", roles=["root"], token=org.admin_key),
+        "forbidden",
+        "roles",
+    )
     # An API key cannot mint credentials for its own principal: a leaked key cannot perpetuate itself.
     await refused(client.command("create_pat", user_id=org.user_id, name="mine", token=org.user_key), "forbidden")
     await refused(client.command("issue_key", user_id=org.admin_id, kind="api_key", token=org.admin_key), "forbidden")
@@ -40,7 +43,9 @@ async def test_no_self_escalation(client, org):
 
 
 async def test_a_pat_never_mints_and_acts_only_within_its_scopes(client, org):
-    admin_pat = (await client.command("create_pat", user_id=org.admin_id, name="admin pat", scopes=[AUTHBUS_PAT_DELETE]))["result"]["token"]
+    admin_pat = (await client.command("create_pat", user_id=org.admin_id, name="admin pat", scopes=[AUTHBUS_PAT_DELETE]))[
+        "result"
+    ]["token"]
     user_pat = await client.command("create_pat", user_id=org.user_id, name="victim", token=org.admin_key)
     await refused(client.command("create_pat", user_id=org.user_id, name="more", token=admin_pat), "forbidden")
     await refused(client.command("issue_key", user_id=org.user_id, kind="api_key", token=admin_pat), "forbidden")
@@ -68,7 +73,12 @@ async def test_tenants_are_isolated(client, org):
         (client.command("grant_role", user_id=other.user_id, role="admin", token=a), "user_id"),
         (client.command("change_password", user_id=other.user_id, password="hijacked!!", token=a), "user_id"),
         (client.command("revoke_pat", pat_id=other_pat_id, token=a), "pat_id"),
-        (client.command("add_scope", pat_id=other_pat_id, scope={"entity_type": "a", "operation": "read", "entity_id": "*"}, token=a), "pat_id"),
+        (
+            client.command(
+                "add_scope", pat_id=other_pat_id, scope={"entity_type": "a", "operation": "read", "entity_id": "*"}, token=a
+            ),
+            "pat_id",
+        ),
         (client.command("reset_pat_secret", pat_id=other_pat_id, token=a), "pat_id"),
         (client.command("revoke_key", key_id=other_key_id, token=a), "key_id"),
     ]:
@@ -100,22 +110,35 @@ async def test_recovery_keys_authorize_nothing_and_tenants_can_be_checked(client
     assert (reply.allowed, reply.reason) == (False, "not_a_bearer_credential")
 
     other = await make_org(client)
-    reply = await client.authorize(org.admin_key, tenant_id=other.tenant_id, entity_type="document", operation="read", entity_id="1")
+    reply = await client.authorize(
+        org.admin_key, tenant_id=other.tenant_id, entity_type="document", operation="read", entity_id="1"
+    )
     assert (reply.allowed, reply.reason) == (False, "other_tenant")
-    reply = await client.authorize(org.admin_key, tenant_id=org.tenant_id, entity_type="document", operation="read", entity_id="1")
+    reply = await client.authorize(
+        org.admin_key, tenant_id=org.tenant_id, entity_type="document", operation="read", entity_id="1"
+    )
     assert (reply.allowed, reply.reason) == (True, "role:admin")
     # An unscoped key says so (null: acts with its owner's roles); a key issued with [] holds nothing.
     assert (await client.verify(org.admin_key)).scopes is None
-    empty = (await client.command("issue_key", user_id=org.user_id, kind="api_key", scopes=[], token=org.admin_key))["result"]["token"]
+    empty = (await client.command("issue_key", user_id=org.user_id, kind="api_key", scopes=[], token=org.admin_key))["result"][
+        "token"
+    ]
     assert (await client.verify(empty)).scopes == []
 
 
 async def test_no_credential_changes_its_own_owners_login_factors(client, org):
     """Else a scoped PAT or an API key could set a password, log in, and get an unscoped token."""
-    scoped = await client.command("create_pat", user_id=org.user_id, name="narrow", token=org.admin_key,
-                                  scopes=[{"domain": "authbus", "entity_type": "user", "operation": "update", "entity_id": "*"}])
+    scoped = await client.command(
+        "create_pat",
+        user_id=org.user_id,
+        name="narrow",
+        token=org.admin_key,
+        scopes=[{"domain": "authbus", "entity_type": "user", "operation": "update", "entity_id": "*"}],
+    )
     public_key = "A" * 42 + "A"
     for token in (scoped["result"]["token"], org.user_key):
-        await refused(client.command("change_password", user_id=org.user_id, password="a fresh password", token=token), "forbidden")
+        await refused(
+            client.command("change_password", user_id=org.user_id, password="a fresh password", token=token), "forbidden"
+        )
         await refused(client.command("register_public_key", user_id=org.user_id, public_key=public_key, token=token), "forbidden")
     await client.command("change_password", user_id=org.user_id, password="a fresh password", token=org.admin_key)

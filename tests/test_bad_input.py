@@ -41,8 +41,8 @@ from authbus.domain.commands import COMMANDS
 from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.handlers.admin import ADMIN_READS
 from authbus.handlers.audit import AUDIT_READS
-from authbus.handlers.commands import RedeemRequest
 from authbus.handlers.audit_key import PublicKeyRequest
+from authbus.handlers.commands import RedeemRequest
 from authbus.handlers.health import HealthRequest
 from authbus.handlers.queries import AuthorizeRequest, JwksRequest, VerifyRequest
 from authbus.handlers.service import subjects
@@ -50,7 +50,14 @@ from authbus.handlers.sessions import WRONG_CREDENTIALS, AnswerRequest, Challeng
 from authbus.handlers.wire import MAX_BODY, MAX_TOKEN
 from tests.conftest import quick_to_stale
 from tests.helpers import (
-    PAT_SCOPE, PASSWORD, TenantWorld, b64url, device, make_tenant, secret_of, store_position,
+    PASSWORD,
+    PAT_SCOPE,
+    TenantWorld,
+    b64url,
+    device,
+    make_tenant,
+    secret_of,
+    store_position,
 )
 
 Body = dict[str, Any]
@@ -81,14 +88,25 @@ def signed(w: W, challenge: str | None = None, key: Ed25519PrivateKey | None = N
 BASE: dict[str, Callable[[W], Body]] = {
     "verify": lambda w: {"token": w.pat_token, "min_position": 0},
     "authorize": lambda w: {
-        "token": w.pat_token, "domain": "docs", "entity_type": "doc", "operation": "read", "entity_id": "42",
-        "tenant_id": w.tenant_id, "min_position": 0,
+        "token": w.pat_token,
+        "domain": "docs",
+        "entity_type": "doc",
+        "operation": "read",
+        "entity_id": "42",
+        "tenant_id": w.tenant_id,
+        "min_position": 0,
     },
     "redeem": lambda w: cmd(token=w.recovery_token, password="a new password", min_position=0),
     "jwks": lambda w: {"tenant_id": w.tenant_id, "min_position": 0},
     "audit.public_key": lambda w: {"min_position": 0},
     "health": lambda w: {},
-    "login": lambda w: {"tenant_id": w.tenant_id, "username": "user-1", "password": w.password, "source": "bad-input", "min_position": 0},
+    "login": lambda w: {
+        "tenant_id": w.tenant_id,
+        "username": "user-1",
+        "password": w.password,
+        "source": "bad-input",
+        "min_position": 0,
+    },
     "refresh": lambda w: {"refresh_token": w.refresh_token, "source": "bad-input", "min_position": 0},
     "logout": lambda w: {"refresh_token": w.refresh_token, "source": "bad-input", "min_position": 0},
     "challenge": lambda w: {"tenant_id": w.tenant_id, "public_key": new_public_key(), "min_position": 0},
@@ -110,16 +128,12 @@ BASE: dict[str, Callable[[W], Body]] = {
     "cmd.add_role_scopes": lambda w: cmd(role_id=w.role_id, scopes=[dict(SCOPE_NEW)]),
     "cmd.remove_role_scopes": lambda w: cmd(role_id=w.role_id, scopes=[dict(PAT_SCOPE)]),
     "cmd.delete_role": lambda w: cmd(role_id=w.role_id, reason="reorg"),
-    "cmd.create_pat": lambda w: cmd(
-        user_id=w.user_id, name="deploy", description="d", expires_in=3600, scopes=[dict(PAT_SCOPE)]
-    ),
+    "cmd.create_pat": lambda w: cmd(user_id=w.user_id, name="deploy", description="d", expires_in=3600, scopes=[dict(PAT_SCOPE)]),
     "cmd.add_scope": lambda w: cmd(pat_id=w.pat_id, scope=dict(SCOPE_NEW)),
     "cmd.remove_scope": lambda w: cmd(pat_id=w.pat_id, scope=dict(PAT_SCOPE)),
     "cmd.revoke_pat": lambda w: cmd(pat_id=w.pat_id, reason="leaked"),
     "cmd.reset_pat_secret": lambda w: cmd(pat_id=w.pat_id, expires_in=3600),
-    "cmd.issue_key": lambda w: cmd(
-        user_id=w.user_id, kind="api_key", name="k", expires_in=3600, scopes=[dict(PAT_SCOPE)]
-    ),
+    "cmd.issue_key": lambda w: cmd(user_id=w.user_id, kind="api_key", name="k", expires_in=3600, scopes=[dict(PAT_SCOPE)]),
     "cmd.revoke_key": lambda w: cmd(key_id=w.key_id, reason="rotated"),
     "cmd.create_signing_key": lambda w: cmd(tenant_id=w.tenant_id, alg="EdDSA"),
     "cmd.retire_signing_key": lambda w: cmd(kid=w.signing_kid),
@@ -132,19 +146,26 @@ BASE: dict[str, Callable[[W], Body]] = {
     "admin.get_pat": lambda w: {"pat_id": w.pat_id, "min_position": 0},
     "admin.list_pats": lambda w: {"user_id": w.user_id, "limit": 10, "after": w.pat_id, "min_position": 0},
     "admin.list_keys": lambda w: {"user_id": w.user_id, "limit": 10, "after": w.key_id, "min_position": 0},
-    "admin.list_signing_keys": lambda w: {
-        "tenant_id": w.tenant_id, "limit": 10, "after": w.signing_kid, "min_position": 0
-    },
+    "admin.list_signing_keys": lambda w: {"tenant_id": w.tenant_id, "limit": 10, "after": w.signing_kid, "min_position": 0},
     "admin.list_sessions": lambda w: {"user_id": w.user_id, "limit": 10, "after": w.session_id, "min_position": 0},
     "admin.login_activity": lambda w: {"user_id": w.user_id, "min_position": 0},
     "admin.get_role": lambda w: {"role_id": w.role_id, "min_position": 0},
     "admin.list_roles": lambda w: {"tenant_id": w.tenant_id, "limit": 10, "after": w.role_id, "min_position": 0},
     "admin.audit_log": lambda w: {
-        "tenant_id": w.tenant_id, "since_position": 1, "until_position": 10**9, "type": ["PATCreated"],
-        "principal_id": w.user_id, "limit": 10, "after": 1, "min_position": 0,
+        "tenant_id": w.tenant_id,
+        "since_position": 1,
+        "until_position": 10**9,
+        "type": ["PATCreated"],
+        "principal_id": w.user_id,
+        "limit": 10,
+        "after": 1,
+        "min_position": 0,
     },
     "admin.audit_as_of": lambda w: {
-        "at_position": 10**9, "at_time": "2100-01-01T00:00:00Z", "credential_id": w.pat_id, "token": w.pat_token,
+        "at_position": 10**9,
+        "at_time": "2100-01-01T00:00:00Z",
+        "credential_id": w.pat_id,
+        "token": w.pat_token,
         "min_position": 0,
     },
     "admin.rebuild_check": lambda w: {"min_position": 0},
@@ -176,8 +197,13 @@ EMPTY_BODY_IS_EMPTY_OBJECT = {"jwks", "audit.public_key", "health"}
 UNAUTHENTICATED_WRITES = {"redeem", "login", "refresh", "logout", "challenge.answer"}
 
 STATUS = {
-    "invalid_request": "400", "unauthenticated": "401", "forbidden": "403", "not_found": "404", "conflict": "409",
-    "rate_limited": "429", "stale": "503",
+    "invalid_request": "400",
+    "unauthenticated": "401",
+    "forbidden": "403",
+    "not_found": "404",
+    "conflict": "409",
+    "rate_limited": "429",
+    "stale": "503",
 }
 
 # Set up before a base body can succeed on its own (the control test only).
@@ -343,6 +369,7 @@ ENUMS: list[tuple[str, str, list[Any], str]] = [
     ("cmd.create_signing_key", "alg", ["none", "HS512", "eddsa", "RS256 ", ""], "alg"),
 ]
 
+
 def _recovery_for_two_days(b: Body, w: W) -> None:
     b.update(kind="recovery", scopes=None, expires_in=2 * 86400)  # recovery keys live a day at most
 
@@ -374,6 +401,7 @@ def _tampered_challenge(b: Body, w: W) -> None:
 def _unmacked_challenge(b: Body, w: W) -> None:
     bare = w.challenge.partition(".")[0]
     b.update(challenge=bare, signature=signed(w, bare))
+
 
 # (endpoint, label, change, code, field): values of the right type that are still wrong,
 # in the request's constraints or in the domain's rules.
@@ -424,7 +452,13 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("cmd.add_role_scopes", "scopes-empty", put("scopes", []), "invalid_request", "scopes"),
     ("cmd.add_role_scopes", "scopes-held", put("scopes", [dict(PAT_SCOPE)]), "conflict", "scopes"),
     ("cmd.remove_role_scopes", "scopes-2nd-not-held", put("scopes", [dict(PAT_SCOPE), dict(SCOPE_NEW)]), "conflict", "scopes[1]"),
-    ("cmd.create_pat", "scopes-not-held", put("scopes", [dict(PAT_SCOPE), dict(SCOPE_NEW, operation="delete")]), "forbidden", "scopes[1]"),
+    (
+        "cmd.create_pat",
+        "scopes-not-held",
+        put("scopes", [dict(PAT_SCOPE), dict(SCOPE_NEW, operation="delete")]),
+        "forbidden",
+        "scopes[1]",
+    ),
     ("cmd.issue_key", "scopes-not-held", put("scopes", [dict(SCOPE_NEW, operation="delete")]), "forbidden", "scopes[0]"),
     ("cmd.add_scope", "scope-not-held", put("scope", dict(SCOPE_NEW, operation="delete")), "forbidden", "scope"),
     ("cmd.register_user", "root-outside-system", put("roles", ["root"]), "forbidden", "roles"),
@@ -490,8 +524,20 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("challenge", "public_key-long", put("public_key", "A" * 44), "invalid_request", "public_key"),
     ("challenge", "public_key-padded", put("public_key", lambda w: new_public_key() + "="), "invalid_request", "public_key"),
     ("challenge", "public_key-standard-base64", put("public_key", "+" * 43), "invalid_request", "public_key"),
-    ("challenge", "public_key-non-canonical", put("public_key", lambda w: _non_canonical(new_public_key())), "invalid_request", "public_key"),
-    ("challenge", "public_key-trailing-newline", put("public_key", lambda w: new_public_key() + "\n"), "invalid_request", "public_key"),
+    (
+        "challenge",
+        "public_key-non-canonical",
+        put("public_key", lambda w: _non_canonical(new_public_key())),
+        "invalid_request",
+        "public_key",
+    ),
+    (
+        "challenge",
+        "public_key-trailing-newline",
+        put("public_key", lambda w: new_public_key() + "\n"),
+        "invalid_request",
+        "public_key",
+    ),
     ("challenge.answer", "challenge-empty", put("challenge", ""), "invalid_request", "challenge"),
     ("challenge.answer", "challenge-too-long", put("challenge", "c" * 1025), "invalid_request", "challenge"),
     ("challenge.answer", "signature-empty", put("signature", ""), "invalid_request", "signature"),
@@ -500,19 +546,49 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     # Not of the shape auth.v1.challenge issues (<payload>.<MAC>, base64url): not a challenge.
     ("challenge.answer", "challenge-without-mac", _unmacked_challenge, "invalid_request", "challenge"),
     ("challenge.answer", "challenge-non-ascii", put("challenge", lambda w: w.challenge + "ä"), "invalid_request", "challenge"),
-    ("challenge.answer", "challenge-trailing-newline", put("challenge", lambda w: w.challenge + "\n"), "invalid_request", "challenge"),
+    (
+        "challenge.answer",
+        "challenge-trailing-newline",
+        put("challenge", lambda w: w.challenge + "\n"),
+        "invalid_request",
+        "challenge",
+    ),
     ("challenge.answer", "challenge-two-dots", put("challenge", lambda w: w.challenge + ".x"), "invalid_request", "challenge"),
     ("cmd.create_signing_key", "tenant_id-not-a-uuid", put("tenant_id", "acme"), "invalid_request", "tenant_id"),
     ("cmd.retire_signing_key", "kid-not-a-uuid", put("kid", "key-1"), "invalid_request", "kid"),
     ("cmd.revoke_signing_key", "kid-empty", put("kid", ""), "invalid_request", "kid"),
     ("cmd.revoke_signing_key", "reason-too-long", put("reason", TOO_LONG_TEXT), "invalid_request", "reason"),
     ("cmd.register_public_key", "public_key-short", put("public_key", "A" * 42), "invalid_request", "public_key"),
-    ("cmd.register_public_key", "public_key-padded", put("public_key", lambda w: new_public_key() + "="), "invalid_request", "public_key"),
+    (
+        "cmd.register_public_key",
+        "public_key-padded",
+        put("public_key", lambda w: new_public_key() + "="),
+        "invalid_request",
+        "public_key",
+    ),
     ("cmd.register_public_key", "public_key-standard-base64", put("public_key", "/" * 43), "invalid_request", "public_key"),
-    ("cmd.register_public_key", "public_key-non-canonical", put("public_key", lambda w: _non_canonical(w.public_key)), "invalid_request", "public_key"),
-    ("cmd.register_public_key", "public_key-trailing-newline", put("public_key", lambda w: w.public_key + "\n"), "invalid_request", "public_key"),
+    (
+        "cmd.register_public_key",
+        "public_key-non-canonical",
+        put("public_key", lambda w: _non_canonical(w.public_key)),
+        "invalid_request",
+        "public_key",
+    ),
+    (
+        "cmd.register_public_key",
+        "public_key-trailing-newline",
+        put("public_key", lambda w: w.public_key + "\n"),
+        "invalid_request",
+        "public_key",
+    ),
     ("cmd.register_public_key", "already-registered", put("public_key", lambda w: w.public_key), "conflict", "public_key"),
-    ("cmd.register_public_key", "another-users-key", lambda b, w: b.update(user_id=w.admin_id, public_key=w.public_key), "conflict", "public_key"),
+    (
+        "cmd.register_public_key",
+        "another-users-key",
+        lambda b, w: b.update(user_id=w.admin_id, public_key=w.public_key),
+        "conflict",
+        "public_key",
+    ),
     ("cmd.remove_public_key", "public_key-long", put("public_key", "A" * 44), "invalid_request", "public_key"),
     ("cmd.remove_public_key", "not-registered", put("public_key", lambda w: new_public_key()), "conflict", "public_key"),
     ("cmd.remove_public_key", "another-users-key", put("user_id", lambda w: w.admin_id), "conflict", "public_key"),
@@ -559,8 +635,15 @@ def as_is(b: Body, w: W) -> None:
 
 
 def refusal(
-    e: str, label: str, change: Callable[[Body, W], Any], code: str, field: str, *,
-    message: str | None = None, records: tuple[str, ...] = (), steps: tuple[Step, ...] = (),
+    e: str,
+    label: str,
+    change: Callable[[Body, W], Any],
+    code: str,
+    field: str,
+    *,
+    message: str | None = None,
+    records: tuple[str, ...] = (),
+    steps: tuple[Step, ...] = (),
 ) -> Case:
     return Case(e, label, changed(e, change), code, field, steps=steps, records=records, message=message)
 
@@ -612,7 +695,9 @@ REFUSALS: list[Case] = [
     refusal("login", "user-disabled", as_is, "unauthenticated", "password", records=FAILED, steps=(DISABLE_USER,)),
     refusal("login", "tenant-disabled", as_is, "unauthenticated", "password", records=FAILED, steps=(DISABLE_TENANT,)),
     # Five failures lock the user out, even with the right password (and that appends nothing).
-    refusal("login", "rate-limited", as_is, "rate_limited", "username", steps=(Step("login", _wrong_login, "unauthenticated"),) * 5),
+    refusal(
+        "login", "rate-limited", as_is, "rate_limited", "username", steps=(Step("login", _wrong_login, "unauthenticated"),) * 5
+    ),
     *(
         case
         for e in ("refresh", "logout")
@@ -640,7 +725,9 @@ REFUSALS: list[Case] = [
     bad_answer("challenge-tampered", _tampered_challenge),
     bad_answer("key-removed", as_is, steps=(REMOVE_PUBLIC_KEY,)),
     bad_answer("answered-twice", as_is, "challenge", steps=(Step("challenge.answer", BASE["challenge.answer"]),)),
-    bad_answer("user-disabled", as_is, "challenge", records=("NameClaimed", "LoginFailed"), steps=(DISABLE_USER,)),  # the answer spends the challenge
+    bad_answer(
+        "user-disabled", as_is, "challenge", records=("NameClaimed", "LoginFailed"), steps=(DISABLE_USER,)
+    ),  # the answer spends the challenge
     conflict("cmd.create_signing_key", "tenant-disabled", "tenant_id", DISABLE_TENANT),
     conflict("cmd.retire_signing_key", "already-retired", "kid", RETIRE_KEY),
     conflict("cmd.retire_signing_key", "revoked", "kid", REVOKE_KEY),
@@ -648,7 +735,6 @@ REFUSALS: list[Case] = [
     conflict("cmd.remove_public_key", "already-removed", "public_key", REMOVE_PUBLIC_KEY),
     conflict("cmd.revoke_session", "already-revoked", "session_id", LOGOUT),
 ]
-
 
 
 def _token_as_key(b: Body, w: W) -> None:
@@ -705,6 +791,7 @@ def _tenant_token(w: W) -> str:
     claims = {"tnd": w.tenant_id, "sub": "device-7", "iat": now, "exp": now + 300, "per": {"docs": {"doc/*": "CRUD"}}}
     return jwt.encode(claims, w.hs256_secret, algorithm="HS256", headers={"kid": w.signing_kid})
 
+
 AUTH_HEADERS: dict[str, Headers] = {
     "missing": lambda w, root: None,
     "empty": lambda w, root: {"Authorization": ""},
@@ -719,6 +806,7 @@ AUTH_HEADERS: dict[str, Headers] = {
     "tenant-token": lambda w, root: {"Authorization": f"Bearer {_tenant_token(w)}"},
 }
 
+
 def _padded_pat(w: W) -> str:
     return w.pat_token.ljust(MAX_TOKEN + 1, "0")
 
@@ -729,12 +817,24 @@ def _oversized_bearer(w: W, root: str) -> dict[str, str]:
 
 # Another id of the same world that names an entity of the wrong kind.
 WRONG_KIND = {
-    "tenant_id": "user_id", "user_id": "pat_id", "pat_id": "key_id", "key_id": "pat_id", "kid": "key_id",
-    "session_id": "signing_kid", "credential_id": "user_id", "role_id": "user_id",
+    "tenant_id": "user_id",
+    "user_id": "pat_id",
+    "pat_id": "key_id",
+    "key_id": "pat_id",
+    "kid": "key_id",
+    "session_id": "signing_kid",
+    "credential_id": "user_id",
+    "role_id": "user_id",
 }
 # The fields that carry a token, and so have a size limit of their own.
-TOKEN_FIELDS = [("verify", "token"), ("authorize", "token"), ("redeem", "token"), ("refresh", "refresh_token"),
-                ("logout", "refresh_token"), ("admin.audit_as_of", "token")]
+TOKEN_FIELDS = [
+    ("verify", "token"),
+    ("authorize", "token"),
+    ("redeem", "token"),
+    ("refresh", "refresh_token"),
+    ("logout", "refresh_token"),
+    ("admin.audit_as_of", "token"),
+]
 
 
 def _cases() -> list:
@@ -770,13 +870,10 @@ def _cases() -> list:
         unchanged = changed(e, lambda b, w: None)
         cases.append(Case(e, "oversized-bearer", unchanged, "invalid_request", "Authorization", _oversized_bearer))
         cases += [
-            Case(e, f"authorization-{k}", unchanged, "unauthenticated", "Authorization", h)
-            for k, h in AUTH_HEADERS.items()
+            Case(e, f"authorization-{k}", unchanged, "unauthenticated", "Authorization", h) for k, h in AUTH_HEADERS.items()
         ]
     for e, f, values, named in ENUMS:
-        cases += [
-            Case(e, f"enum-{f}-{i}", changed(e, put(f, v)), "invalid_request", named) for i, v in enumerate(values)
-        ]
+        cases += [Case(e, f"enum-{f}-{i}", changed(e, put(f, v)), "invalid_request", named) for i, v in enumerate(values)]
     cases += [Case(e, label, changed(e, change), code, f) for e, label, change, code, f in CONSTRAINTS]
     cases += [Case(e, label, changed(e, change), "invalid_request", f) for e, label, change, f in SECRETS_IN_REQUEST]
     cases += [Case(e, label, raw(data), "invalid_request", f) for e, label, data, f in RAW]
@@ -786,19 +883,21 @@ def _cases() -> list:
 
 # A stand-in world for building tables at import time (only the shape of its values matters).
 _SEED = Ed25519PrivateKey.from_private_bytes(bytes(32))
-_PLACEHOLDER = W(**{
+_PLACEHOLDER = W(
     **{
-        f: tokens.mint("pat", uuid.UUID(int=0), bytes(32)) if f.endswith("token") else str(uuid.UUID(int=0))
-        for f in W.__dataclass_fields__
-    },
-    "password": PASSWORD,
-    "access_token": "eyJhbGciOiJFZERTQSJ9.e30." + "A" * 86,
-    "refresh_token": tokens.mint("refresh", uuid.UUID(int=0), bytes(32)),
-    "hs256_secret": b64url(bytes(32)),
-    "public_key": b64url(_SEED.public_key().public_bytes_raw()),
-    "device_seed": b64url(bytes(32)),
-    "challenge": "e30.AAAA",
-})
+        **{
+            f: tokens.mint("pat", uuid.UUID(int=0), bytes(32)) if f.endswith("token") else str(uuid.UUID(int=0))
+            for f in W.__dataclass_fields__
+        },
+        "password": PASSWORD,
+        "access_token": "eyJhbGciOiJFZERTQSJ9.e30." + "A" * 86,
+        "refresh_token": tokens.mint("refresh", uuid.UUID(int=0), bytes(32)),
+        "hs256_secret": b64url(bytes(32)),
+        "public_key": b64url(_SEED.public_key().public_bytes_raw()),
+        "device_seed": b64url(bytes(32)),
+        "challenge": "e30.AAAA",
+    }
+)
 CASES = _cases()
 
 # ---------------------------------------------------------------------------------------
@@ -822,9 +921,7 @@ class Reply:
     headers: dict[str, str]
 
 
-async def send(
-    client, instance, endpoint: str, body: bytes, headers: dict[str, str] | None, secrets: list[str]
-) -> Reply:
+async def send(client, instance, endpoint: str, body: bytes, headers: dict[str, str] | None, secrets: list[str]) -> Reply:
     """One request, checked for leaks in its body and headers whatever it answers."""
     msg = await client.nc.request(f"{instance.prefix}.v1.{endpoint}", body, timeout=client.timeout, headers=headers)
     reply = Reply(msg.data, msgspec.json.decode(msg.data), dict(msg.headers or {}))
@@ -1078,9 +1175,7 @@ async def test_a_bad_token_is_an_answer_not_an_error(client, instance, world, se
     if endpoint == "verify":
         assert reply.body == {"valid": False, "reason": reason, "position": position}
     else:
-        assert reply.body == {
-            "allowed": False, "reason": reason, "principal": None, "matched_scope": None, "position": position
-        }
+        assert reply.body == {"allowed": False, "reason": reason, "principal": None, "matched_scope": None, "position": position}
     assert "Nats-Service-Error-Code" not in reply.headers
     assert store_position(instance) == before
 

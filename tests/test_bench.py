@@ -11,7 +11,9 @@ RESULT_KEYS = {"name", "requests", "concurrency", "rps", "p50_ms", "p99_ms", "ra
 def test_quick_bench_reports_ratios_against_echo_as_json():
     run = subprocess.run(
         [sys.executable, "-m", "authbus.infra", "bench", "--quick", "--scenario", "echo,verify_pat", "--json"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     document = json.loads(run.stdout)
@@ -19,7 +21,7 @@ def test_quick_bench_reports_ratios_against_echo_as_json():
     scenarios = {s["name"]: s for s in document["scenarios"]}
     assert list(scenarios) == ["echo", "verify_pat"]
     for scenario in scenarios.values():
-        assert RESULT_KEYS <= set(scenario)
+        assert set(scenario) >= RESULT_KEYS
         assert scenario["requests"] == 5000 and scenario["concurrency"] == 64
         assert scenario["rps"] > 0 and 0 < scenario["p50_ms"] <= scenario["p99_ms"]
         assert scenario["value"] is None and scenario["unit"] is None
@@ -31,7 +33,9 @@ def test_quick_bench_reports_ratios_against_echo_as_json():
 def test_an_unknown_scenario_is_one_clear_error():
     run = subprocess.run(
         [sys.executable, "-m", "authbus.infra", "bench", "--scenario", "echo,warp_speed", "--json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 1
     assert "unknown scenario 'warp_speed'" in run.stderr and "Traceback" not in run.stderr
@@ -40,9 +44,20 @@ def test_an_unknown_scenario_is_one_clear_error():
 
 def test_offline_figures_carry_a_value_and_a_unit():
     run = subprocess.run(
-        [sys.executable, "-m", "authbus.infra", "bench", "--scenario", "fold,memory_per_credential,cold_start",
-         "--credentials", "2000", "--json"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "authbus.infra",
+            "bench",
+            "--scenario",
+            "fold,memory_per_credential,cold_start",
+            "--credentials",
+            "2000",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     scenarios = {s["name"]: s for s in json.loads(run.stdout)["scenarios"]}
@@ -58,9 +73,22 @@ def test_scale_out_figures_come_from_instances_in_processes_of_their_own(postgre
     failover_postgres: calls failed through the client across a SIGKILL, and what the same
     kill cost a client with repeats off."""
     run = subprocess.run(
-        [sys.executable, "-m", "authbus.infra", "bench", "--quick", "--scenario", "convergence_postgres,failover_postgres",
-         "--concurrency", "16", "--json"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "AUTHBUS_BENCH_DATABASE_URL": postgres_url},
+        [
+            sys.executable,
+            "-m",
+            "authbus.infra",
+            "bench",
+            "--quick",
+            "--scenario",
+            "convergence_postgres,failover_postgres",
+            "--concurrency",
+            "16",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "AUTHBUS_BENCH_DATABASE_URL": postgres_url},
     )
     assert run.returncode == 0, run.stderr[-2000:]
     scenarios = {s["name"]: s for s in json.loads(run.stdout)["scenarios"]}
@@ -76,8 +104,20 @@ def test_a_restarted_instance_keeps_no_more_memory_than_one_that_followed_the_lo
     """Started from its snapshot, an instance held ~1.6× the memory of one that had followed
     the log live (the unpickler's leftovers).  Within 1.1× now, measured in fresh processes."""
     run = subprocess.run(
-        [sys.executable, "-m", "authbus.infra", "bench", "--scenario", "memory_after_restart", "--credentials", "30000", "--json"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "authbus.infra",
+            "bench",
+            "--scenario",
+            "memory_after_restart",
+            "--credentials",
+            "30000",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     (figure,) = json.loads(run.stdout)["scenarios"]

@@ -8,16 +8,17 @@ authbus tokens and the server enforces what authbus granted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
-from datetime import datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
+import msgspec
 import nats
 import nats.errors
-import msgspec
 import pytest
 from nats.aio.client import Client
 from typer.testing import CliRunner
@@ -65,16 +66,27 @@ async def bus(request, databases, tmp_path_factory, watch_for_secrets) -> AsyncI
     issuer_seed, xkey_seed = new_account_seed(), (new_xkey_seed() if mode == "xkey" else None)
     password, system_password = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
     conf = data_dir / "nats.conf"
-    conf.write_text(render_callout_config(
-        issuer=NKey.from_seed(issuer_seed).public_key, service_password=password, system_password=system_password,
-        xkey=XKey.from_seed(xkey_seed).public_key if xkey_seed else None, prefix="bus", auth_timeout=3.0,
-    ))
+    conf.write_text(
+        render_callout_config(
+            issuer=NKey.from_seed(issuer_seed).public_key,
+            service_password=password,
+            system_password=system_password,
+            xkey=XKey.from_seed(xkey_seed).public_key if xkey_seed else None,
+            prefix="bus",
+            auth_timeout=3.0,
+        )
+    )
     server = NatsServer(data_dir / "nats", port=free_port(), extra_args=("-c", str(conf)))
     settings = Settings(
-        data_dir=data_dir, nats_url=f"nats://authbus:{password}@127.0.0.1:{server.port}",
+        data_dir=data_dir,
+        nats_url=f"nats://authbus:{password}@127.0.0.1:{server.port}",
         nats_system_url=f"nats://authbus-system:{system_password}@127.0.0.1:{server.port}",
-        database_url=databases.new(backend), subject_prefix="bus", kek=secrets.token_hex(32), seal_interval=0,
-        callout_issuer_seed=issuer_seed, callout_xkey_seed=xkey_seed,
+        database_url=databases.new(backend),
+        subject_prefix="bus",
+        kek=secrets.token_hex(32),
+        seal_interval=0,
+        callout_issuer_seed=issuer_seed,
+        callout_xkey_seed=xkey_seed,
     )
     for secret in (issuer_seed, password, system_password, *([xkey_seed] if xkey_seed else [])):
         watch_for_secrets.add(secret, password=True)
@@ -101,7 +113,12 @@ async def connect(bus: Bus, token: str | None, errors: list[Exception] | None = 
         options.setdefault("inbox_prefix", private_inbox(token))
     return await asyncio.wait_for(
         nats.connect(
-            bus.url, token=token, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=4, error_cb=on_error,
+            bus.url,
+            token=token,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=4,
+            error_cb=on_error,
             **options,
         ),
         WAIT,
@@ -111,7 +128,7 @@ async def connect(bus: Bus, token: str | None, errors: list[Exception] | None = 
 async def refused(bus: Bus, token: str | None, reason: str) -> None:
     """The server refuses the client, and its log shows authbus's reason."""
     seen = len(bus.reasons())
-    with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
+    with pytest.raises(nats.errors.Error, match=r"(?i)authorization violation"):
         await connect(bus, token)
     assert await eventually(lambda: f"returned an error: {reason}" in bus.reasons()[seen:], WAIT), (
         f"the server never logged {reason!r}"
@@ -144,11 +161,15 @@ async def app_admin(bus: Bus) -> str:
 
 
 async def test_a_pat_uses_exactly_the_subjects_its_scopes_allow(bus: Bus):
-    _, token, _ = await owned_pat(bus, [
-        subject_scope("publish", "orders.>"), subject_scope("subscribe", "orders.>"),
-        subject_scope("publish", "billing.>", domain="docs"),  # another domain: no grant
-        {"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"},  # not a subject scope
-    ])
+    _, token, _ = await owned_pat(
+        bus,
+        [
+            subject_scope("publish", "orders.>"),
+            subject_scope("subscribe", "orders.>"),
+            subject_scope("publish", "billing.>", domain="docs"),  # another domain: no grant
+            {"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"},  # not a subject scope
+        ],
+    )
     errors: list[Exception] = []
     client = await connect(bus, token, errors)
     watcher = await connect(bus, await app_admin(bus))  # the same client account, every subject
@@ -213,14 +234,13 @@ async def test_no_client_captures_what_another_principal_sends_authbus_or_gets_b
     errors: list[Exception] = []
     spy = await connect(bus, spy_token, errors)
     try:
+
         async def note(msg):
             caught.append(msg.subject.encode() + b" " + msg.data + repr(msg.headers).encode())
 
         for subject in (">", "_I.>", private_inbox(frontend) + ".>", "bus.v1.login", "_INBOX.>"):
-            try:
+            with contextlib.suppress(nats.errors.Error):
                 await spy.subscribe(subject, cb=note)
-            except nats.errors.Error:
-                pass
         # JetStream rights, but the client account has no JetStream to capture with.
         spying = b'{"name": "SPY", "subjects": ["bus.v1.login", "_I.>"], "no_ack": true}'
         refusal = await spy.request("$JS.API.STREAM.CREATE.SPY", spying, timeout=WAIT)
@@ -234,8 +254,10 @@ async def test_no_client_captures_what_another_principal_sends_authbus_or_gets_b
         await service.close()
         root = await connect(bus, bus.instance.root_token)  # root connects through the callout too
         created = await root.request(
-            "bus.v1.cmd.create_pat", msgspec.json.encode({"user_id": org.user_id, "name": "by root"}),
-            headers={"Authorization": f"Bearer {bus.instance.root_token}"}, timeout=WAIT,
+            "bus.v1.cmd.create_pat",
+            msgspec.json.encode({"user_id": org.user_id, "name": "by root"}),
+            headers={"Authorization": f"Bearer {bus.instance.root_token}"},
+            timeout=WAIT,
         )
         minted = msgspec.json.decode(created.data)["result"]["token"]
         await root.close()
@@ -281,6 +303,7 @@ async def test_a_subscriber_may_answer_requests_without_publish_rights(bus: Bus)
     service = await connect(bus, token)
     asking = await connect(bus, await app_admin(bus))
     try:
+
         async def answer(msg):
             await msg.respond(b"noon")
 
@@ -297,7 +320,6 @@ async def test_revoked_expired_wrong_and_missing_tokens_cannot_connect(bus: Bus)
     await (await connect(bus, token)).close()
     await bus.admin.command("revoke_pat", pat_id=pat_id)
     await refused(bus, token, "revoked")
-
 
     wrong_secret = tokens.mint("pat", UUID(pat_id), secrets.token_bytes(32))
     await refused(bus, wrong_secret, "unknown")
@@ -350,7 +372,7 @@ async def test_the_callout_survives_an_authbus_restart(bus: Bus):
     await bus.instance.node.stop()
     try:  # nobody answers the server: no one gets in
         kept_out = await connect(bus, token)
-    except (nats.errors.Error, asyncio.TimeoutError):
+    except (TimeoutError, nats.errors.Error):
         pass
     else:  # the server's refusal came after the handshake: nats.py hands back a closed client
         assert not kept_out.is_connected
@@ -367,7 +389,8 @@ async def test_the_callout_survives_an_authbus_restart(bus: Bus):
 
 async def test_callout_init_prints_a_working_pair_of_settings_and_server_configuration(databases, tmp_path):
     printed = CliRunner().invoke(
-        cli.app, ["callout", "init", "--nats-host", "127.0.0.1", "--nats-port", str(port := free_port()), "--subject-prefix", "init"]
+        cli.app,
+        ["callout", "init", "--nats-host", "127.0.0.1", "--nats-port", str(port := free_port()), "--subject-prefix", "init"],
     )
     assert printed.exit_code == 0, printed.output
     env_text, _, config = printed.output.partition("# nats-server: configuration\n")
@@ -375,9 +398,15 @@ async def test_callout_init_prints_a_working_pair_of_settings_and_server_configu
     (tmp_path / "nats.conf").write_text(config)
     server = NatsServer(tmp_path / "nats", port=port, extra_args=("-c", str(tmp_path / "nats.conf")))
     settings = Settings(
-        data_dir=tmp_path, nats_url=env["AUTHBUS_NATS_URL"], nats_system_url=env["AUTHBUS_NATS_SYSTEM_URL"],
-        database_url=databases.new("sqlite"), subject_prefix=env["AUTHBUS_SUBJECT_PREFIX"], kek=secrets.token_hex(32),
-        seal_interval=0, callout_issuer_seed=env["AUTHBUS_CALLOUT_ISSUER_SEED"], callout_xkey_seed=env["AUTHBUS_CALLOUT_XKEY_SEED"],
+        data_dir=tmp_path,
+        nats_url=env["AUTHBUS_NATS_URL"],
+        nats_system_url=env["AUTHBUS_NATS_SYSTEM_URL"],
+        database_url=databases.new("sqlite"),
+        subject_prefix=env["AUTHBUS_SUBJECT_PREFIX"],
+        kek=secrets.token_hex(32),
+        seal_interval=0,
+        callout_issuer_seed=env["AUTHBUS_CALLOUT_ISSUER_SEED"],
+        callout_xkey_seed=env["AUTHBUS_CALLOUT_XKEY_SEED"],
     )
     try:
         server.start()
@@ -394,7 +423,9 @@ async def test_a_connection_gets_what_the_credential_and_its_owner_both_hold(bus
     narrows a PAT minted with orders.> on its next connection."""
     org = await make_org(bus.admin)
     role_id = await grant_scopes(bus.admin, org.tenant_id, org.user_id, [subject_scope("publish", "orders.>")])
-    created = await bus.admin.command("create_pat", user_id=org.user_id, name="bus", scopes=[subject_scope("publish", "orders.>")])
+    created = await bus.admin.command(
+        "create_pat", user_id=org.user_id, name="bus", scopes=[subject_scope("publish", "orders.>")]
+    )
     await bus.admin.command("remove_role_scopes", role_id=role_id, scopes=[subject_scope("publish", "orders.>")])
     narrowed = await bus.admin.command("add_role_scopes", role_id=role_id, scopes=[subject_scope("publish", "orders.eu.>")])
     assert await eventually(lambda: bus.instance.node.model.position >= narrowed["position"], WAIT)
@@ -447,7 +478,9 @@ async def test_revoking_or_narrowing_a_credential_closes_its_open_connections(bu
 
     org = await make_org(bus.admin)
     role_id = await grant_scopes(bus.admin, org.tenant_id, org.user_id, [*scopes, subject_scope("publish", "y.>")])
-    created = await bus.admin.command("create_pat", user_id=org.user_id, name="n", scopes=[*scopes, subject_scope("publish", "y.>")])
+    created = await bus.admin.command(
+        "create_pat", user_id=org.user_id, name="n", scopes=[*scopes, subject_scope("publish", "y.>")]
+    )
     client = await connect(bus, created["result"]["token"])
     took["remove_role_scopes"] = await closed_after(
         client, lambda: bus.admin.command("remove_role_scopes", role_id=role_id, scopes=[subject_scope("publish", "y.>")])
@@ -465,7 +498,9 @@ async def test_revoking_or_narrowing_a_credential_closes_its_open_connections(bu
     await bus.admin.command("change_password", user_id=org.admin_id, password=password)
     login = await bus.admin.call("login", {"tenant_id": org.tenant_id, "username": "admin-1", "password": password}, token="")
     client = await connect(bus, login["access_token"])
-    took["revoke_session"] = await closed_after(client, lambda: bus.admin.command("revoke_session", session_id=login["session_id"]))
+    took["revoke_session"] = await closed_after(
+        client, lambda: bus.admin.command("revoke_session", session_id=login["session_id"])
+    )
     assert all(seconds <= CLOSED_WITHIN for seconds in took.values()), took
 
 
@@ -493,7 +528,8 @@ async def test_a_connection_reads_its_own_tenants_part_of_the_feed_and_no_other(
     errors: list[Exception] = []
     clients = [await connect(bus, listener, errors), await connect(bus, org.admin_key, errors)]
     try:
-        for client, subject in zip(clients, (f"bus.v1.events.{org.tenant_id}.>", ">")):
+        for client, subject in zip(clients, (f"bus.v1.events.{org.tenant_id}.>", ">"), strict=False):
+
             async def note(msg, who=subject):
                 heard.append(f"{who} {msg.subject}")
 
@@ -515,7 +551,9 @@ async def test_a_root_credential_with_scopes_is_held_to_them(bus: Bus):
     """A root-owned PAT carrying one subject scope landed in authbus's own account with no
     limits: it could hear logins and commands and forge the feed."""
     system = (await bus.admin.call("verify", {"token": bus.instance.root_token}, token=""))["principal"]["tenant_id"]
-    another_root = await bus.admin.command("register_user", tenant_id=system, username=f"ops-{secrets.token_hex(4)}", roles=["root"])
+    another_root = await bus.admin.command(
+        "register_user", tenant_id=system, username=f"ops-{secrets.token_hex(4)}", roles=["root"]
+    )
     created = await bus.admin.command(
         "create_pat", user_id=another_root["result"]["user_id"], name="metrics", scopes=[subject_scope("publish", "metrics.x")]
     )

@@ -2,14 +2,14 @@
 
 import asyncio
 import json
-import re
 import os
+import re
 import secrets
 import signal
 import stat
 import subprocess
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,7 +36,10 @@ def authbus(cwd: Path, port: int, *args: str, stdin: str | None = None) -> subpr
 
 def start_dev(cwd: Path, port: int, *flags: str) -> subprocess.Popen:
     process = subprocess.Popen(
-        [*CLI, "dev", "--nats-port", str(port), *flags], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [*CLI, "dev", "--nats-port", str(port), *flags],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     watchdog = threading.Timer(60, process.kill)  # a silent hang ends the read too: stdout closes
@@ -74,8 +77,19 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         user = field(authbus(tmp_path, port, "--json", "user", "create", "--tenant", tenant, "alice"), "user_id")
         refused = authbus(tmp_path, port, "pat", "create", "--user", user, "--name", "laptop", "--scope", "docs/document:read:*")
         assert refused.returncode == 1 and "(field: scopes[0])" in refused.stderr  # alice holds no such scope yet
-        role = authbus(tmp_path, port, "role", "create", "--tenant", tenant, "readers", "--scope", "docs/document:read:*",
-                       "--scope", "docs/document:update:42")
+        role = authbus(
+            tmp_path,
+            port,
+            "role",
+            "create",
+            "--tenant",
+            tenant,
+            "readers",
+            "--scope",
+            "docs/document:read:*",
+            "--scope",
+            "docs/document:update:42",
+        )
         assert role.returncode == 0, role.stderr
         assert authbus(tmp_path, port, "role", "grant", user, "readers").returncode == 0
         roles = json.loads(authbus(tmp_path, port, "--json", "role", "list", "--tenant", tenant).stdout)
@@ -84,18 +98,45 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         assert created.returncode == 0, created.stderr
         token = next(line.split()[1] for line in created.stdout.splitlines() if line.startswith("token"))
         assert authbus(tmp_path, port, "verify", token).returncode == 0
-        allowed = authbus(tmp_path, port, "authorize", token, "--domain", "docs", "--entity-type", "document",
-                          "--operation", "read", "--entity-id", "42")
+        allowed = authbus(
+            tmp_path,
+            port,
+            "authorize",
+            token,
+            "--domain",
+            "docs",
+            "--entity-type",
+            "document",
+            "--operation",
+            "read",
+            "--entity-id",
+            "42",
+        )
         assert allowed.returncode == 0 and "docs/document:read:*" in allowed.stdout
-        denied = authbus(tmp_path, port, "authorize", token, "--domain", "docs", "--entity-type", "document",
-                         "--operation", "delete", "--entity-id", "42")
+        denied = authbus(
+            tmp_path,
+            port,
+            "authorize",
+            token,
+            "--domain",
+            "docs",
+            "--entity-type",
+            "document",
+            "--operation",
+            "delete",
+            "--entity-id",
+            "42",
+        )
         assert denied.returncode == 1
         listed = authbus(tmp_path, port, "--json", "pat", "list", "--user", user)
         assert [p["name"] for p in json.loads(listed.stdout)] == ["laptop"]
 
         authbus(tmp_path, port, "user", "create", "--tenant", tenant, "--password-stdin", "bob", stdin="bob's password\n")
-        pair = json.loads(authbus(tmp_path, port, "--json", "login", "--tenant", tenant, "--password-stdin", "bob",
-                                  stdin="bob's password\n").stdout)
+        pair = json.loads(
+            authbus(
+                tmp_path, port, "--json", "login", "--tenant", tenant, "--password-stdin", "bob", stdin="bob's password\n"
+            ).stdout
+        )
         assert authbus(tmp_path, port, "verify", pair["access_token"]).returncode == 0
         bob = json.loads(authbus(tmp_path, port, "--json", "verify", pair["access_token"]).stdout)["principal"]["id"]
         sessions = json.loads(authbus(tmp_path, port, "--json", "session", "list", "--user", bob).stdout)
@@ -153,18 +194,48 @@ async def test_dev_callout_lets_in_only_authbus_tokens_with_their_subjects_acros
         # The admin CLI presents its token to NATS when the server asks for one.
         tenant = field(authbus(tmp_path, port, "--json", "tenant", "create", "bus"), "tenant_id")
         user = field(authbus(tmp_path, port, "--json", "user", "create", "--tenant", tenant, "carol"), "user_id")
-        assert authbus(tmp_path, port, "role", "create", "--tenant", tenant, "demo", "--scope", "nats/subject:publish:demo.>",
-                       "--scope", "subject:subscribe:demo.>").returncode == 0
+        assert (
+            authbus(
+                tmp_path,
+                port,
+                "role",
+                "create",
+                "--tenant",
+                tenant,
+                "demo",
+                "--scope",
+                "nats/subject:publish:demo.>",
+                "--scope",
+                "subject:subscribe:demo.>",
+            ).returncode
+            == 0
+        )
         assert authbus(tmp_path, port, "role", "grant", user, "demo").returncode == 0
-        token = field(authbus(tmp_path, port, "--json", "pat", "create", "--user", user, "--name", "bus",
-                              "--scope", "nats/subject:publish:demo.>", "--scope", "subject:subscribe:demo.>"), "token")
+        token = field(
+            authbus(
+                tmp_path,
+                port,
+                "--json",
+                "pat",
+                "create",
+                "--user",
+                user,
+                "--name",
+                "bus",
+                "--scope",
+                "nats/subject:publish:demo.>",
+                "--scope",
+                "subject:subscribe:demo.>",
+            ),
+            "token",
+        )
         client = await bus_client(port, token)
         inbox = await client.subscribe("demo.x")
         await client.publish("demo.x", b"hi")
         assert (await inbox.next_msg(timeout=5)).data == b"hi"
         await client.close()
         for wrong in (None, "pat_nope"):
-            with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
+            with pytest.raises(nats.errors.Error, match=r"(?i)authorization violation"):
                 await bus_client(port, wrong)
     finally:
         assert stop_dev(dev) == 0
@@ -185,8 +256,9 @@ def test_dev_keeps_its_data_private_runs_once_per_directory_and_leaves_nothing_w
         for name in ("events.db", "events.db-wal", "events.db-shm"):
             if (data / name).exists():  # the journal files come and go with SQLite's mode
                 assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
-        second = subprocess.run([*CLI, "dev", "--nats-port", str(free_port())], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=60)
+        second = subprocess.run(
+            [*CLI, "dev", "--nats-port", str(free_port())], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
         assert second.returncode == 2
         assert second.stderr.strip().splitlines() == [f"error: another authbus dev is running on {Path('.authbus')}"]
     finally:
@@ -244,7 +316,11 @@ def test_serve_with_another_stores_kek_is_a_clear_startup_error(tmp_path, databa
     runner.store.close()
     for kek, says in ((secrets.token_hex(32), "not the store's KEK"), ("abcd", "must be 32 bytes"), ("zz", "not hex")):
         result = subprocess.run(
-            [*CLI, "serve", "--database-url", database_url], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            [*CLI, "serve", "--database-url", database_url],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
             env={**os.environ, "AUTHBUS_KEK": kek, "AUTHBUS_NATS_URL": f"nats://127.0.0.1:{free_port()}"},
         )
         assert result.returncode == 2, result.stderr
@@ -273,9 +349,12 @@ async def test_serve_keeps_its_store_and_snapshot_under_data_dir(tmp_path, nats_
     (data_dir / "kek").write_text(secrets.token_hex(32))
     prefix = f"dd{secrets.token_hex(3)}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHBUS_")}
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220  (starting it does not block; it is waited on apart)
         [*CLI, "serve", "--data-dir", str(data_dir), "--nats-url", nats_server.url, "--subject-prefix", prefix],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         nc = await nats.connect(nats_server.url)

@@ -12,7 +12,15 @@ import nats
 import pytest
 
 from authbus.infra.client import (
-    AuthbusClient, AuthbusError, CommandReply, Credential, Decision, Principal, Scope, Tokens, Verified,
+    AuthbusClient,
+    AuthbusError,
+    CommandReply,
+    Credential,
+    Decision,
+    Principal,
+    Scope,
+    Tokens,
+    Verified,
 )
 from authbus.infra.nats_sync import sync_with_server
 from tests.conftest import quick_to_stale
@@ -62,7 +70,9 @@ async def test_verify_and_authorize_answer_typed(client):
     assert allowed.principal == verified.principal
     denied = await client.authorize(world.pat_token, entity_type="doc", operation="write", entity_id="42")
     assert (denied.allowed, denied.reason, denied.matched_scope) == (False, "no_matching_scope", None)
-    other = await client.authorize(world.key_token, tenant_id=str(uuid.uuid4()), entity_type="doc", operation="read", entity_id="1")
+    other = await client.authorize(
+        world.key_token, tenant_id=str(uuid.uuid4()), entity_type="doc", operation="read", entity_id="1"
+    )
     assert (other.allowed, other.reason) == (False, "other_tenant")
     nobody = await client.authorize("nope", entity_type="doc", operation="read", entity_id="1")
     assert (nobody.allowed, nobody.reason, nobody.principal) == (False, "malformed", None)
@@ -115,7 +125,13 @@ async def test_the_highest_position_seen_is_sent_as_min_position(client, org, na
     async with wiretap(nats_server.url, f"{prefix}.v1.authorize") as sent:
         seen = client.position
         await client.authorize(org.admin_key, entity_type="doc", operation="read", entity_id="1")
-        assert await sent() == {"token": org.admin_key, "entity_type": "doc", "operation": "read", "entity_id": "1", "min_position": seen}
+        assert await sent() == {
+            "token": org.admin_key,
+            "entity_type": "doc",
+            "operation": "read",
+            "entity_id": "1",
+            "min_position": seen,
+        }
     async with wiretap(nats_server.url, f"{prefix}.v1.admin.get_user") as sent:
         seen = client.position
         await client.admin("get_user", user_id=org.user_id, token=org.admin_key)
@@ -184,9 +200,10 @@ def test_the_verify_cache_uses_the_clients_types():
     from authbus.infra import client, verify_cache
 
     assert (verify_cache.Verified, verify_cache.Credential, verify_cache.Principal) == (
-        client.Verified, client.Credential, client.Principal,
+        client.Verified,
+        client.Credential,
+        client.Principal,
     )
-
 
 
 UNKNOWN = b'{"valid": false, "reason": "unknown", "credential": null, "principal": null, "scopes": null, "position": 1}'

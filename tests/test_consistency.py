@@ -5,7 +5,6 @@ import contextlib
 import uuid
 
 import pytest
-
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -44,7 +43,11 @@ async def test_health_reports_position_store_head_and_lag(client, org, instance)
     created = await client.command("create_pat", user_id=org.user_id, name="p", token=org.admin_key)
     health = await client.call("health", token="")
     assert health["status"] == "ok" and health["position"] >= created["position"]
-    assert health["store"] == {"reachable": True, "head": health["store"]["head"], "lag": health["store"]["head"] - health["position"]}
+    assert health["store"] == {
+        "reachable": True,
+        "head": health["store"]["head"],
+        "lag": health["store"]["head"] - health["position"],
+    }
     assert health["store"]["head"] >= created["position"] and health["version"] == "0.1.0"
     assert set(health) == {"status", "reasons", "position", "store", "feed", "in_flight", "uptime_seconds", "version"}
     assert health["reasons"] == []
@@ -153,7 +156,7 @@ async def two_instances(fresh_store, nats_server, name: str):
 
 
 async def test_two_instances_on_one_store_both_see_a_revocation(fresh_store, nats_server):
-    async with two_instances(fresh_store, nats_server, "both") as (a, b, via_a, via_b):
+    async with two_instances(fresh_store, nats_server, "both") as (_a, _b, via_a, via_b):
         tenant = (await via_a.command("create_tenant", name="shared"))["result"]["tenant_id"]
         user = (await via_a.command("register_user", tenant_id=tenant, username="carol"))["result"]["user_id"]
         created = await via_a.command("create_pat", user_id=user, name="both")
@@ -172,7 +175,7 @@ async def test_two_instances_on_one_store_both_see_a_revocation(fresh_store, nat
 
 
 async def test_a_lagging_instance_still_refuses_a_just_revoked_key_for_commands(fresh_store, nats_server):
-    async with two_instances(fresh_store, nats_server, "lag") as (a, b, via_a, via_b):
+    async with two_instances(fresh_store, nats_server, "lag") as (_a, b, via_a, via_b):
         tenant = (await via_a.command("create_tenant", name="lag"))["result"]["tenant_id"]
         admin = (await via_a.command("register_user", tenant_id=tenant, username="adm", roles=["admin"]))["result"]["user_id"]
         issued = await via_a.command("issue_key", user_id=admin, kind="api_key")
@@ -190,13 +193,13 @@ class Held:
 
     def __init__(self, instance) -> None:
         self.node = instance.node
-        self.follower = instance.node._follower  # noqa: SLF001
+        self.follower = instance.node._follower
         self.batches: list = []
         self.follower._apply = self.batches.append  # the follower thread hands each batch to the loop here
 
     async def release_once_waited_for(self) -> None:
         """Let the instance catch up once a request waits for its min_position."""
-        assert await eventually(lambda: self.node._waiting > 0, 10)  # noqa: SLF001
+        assert await eventually(lambda: self.node._waiting > 0, 10)
         del self.follower._apply
         for batch in self.batches:
             self.follower._apply(batch)
@@ -216,7 +219,7 @@ async def test_login_family_and_redeem_read_their_writes_on_a_lagging_instance(f
     """A user, a session, a public key or a recovery key made a moment ago through instance A
     is known to instance B, held behind, for every request carrying min_position: B waits for
     it, then answers as A would (before, B refused the field, and without it the user)."""
-    async with two_instances(fresh_store, nats_server, "ryw") as (a, b, via_a, via_b):
+    async with two_instances(fresh_store, nats_server, "ryw") as (_a, b, via_a, via_b):
         tenant = (await via_a.command("create_tenant", name="ryw"))["result"]["tenant_id"]
         made = {}
 
@@ -229,7 +232,9 @@ async def test_login_family_and_redeem_read_their_writes_on_a_lagging_instance(f
         assert pair.position >= made["position"]
 
         pair = await through_held(
-            b, lambda: via_a.login(tenant, "dora", PASSWORD), lambda new: via_b.refresh(new.refresh_token, min_position=new.position)
+            b,
+            lambda: via_a.login(tenant, "dora", PASSWORD),
+            lambda new: via_b.refresh(new.refresh_token, min_position=new.position),
         )
         await through_held(
             b, lambda: via_a.refresh(pair.refresh_token), lambda new: via_b.logout(new.refresh_token, min_position=new.position)
@@ -242,16 +247,21 @@ async def test_login_family_and_redeem_read_their_writes_on_a_lagging_instance(f
             registered = await via_a.command("register_public_key", user_id=user_id(), public_key=public_key)
             return registered["position"], await via_a.challenge(tenant, public_key)
 
-        signed = await through_held(b, register_key_and_ask, lambda got: via_b.answer_challenge(
-            got[1], b64url(key.sign(got[1].encode())), min_position=got[0]))
+        signed = await through_held(
+            b,
+            register_key_and_ask,
+            lambda got: via_b.answer_challenge(got[1], b64url(key.sign(got[1].encode())), min_position=got[0]),
+        )
         assert (await via_a.verify(signed.access_token, min_position=signed.position)).principal.id == user_id()
         assert await through_held(
-            b, lambda: via_a.command("register_user", tenant_id=tenant, username="eve"),
+            b,
+            lambda: via_a.command("register_user", tenant_id=tenant, username="eve"),
             lambda made_eve: via_b.challenge(tenant, public_key, min_position=made_eve["position"]),
         )
 
         redeemed = await through_held(
-            b, lambda: via_a.command("issue_key", user_id=user_id(), kind="recovery"),
+            b,
+            lambda: via_a.command("issue_key", user_id=user_id(), kind="recovery"),
             lambda issued: via_b.redeem(issued["result"]["token"], PASSWORD + "!", min_position=issued["position"]),
         )
         assert redeemed["result"]["user_id"] == user_id()

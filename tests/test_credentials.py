@@ -23,8 +23,13 @@ async def allowed(client, token, domain, entity_type, operation, entity_id, **ex
 async def test_pat_lifecycle(client, org):
     await grant_scopes(client, org.tenant_id, org.user_id, [DOC_READ_ANY, DOC_UPDATE_42, IMG_LIST_EVERYWHERE, DOC_DELETE_1])
     created = await client.command(
-        "create_pat", user_id=org.user_id, name="laptop", description="dev box", expires_in=3600,
-        scopes=[DOC_READ_ANY, DOC_UPDATE_42, IMG_LIST_EVERYWHERE], token=org.admin_key,
+        "create_pat",
+        user_id=org.user_id,
+        name="laptop",
+        description="dev box",
+        expires_in=3600,
+        scopes=[DOC_READ_ANY, DOC_UPDATE_42, IMG_LIST_EVERYWHERE],
+        token=org.admin_key,
     )
     pat_id, token = created["result"]["pat_id"], created["result"]["token"]
     assert token.startswith("pat_") and created["result"]["expires_at"].endswith("Z")
@@ -33,7 +38,9 @@ async def test_pat_lifecycle(client, org):
     assert verified.valid is True
     assert verified.credential == Credential(id=pat_id, kind="pat", expires_at=created["result"]["expires_at"])
     assert verified.principal.id == org.user_id and verified.principal.roles[0] == "user" and len(verified.principal.roles) == 2
-    assert sorted(map(repr, verified.scopes)) == sorted(repr(Scope(**s)) for s in [DOC_READ_ANY, DOC_UPDATE_42, IMG_LIST_EVERYWHERE])
+    assert sorted(map(repr, verified.scopes)) == sorted(
+        repr(Scope(**s)) for s in [DOC_READ_ANY, DOC_UPDATE_42, IMG_LIST_EVERYWHERE]
+    )
 
     assert await allowed(client, token, "docs", "document", "read", "7")  # wildcard
     assert await allowed(client, token, "docs", "document", "update", "42")  # exact
@@ -124,7 +131,9 @@ async def test_admin_reads_page_through_users(client, org):
         await client.command("register_user", tenant_id=org.tenant_id, username=f"member-{n}", token=org.admin_key)
     seen, after = [], None
     while True:
-        page = await client.admin("list_users", tenant_id=org.tenant_id, limit=2, token=org.admin_key, **({"after": after} if after else {}))
+        page = await client.admin(
+            "list_users", tenant_id=org.tenant_id, limit=2, token=org.admin_key, **({"after": after} if after else {})
+        )
         assert len(page["items"]) <= 2 and "position" in page
         seen += [item["username"] for item in page["items"]]
         after = page["next"]
@@ -143,9 +152,13 @@ async def test_passwords_are_changed_with_the_old_one(client, org):
     login = {"tenant_id": org.tenant_id, "username": "user-1", "password": "correct horse battery"}
     access = (await client.call("login", login, token=""))["access_token"]
     with pytest.raises(AuthbusError) as error:
-        await client.command("change_password", user_id=org.user_id, password="new password 123", old_password="wrong one!", token=access)
+        await client.command(
+            "change_password", user_id=org.user_id, password="new password 123", old_password="wrong one!", token=access
+        )
     assert (error.value.code, error.value.details["field"]) == ("forbidden", "old_password")
-    await client.command("change_password", user_id=org.user_id, password="new password 123", old_password="correct horse battery", token=access)
+    await client.command(
+        "change_password", user_id=org.user_id, password="new password 123", old_password="correct horse battery", token=access
+    )
     assert (await client.admin("get_user", user_id=org.user_id, token=org.user_key))["user"]["has_password"] is True
 
 

@@ -142,6 +142,7 @@ def mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
 
 def authbus_services() -> dict[str, dict[str, Any]]:
     """The services that run the image this Dockerfile builds."""
+
     def context(build: Any) -> Any:
         return build.get("context") if isinstance(build, dict) else build
 
@@ -247,7 +248,13 @@ def test_every_authbus_variable_in_compose_and_the_dockerfile_is_one_authbus_rea
 
 def test_the_known_variables_are_collected_from_the_code() -> None:
     # Guards the collection itself: a walk that found nothing would pass the test above.
-    assert {"AUTHBUS_NATS_URL", "AUTHBUS_DATABASE_URL", "AUTHBUS_KEK", "AUTHBUS_KEK_FILE", "AUTHBUS_DATA_DIR"} <= settings_variables()
+    assert {
+        "AUTHBUS_NATS_URL",
+        "AUTHBUS_DATABASE_URL",
+        "AUTHBUS_KEK",
+        "AUTHBUS_KEK_FILE",
+        "AUTHBUS_DATA_DIR",
+    } <= settings_variables()
     assert {"AUTHBUS_TOKEN", "AUTHBUS_NATS_PORT", "AUTHBUS_KEK_FILE"} <= cli_variables()
 
 
@@ -287,9 +294,13 @@ def test_every_authbus_invocation_is_a_real_command_with_real_options() -> None:
             assert path, f"{name}: `authbus {' '.join(args)}` names no command"
             text = help_text(*path)
             usage = next(line for line in text.splitlines() if "Usage:" in line)
-            assert f" {' '.join(path)} [OPTIONS]" in usage and "COMMAND" not in usage, f"{name}: `authbus {' '.join(path)}` is not a command"
+            assert f" {' '.join(path)} [OPTIONS]" in usage and "COMMAND" not in usage, (
+                f"{name}: `authbus {' '.join(path)}` is not a command"
+            )
             for option in options(args):
-                assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), f"{name}: `authbus {' '.join(path)}` has no {option}"
+                assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), (
+                    f"{name}: `authbus {' '.join(path)}` has no {option}"
+                )
             checked += 1
     assert checked >= 3, "expected bootstrap and at least two serve instances"
 
@@ -314,7 +325,9 @@ def test_every_dependency_exists_and_its_condition_can_be_met() -> None:
             other = services()[target]
             if condition == "service_healthy":
                 has_check = "healthcheck" in other or (target in authbus_services() and healthcheck_argv())
-                assert has_check and not (other.get("healthcheck") or {}).get("disable"), f"{target} has no healthcheck for {name} to wait on"
+                assert has_check and not (other.get("healthcheck") or {}).get("disable"), (
+                    f"{target} has no healthcheck for {name} to wait on"
+                )
             elif condition == "service_completed_successfully":
                 assert str(other.get("restart", "no")) == "no", f"{target} must be one-shot for {name} to wait on its exit"
             else:
@@ -349,7 +362,9 @@ def test_the_kek_is_made_where_bootstrap_and_serve_read_it() -> None:
     bootstrap_name, bootstrap = bootstrap_service()
     kek_file = setting(bootstrap, "--kek-file", "AUTHBUS_KEK_FILE")
     assert kek_file
-    makers = [n for n, s in authbus_services().items() if n != bootstrap_name and kek_file in " ".join(argv(s)) and not invocations(s)]
+    makers = [
+        n for n, s in authbus_services().items() if n != bootstrap_name and kek_file in " ".join(argv(s)) and not invocations(s)
+    ]
     assert len(makers) == 1, f"one one-shot service should write {kek_file}"
     assert depends_on(bootstrap).get(makers[0]) == "service_completed_successfully"
     secrets_dir = str(Path(kek_file).parent)

@@ -34,7 +34,9 @@ async def stream_positions(nats_url: str, stream: str) -> tuple[list[int], list[
     try:
         js = nc.jetstream()
         state = (await js.stream_info(stream)).state
-        messages = [await js.get_msg(stream, seq=seq) for seq in range(state.first_seq, state.last_seq + 1)] if state.messages else []
+        messages = (
+            [await js.get_msg(stream, seq=seq) for seq in range(state.first_seq, state.last_seq + 1)] if state.messages else []
+        )
         return [int(m.headers["Nats-Msg-Id"]) for m in messages], [m.data for m in messages], [m.subject for m in messages]
     finally:
         await nc.close()
@@ -67,8 +69,12 @@ def store_positions(runner) -> list[int]:
 def seed(runner, tenants: int) -> None:
     root = run_bootstrap(runner)
     actor = Actor(
-        principal_id=uuid.UUID(root["user_id"]), tenant_id=SYSTEM_TENANT_ID, roles=frozenset({"root"}),
-        credential_id=uuid.UUID(root["key_id"]), credential_kind="api_key", scopes=None,
+        principal_id=uuid.UUID(root["user_id"]),
+        tenant_id=SYSTEM_TENANT_ID,
+        roles=frozenset({"root"}),
+        credential_id=uuid.UUID(root["key_id"]),
+        credential_kind="api_key",
+        scopes=None,
     )
     for n in range(tenants):
         runner.run(CreateTenant(name=f"feed-{n}"), actor)
@@ -110,7 +116,11 @@ async def test_a_killed_publisher_and_a_restarted_nats_lose_and_duplicate_nothin
     server = NatsServer(tmp_path / "nats", port=free_port()).start()
     kek = secrets.token_hex(32)
     settings = Settings(
-        data_dir=tmp_path, nats_url=server.url, database_url=databases.new(backend), subject_prefix="feed", kek=kek,
+        data_dir=tmp_path,
+        nats_url=server.url,
+        database_url=databases.new(backend),
+        subject_prefix="feed",
+        kek=kek,
         seal_interval=0,
     )
     runner = open_runner(settings)

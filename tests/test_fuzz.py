@@ -24,14 +24,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import store_position
-from tests.test_bad_input import AUTHENTICATED, BASE, ENDPOINTS, STATUS, appended, as_root, send
-from tests.test_bad_input import secrets, world  # noqa: F401  (fixtures, used by name)
+from tests.test_bad_input import AUTHENTICATED, BASE, ENDPOINTS, STATUS, appended, as_root, secrets, send, world  # noqa: F401  (fixtures, used by name)
 
 EXAMPLES = int(os.environ.get("AUTHBUS_FUZZ_EXAMPLES", "40"))
 # Refusals that are recorded on purpose (docs/wire.md §6): what each endpoint may append
 # while answering an error.
 AUDITED_REFUSALS = {
-    "login": {"LoginFailed", "FirstLoginFailed"}, "refresh": {"SessionRevoked"}, "challenge.answer": {"LoginFailed"},
+    "login": {"LoginFailed", "FirstLoginFailed"},
+    "refresh": {"SessionRevoked"},
+    "challenge.answer": {"LoginFailed"},
 }
 CODES = set(STATUS) - {"internal"}
 # Endpoints that read a token: from the Authorization header, or from a field of the body.
@@ -82,7 +83,9 @@ headers = st.one_of(
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(request=requests, header=headers)
-async def test_fuzzed_requests_get_well_formed_replies_and_lose_nothing(client, instance, world, secrets, endpoint, request, header):  # noqa: F811
+async def test_fuzzed_requests_get_well_formed_replies_and_lose_nothing(
+    client, instance, world, secrets, endpoint, request, header
+):
     kind, value = request
     if kind == "bytes":
         body = value
@@ -108,7 +111,7 @@ TOKEN_FIELDS = ("token", "refresh_token")
 
 
 @st.composite
-def hostile_token(draw: st.DrawFn, world) -> str:  # noqa: F811
+def hostile_token(draw: st.DrawFn, world) -> str:
     """A token of the world's with a stretch replaced by any text, or a known troublemaker."""
     if draw(st.booleans()):
         return draw(st.sampled_from([NON_ASCII_TAIL, "é.é.é", "..", "x" * 300, "\x00"]))
@@ -119,9 +122,13 @@ def hostile_token(draw: st.DrawFn, world) -> str:  # noqa: F811
 
 
 @pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if e in AUTHENTICATED_OR_TOKEN])
-@settings(max_examples=max(5, EXAMPLES // 4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=max(5, EXAMPLES // 4),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
-async def test_no_token_gets_internal_anywhere_a_token_goes(client, instance, world, secrets, endpoint, data):  # noqa: F811
+async def test_no_token_gets_internal_anywhere_a_token_goes(client, instance, world, secrets, endpoint, data):
     """Every place a token is read (a body's token fields, the Authorization header) answers
     a hostile token with a verdict or a client error, never ``internal``."""
     token = data.draw(hostile_token(world))

@@ -16,6 +16,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
+
 from authbus.handlers import nats_jwt as nj
 from authbus.infra.callout_config import conf_string, render_callout_config
 
@@ -170,9 +171,7 @@ def test_issuer_kind_and_times_are_enforced() -> None:
 
 
 def test_user_claims_shape() -> None:
-    claims = nj.user_claims(
-        GO_USER_PUB, "APP", sub_allow=["q.* workers"], allow_responses=nj.ResponsePermission(1, 2.5)
-    )
+    claims = nj.user_claims(GO_USER_PUB, "APP", sub_allow=["q.* workers"], allow_responses=nj.ResponsePermission(1, 2.5))
     assert claims["aud"] == "APP" and "pub" not in claims["nats"] and "exp" not in claims
     assert claims["nats"]["resp"] == {"max": 1, "ttl": 2_500_000_000}  # a Go Duration: nanoseconds
     for bad in (["a b"], [""], ["a..b"], [".a"]):

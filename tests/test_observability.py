@@ -18,12 +18,12 @@ import pytest
 from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.logs import JsonFormatter
 from tests.conftest import BACKENDS, start_instance
+from tests.helpers import eventually, make_org
 from tests.secret_scan import LogRecorder
 from tests.test_event_feed import serve
 from tests.test_faults import bootstrapped, wait_serving
-from tests.helpers import eventually, make_org
 
-SAMPLE = re.compile(r'(?P<name>[a-z_]+)(?P<labels>\{[^}]*\})? (?P<value>[0-9.e+-]+|\+Inf)')
+SAMPLE = re.compile(r"(?P<name>[a-z_]+)(?P<labels>\{[^}]*\})? (?P<value>[0-9.e+-]+|\+Inf)")
 
 
 def body(**fields) -> bytes:
@@ -93,7 +93,7 @@ async def test_the_prometheus_endpoint_counts_outcomes_and_times_every_endpoint(
         await client.raw("verify", body(token="nope"))
         await client.raw("verify", b"{not json")
         port = inst.node.metrics.port
-        follower = inst.node._follower  # noqa: SLF001
+        follower = inst.node._follower
         assert await eventually(lambda: follower.head_seen == inst.node.model.position, 5)
 
         status, text = await scrape(port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -125,6 +125,7 @@ async def test_the_prometheus_endpoint_counts_outcomes_and_times_every_endpoint(
 async def logged(logs: LogRecorder, text: str, seconds: float = 5.0) -> list[dict]:
     """The JSON log lines holding ``text``, once there are any: they are written just after
     the reply is sent."""
+
     def holding() -> list[dict]:
         return [json.loads(line) for line in logs.lines if text in line]
 
@@ -137,18 +138,26 @@ async def test_commands_carry_a_correlation_id_into_the_reply_and_the_log(client
     reply, replied = await client.raw("cmd.create_pat", body(user_id=org.user_id, name="traced"), headers)
     assert replied["Correlation-Id"] == headers["Correlation-Id"]
     lines = await logged(logs, headers["Correlation-Id"])
-    assert lines == [{
-        "ts": lines[0]["ts"], "level": "info", "logger": "authbus.handlers",
-        "message": f"cmd_create_pat answered ok in {lines[0]['duration_ms']:.1f} ms",
-        "correlation_id": headers["Correlation-Id"], "endpoint": "cmd_create_pat", "outcome": "ok",
-        "duration_ms": lines[0]["duration_ms"], "position": lines[0]["position"],
-    }]
+    assert lines == [
+        {
+            "ts": lines[0]["ts"],
+            "level": "info",
+            "logger": "authbus.handlers",
+            "message": f"cmd_create_pat answered ok in {lines[0]['duration_ms']:.1f} ms",
+            "correlation_id": headers["Correlation-Id"],
+            "endpoint": "cmd_create_pat",
+            "outcome": "ok",
+            "duration_ms": lines[0]["duration_ms"],
+            "position": lines[0]["position"],
+        }
+    ]
     assert lines[0]["position"] >= reply["position"]
 
     # Not a plain token (here, a secret pasted by mistake): replaced, never echoed or logged.
     headers["Correlation-Id"] = f"Bearer {org.admin_key}"
-    msg = await client.nc.request(f"{client.prefix}.v1.cmd.create_pat", body(user_id=org.user_id, name="traced-2"),
-                                  headers=headers, timeout=client.timeout)
+    msg = await client.nc.request(
+        f"{client.prefix}.v1.cmd.create_pat", body(user_id=org.user_id, name="traced-2"), headers=headers, timeout=client.timeout
+    )
     assert re.fullmatch(r"[0-9a-f]{32}", msg.headers["Correlation-Id"])
     assert not any(org.admin_key in line for line in logs.lines)
 

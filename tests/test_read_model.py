@@ -1,6 +1,6 @@
 """Scope matching and the read-model fold: pure, no I/O."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
@@ -46,8 +46,15 @@ def _events():
     tenant = Tenant(name="acme", **META)
     user = User(tenant_id=tenant.id, username="alice", kind="user", roles=["user"], password_hash=None, **META)
     pat = PersonalAccessToken(
-        id=uuid4(), user_id=user.id, tenant_id=tenant.id, name="ci", description="", secret_hash="00" * 32,
-        expires_at=datetime(2030, 1, 1, tzinfo=timezone.utc), scopes=[], **META,
+        id=uuid4(),
+        user_id=user.id,
+        tenant_id=tenant.id,
+        name="ci",
+        description="",
+        secret_hash="00" * 32,
+        expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+        scopes=[],
+        **META,
     )
     pat.add_scope(scope=Scope("doc", "read", "*").to_dict(), **META)
     pat.revoke(reason="lost", **META)

@@ -64,7 +64,7 @@ async def test_an_event_stored_while_a_follower_listens_again_is_folded_within_t
             # The follower backs off a second, then subscribes again: append all around then.
             await asyncio.sleep(0.85)
             position = await asyncio.to_thread(append_for, writer, 0.4)
-            if not await eventually(lambda: instance.node.model.position >= position, FOLDED_WITHIN, every=0.01):
+            if not await eventually(lambda p=position: instance.node.model.position >= p, FOLDED_WITHIN, every=0.01):
                 late.append(trial)
         assert late == [], f"trials {late} left an event unfolded beyond {FOLDED_WITHIN} s"
     finally:
@@ -78,12 +78,12 @@ async def test_a_commit_that_wakes_no_follower_is_folded_within_the_bound(nats_s
     settings = make_settings(nats_server, databases.new("postgres"), f"so{secrets.token_hex(3)}", tmp_path, secrets.token_hex(32))
     instance = await start_instance(settings, "postgres")
     writer = open_runner(settings)
-    writer.store.recorder._notify_channel = lambda cursor: None  # noqa: SLF001  (the notification that goes missing)
+    writer.store.recorder._notify_channel = lambda cursor: None
     try:
         for _ in range(3):
             position = await asyncio.to_thread(append_for, writer, 0)
-            assert await eventually(lambda: instance.node.model.position >= position, FOLDED_WITHIN, every=0.01)
-        assert instance.node._follower.missed_wakeups >= 3  # noqa: SLF001
+            assert await eventually(lambda p=position: instance.node.model.position >= p, FOLDED_WITHIN, every=0.01)
+        assert instance.node._follower.missed_wakeups >= 3
     finally:
         writer.store.close()
         await instance.node.stop()
@@ -104,8 +104,16 @@ def test_the_largest_saves_authbus_makes_never_hang(databases):
     again, and a single event larger than any command could write, too."""
     store = open_store(databases.new("postgres"))
     huge = PersonalAccessToken(
-        id=uuid.uuid4(), user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), name="huge", description="d" * 4_000_000,
-        secret_hash="0" * 64, expires_at=None, scopes=[], actor="test", correlation_id="x",
+        id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        name="huge",
+        description="d" * 4_000_000,
+        secret_hash="0" * 64,
+        expires_at=None,
+        scopes=[],
+        actor="test",
+        correlation_id="x",
     )
     try:
         for _ in range(8):
@@ -116,9 +124,7 @@ def test_the_largest_saves_authbus_makes_never_hang(databases):
         store.close()
 
 
-async def test_a_command_behind_a_stuck_writer_answers_unavailable_and_the_writer_is_ended(
-    nats_server, databases, tmp_path
-):
+async def test_a_command_behind_a_stuck_writer_answers_unavailable_and_the_writer_is_ended(nats_server, databases, tmp_path):
     """A writer stuck while holding the log's write lock silenced the commands of every
     instance for 600 s while health said ok.  Now a command behind it answers
     ``unavailable`` after the lock timeout and appends nothing, health says ``degraded`` and
@@ -217,8 +223,14 @@ async def test_a_killed_instance_fails_no_call_through_the_client(nats_server, d
             for instance in running:
                 await instance.folded_at(client.position)
             figures = await bench_scale.failover(
-                nats_server.url, prefix, [org.user_key, org.admin_key], running,
-                seconds=3.0, workers=16, kill_after=1.0, repeat_after=1.0,  # a second: a slow machine's pause is no repeat
+                nats_server.url,
+                prefix,
+                [org.user_key, org.admin_key],
+                running,
+                seconds=3.0,
+                workers=16,
+                kill_after=1.0,
+                repeat_after=1.0,  # a second: a slow machine's pause is no repeat
             )
     finally:
         await client.close()

@@ -64,7 +64,9 @@ async def test_login_gives_a_verifiable_access_token_that_can_act_as_the_user(cl
 
 async def test_wrong_password_and_unknown_user_look_alike_and_failures_are_limited(client, org, instance):
     await with_password(client, org)
-    unknown = await refused(client.call("login", {"tenant_id": org.tenant_id, "username": "nobody", "password": "x"}, token=""), "unauthenticated")
+    unknown = await refused(
+        client.call("login", {"tenant_id": org.tenant_id, "username": "nobody", "password": "x"}, token=""), "unauthenticated"
+    )
     for _ in range(5):
         wrong = await refused(login(client, org, password="wrong password"), "unauthenticated")
         assert wrong.message == unknown.message
@@ -90,7 +92,9 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_session(client, org):
     assert second["refresh_token"] != first["refresh_token"]
     assert (await client.verify(second["access_token"])).valid
     # The first refresh token again: it leaked.  The whole family ends.
-    error = await refused(client.call("refresh", {"refresh_token": first["refresh_token"]}, token=""), "unauthenticated", "refresh_token")
+    error = await refused(
+        client.call("refresh", {"refresh_token": first["refresh_token"]}, token=""), "unauthenticated", "refresh_token"
+    )
     assert "revoked" in error.message
     for token in (first["access_token"], second["access_token"]):
         assert (await client.verify(token)).reason == "revoked"
@@ -126,11 +130,21 @@ async def test_ed25519_challenge_login_redeems_once(client, org):
     other = b64(Ed25519PrivateKey.generate().sign(issued["challenge"].encode()))
     await refused(client.call("challenge.answer", {**answer, "signature": other}, token=""), "unauthenticated", "signature")
     forged = issued["challenge"][:-3] + "AAA"
-    await refused(client.call("challenge.answer", {"challenge": forged, "signature": b64(device.sign(forged.encode()))}, token=""), "unauthenticated")
+    await refused(
+        client.call("challenge.answer", {"challenge": forged, "signature": b64(device.sign(forged.encode()))}, token=""),
+        "unauthenticated",
+    )
     # Removed keys answer nothing.
     await client.command("remove_public_key", user_id=org.user_id, public_key=public_key, token=org.admin_key)
     fresh = await client.call("challenge", {"tenant_id": org.tenant_id, "public_key": public_key}, token="")
-    await refused(client.call("challenge.answer", {"challenge": fresh["challenge"], "signature": b64(device.sign(fresh["challenge"].encode()))}, token=""), "unauthenticated")
+    await refused(
+        client.call(
+            "challenge.answer",
+            {"challenge": fresh["challenge"], "signature": b64(device.sign(fresh["challenge"].encode()))},
+            token="",
+        ),
+        "unauthenticated",
+    )
 
 
 async def hs256_key(client, org):
@@ -140,8 +154,17 @@ async def hs256_key(client, org):
 
 def tenant_token(kid, secret, tenant_id, **overrides):
     now = int(time.time())
-    claims = {"tnd": tenant_id, "iss": "acme-app", "sub": "device-7", "iat": now, "exp": now + 300, "jti": str(uuid.uuid4()),
-              "per": {"docs": {"document/*": "CR", "image/7": "D"}}, "dpv": 1, **overrides}
+    claims = {
+        "tnd": tenant_id,
+        "iss": "acme-app",
+        "sub": "device-7",
+        "iat": now,
+        "exp": now + 300,
+        "jti": str(uuid.uuid4()),
+        "per": {"docs": {"document/*": "CR", "image/7": "D"}},
+        "dpv": 1,
+        **overrides,
+    }
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256", headers={"kid": kid})
 
 
@@ -173,7 +196,7 @@ async def test_retired_keys_still_verify_revoked_keys_never(client, org):
     assert "secret" not in created["result"]
     await with_password(client, org)
     pair = await login(client, org)
-    assert jwt.get_unverified_header(pair["access_token"]) ["kid"] == kid  # the tenant's own key signs
+    assert jwt.get_unverified_header(pair["access_token"])["kid"] == kid  # the tenant's own key signs
     retired = await client.command("retire_signing_key", kid=kid, token=org.admin_key)
     assert (await client.verify(pair["access_token"], min_position=retired["position"])).valid
     newer = await login(client, org)
@@ -197,16 +220,24 @@ async def test_the_jwt_attack_set_is_refused_with_the_right_reason(client, org):
     access = (await login(client, org))["access_token"]
     eddsa_kid = jwt.get_unverified_header(access)["kid"]
     eddsa_jwk = next(k for k in (await client.call("jwks", {}, token=""))["keys"] if k["kid"] == eddsa_kid)
-    public_bytes = jwt.PyJWK(eddsa_jwk).key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_bytes = jwt.PyJWK(eddsa_jwk).key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     header, payload, signature = access.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     cases = {
-        "alg none": (unsigned({"alg": "none", "kid": kid}, {"tnd": org.tenant_id, "sub": "x", "iat": now, "exp": now + 60}), "bad_signature"),
+        "alg none": (
+            unsigned({"alg": "none", "kid": kid}, {"tnd": org.tenant_id, "sub": "x", "iat": now, "exp": now + 60}),
+            "bad_signature",
+        ),
         "alg confusion": (_hmac_token(claims, public_bytes, eddsa_kid), "bad_signature"),
         "unknown kid": (tenant_token(str(uuid.uuid4()), secret, org.tenant_id), "unknown"),
         "kid of another tenant": (tenant_token(kid, secret, other["result"]["tenant_id"]), "unknown"),
         "expired beyond leeway": (tenant_token(kid, secret, org.tenant_id, iat=now - 100, exp=now - 31), "expired"),
-        "tampered payload": (f"{header}.{b64(json.dumps({**claims, 'sub': org.admin_id}).encode())}.{signature}", "bad_signature"),
+        "tampered payload": (
+            f"{header}.{b64(json.dumps({**claims, 'sub': org.admin_id}).encode())}.{signature}",
+            "bad_signature",
+        ),
         "missing exp": (tenant_token(kid, secret, org.tenant_id, exp=None), "malformed"),
         "wrong secret": (tenant_token(kid, "not the secret at all, but long enough", org.tenant_id), "bad_signature"),
     }
@@ -230,8 +261,10 @@ async def test_no_secret_ever_reaches_the_store(client, org, instance):
     await with_password(client, org)
     pair = await login(client, org)
     rotated = await client.call("refresh", {"refresh_token": pair["refresh_token"]}, token="")
-    kid, hs_secret, _ = await hs256_key(client, org)
-    pat = (await client.command("create_pat", user_id=org.user_id, name="scan", command_id=str(uuid.uuid4()), token=org.admin_key))["result"]["token"]
+    _kid, hs_secret, _ = await hs256_key(client, org)
+    pat = (
+        await client.command("create_pat", user_id=org.user_id, name="scan", command_id=str(uuid.uuid4()), token=org.admin_key)
+    )["result"]["token"]
     secrets = [PASSWORD, hs_secret, pat.split("_")[-2], org.admin_key, org.user_key]
     secrets += [t.rsplit("_", 2)[-2] for t in (pair["refresh_token"], rotated["refresh_token"])]
     recorder = instance.node.store.recorder

@@ -120,7 +120,14 @@ async def test_a_snapshot_holds_no_plaintext_secret(fresh_store, nats_server):
 
 
 SPOILED = [
-    "a flipped byte", "truncated", "garbage", "empty", "another KEK", "another format", "another store", "names code",
+    "a flipped byte",
+    "truncated",
+    "garbage",
+    "empty",
+    "another KEK",
+    "another format",
+    "another store",
+    "names code",
 ]
 
 
@@ -180,7 +187,7 @@ def test_a_spoiled_snapshot_is_ignored_and_the_whole_log_folded(fresh_store, dat
 
 
 def test_a_sound_snapshot_is_used_and_none_at_all_is_no_warning(fresh_store, caplog):
-    backend, settings = fresh_store
+    _backend, settings = fresh_store
     mine = settings("unused")
     runner = open_runner(mine)
     try:

@@ -47,8 +47,15 @@ class World:
         pat_id = uuid4()
         token = tokens.mint("pat", pat_id, secrets.token_bytes(32))
         pat = PersonalAccessToken(
-            id=pat_id, user_id=self.user.id, tenant_id=self.tenant.id, name="ci", description="",
-            secret_hash=tokens.hash_for_storage(token), expires_at=None, scopes=[], **META,
+            id=pat_id,
+            user_id=self.user.id,
+            tenant_id=self.tenant.id,
+            name="ci",
+            description="",
+            secret_hash=tokens.hash_for_storage(token),
+            expires_at=None,
+            scopes=[],
+            **META,
         )
         self.fold(pat)
         return pat, token
@@ -84,7 +91,7 @@ def test_a_remembered_token_still_answers_revoked_and_disabled(world):
 
 
 def test_a_wrong_secret_is_never_remembered(world):
-    pat, token = world.pat()
+    pat, _token = world.pat()
     wrong = tokens.mint("pat", pat.id, secrets.token_bytes(32))
     assert world.verify(wrong) == "unknown"
     assert wrong not in world.model.verified
@@ -119,7 +126,10 @@ def test_views_follow_role_changes(world):
     assert queries.principal_view(queries.verify(world.model, token, time.time(), Keys()).principal)["roles"] == ["user"]
     world.user.grant_role(role="auditor", **META)
     world.fold(world.user)
-    assert queries.principal_view(queries.verify(world.model, token, time.time(), Keys()).principal)["roles"] == ["user", "auditor"]
+    assert queries.principal_view(queries.verify(world.model, token, time.time(), Keys()).principal)["roles"] == [
+        "user",
+        "auditor",
+    ]
 
 
 def test_a_snapshot_leaves_the_cache_behind(world):

@@ -21,8 +21,11 @@ def test_the_client_accounts_deny_list_covers_every_endpoint_and_no_feed_subject
 
 
 @settings(max_examples=200)
-@given(mine=st.text(min_size=1, max_size=30), theirs=st.text(min_size=1, max_size=30), tail=st.text(
-    alphabet="abcXYZ019", min_size=1, max_size=8))
+@given(
+    mine=st.text(min_size=1, max_size=30),
+    theirs=st.text(min_size=1, max_size=30),
+    tail=st.text(alphabet="abcXYZ019", min_size=1, max_size=8),
+)
 def test_every_private_inbox_but_its_own_is_denied_to_a_connection(mine, theirs, tail):
     own, other = private_inbox(mine), private_inbox(theirs)
     assert len(own.split(".")) == INBOX_BITS + 1

@@ -40,7 +40,11 @@ def hs256_tokens(draw: st.DrawFn) -> str:
     claims = {name: draw(json_values) for name in draw(st.sets(st.sampled_from(CLAIMS)))}
     if draw(st.booleans()):
         claims["tnd"] = str(WORLD.ids["tenant"])
-    header = {"alg": "HS256", "kid": str(WORLD.ids["hs256"]), **draw(st.dictionaries(st.text(max_size=5), json_values, max_size=2))}
+    header = {
+        "alg": "HS256",
+        "kid": str(WORLD.ids["hs256"]),
+        **draw(st.dictionaries(st.text(max_size=5), json_values, max_size=2)),
+    }
     body = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims, allow_nan=True).encode())}"
     key = WORLD.tokens["hs256_secret"].encode()
     return f"{body}.{b64(hmac.new(key, body.encode(), hashlib.sha256).digest())}"
@@ -60,9 +64,18 @@ tokens = st.one_of(
     spoiled_tokens(),
     hs256_tokens(),
     st.sampled_from(["pat_" + "A" * 22 + "_" + "0" * 43 + "_éééééé", "a.b.c", "..", "é.é.é"]),
-    st.builds(lambda c: jwt.encode(c, WORLD.tokens["hs256_secret"], headers={"kid": str(WORLD.ids["hs256"])}),
-              st.fixed_dictionaries({"exp": st.just("1896212704"), "iat": st.just(1), "sub": st.just("x"),
-                                     "tnd": st.just(str(WORLD.ids["tenant"])), "per": st.just({})})),
+    st.builds(
+        lambda c: jwt.encode(c, WORLD.tokens["hs256_secret"], headers={"kid": str(WORLD.ids["hs256"])}),
+        st.fixed_dictionaries(
+            {
+                "exp": st.just("1896212704"),
+                "iat": st.just(1),
+                "sub": st.just("x"),
+                "tnd": st.just(str(WORLD.ids["tenant"])),
+                "per": st.just({}),
+            }
+        ),
+    ),
 )
 
 
@@ -88,7 +101,8 @@ def test_a_non_ascii_tail_on_a_well_formed_token_is_malformed():
 def test_a_string_exp_is_malformed_on_every_path():
     token = jwt.encode(
         {"exp": "1896212704", "iat": 1, "sub": "x", "tnd": str(WORLD.ids["tenant"]), "per": {}},
-        WORLD.tokens["hs256_secret"], headers={"kid": str(WORLD.ids["hs256"])},
+        WORLD.tokens["hs256_secret"],
+        headers={"kid": str(WORLD.ids["hs256"])},
     )
     for _ in range(2):
         assert queries.verify(WORLD.model, token, WORLD.now, WORLD.keyring).reason == "malformed"
@@ -97,4 +111,3 @@ def test_a_string_exp_is_malformed_on_every_path():
 def test_every_credential_of_the_world_verifies():
     for kind in ("pat", "api_key", "recovery", "access_token"):
         assert queries.verify(WORLD.model, WORLD.tokens[kind], WORLD.now, WORLD.keyring).valid, kind
-

@@ -72,5 +72,5 @@ async def test_too_many_logins_for_one_username_at_once_are_refused():
         pass
     release.set()
     await asyncio.gather(*holders)
-    assert not gate._locks  # noqa: SLF001  (nothing left behind)
+    assert not gate._locks
     gate.close()

@@ -112,7 +112,9 @@ def test_subject_scopes_cover_by_pattern(held, wanted):
 
 plain_scopes = scopes.filter(lambda s: s.entity_type != "subject")
 requests = st.tuples(
-    st.sampled_from([None, "docs", "wiki"]), st.sampled_from(["doc", "image"]), st.sampled_from(["read", "delete", "list"]),
+    st.sampled_from([None, "docs", "wiki"]),
+    st.sampled_from(["doc", "image"]),
+    st.sampled_from(["read", "delete", "list"]),
     st.sampled_from(["1", "2", "*"]),
 )
 
@@ -123,23 +125,46 @@ def owner_world(role_scopes: list[Scope], pat_scopes: list[Scope], builtin: list
     w = World()
     tenant = Tenant(name="t", **META)
     role = Role(id=uuid4(), tenant_id=tenant.id, name="r", description="", scopes=[s.to_dict() for s in role_scopes], **META)
-    user = User(tenant_id=tenant.id, username="u", kind="user", roles=builtin, password_hash=None,
-                custom_roles={str(role.id): "r"}, **META)
+    user = User(
+        tenant_id=tenant.id,
+        username="u",
+        kind="user",
+        roles=builtin,
+        password_hash=None,
+        custom_roles={str(role.id): "r"},
+        **META,
+    )
     w.add(tenant, role, user)
     made = []
-    for cls, kind, extra in ((PersonalAccessToken, "pat", {"description": "", "scopes": [s.to_dict() for s in pat_scopes]}),
-                             (Key, "api_key", {"kind": "api_key", "scopes": None})):
+    for cls, kind, extra in (
+        (PersonalAccessToken, "pat", {"description": "", "scopes": [s.to_dict() for s in pat_scopes]}),
+        (Key, "api_key", {"kind": "api_key", "scopes": None}),
+    ):
         cid = uuid4()
         token = tokens.mint(kind, cid, bytes(32))
-        w.add(cls(id=cid, user_id=user.id, tenant_id=tenant.id, name="c", secret_hash=tokens.hash_for_storage(token),
-                  expires_at=None, **extra, **META))
+        w.add(
+            cls(
+                id=cid,
+                user_id=user.id,
+                tenant_id=tenant.id,
+                name="c",
+                secret_hash=tokens.hash_for_storage(token),
+                expires_at=None,
+                **extra,
+                **META,
+            )
+        )
         made.append(token)
     return w, made[0], made[1]
 
 
 @settings(max_examples=300)
-@given(role_scopes=st.lists(plain_scopes, max_size=5), pat_scopes=st.lists(plain_scopes, max_size=5),
-       builtin=st.sampled_from([["user"], ["auditor"], []]), request=requests)
+@given(
+    role_scopes=st.lists(plain_scopes, max_size=5),
+    pat_scopes=st.lists(plain_scopes, max_size=5),
+    builtin=st.sampled_from([["user"], ["auditor"], []]),
+    request=requests,
+)
 def test_a_credential_never_authorizes_what_its_owner_may_not(role_scopes, pat_scopes, builtin, request):
     w, pat, owner = owner_world(role_scopes, pat_scopes, builtin)
     by_pat = queries.authorize(w.model, pat, w.now, w.keyring, *request)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -49,7 +49,9 @@ class World:
         kid = uuid4()
         secret = tokens.base62(int.from_bytes(os.urandom(32), "big"), 43) if alg == "HS256" else None
         made = keys.generate(alg, str(kid), self.keyring._sealer, secret.encode() if secret else None)
-        key = SigningKey(id=kid, tenant_id=tenant_id, alg=alg, public_jwk=made.public_jwk, sealed_private=made.sealed_private, **META)
+        key = SigningKey(
+            id=kid, tenant_id=tenant_id, alg=alg, public_jwk=made.public_jwk, sealed_private=made.sealed_private, **META
+        )
         self.add(key)
         return key, secret
 
@@ -58,7 +60,7 @@ def make_world(scopes: list[dict[str, Any]] | None = None) -> World:
     """A system tenant with its EdDSA key; a tenant with an HS256 key; a user holding a PAT
     (``scopes``), an unscoped API key, a recovery key and a session with an access token."""
     w = World()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     system = Tenant(name="system", id=SYSTEM_TENANT_ID, **META)
     tenant = Tenant(name="acme", **META)
     user = User(tenant_id=tenant.id, username="alice", kind="user", roles=["user"], password_hash=None, **META)
@@ -74,13 +76,32 @@ def make_world(scopes: list[dict[str, Any]] | None = None) -> World:
     ):
         cid = uuid4()
         token = _token(kind, cid)
-        w.add(cls(id=cid, user_id=user.id, tenant_id=tenant.id, secret_hash=tokens.hash_for_storage(token),
-                  expires_at=now + timedelta(days=1), **extra, **META))
+        w.add(
+            cls(
+                id=cid,
+                user_id=user.id,
+                tenant_id=tenant.id,
+                secret_hash=tokens.hash_for_storage(token),
+                expires_at=now + timedelta(days=1),
+                **extra,
+                **META,
+            )
+        )
         w.tokens[kind], w.ids[kind] = token, cid
     session_id = uuid4()
     refresh = _token("refresh", session_id)
-    w.add(Session(id=session_id, user_id=user.id, tenant_id=tenant.id, method="password",
-                  refresh_hash=tokens.hash_for_storage(refresh), expires_at=now + timedelta(days=1), source="", **META))
+    w.add(
+        Session(
+            id=session_id,
+            user_id=user.id,
+            tenant_id=tenant.id,
+            method="password",
+            refresh_hash=tokens.hash_for_storage(refresh),
+            expires_at=now + timedelta(days=1),
+            source="",
+            **META,
+        )
+    )
     w.tokens["refresh"] = refresh
     view = w.model.signing_keys[system_key.kid]
     w.tokens["access_token"] = w.keyring.sign(view, access_claims(user, session_id, int(now.timestamp())))
