@@ -29,12 +29,7 @@ class Scope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return (self.domain, self.entity_type, self.operation, self.entity_id)
 
     def to_dict(self) -> dict[str, str | None]:
-        return {
-            "domain": self.domain,
-            "entity_type": self.entity_type,
-            "operation": self.operation,
-            "entity_id": self.entity_id,
-        }
+        return {"domain": self.domain, "entity_type": self.entity_type, "operation": self.operation, "entity_id": self.entity_id}
 
     @classmethod
     def from_dict(cls, data: dict[str, str | None]) -> Scope:

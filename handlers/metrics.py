@@ -71,7 +71,4 @@ class RequestStats:
         reported.last_error = stats.last_error
         reported.processing_time = int(stats.seconds * 1e9)
         reported.average_processing_time = int(reported.processing_time / stats.count) if stats.count else 0
-        return {
-            "outcomes": dict(stats.outcomes),
-            "latency_seconds": {"p50": stats.quantile(0.5), "p99": stats.quantile(0.99)},
-        }
+        return {"outcomes": dict(stats.outcomes), "latency_seconds": {"p50": stats.quantile(0.5), "p99": stats.quantile(0.99)}}

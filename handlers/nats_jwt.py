@@ -313,11 +313,7 @@ def encode_jwt(claims: Mapping[str, Any], issuer: NKey, *, issued_at: int | None
 
 
 def decode_jwt(
-    token: str,
-    *,
-    issuer: str | None = None,
-    expected_type: str | None = None,
-    now: float | None = None,
+    token: str, *, issuer: str | None = None, expected_type: str | None = None, now: float | None = None
 ) -> dict[str, Any]:
     """Verify a v2 NATS JWT and return its claims.
 
@@ -453,12 +449,7 @@ def user_claims(
 
 
 def authorization_response(
-    user_nkey: str,
-    server_id: str,
-    issuer: NKey,
-    *,
-    jwt: str | None = None,
-    error: str | None = None,
+    user_nkey: str, server_id: str, issuer: NKey, *, jwt: str | None = None, error: str | None = None
 ) -> str:
     """The signed ``authorization_response`` JWT: ``sub`` the request's user nkey, ``aud``
     the request's ``server_id.id``, and exactly one of a user ``jwt`` or an ``error``."""
@@ -494,11 +485,7 @@ class AuthorizationRequest:
 
 
 def decode_authorization_request(
-    payload: bytes,
-    headers: Mapping[str, str] | None,
-    xkey: XKey | None = None,
-    *,
-    now: float | None = None,
+    payload: bytes, headers: Mapping[str, str] | None, xkey: XKey | None = None, *, now: float | None = None
 ) -> AuthorizationRequest:
     """Open (if sealed) and verify a request received on ``$SYS.REQ.USER.AUTH``.
 

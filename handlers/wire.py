@@ -152,11 +152,7 @@ async def ensure_position(backend: Backend, min_position: int | None) -> None:
     if _inline.get():
         raise _MustWait
     if not await backend.reached(min_position, backend.consistency_wait):
-        raise Stale(
-            "this instance has not yet reached min_position; retry",
-            field="min_position",
-            reached=backend.model.position,
-        )
+        raise Stale("this instance has not yet reached min_position; retry", field="min_position", reached=backend.model.position)
 
 
 async def respond_error(request: Request, error: AuthbusError, position: int, headers: dict[str, str] | None = None) -> None:

@@ -36,8 +36,7 @@ err = Console(stderr=True)
 out = Console()
 
 DatabaseUrl = Annotated[
-    Optional[str],
-    typer.Option(envvar="AUTHBUS_DATABASE_URL", help="The event store (default: sqlite under ./.authbus)."),
+    Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="The event store (default: sqlite under ./.authbus).")
 ]
 
 

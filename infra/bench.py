@@ -52,15 +52,7 @@ SCALE = ("convergence_postgres", "failover_postgres")  # instances in processes 
 OFFLINE = ("fold", "fold_from_store", "memory_per_credential", "cold_start", "cold_start_no_snapshot", "memory_after_restart")
 SCENARIOS = LOAD + SCALE + OFFLINE
 POSTGRES = ("peer_postgres", "create_pat_postgres", *SCALE)
-VERIFY = (
-    "verify_pat",
-    "verify_cached",
-    "verify_api_key",
-    "verify_jwt_eddsa",
-    "verify_jwt_hs256",
-    "authorize_1_scope",
-    "authorize_1000_scopes",
-)
+VERIFY = tuple(name for name in LOAD if name.startswith(("verify_", "authorize_")))  # answered from the read model
 SWEEP = (1, 4, 16, 64, 128, 256)  # concurrencies of the latency plot
 SWEPT = ("echo", "verify_pat", "peer_postgres")
 
@@ -211,11 +203,7 @@ class _Postgres:
 
 def _settings(tmp: Path, name: str, nats_url: str, database_url: str) -> Settings:
     return Settings(
-        data_dir=tmp / name,
-        nats_url=nats_url,
-        database_url=database_url,
-        subject_prefix=name,
-        kek=secrets.token_hex(32),
+        data_dir=tmp / name, nats_url=nats_url, database_url=database_url, subject_prefix=name, kek=secrets.token_hex(32)
     )
 
 

@@ -19,13 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from authbus.domain.errors import Conflict
-from authbus.infra import (  # noqa: F401  (they register on audit_app)
-    audit_as_of,
-    audit_chain,
-    audit_log,
-    audit_rebuild,
-    logs,
-)
+from authbus.infra import audit_as_of, audit_chain, audit_log, audit_rebuild, logs  # noqa: F401  (they register on audit_app)
 from authbus.infra.audit_cli import audit_app
 from authbus.infra.bench_cli import bench
 from authbus.infra.callout_config import CalloutSetup, without_credentials

@@ -120,19 +120,8 @@ class CredentialView:
 # Kept as they are in the columns: strings, bytes, numbers, shared ids and scope dicts, which
 # the loaded credentials go on using.  Ids go as their 128-bit integers (which become the
 # UUIDs' own) and creation times packed into one bytes object.
-_SHARED_COLUMNS = (
-    "kind",
-    "owner_id",
-    "tenant_id",
-    "digest",
-    "expires_ts",
-    "expires_at",
-    "status",
-    "scopes",
-    "name",
-    "description",
-    "revoked_reason",
-)
+_PACKED = ("id", "created", "view")  # ids and times packed apart; the view is built on first use
+_SHARED_COLUMNS = tuple(name for name in CredentialView.__slots__ if name not in _PACKED)
 
 
 def credential_columns(credentials: Iterable[CredentialView]) -> dict[str, Any]:

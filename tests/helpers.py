@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.domain import tokens
+from authbus.domain.policy import Actor
+from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.infra.client import AuthbusClient
 
 # The one scope every TenantWorld PAT is created with.
@@ -167,3 +169,15 @@ async def eventually(condition: Callable[[], bool], seconds: float, every: float
             return False
         await asyncio.sleep(every)
     return True
+
+
+def root_actor(root: dict) -> Actor:
+    """Root as a command runner sees it, from what ``run_bootstrap`` returned."""
+    return Actor(
+        principal_id=uuid.UUID(root["user_id"]),
+        tenant_id=SYSTEM_TENANT_ID,
+        roles=frozenset({"root"}),
+        credential_id=uuid.UUID(root["key_id"]),
+        credential_kind="api_key",
+        scopes=None,
+    )

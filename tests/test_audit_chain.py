@@ -27,9 +27,7 @@ from eventsourcing.persistence import IntegrityError
 
 from authbus.domain.checkpoint import Checkpoint, checkpoint_id
 from authbus.domain.commands import CreateTenant
-from authbus.domain.policy import Actor
 from authbus.domain.registry import NameClaim
-from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.infra.audit_chain import verify_log
 from authbus.infra.keys import b64url, unb64url
 from authbus.infra.node import Node, open_runner, run_bootstrap
@@ -39,6 +37,7 @@ from authbus.infra.settings import Settings
 from authbus.infra.store import open_store
 from authbus.projections.chain import checkpoint_message, extend
 from tests.conftest import BACKENDS, make_settings
+from tests.helpers import root_actor
 
 # eventsourcing's table of stored events: named after the application in PostgreSQL only.
 TABLES = {"sqlite": "stored_events", "postgres": "authbus_events"}
@@ -86,17 +85,6 @@ class SealedLog:
         with psycopg.connect(self.url, autocommit=False) as conn:
             for statement, params in statements:
                 conn.execute(statement.replace("{table}", TABLES["postgres"]), params)
-
-
-def root_actor(root: dict) -> Actor:
-    return Actor(
-        principal_id=uuid.UUID(root["user_id"]),
-        tenant_id=SYSTEM_TENANT_ID,
-        roles=frozenset({"root"}),
-        credential_id=uuid.UUID(root["key_id"]),
-        credential_kind="api_key",
-        scopes=None,
-    )
 
 
 def seal_all(sealer: CheckpointSealer) -> None:
@@ -321,38 +309,20 @@ def test_a_checkpoint_sealed_with_another_key_is_detected(sealed: SealedLog):
     message = checkpoint_message(previous["position"], previous["chain"], position, chain, len(links), links)
     store = sealed.store()
     try:
+        after = dict(
+            id=checkpoint_id(previous["position"]), position=position, chain=chain,
+            previous_position=previous["position"], previous_chain=previous["chain"], actor="system",
+        )  # fmt: skip
+        signature = b64url(key.sign(message))
+        public_key = b64url(key.public_key().public_bytes_raw())
         store.save(
             Checkpoint(
-                id=checkpoint_id(previous["position"]),
-                position=position,
-                chain=chain,
-                previous_position=previous["position"],
-                previous_chain=previous["chain"],
-                count=len(links),
-                links=links,
-                signature=b64url(key.sign(message)),
-                public_key=b64url(key.public_key().public_bytes_raw()),
-                actor="system",
-                correlation_id="forged",
+                **after, count=len(links), links=links, signature=signature, public_key=public_key, correlation_id="forged"
             )
         )
         # The line of checkpoints cannot fork: a second one after the same position collides.
         with pytest.raises(IntegrityError):
-            store.save(
-                Checkpoint(
-                    id=checkpoint_id(previous["position"]),
-                    position=position,
-                    chain=chain,
-                    previous_position=previous["position"],
-                    previous_chain=previous["chain"],
-                    count=0,
-                    links=[],
-                    signature="",
-                    public_key="",
-                    actor="system",
-                    correlation_id="fork",
-                )
-            )
+            store.save(Checkpoint(**after, count=0, links=[], signature="", public_key="", correlation_id="fork"))
         forged_at = store.recorder.max_notification_id()
     finally:
         store.close()

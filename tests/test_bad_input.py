@@ -49,16 +49,7 @@ from authbus.handlers.service import subjects
 from authbus.handlers.sessions import WRONG_CREDENTIALS, AnswerRequest, ChallengeRequest, LoginRequest, RefreshRequest
 from authbus.handlers.wire import MAX_BODY, MAX_TOKEN
 from tests.conftest import quick_to_stale
-from tests.helpers import (
-    PASSWORD,
-    PAT_SCOPE,
-    TenantWorld,
-    b64url,
-    device,
-    make_tenant,
-    secret_of,
-    store_position,
-)
+from tests.helpers import PASSWORD, PAT_SCOPE, TenantWorld, b64url, device, make_tenant, secret_of, store_position
 
 Body = dict[str, Any]
 W = TenantWorld

@@ -8,13 +8,25 @@ import sys
 RESULT_KEYS = {"name", "requests", "concurrency", "rps", "p50_ms", "p99_ms", "ratio_rps", "ratio_p99", "value", "unit"}
 
 
-def test_quick_bench_reports_ratios_against_echo_as_json():
-    run = subprocess.run(
-        [sys.executable, "-m", "authbus.infra", "bench", "--quick", "--scenario", "echo,verify_pat", "--json"],
+def bench(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "authbus.infra", "bench", *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
+        env={**os.environ, **env},
     )
+
+
+def figures(*args: str, **env: str) -> dict:
+    """The scenarios of a run that must succeed, by name, in the order reported."""
+    run = bench(*args, "--json", **env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return {s["name"]: s for s in json.loads(run.stdout)["scenarios"]}
+
+
+def test_quick_bench_reports_ratios_against_echo_as_json():
+    run = bench("--quick", "--scenario", "echo,verify_pat", "--json")
     assert run.returncode == 0, run.stderr[-2000:]
     document = json.loads(run.stdout)
     assert {"cpu", "cores", "python"} <= set(document["machine"])
@@ -31,36 +43,14 @@ def test_quick_bench_reports_ratios_against_echo_as_json():
 
 
 def test_an_unknown_scenario_is_one_clear_error():
-    run = subprocess.run(
-        [sys.executable, "-m", "authbus.infra", "bench", "--scenario", "echo,warp_speed", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = bench("--scenario", "echo,warp_speed", "--json", timeout=120)
     assert run.returncode == 1
     assert "unknown scenario 'warp_speed'" in run.stderr and "Traceback" not in run.stderr
     assert run.stdout == ""
 
 
 def test_offline_figures_carry_a_value_and_a_unit():
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "authbus.infra",
-            "bench",
-            "--scenario",
-            "fold,memory_per_credential,cold_start",
-            "--credentials",
-            "2000",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    scenarios = {s["name"]: s for s in json.loads(run.stdout)["scenarios"]}
+    scenarios = figures("--scenario", "fold,memory_per_credential,cold_start", "--credentials", "2000")
     assert list(scenarios) == ["fold", "memory_per_credential", "cold_start"]
     units = {name: s["unit"] for name, s in scenarios.items()}
     assert units == {"fold": "events/s", "memory_per_credential": "bytes", "cold_start": "s"}
@@ -72,26 +62,14 @@ def test_scale_out_figures_come_from_instances_in_processes_of_their_own(postgre
     """convergence_postgres: p50/p99 from a command's reply until both instances hold it;
     failover_postgres: calls failed through the client across a SIGKILL, and what the same
     kill cost a client with repeats off."""
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "authbus.infra",
-            "bench",
-            "--quick",
-            "--scenario",
-            "convergence_postgres,failover_postgres",
-            "--concurrency",
-            "16",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "AUTHBUS_BENCH_DATABASE_URL": postgres_url},
+    scenarios = figures(
+        "--quick",
+        "--scenario",
+        "convergence_postgres,failover_postgres",
+        "--concurrency",
+        "16",
+        AUTHBUS_BENCH_DATABASE_URL=postgres_url,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
-    scenarios = {s["name"]: s for s in json.loads(run.stdout)["scenarios"]}
     converged = scenarios["convergence_postgres"]
     assert converged["requests"] == 200 and 0 <= converged["p50_ms"] <= converged["p99_ms"]
     failover = scenarios["failover_postgres"]
@@ -103,23 +81,6 @@ def test_scale_out_figures_come_from_instances_in_processes_of_their_own(postgre
 def test_a_restarted_instance_keeps_no_more_memory_than_one_that_followed_the_log():
     """Started from its snapshot, an instance held ~1.6× the memory of one that had followed
     the log live (the unpickler's leftovers).  Within 1.1× now, measured in fresh processes."""
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "authbus.infra",
-            "bench",
-            "--scenario",
-            "memory_after_restart",
-            "--credentials",
-            "30000",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    (figure,) = json.loads(run.stdout)["scenarios"]
+    (figure,) = figures("--scenario", "memory_after_restart", "--credentials", "30000").values()
     assert figure["name"] == "memory_after_restart" and figure["unit"] == "× live"
     assert figure["value"] <= 1.1, figure["note"]

@@ -113,13 +113,7 @@ async def connect(bus: Bus, token: str | None, errors: list[Exception] | None = 
         options.setdefault("inbox_prefix", private_inbox(token))
     return await asyncio.wait_for(
         nats.connect(
-            bus.url,
-            token=token,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            connect_timeout=4,
-            error_cb=on_error,
-            **options,
+            bus.url, token=token, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=4, error_cb=on_error, **options
         ),
         WAIT,
     )

@@ -16,15 +16,13 @@ import nats
 import pytest
 
 from authbus.domain.commands import CreateTenant
-from authbus.domain.policy import Actor
-from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.infra.client import AuthbusClient
 from authbus.infra.nats_server import NatsServer, free_port
 from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.publisher import stream_name
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, start_instance
-from tests.helpers import eventually
+from tests.helpers import eventually, root_actor
 
 FORBIDDEN = (b"secret_hash", b"password_hash", b"sealed_private", b"refresh_hash", b"$argon2", b"PRIVATE KEY")
 
@@ -68,14 +66,7 @@ def store_positions(runner) -> list[int]:
 
 def seed(runner, tenants: int) -> None:
     root = run_bootstrap(runner)
-    actor = Actor(
-        principal_id=uuid.UUID(root["user_id"]),
-        tenant_id=SYSTEM_TENANT_ID,
-        roles=frozenset({"root"}),
-        credential_id=uuid.UUID(root["key_id"]),
-        credential_kind="api_key",
-        scopes=None,
-    )
+    actor = root_actor(root)
     for n in range(tenants):
         runner.run(CreateTenant(name=f"feed-{n}"), actor)
 

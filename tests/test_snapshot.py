@@ -119,16 +119,7 @@ async def test_a_snapshot_holds_no_plaintext_secret(fresh_store, nats_server):
         assert token.encode() not in data and secret_of(token).encode() not in data
 
 
-SPOILED = [
-    "a flipped byte",
-    "truncated",
-    "garbage",
-    "empty",
-    "another KEK",
-    "another format",
-    "another store",
-    "names code",
-]
+SPOILED = ["a flipped byte", "truncated", "garbage", "empty", "another KEK", "another format", "another store", "names code"]
 
 
 class Planted:
