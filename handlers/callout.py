@@ -8,7 +8,7 @@ as ``verify`` does; the answer is a user JWT signed by the account issuer that p
 client in an account (root in authbus's own, everyone else in the client account) with
 the permissions of projections/bus_access.py, or an error naming the reason, which the
 server logs and the client sees as an authorization violation.  The JWT's ``name`` is the
-connection's identity: infra/bus_guard.py closes connections whose credential no longer
+connection's identity: infra/nats/bus_guard.py closes connections whose credential no longer
 admits them.
 """
 
@@ -23,19 +23,16 @@ from typing import Any
 from nats.micro.request import Request
 
 from authbus.handlers.metrics import OK
-from authbus.handlers.nats_jwt import (
+from authbus.handlers.natsauth.claims import (
     AUTH_CALLOUT_SUBJECT,
-    JWTError,
-    NKey,
-    NKeyError,
     ResponsePermission,
-    XKey,
     authorization_response,
     decode_authorization_request,
-    encode_jwt,
     response_payload,
     user_claims,
 )
+from authbus.handlers.natsauth.jwt import JWTError, encode_jwt
+from authbus.handlers.natsauth.nkeys import NKey, NKeyError, XKey
 from authbus.handlers.wire import Backend
 from authbus.projections.bus_access import BusGrant, BusLayout, bus_grant, private_inbox
 

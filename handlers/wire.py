@@ -162,7 +162,7 @@ async def respond_error(request: Request, error: AuthbusError, position: int, he
 
 CORRELATION_HEADER = "Correlation-Id"
 _CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-# The request being answered, for every log line written while answering it (infra.logs).
+# The request being answered, for every log line written while answering it (infra.observability.logs).
 correlation_id: ContextVar[str | None] = ContextVar("authbus_correlation_id", default=None)
 
 

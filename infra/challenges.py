@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from authbus.domain.login import CHALLENGE_SECONDS
-from authbus.infra.keys import b64url, unb64url
+from authbus.infra.crypto.keys import b64url, unb64url
 
 
 class _Payload(msgspec.Struct, forbid_unknown_fields=True):

@@ -22,18 +22,18 @@ from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
 from authbus.handlers import callout
 from authbus.handlers.metrics import RequestStats
-from authbus.handlers.nats_jwt import PREFIX_ACCOUNT, NKey, XKey
+from authbus.handlers.natsauth.nkeys import PREFIX_ACCOUNT, NKey, XKey
 from authbus.handlers.service import QUEUE_GROUP, VERSION, start_service, subjects
-from authbus.infra.bus_guard import BusGuard
-from authbus.infra.callout_config import bus_layout
+from authbus.infra.crypto.kek import KEKError, Passwords, load_kek
+from authbus.infra.crypto.password_gate import PasswordGate
 from authbus.infra.follower import Follower, HeadWatch, wait_until
-from authbus.infra.nats_sync import sync_with_server
-from authbus.infra.password_gate import PasswordGate
-from authbus.infra.prometheus import MetricsServer
+from authbus.infra.nats.bus_guard import BusGuard
+from authbus.infra.nats.callout_config import bus_layout
+from authbus.infra.nats.sync import sync_with_server
+from authbus.infra.observability.prometheus import MetricsServer
 from authbus.infra.publisher import Publisher
 from authbus.infra.runner import AGAIN, SYSTEM_ACTOR, CommandRunner, PasswordWork, PasswordWorkNeeded, StoreUnitOfWork
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
-from authbus.infra.secrets import KEKError, Passwords, load_kek
 from authbus.infra.settings import Settings
 from authbus.infra.snapshot import restore_read_model, write_snapshot
 from authbus.infra.store import EventStore, is_postgres, open_store

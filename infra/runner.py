@@ -22,10 +22,10 @@ from authbus.domain.errors import Conflict, Unavailable, not_found
 from authbus.domain.policy import Actor
 from authbus.domain.registry import CommandRecord, command_record_id
 from authbus.domain.signing import SigningKey
-from authbus.infra import keys
 from authbus.infra.challenges import Challenges
-from authbus.infra.keys import b64url
-from authbus.infra.secrets import KEKError, Passwords, SecretSource, derive
+from authbus.infra.crypto import keys
+from authbus.infra.crypto.kek import KEKError, Passwords, SecretSource, derive
+from authbus.infra.crypto.keys import b64url
 from authbus.infra.snapshot import snapshot_key
 from authbus.infra.store import LOCK_SECONDS, STATEMENT_SECONDS, EventStore, StoreBusy
 from authbus.projections.read_model import SigningKeyView
@@ -50,7 +50,7 @@ def render_secret(recipe: list[str], secret: bytes) -> str:
 
 @dataclass(frozen=True)
 class PasswordWork:
-    """argon2 done for a command outside its transaction (infra.password_gate), so it never
+    """argon2 done for a command outside its transaction (infra.crypto.password_gate), so it never
     holds the writer: hashes of the passwords it sets, and checks of those it compares."""
 
     hashes: dict[str, str] = field(default_factory=dict)  # password → its hash

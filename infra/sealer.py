@@ -25,8 +25,8 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from authbus.domain.checkpoint import Checkpoint, checkpoint_id
+from authbus.infra.crypto.keys import b64url
 from authbus.infra.follower import wait_until
-from authbus.infra.keys import b64url
 from authbus.infra.store import EventStore
 from authbus.projections.chain import GENESIS, checkpoint_message, extend
 

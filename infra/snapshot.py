@@ -23,8 +23,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from authbus.infra.crypto.kek import derive
 from authbus.infra.follower import fold
-from authbus.infra.secrets import derive
 from authbus.infra.store import EventStore
 from authbus.projections.read_model import ReadModel
 

@@ -19,7 +19,7 @@ import pytest
 from nats.aio.client import Client
 
 from authbus.infra.client import AuthbusClient
-from authbus.infra.nats_server import NatsServer, free_port
+from authbus.infra.nats.server import NatsServer, free_port
 from authbus.infra.node import Node, open_runner, run_bootstrap
 from authbus.infra.settings import Settings
 from authbus.infra.store import with_database

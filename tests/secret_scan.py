@@ -23,7 +23,7 @@ import psycopg
 from nats.aio.client import Client
 
 from authbus.domain import tokens
-from authbus.infra.logs import Correlated, JsonFormatter
+from authbus.infra.observability.logs import Correlated, JsonFormatter
 
 SECRET_FIELDS = ("token", "secret", "refresh_token", "access_token")
 PASSWORD_FIELDS = ("password", "new_password", "old_password")

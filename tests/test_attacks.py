@@ -15,8 +15,8 @@ import nats
 import pytest
 
 from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.infra.nats_sync import sync_with_server
-from authbus.infra.password_gate import IN_FLIGHT_PER_CALLER
+from authbus.infra.crypto.password_gate import IN_FLIGHT_PER_CALLER
+from authbus.infra.nats.sync import sync_with_server
 from tests.helpers import make_org, store_position
 
 

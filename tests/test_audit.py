@@ -13,7 +13,7 @@ import pytest
 
 from authbus.domain import tokens
 from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.infra.nats_server import free_port
+from authbus.infra.nats.server import free_port
 from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.settings import Settings
 from tests.helpers import grant_scopes, make_org

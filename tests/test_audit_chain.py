@@ -28,11 +28,11 @@ from eventsourcing.persistence import IntegrityError
 from authbus.domain.checkpoint import Checkpoint, checkpoint_id
 from authbus.domain.commands import CreateTenant
 from authbus.domain.registry import NameClaim
-from authbus.infra.audit_chain import verify_log
-from authbus.infra.keys import b64url, unb64url
+from authbus.infra.audit.chain import verify_log
+from authbus.infra.crypto.kek import derive
+from authbus.infra.crypto.keys import b64url, unb64url
 from authbus.infra.node import Node, open_runner, run_bootstrap
 from authbus.infra.sealer import CHECKPOINT_TOPIC, CheckpointSealer
-from authbus.infra.secrets import derive
 from authbus.infra.settings import Settings
 from authbus.infra.store import open_store
 from authbus.projections.chain import checkpoint_message, extend

@@ -25,12 +25,12 @@ from typer.testing import CliRunner
 
 from authbus.domain import tokens
 from authbus.handlers.callout import ENDPOINT
-from authbus.handlers.nats_jwt import NKey, XKey, new_account_seed, new_xkey_seed
+from authbus.handlers.natsauth.nkeys import NKey, XKey, new_account_seed, new_xkey_seed
 from authbus.infra import cli
-from authbus.infra.callout_config import render_callout_config
 from authbus.infra.client import AuthbusClient
-from authbus.infra.nats_server import NatsServer, free_port
-from authbus.infra.nats_sync import sync_with_server
+from authbus.infra.nats.callout_config import render_callout_config
+from authbus.infra.nats.server import NatsServer, free_port
+from authbus.infra.nats.sync import sync_with_server
 from authbus.infra.node import Node, open_runner
 from authbus.infra.settings import Settings
 from authbus.projections.bus_access import private_inbox

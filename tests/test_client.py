@@ -1,4 +1,4 @@
-"""The Python client (infra/client.py) through real NATS: typed results, and read-your-writes
+"""The Python client (infra/client/__init__.py) through real NATS: typed results, and read-your-writes
 (the highest position seen is sent as min_position unless the caller gives one)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from authbus.infra.client import (
     Tokens,
     Verified,
 )
-from authbus.infra.nats_sync import sync_with_server
+from authbus.infra.nats.sync import sync_with_server
 from tests.conftest import quick_to_stale
 from tests.helpers import PAT_SCOPE, make_tenant
 from tests.test_consistency import two_instances
@@ -197,7 +197,8 @@ async def test_a_verify_after_a_revocation_is_never_answered_by_a_lagging_instan
 
 
 def test_the_verify_cache_uses_the_clients_types():
-    from authbus.infra import client, verify_cache
+    from authbus.infra import client
+    from authbus.infra.client import verify_cache
 
     assert (verify_cache.Verified, verify_cache.Credential, verify_cache.Principal) == (
         client.Verified,

@@ -17,7 +17,7 @@ import pytest
 
 from authbus.domain.commands import CreateTenant
 from authbus.infra.client import AuthbusClient
-from authbus.infra.nats_server import NatsServer, free_port
+from authbus.infra.nats.server import NatsServer, free_port
 from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.publisher import stream_name
 from authbus.infra.settings import Settings

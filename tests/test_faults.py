@@ -17,7 +17,7 @@ import nats
 import pytest
 
 from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.infra.nats_server import NatsServer, free_port
+from authbus.infra.nats.server import NatsServer, free_port
 from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, make_settings, pgserver_data, start_instance

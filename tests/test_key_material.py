@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.infra.challenges import Challenges
-from authbus.infra.keys import Sealer, generate
-from authbus.infra.secrets import KEKError, derive, load_kek, write_private
+from authbus.infra.crypto.kek import KEKError, derive, load_kek, write_private
+from authbus.infra.crypto.keys import Sealer, generate
 
 
 def b64(data: bytes) -> str:

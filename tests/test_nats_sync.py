@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import nats
 
-from authbus.infra.nats_server import NatsServer
-from authbus.infra.nats_sync import sync_with_server
+from authbus.infra.nats.server import NatsServer
+from authbus.infra.nats.sync import sync_with_server
 
 
 async def test_a_subscription_is_held_by_the_server_once_synced(nats_server: NatsServer):

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.infra.logs import JsonFormatter
+from authbus.infra.observability.logs import JsonFormatter
 from tests.conftest import BACKENDS, start_instance
 from tests.helpers import eventually, make_org
 from tests.secret_scan import LogRecorder

@@ -14,7 +14,8 @@ import pytest
 
 from authbus.domain.credentials import PersonalAccessToken
 from authbus.domain.tenant import Tenant
-from authbus.infra import bench_offline, bench_scale
+from authbus.infra.bench import offline as bench_offline
+from authbus.infra.bench import scale as bench_scale
 from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.store import APPLICATION_NAME, open_store

@@ -1,11 +1,11 @@
-"""The service-side verify cache (infra/verify_cache.py): answers kept, and dropped the
+"""The service-side verify cache (infra/client/verify_cache.py): answers kept, and dropped the
 moment the event feed says something they vouched for changed."""
 
 from __future__ import annotations
 
 import asyncio
 
-from authbus.infra.verify_cache import CachedVerifier
+from authbus.infra.client.verify_cache import CachedVerifier
 from tests.helpers import make_tenant
 
 

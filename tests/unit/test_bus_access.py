@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authbus.handlers.service import subjects
-from authbus.infra.callout_config import bus_layout
+from authbus.infra.nats.callout_config import bus_layout
 from authbus.projections.bus_access import INBOX_BITS, others_inboxes, private_inbox, reads_only_own_feed
 from tests.unit.test_permissions import matches
 

@@ -1,4 +1,4 @@
-"""The argon2 gate's order of service (infra/password_gate.py), with a hasher that records
+"""The argon2 gate's order of service (infra/crypto/password_gate.py), with a hasher that records
 when each piece of work starts instead of running argon2."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import time
 import pytest
 
 from authbus.domain.errors import RateLimited
-from authbus.infra.password_gate import WAITING_PER_USERNAME, PasswordGate
+from authbus.infra.crypto.password_gate import WAITING_PER_USERNAME, PasswordGate
 
 
 class Recorder:
-    """Stands in for infra.secrets.Passwords: each call notes its password and takes 20 ms."""
+    """Stands in for infra.crypto.kek.Passwords: each call notes its password and takes 20 ms."""
 
     def __init__(self) -> None:
         self.started: list[str] = []

@@ -19,7 +19,7 @@ from authbus.domain.session import Session
 from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import SYSTEM_TENANT_ID, Tenant
 from authbus.domain.user import User
-from authbus.infra import keys
+from authbus.infra.crypto import keys
 from authbus.projections.read_model import ReadModel
 
 META = {"actor": "system", "correlation_id": "unit"}

@@ -8,7 +8,7 @@ its own, as `authbus serve` runs them.
   the load: the client as shipped, which repeats a safe request once after ``repeat_after``,
   and one with repeats off, whose failed calls show what the repeat saves.
 
-Each instance is ``python -m authbus.infra.bench_scale``: a Node exactly as `serve` starts it,
+Each instance is ``python -m authbus.infra.bench.scale``: a Node exactly as `serve` starts it,
 which also prints ``<position> <unix time>`` to stdout whenever its read model advances.
 Instances and the bench share the machine's clock, so the times compare directly.
 """
@@ -105,7 +105,7 @@ async def instances(settings: Settings, count: int):
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "authbus.infra.bench_scale",
+                    "authbus.infra.bench.scale",
                     env=environment(own),
                     stdout=asyncio.subprocess.PIPE,
                     stderr=log,
@@ -220,8 +220,8 @@ async def failover(
 
 
 def _child() -> None:
-    from authbus.infra import logs
     from authbus.infra.node import Node, open_runner
+    from authbus.infra.observability import logs
 
     settings = Settings.load()
     logs.configure("text", settings.log_level)

@@ -2,7 +2,7 @@
 
 Absolute figures on a shared machine say little; the ratio to a no-op responder written
 with the same client library (``echo``) says how much of the stack's limit authbus keeps.
-Load comes from separate processes (``bench_load``) so clients never share the server's
+Load comes from separate processes (``bench.load``) so clients never share the server's
 interpreter.  See docs/performance.md for the method and the figures.
 """
 
@@ -27,11 +27,12 @@ from typing import Any
 import msgspec
 import nats
 
-from authbus.infra import bench_offline, bench_scale
-from authbus.infra.bench_load import LoadResult, LoadSpec
-from authbus.infra.bench_world import Peer, World, seed_world, start_echo
+from authbus.infra.bench import offline as bench_offline
+from authbus.infra.bench import scale as bench_scale
+from authbus.infra.bench.load import LoadResult, LoadSpec
+from authbus.infra.bench.world import Peer, World, seed_world, start_echo
 from authbus.infra.client import AuthbusClient
-from authbus.infra.nats_server import NatsServer, free_port, nats_server_binary
+from authbus.infra.nats.server import NatsServer, free_port, nats_server_binary
 from authbus.infra.node import Node, open_runner, run_bootstrap
 from authbus.infra.settings import Settings
 from authbus.infra.store import open_store, with_database
@@ -48,7 +49,7 @@ LOAD = (
     "peer_postgres",
     "create_pat_postgres",
 )
-SCALE = ("convergence_postgres", "failover_postgres")  # instances in processes of their own: infra/bench_scale.py
+SCALE = ("convergence_postgres", "failover_postgres")  # instances in processes of their own: infra/bench/scale.py
 OFFLINE = ("fold", "fold_from_store", "memory_per_credential", "cold_start", "cold_start_no_snapshot", "memory_after_restart")
 SCENARIOS = LOAD + SCALE + OFFLINE
 POSTGRES = ("peer_postgres", "create_pat_postgres", *SCALE)
@@ -128,7 +129,7 @@ async def drive(name: str, spec: LoadSpec, clients: int) -> Result:
         await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "authbus.infra.bench_load",
+            "authbus.infra.bench.load",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

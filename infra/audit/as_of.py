@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from authbus.domain.errors import InvalidRequest
-from authbus.infra.audit_cli import audit_app
-from authbus.infra.audit_log import DatabaseUrl, fail, head, open_log, out, parse_id, parse_point, progress, read
+from authbus.infra.audit.cli import audit_app
+from authbus.infra.audit.log import DatabaseUrl, fail, head, open_log, out, parse_id, parse_point, progress, read
 from authbus.projections.audit import Replay, as_of, history, related, target
 
 
@@ -22,8 +22,8 @@ def as_of_command(
     at: Annotated[
         str, typer.Argument(metavar="TIME|POSITION", help="A log position, or an ISO 8601 time (UTC without an offset).")
     ],
-    credential: Annotated[Optional[str], typer.Option(help="A PAT or key id: its standing, secret not checked.")] = None,
-    token: Annotated[Optional[str], typer.Option(help="A PAT or key, secret checked too ('-' reads it from stdin).")] = None,
+    credential: Annotated[str | None, typer.Option(help="A PAT or key id: its standing, secret not checked.")] = None,
+    token: Annotated[str | None, typer.Option(help="A PAT or key, secret checked too ('-' reads it from stdin).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:

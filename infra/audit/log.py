@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from authbus.domain.commands import rfc3339
-from authbus.infra.audit_cli import audit_app
+from authbus.infra.audit.cli import audit_app
 from authbus.infra.settings import Settings
 from authbus.infra.store import EventStore, open_store
 from authbus.projections.audit import LogFilter, LogScan, Point
@@ -36,7 +36,7 @@ err = Console(stderr=True)
 out = Console()
 
 DatabaseUrl = Annotated[
-    Optional[str], typer.Option(envvar="AUTHBUS_DATABASE_URL", help="The event store (default: sqlite under ./.authbus).")
+    str | None, typer.Option(envvar="AUTHBUS_DATABASE_URL", help="The event store (default: sqlite under ./.authbus).")
 ]
 
 
@@ -124,17 +124,15 @@ COLUMNS = (
 
 @audit_app.command("log")
 def log(
-    since: Annotated[
-        Optional[str], typer.Option(help="From this position, or from the first event at or after this time.")
-    ] = None,
-    until: Annotated[Optional[str], typer.Option(help="Up to this position, or up to this time.")] = None,
-    tenant: Annotated[Optional[str], typer.Option(help="Only events of this tenant.")] = None,
-    principal: Annotated[Optional[str], typer.Option(help="Only events this principal did, or that were done to it.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this position, or from the first event at or after this time.")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this position, or up to this time.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only events of this tenant.")] = None,
+    principal: Annotated[str | None, typer.Option(help="Only events this principal did, or that were done to it.")] = None,
     type: Annotated[
-        Optional[list[str]], typer.Option("--type", help="Only these event types (comma-separated or repeated).")
+        list[str] | None, typer.Option("--type", help="Only these event types (comma-separated or repeated).")
     ] = None,
     format: Annotated[
-        Optional[str], typer.Option("--format", help="jsonl or table (default: table on a terminal, else jsonl).")
+        str | None, typer.Option("--format", help="jsonl or table (default: table on a terminal, else jsonl).")
     ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from nats.errors import Error as NatsError
 
-from authbus.infra.audit_cli import audit_app
-from authbus.infra.audit_log import DatabaseUrl, fail, head, open_log, out, progress, read
+from authbus.infra.audit.cli import audit_app
+from authbus.infra.audit.log import DatabaseUrl, fail, head, open_log, out, progress, read
 from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.projections.audit import digest
 from authbus.projections.read_model import ReadModel
@@ -59,7 +59,7 @@ def rebuild(
 
 def _live(ctx: typer.Context) -> dict[str, Any] | None:
     """The running instance's digest and position, or None when none is reachable."""
-    options = ctx.obj  # infra.cli.Ctx: the --nats-url, --token and --subject-prefix of `authbus`
+    options = ctx.obj  # infra.cli.common.Ctx: the --nats-url, --token and --subject-prefix of `authbus`
     nats_url = getattr(options, "nats_url", "nats://127.0.0.1:4222")
     prefix, token = getattr(options, "prefix", "auth"), getattr(options, "token", None)
 

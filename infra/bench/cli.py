@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from authbus.infra.bench import SCENARIOS, BenchOptions, ScenarioFailed, run_bench
+from authbus.infra.bench.scenarios import SCENARIOS, BenchOptions, ScenarioFailed, run_bench
 
 err = Console(stderr=True)
 
@@ -38,26 +38,25 @@ def bench(
     quick: Annotated[
         bool, typer.Option("--quick", help="Fewer requests and 100,000 credentials: done in under 3 minutes.")
     ] = False,
-    scenario: Annotated[Optional[str], typer.Option(help=f"Comma-separated subset of: {', '.join(SCENARIOS)}.")] = None,
+    scenario: Annotated[str | None, typer.Option(help=f"Comma-separated subset of: {', '.join(SCENARIOS)}.")] = None,
     requests: Annotated[
-        Optional[int], typer.Option(min=1, help="Requests per load scenario (default 20,000; 5,000 with --quick).")
+        int | None, typer.Option(min=1, help="Requests per load scenario (default 20,000; 5,000 with --quick).")
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 64,
     clients: Annotated[int, typer.Option(min=1, help="Load-generating processes sharing the concurrency.")] = 1,
     rounds: Annotated[int, typer.Option(min=1, help="Rounds per load scenario; the fastest counts.")] = 3,
     credentials: Annotated[
-        Optional[int],
-        typer.Option(min=1000, help="Credentials in the cold-start store (default 1,000,000; 100,000 with --quick)."),
+        int | None, typer.Option(min=1000, help="Credentials in the cold-start store (default 1,000,000; 100,000 with --quick).")
     ] = None,
     database_url: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             envvar="AUTHBUS_BENCH_DATABASE_URL",
             help="PostgreSQL server to make a scratch database in (default: a private one from pgserver).",
         ),
     ] = None,
     plot: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             help="Also sweep concurrency for echo, verify_pat and peer_postgres and draw latency vs concurrency into this PNG (needs matplotlib)."
         ),

@@ -113,7 +113,7 @@ def bytes_per_credential(store: EventStore) -> float:
 def cold_start(database_url: str, snapshot: Path, kek: bytes, how: str = "restore") -> dict[str, float]:
     """Start a read model in a fresh process (``how``: "restore", as a restarted instance does,
     or "live"): seconds to be ready, the peak RSS it took and the RSS it keeps."""
-    args = [sys.executable, "-m", "authbus.infra.bench_offline", database_url, str(snapshot), kek.hex(), how]
+    args = [sys.executable, "-m", "authbus.infra.bench.offline", database_url, str(snapshot), kek.hex(), how]
     out = subprocess.run(args, check=True, capture_output=True, timeout=600).stdout
     return json.loads(out)
 

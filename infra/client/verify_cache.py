@@ -31,7 +31,7 @@ from nats.aio.subscription import Subscription
 from authbus.infra.client import AuthbusClient, Verified, raise_error
 from authbus.infra.client import Credential as Credential
 from authbus.infra.client import Principal as Principal
-from authbus.infra.nats_sync import sync_with_server
+from authbus.infra.nats.sync import sync_with_server
 
 # Events of these aggregates are matched by id: their aggregate_id is the credential's or
 # the principal's.  Any other aggregate's events (tenant, session, signing_key, …) evict

@@ -15,7 +15,7 @@ import msgspec
 import nats
 
 from authbus.infra.client import AuthbusClient
-from authbus.infra.verify_cache import CachedVerifier
+from authbus.infra.client.verify_cache import CachedVerifier
 
 
 class LoadSpec(msgspec.Struct):
@@ -28,7 +28,7 @@ class LoadSpec(msgspec.Struct):
     headers: dict[str, str] | None = None
     expect: bytes = b""  # every reply must contain this, or it counts as an error
     timeout: float = 10.0
-    # Verify through infra.verify_cache.CachedVerifier instead: each payload is a bare token,
+    # Verify through infra.client.verify_cache.CachedVerifier instead: each payload is a bare token,
     # ``subject`` is the subject prefix, and a valid answer is the expected one.
     cached_verify: bool = False
 

@@ -17,9 +17,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from authbus.handlers.nats_jwt import PREFIX_ACCOUNT, PREFIX_CURVE, NKey, XKey, is_public_key, new_account_seed, new_xkey_seed
+from authbus.handlers.natsauth.nkeys import (
+    PREFIX_ACCOUNT,
+    PREFIX_CURVE,
+    NKey,
+    XKey,
+    is_public_key,
+    new_account_seed,
+    new_xkey_seed,
+)
 from authbus.handlers.service import subjects
-from authbus.infra.secrets import write_private
+from authbus.infra.crypto.kek import write_private
 from authbus.projections.bus_access import BusLayout
 
 

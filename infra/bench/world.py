@@ -23,7 +23,7 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from authbus.infra.client import AuthbusClient
-from authbus.infra.nats_sync import sync_with_server
+from authbus.infra.nats.sync import sync_with_server
 
 CREDENTIALS = 100  # PATs and API keys each, so lookups are spread over many entries
 PASSWORD = "bench-password-1234"

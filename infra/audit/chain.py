@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from cryptography.exceptions import InvalidSignature
@@ -26,11 +26,11 @@ from eventsourcing.application import AggregateNotFoundError
 from rich.console import Console
 
 from authbus.domain.checkpoint import Checkpoint, checkpoint_id
-from authbus.infra.audit_cli import audit_app
-from authbus.infra.audit_log import DatabaseUrl, err, fail, head, open_log, progress
-from authbus.infra.keys import unb64url
+from authbus.infra.audit.cli import audit_app
+from authbus.infra.audit.log import DatabaseUrl, err, fail, head, open_log, progress
+from authbus.infra.crypto.kek import KEKError, derive, load_kek
+from authbus.infra.crypto.keys import unb64url
 from authbus.infra.sealer import CHECKPOINT_TOPIC, audit_key
-from authbus.infra.secrets import KEKError, derive, load_kek
 from authbus.infra.settings import Settings
 from authbus.infra.store import EventStore
 from authbus.projections.chain import GENESIS, Divergence, StoredRow, checkpoint_message, compare, extend
@@ -214,11 +214,11 @@ def _public_key(public_key: str | None, kek_file: Path | None) -> tuple[bytes | 
 def verify(
     database_url: DatabaseUrl = None,
     kek_file: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(envvar="AUTHBUS_KEK_FILE", help="File holding the hex KEK (or set AUTHBUS_KEK): pins the signing key."),
     ] = None,
     public_key: Annotated[
-        Optional[str], typer.Option(help="Pin this base64url Ed25519 key (from auth.v1.audit.public_key) instead.")
+        str | None, typer.Option(help="Pin this base64url Ed25519 key (from auth.v1.audit.public_key) instead.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a sentence.")] = False,
 ) -> None:

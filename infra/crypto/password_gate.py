@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from authbus.domain.errors import RateLimited
-from authbus.infra.secrets import Passwords
+from authbus.infra.crypto.kek import Passwords
 
 # An argon2id hash of a random password with the parameters of real ones: what a check costs.
 CALIBRATION_HASH = "$argon2id$v=19$m=65536,t=3,p=4$GynNOqIlFIClR/I5+FV69Q$5XBXEKi87JkTkD1EiwHGPMoph7oEGV7l14/phFV8S/4"

@@ -1,0 +1,429 @@
+"""Administering authbus over NATS: a noun for each kind of thing (``tenant``, ``user``, ``pat``, …)
+and its verbs, plus ``login``, ``verify``, ``authorize`` and ``health``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from authbus.infra.audit import as_of, chain, log, rebuild  # noqa: F401  (each registers its tool on audit_app)
+from authbus.infra.audit.cli import audit_app
+from authbus.infra.cli.common import app, ask, show
+from authbus.infra.client import AuthbusClient
+
+tenant_app = typer.Typer(no_args_is_help=True, help="Create, disable and enable tenants.")
+user_app = typer.Typer(no_args_is_help=True, help="Register, inspect, disable users; grant and revoke roles.")
+pat_app = typer.Typer(no_args_is_help=True, help="Personal access tokens and their scopes.")
+key_app = typer.Typer(no_args_is_help=True, help="API keys, recovery and invitation keys.")
+signing_app = typer.Typer(no_args_is_help=True, help="Keys that sign JWTs: create, list, retire, revoke.")
+session_app = typer.Typer(no_args_is_help=True, help="Login sessions (refresh-token families).")
+role_app = typer.Typer(
+    no_args_is_help=True,
+    help="Roles: the built-in root, admin, auditor and user, and the tenant's own, which carry scopes. Grant and revoke both.",
+)
+scope_app = typer.Typer(no_args_is_help=True, help="Add and remove a PAT's scopes.")
+for sub, name in (
+    (audit_app, "audit"),
+    (tenant_app, "tenant"),
+    (user_app, "user"),
+    (pat_app, "pat"),
+    (key_app, "key"),
+    (signing_app, "signing-key"),
+    (session_app, "session"),
+    (role_app, "role"),
+    (scope_app, "scope"),
+):
+    app.add_typer(sub, name=name)
+
+
+def command(ctx: typer.Context, name: str, /, **fields: Any) -> None:
+    fields = {k: v for k, v in fields.items() if v is not None}
+    reply = ask(ctx, lambda c: c.command(name, **fields))
+    show(ctx, {**reply["result"], "position": reply["position"]} if not ctx.obj.as_json else reply)
+
+
+def parse_scope(text: str) -> dict[str, Any]:
+    """``[domain/]entity_type:operation:entity_id``, e.g. ``docs/document:read:*``."""
+    domain, slash, rest = text.partition("/")
+    if not slash:
+        domain, rest = None, text
+    parts = rest.split(":")
+    if len(parts) != 3 or not all(parts):
+        raise typer.BadParameter(f"{text!r}: use [domain/]entity_type:operation:entity_id")
+    return {"domain": domain, "entity_type": parts[0], "operation": parts[1], "entity_id": parts[2]}
+
+
+Scopes = Annotated[Optional[list[str]], typer.Option("--scope", help="[domain/]entity_type:operation:entity_id (repeatable).")]
+ExpiresIn = Annotated[Optional[int], typer.Option(help="Lifetime in seconds.")]
+Reason = Annotated[Optional[str], typer.Option(help="Why (kept in the audit log).")]
+CommandId = Annotated[Optional[str], typer.Option(help="Idempotency key: a repeat returns the first reply.")]
+
+
+@tenant_app.command("create")
+def tenant_create(ctx: typer.Context, name: str, command_id: CommandId = None) -> None:
+    """Create a tenant (root only).  Example: authbus tenant create acme"""
+    command(ctx, "create_tenant", name=name, command_id=command_id)
+
+
+@tenant_app.command("disable")
+def tenant_disable(ctx: typer.Context, tenant_id: str, reason: Reason = None) -> None:
+    """Disable a tenant: none of its credentials verify until it is enabled again."""
+    command(ctx, "disable_tenant", tenant_id=tenant_id, reason=reason)
+
+
+@tenant_app.command("enable")
+def tenant_enable(ctx: typer.Context, tenant_id: str) -> None:
+    """Enable a disabled tenant."""
+    command(ctx, "enable_tenant", tenant_id=tenant_id)
+
+
+@user_app.command("create")
+def user_create(
+    ctx: typer.Context,
+    username: str,
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    role: Annotated[
+        Optional[list[str]], typer.Option(help="root, admin, auditor, user or a role of the tenant's own (repeatable).")
+    ] = None,
+    kind: Annotated[str, typer.Option(help="user or service.")] = "user",
+    password_stdin: Annotated[bool, typer.Option(help="Read a password from standard input.")] = False,
+    command_id: CommandId = None,
+) -> None:
+    """Register a user.  Example: authbus user create --tenant <tenant_id> --role admin alice"""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    command(
+        ctx, "register_user", tenant_id=tenant, username=username, kind=kind, roles=role, password=password, command_id=command_id
+    )
+
+
+@user_app.command("get")
+def user_get(ctx: typer.Context, user_id: str) -> None:
+    """Show one user."""
+    show(ctx, ask(ctx, lambda c: c.admin("get_user", user_id=user_id))["user"])
+
+
+@user_app.command("list")
+def user_list(
+    ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None
+) -> None:
+    """List the users of a tenant."""
+    items = all_pages(ctx, "list_users", tenant_id=tenant)
+    show(ctx, items, ("id", "username", "kind", "roles", "disabled", "created_at"))
+
+
+@user_app.command("disable")
+def user_disable(ctx: typer.Context, user_id: str, reason: Reason = None) -> None:
+    """Disable a user: its credentials stop verifying at once."""
+    command(ctx, "disable_user", user_id=user_id, reason=reason)
+
+
+@user_app.command("enable")
+def user_enable(ctx: typer.Context, user_id: str) -> None:
+    """Enable a disabled user."""
+    command(ctx, "enable_user", user_id=user_id)
+
+
+@role_app.command("grant")
+@user_app.command("grant-role")
+def user_grant_role(ctx: typer.Context, user_id: str, role: str) -> None:
+    """Grant a role, built-in or the tenant's own.  Example: authbus role grant <user_id> auditor"""
+    command(ctx, "grant_role", user_id=user_id, role=role)
+
+
+@role_app.command("revoke")
+@user_app.command("revoke-role")
+def user_revoke_role(ctx: typer.Context, user_id: str, role: str, reason: Reason = None) -> None:
+    """Revoke a role.  Example: authbus role revoke <user_id> admin --reason 'left the team'"""
+    command(ctx, "revoke_role", user_id=user_id, role=role, reason=reason)
+
+
+@role_app.command("create")
+def role_create(
+    ctx: typer.Context,
+    name: str,
+    tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None,
+    description: Annotated[Optional[str], typer.Option()] = None,
+    scope: Scopes = None,
+    command_id: CommandId = None,
+) -> None:
+    """Define a role of the tenant's own, with the scopes its holders get.
+    Example: authbus role create readers --tenant <tenant_id> --scope 'docs/document:read:*'"""
+    scopes = [parse_scope(s) for s in scope or []]
+    command(ctx, "create_role", name=name, tenant_id=tenant, description=description, scopes=scopes, command_id=command_id)
+
+
+@role_app.command("list")
+def role_list(
+    ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None
+) -> None:
+    """List a tenant's own roles with their scopes.  Example: authbus role list --tenant <tenant_id>"""
+    show(ctx, all_pages(ctx, "list_roles", tenant_id=tenant), ("id", "name", "scopes", "description"))
+
+
+@role_app.command("get")
+def role_get(ctx: typer.Context, role_id: str) -> None:
+    """Show one role.  Example: authbus role get <role_id>"""
+    show(ctx, ask(ctx, lambda c: c.admin("get_role", role_id=role_id))["role"])
+
+
+@role_app.command("add-scope")
+def role_add_scope(ctx: typer.Context, role_id: str, scope: list[str]) -> None:
+    """Add scopes to a role: every holder gets them.  Example: authbus role add-scope <role_id> 'docs/document:update:*'"""
+    command(ctx, "add_role_scopes", role_id=role_id, scopes=[parse_scope(s) for s in scope])
+
+
+@role_app.command("remove-scope")
+def role_remove_scope(ctx: typer.Context, role_id: str, scope: list[str]) -> None:
+    """Remove scopes from a role: every credential of its holders loses them at once.
+    Example: authbus role remove-scope <role_id> 'docs/document:update:*'"""
+    command(ctx, "remove_role_scopes", role_id=role_id, scopes=[parse_scope(s) for s in scope])
+
+
+@role_app.command("delete")
+def role_delete(ctx: typer.Context, role_id: str, reason: Reason = None) -> None:
+    """Delete a role: it grants nothing from then on.  Example: authbus role delete <role_id> --reason 'reorg'"""
+    command(ctx, "delete_role", role_id=role_id, reason=reason)
+
+
+@user_app.command("set-password")
+def user_set_password(
+    ctx: typer.Context,
+    user_id: str,
+    old_password: Annotated[
+        bool, typer.Option("--old-password", help="Also read the current password, from the second line.")
+    ] = False,
+) -> None:
+    """Set a user's password, read from standard input (never from the command line).
+
+    Example: printf '%s\n' "$NEW" | authbus user set-password <user_id>
+    """
+    new = sys.stdin.readline().rstrip("\n")
+    old = sys.stdin.readline().rstrip("\n") if old_password else None
+    command(ctx, "change_password", user_id=user_id, password=new, old_password=old)
+
+
+@user_app.command("login-activity")
+def user_login_activity(ctx: typer.Context, user_id: str) -> None:
+    """The last 50 login attempts, newest first.  Example: authbus user login-activity <user_id>"""
+    items = ask(ctx, lambda c: c.admin("login_activity", user_id=user_id))["items"]
+    show(ctx, items, ("at", "outcome", "method", "reason", "source"))
+
+
+@pat_app.command("create")
+def pat_create(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="Owner's user id.")],
+    name: Annotated[str, typer.Option(help="A name to recognise it by.")],
+    description: Annotated[Optional[str], typer.Option()] = None,
+    scope: Scopes = None,
+    expires_in: ExpiresIn = None,
+    command_id: CommandId = None,
+) -> None:
+    """Create a PAT; its token is shown once.
+    Example: authbus pat create --user <user_id> --name ci --scope 'docs/document:read:*'"""
+    scopes = [parse_scope(s) for s in scope or []]
+    command(
+        ctx,
+        "create_pat",
+        user_id=user,
+        name=name,
+        description=description,
+        scopes=scopes,
+        expires_in=expires_in,
+        command_id=command_id,
+    )
+
+
+@pat_app.command("list")
+def pat_list(ctx: typer.Context, user: Annotated[Optional[str], typer.Option(help="Owner (default: you).")] = None) -> None:
+    """List a user's PATs (never their secrets)."""
+    show(ctx, all_pages(ctx, "list_pats", user_id=user), ("id", "name", "status", "expires_at", "scopes"))
+
+
+@pat_app.command("get")
+def pat_get(ctx: typer.Context, pat_id: str) -> None:
+    """Show one PAT with its scopes."""
+    show(ctx, ask(ctx, lambda c: c.admin("get_pat", pat_id=pat_id))["pat"])
+
+
+@pat_app.command("revoke")
+def pat_revoke(ctx: typer.Context, pat_id: str, reason: Reason = None) -> None:
+    """Revoke a PAT: it stops verifying on every instance."""
+    command(ctx, "revoke_pat", pat_id=pat_id, reason=reason)
+
+
+@pat_app.command("reset")
+def pat_reset(ctx: typer.Context, pat_id: str, expires_in: ExpiresIn = None) -> None:
+    """Give a PAT a new secret (the old token stops verifying); shown once."""
+    command(ctx, "reset_pat_secret", pat_id=pat_id, expires_in=expires_in)
+
+
+@scope_app.command("add")
+@pat_app.command("add-scope")
+def pat_add_scope(ctx: typer.Context, pat_id: str, scope: str) -> None:
+    """Add a scope.  Example: authbus scope add <pat_id> 'docs/document:update:42'"""
+    command(ctx, "add_scope", pat_id=pat_id, scope=parse_scope(scope))
+
+
+@scope_app.command("remove")
+@pat_app.command("remove-scope")
+def pat_remove_scope(ctx: typer.Context, pat_id: str, scope: str) -> None:
+    """Remove a scope.  Example: authbus scope remove <pat_id> 'docs/document:update:42'"""
+    command(ctx, "remove_scope", pat_id=pat_id, scope=parse_scope(scope))
+
+
+@key_app.command("issue")
+def key_issue(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="Owner's user id.")],
+    kind: Annotated[str, typer.Option(help="api_key, recovery or invitation.")] = "api_key",
+    name: Annotated[Optional[str], typer.Option()] = None,
+    scope: Scopes = None,
+    expires_in: ExpiresIn = None,
+) -> None:
+    """Issue a key; its token is shown once.  Example: authbus key issue --user <user_id> --name deploy"""
+    scopes = [parse_scope(s) for s in scope] if scope else None
+    command(ctx, "issue_key", user_id=user, kind=kind, name=name, scopes=scopes, expires_in=expires_in)
+
+
+@key_app.command("list")
+def key_list(ctx: typer.Context, user: Annotated[Optional[str], typer.Option(help="Owner (default: you).")] = None) -> None:
+    """List a user's keys (never their secrets)."""
+    show(ctx, all_pages(ctx, "list_keys", user_id=user), ("id", "kind", "name", "status", "expires_at"))
+
+
+@key_app.command("revoke")
+def key_revoke(ctx: typer.Context, key_id: str, reason: Reason = None) -> None:
+    """Revoke a key."""
+    command(ctx, "revoke_key", key_id=key_id, reason=reason)
+
+
+def all_pages(ctx: typer.Context, name: str, /, **fields: Any) -> list[dict[str, Any]]:
+    fields = {k: v for k, v in fields.items() if v is not None}
+
+    async def pages(client: AuthbusClient) -> dict[str, Any]:
+        items: list[dict[str, Any]] = []
+        after = None
+        while True:
+            reply = await client.admin(name, **fields, limit=500, **({"after": after} if after else {}))
+            items.extend(reply["items"])
+            after = reply["next"]
+            if after is None:
+                return {"items": items}
+
+    return ask(ctx, pages)["items"]
+
+
+@user_app.command("add-public-key")
+def user_add_public_key(ctx: typer.Context, user_id: str, public_key: str) -> None:
+    """Register an Ed25519 public key (base64url, 32 bytes) for challenge login."""
+    command(ctx, "register_public_key", user_id=user_id, public_key=public_key)
+
+
+@user_app.command("remove-public-key")
+def user_remove_public_key(ctx: typer.Context, user_id: str, public_key: str) -> None:
+    """Remove a registered public key."""
+    command(ctx, "remove_public_key", user_id=user_id, public_key=public_key)
+
+
+@signing_app.command("create")
+def signing_create(
+    ctx: typer.Context,
+    alg: Annotated[
+        str, typer.Option(help="EdDSA, ES256, RS256, or HS256 (a secret for the tenant to mint tokens with).")
+    ] = "EdDSA",
+    tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None,
+) -> None:
+    """Create a signing key; an HS256 secret is shown once.  Example: authbus signing-key create --alg HS256 --tenant <id>"""
+    command(ctx, "create_signing_key", alg=alg, tenant_id=tenant)
+
+
+@signing_app.command("list")
+def signing_list(
+    ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None
+) -> None:
+    """List a tenant's signing keys (never their private halves)."""
+    show(ctx, all_pages(ctx, "list_signing_keys", tenant_id=tenant), ("kid", "alg", "status", "created_at"))
+
+
+@signing_app.command("retire")
+def signing_retire(ctx: typer.Context, kid: str) -> None:
+    """Stop signing with a key; its tokens verify until they expire."""
+    command(ctx, "retire_signing_key", kid=kid)
+
+
+@signing_app.command("revoke")
+def signing_revoke(ctx: typer.Context, kid: str, reason: Reason = None) -> None:
+    """Revoke a key: every token it signed is invalid at once."""
+    command(ctx, "revoke_signing_key", kid=kid, reason=reason)
+
+
+@session_app.command("list")
+def session_list(ctx: typer.Context, user: Annotated[Optional[str], typer.Option(help="User id (default: you).")] = None) -> None:
+    """List a user's sessions."""
+    show(ctx, all_pages(ctx, "list_sessions", user_id=user), ("id", "method", "status", "rotations", "created_at", "expires_at"))
+
+
+@session_app.command("revoke")
+def session_revoke(ctx: typer.Context, session_id: str, reason: Reason = None) -> None:
+    """Revoke a session: its refresh token and every access token it issued stop working."""
+    command(ctx, "revoke_session", session_id=session_id, reason=reason)
+
+
+@app.command()
+def login(
+    ctx: typer.Context,
+    username: str,
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input instead of a prompt.")] = False,
+) -> None:
+    """Log in with a password and print an access token and a refresh token.
+    Example: authbus login --tenant <tenant_id> alice"""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
+    body = {"tenant_id": tenant, "username": username, "password": password, "source": "authbus cli"}
+    show(ctx, ask(ctx, lambda c: c.call("login", body, token="")))
+
+
+@app.command()
+def logout(ctx: typer.Context, refresh_token: str) -> None:
+    """End the session a refresh token belongs to."""
+    show(ctx, ask(ctx, lambda c: c.call("logout", {"refresh_token": refresh_token}, token="")))
+
+
+@app.command()
+def verify(ctx: typer.Context, token: str, min_position: Annotated[Optional[int], typer.Option()] = None) -> None:
+    """Verify a credential; exits 0 when valid, 1 when not.  Example: authbus verify pat_…"""
+    extra = {"min_position": min_position} if min_position is not None else {}
+    reply = ask(ctx, lambda c: c.call("verify", {"token": token, **extra}, token=""))
+    show(ctx, reply)
+    raise typer.Exit(0 if reply["valid"] else 1)
+
+
+@app.command()
+def authorize(
+    ctx: typer.Context,
+    token: str,
+    entity_type: Annotated[str, typer.Option()],
+    operation: Annotated[str, typer.Option()],
+    entity_id: Annotated[str, typer.Option()],
+    domain: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """May this credential do it?  Exits 0 when allowed, 1 when not.
+    Example: authbus authorize <token> --domain docs --entity-type document --operation read --entity-id 42"""
+    fields = {"entity_type": entity_type, "operation": operation, "entity_id": entity_id}
+    if domain is not None:
+        fields["domain"] = domain
+    reply = ask(ctx, lambda c: c.call("authorize", {"token": token, **fields}, token=""))
+    show(ctx, reply)
+    raise typer.Exit(0 if reply["allowed"] else 1)
+
+
+@app.command()
+def health(ctx: typer.Context) -> None:
+    """Is the instance that answers current?  Exits 0 when it is `ok`, 1 when `degraded`.
+    Example: authbus health --json"""
+    reply = ask(ctx, lambda c: c.call("health", token=""))
+    show(ctx, reply)
+    raise typer.Exit(0 if reply["status"] == "ok" else 1)

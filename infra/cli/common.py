@@ -1,0 +1,118 @@
+"""What every ``authbus`` command shares: the root app, its options, and how answers are shown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from authbus.infra.client import AuthbusClient, AuthbusError
+from authbus.infra.crypto.kek import KEKError
+from authbus.infra.settings import DEFAULT_DATA_DIR
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="authbus: event-sourced authentication and authorization on NATS."
+)
+
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("authbus.cli")
+
+Prefix = Annotated[str, typer.Option(envvar="AUTHBUS_SUBJECT_PREFIX", help="Subject prefix.")]
+
+
+class Ctx:
+    def __init__(self, nats_url: str, token: str | None, prefix: str, as_json: bool) -> None:
+        self.nats_url, self.token, self.prefix, self.as_json = nats_url, token, prefix, as_json
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    nats_url: Annotated[str, typer.Option(envvar="AUTHBUS_NATS_URL", help="NATS server URL.")] = "nats://127.0.0.1:4222",
+    token: Annotated[
+        Optional[str], typer.Option(envvar="AUTHBUS_TOKEN", help="Bearer credential; default: ./.authbus/root.token if present.")
+    ] = None,
+    subject_prefix: Prefix = "auth",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    if token is None:
+        default = Path(os.environ.get("AUTHBUS_DATA_DIR") or DEFAULT_DATA_DIR) / "root.token"
+        token = default.read_text().strip() if default.exists() else None
+    ctx.obj = Ctx(nats_url, token, subject_prefix, json_output)
+
+
+def ask(ctx: typer.Context, request: Callable[[AuthbusClient], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    options: Ctx = ctx.obj
+
+    async def go() -> dict[str, Any]:
+        try:
+            client = await AuthbusClient.connect(options.nats_url, options.prefix, options.token)
+        except Exception:
+            fail(f"cannot reach NATS at {options.nats_url} (is `authbus dev` running?)", 2)
+        try:
+            return await request(client)
+        except AuthbusError as error:
+            field = error.details.get("field")
+            fail(f"{error.code}: {error.message}" + (f" (field: {field})" if field else ""), 1)
+        except TimeoutError:
+            fail(f"no authbus answered on {options.prefix}.v1.* at {options.nats_url}", 2)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def show(ctx: typer.Context, data: Any, columns: tuple[str, ...] = ()) -> None:
+    if ctx.obj.as_json:
+        out.print_json(json.dumps(data))
+        return
+    if columns and isinstance(data, list):
+        table = Table()
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in data:
+            table.add_row(*(cell(row.get(c)) for c in columns))
+        out.print(table, markup=False)  # names, reasons and scopes are the users' own text, not markup
+        return
+    # Plain lines, soft-wrapped: a token shown once must copy as one piece.
+    width = max(map(len, data), default=0)
+    for key, value in data.items():
+        out.print(Text.assemble((key.ljust(width), "bold"), "  ", cell(value)), soft_wrap=True, highlight=False)
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(map(cell, value))
+    if isinstance(value, dict):
+        return format_scope(value) if "operation" in value else json.dumps(value)
+    return str(value)
+
+
+def format_scope(scope: dict[str, Any]) -> str:
+    text = f"{scope['entity_type']}:{scope['operation']}:{scope['entity_id']}"
+    return f"{scope['domain']}/{text}" if scope.get("domain") else text
+
+
+def or_exit(make: Callable[[], Any]) -> Any:
+    try:
+        return make()
+    except (KEKError, ValueError) as error:
+        fail(str(error), 2)
+
+
+def fail(message: str, code: int) -> None:
+    # One line, however narrow the terminal; the message may quote a user's own text.
+    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
