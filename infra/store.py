@@ -40,6 +40,7 @@ STUCK_WRITER_SECONDS = 5
 WRITE_ATTEMPTS = 10  # as eventsourcing's own: a pooled connection broken by a restart fails once
 STALL_MEMORY = 10.0  # seconds a write that waited out its bound keeps health `degraded`
 APPLICATION_NAME = "authbus"
+SCHEMA_LOCK = int.from_bytes(b"authbus\x00", "big")  # pg_advisory_lock key: creating the tables
 
 
 def project(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -107,6 +108,17 @@ class AuthbusRecorder(PostgresApplicationRecorder):
         pool_kwargs["options"] = f"-c statement_timeout={STATEMENT_SECONDS * 1000}"
         super().__init__(datastore, **kwargs)  # type: ignore[arg-type]
         self.stalls = Stalls()
+
+    def create_table(self) -> None:
+        """eventsourcing's schema statements (CREATE TYPE, CREATE TABLE IF NOT EXISTS, CREATE OR
+        REPLACE FUNCTION) run at every start, and two instances starting at once collide in the
+        catalog ("tuple concurrently updated", a duplicate type): they take turns instead."""
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: object) -> None:
         super()._insert_stored_events(curs, stored_events, **kwargs)

@@ -238,3 +238,30 @@ async def test_a_killed_instance_fails_no_call_through_the_client(nats_server, d
     assert figures.failed == 0, figures.first_error
     assert figures.repeated >= 1 and figures.plain_failed >= 1, figures
     assert figures.calls > 100 and running[-1].process.returncode == -9
+
+
+def start_together(url: str, count: int) -> list[BaseException]:
+    """``count`` instances' stores opened on ``url`` at the same moment; what each raised."""
+    ready = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        ready.wait(10)
+        try:
+            open_store(url).close()
+        except BaseException as error:  # what is counted here
+            failures.append(error)
+
+    starting = [threading.Thread(target=start) for _ in range(count)]
+    for thread in starting:
+        thread.start()
+    for thread in starting:
+        thread.join(60)
+    return failures
+
+
+def test_instances_starting_together_all_start(databases):
+    """Two instances started at once on one store raced to create its tables and functions,
+    and one died at start ("tuple concurrently updated").  Schema creation now takes turns."""
+    for _ in range(4):
+        assert start_together(databases.new("postgres"), 4) == []
