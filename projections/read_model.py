@@ -72,8 +72,8 @@ class CredentialView:
     """A PAT or a key.  ``scopes`` None means the credential acts with its owner's authority.
 
     There may be millions (DESIGN §8: at most 1 KiB each), so ids are the owner's own
-    objects, scopes are shared (ReadModel.scope), and the creation time is kept as the
-    event's datetime, formatted only when shown.
+    objects, scopes are shared (ReadModel.scope), and the creation time is kept as a POSIX
+    timestamp, formatted only when shown.
     """
 
     __slots__ = (
@@ -102,13 +102,13 @@ class CredentialView:
         self.description: str = getattr(event, "description", "")
         self.status = "active"
         self.revoked_reason: str | None = None
-        self.created: datetime = event.timestamp
+        self.created: float = event.timestamp.timestamp()
         self.scopes = scopes
         self.set_secret(event.secret_hash, event.expires_at)
 
     @property
     def created_at(self) -> str:
-        return rfc3339(self.created) or ""
+        return rfc3339(datetime.fromtimestamp(self.created, UTC)) or ""
 
     def set_secret(self, secret_hash: str, expires_at: datetime | None) -> None:
         self.digest = bytes.fromhex(secret_hash)
@@ -128,7 +128,7 @@ def credential_columns(credentials: Iterable[CredentialView]) -> dict[str, Any]:
     listed = list(credentials)
     columns: dict[str, Any] = {name: [getattr(c, name) for c in listed] for name in _SHARED_COLUMNS}
     columns["ids"] = [c.id.int for c in listed]
-    columns["created"] = array("d", (c.created.timestamp() for c in listed)).tobytes()
+    columns["created"] = array("d", (c.created for c in listed)).tobytes()
     return columns
 
 
@@ -160,7 +160,7 @@ def _credential(
     c.id, c.kind, c.owner_id, c.tenant_id, c.digest = credential_id, kind, owner_id, tenant_id, digest
     c.expires_ts, c.expires_at, c.status, c.scopes, c.name = expires_ts, expires_at, status, scopes, name
     c.description, c.revoked_reason, c.view = description, revoked_reason, None
-    c.created = datetime.fromtimestamp(created, UTC)
+    c.created = created
     return c
 
 
@@ -173,12 +173,13 @@ def credentials_from(columns: dict[str, Any]) -> tuple[dict[UUID, CredentialView
     rows = [columns[name] for name in _SHARED_COLUMNS] + [columns["ids"], created]
     if any(len(column) != len(created) for column in rows):
         raise ValueError("the credential columns differ in length")
+    owner, owned = None, {}
     for row in zip(*rows, strict=True):
         credential = _credential(*row)
         credentials[credential.id] = credential
-        owned = by_owner.get(credential.owner_id)
-        if owned is None:
-            owned = by_owner[credential.owner_id] = {}
+        if credential.owner_id is not owner:  # an owner's credentials mostly come in a run: hash it once a run
+            owner = credential.owner_id
+            owned = by_owner.setdefault(owner, {})
         owned[credential.id] = None
     return credentials, by_owner
 
