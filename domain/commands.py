@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Protocol, TypedDict, TypeVar
 from uuid import UUID, uuid4
 
@@ -26,6 +26,7 @@ from authbus.domain.scopes import Scope
 from authbus.domain.session import Session
 from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import SYSTEM_TENANT_ID, Tenant, tenant_name_claim_id
+from authbus.domain.times import rfc3339
 from authbus.domain.tokens import hash_for_storage
 from authbus.domain.user import User, public_key_claim_id, username_claim_id
 
@@ -78,17 +79,6 @@ class UnitOfWork(Protocol):
 
     def sign(self, tenant_id: UUID, claims: dict[str, Any]) -> str:
         """A JWT over ``claims`` from the tenant's newest active asymmetric key, else the system's."""
-
-
-def rfc3339(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339_epoch(seconds: float) -> str | None:
-    try:
-        return rfc3339(datetime.fromtimestamp(float(seconds), UTC))
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
 
 
 def expiry(kind: str, expires_in: int | None, now: datetime) -> datetime | None:

@@ -10,8 +10,9 @@ import msgspec
 from nats.micro.request import Request
 
 from authbus.domain import login, tokens
-from authbus.domain.commands import PublicKey, rfc3339_epoch
+from authbus.domain.commands import PublicKey
 from authbus.domain.errors import RateLimited, Unauthenticated
+from authbus.domain.times import rfc3339_epoch
 from authbus.handlers.wire import Backend, Position, Token, caller_of, decode, ensure_position
 
 Source = Annotated[str, msgspec.Meta(max_length=256)]

@@ -12,12 +12,13 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from authbus.domain import tokens
 from authbus.domain.errors import InvalidRequest
+from authbus.domain.times import rfc3339_exact
 from authbus.projections import queries
 from authbus.projections.event_feed import aggregate_of, describe
 from authbus.projections.jwt_tokens import looks_like_jwt
@@ -30,11 +31,6 @@ JWT_UNSUPPORTED = (
     "as-of answers for PATs and keys; a JWT access token is not supported "
     "(ask about the session's owner or the signing key instead)"
 )
-
-
-def iso(moment: datetime | None) -> str | None:
-    """RFC 3339 in UTC with microseconds: event times, exact enough to ask as-of again."""
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +165,7 @@ def history(batch: Iterable[Positioned], ids: frozenset[UUID], upto: int) -> lis
             "aggregate": aggregate_of(event),
             "aggregate_id": str(event.originator_id),
             "actor": getattr(event, "actor", None),
-            "timestamp": iso(event.timestamp),
+            "timestamp": rfc3339_exact(event.timestamp),
         }
         for position, event in batch
         if position <= upto and event.originator_id in ids and type(event).__name__ not in OBSERVATIONS
@@ -199,7 +195,7 @@ def as_of(replay: Replay, events: list[dict[str, Any]], credential_id: UUID | No
     else:
         verdict = queries.Verdict("unknown")
     answer: dict[str, Any] = {
-        "at": {"position": model.position, "time": iso(now)},
+        "at": {"position": model.position, "time": rfc3339_exact(now)},
         "valid": verdict.valid,
         "reason": verdict.reason,
         "credential": None,

@@ -16,9 +16,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 import jwt
 
-from authbus.domain.commands import rfc3339_epoch
 from authbus.domain.scopes import Scope, ScopeKey
 from authbus.domain.tenant import SYSTEM_TENANT_ID
+from authbus.domain.times import rfc3339_epoch
 from authbus.projections.read_model import PrincipalView, ReadModel, SigningKeyView
 
 LEEWAY_SECONDS = 30

@@ -8,12 +8,11 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID, SafeUUID
 
 from authbus.domain.checkpoint import Checkpoint
-from authbus.domain.commands import rfc3339
 from authbus.domain.credentials import Key, PersonalAccessToken
 from authbus.domain.registry import CommandRecord, NameClaim
 from authbus.domain.role import Role
@@ -22,6 +21,7 @@ from authbus.domain.session import Session
 from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import Tenant
 from authbus.domain.throttle import LoginThrottle
+from authbus.domain.times import rfc3339, rfc3339_epoch
 from authbus.domain.user import User
 
 LOGIN_ACTIVITY_KEPT = 50
@@ -108,7 +108,7 @@ class CredentialView:
 
     @property
     def created_at(self) -> str:
-        return rfc3339(datetime.fromtimestamp(self.created, UTC)) or ""
+        return rfc3339_epoch(self.created) or ""
 
     def set_secret(self, secret_hash: str, expires_at: datetime | None) -> None:
         self.digest = bytes.fromhex(secret_hash)

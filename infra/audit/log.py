@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from authbus.domain.commands import rfc3339
+from authbus.domain.times import rfc3339
 from authbus.infra.audit.cli import audit_app
 from authbus.infra.settings import Settings
 from authbus.infra.store import EventStore, open_store
