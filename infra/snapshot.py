@@ -129,7 +129,7 @@ class _Verifying:
         return data
 
     def rest(self) -> bytes:
-        """The MAC over everything, once what the unpickler left unread is read too."""
+        """The MAC over everything, once what is left unread is read too."""
         while self.read(CHUNK):
             pass
         return self.mac.digest()
@@ -169,15 +169,6 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a read model")
 
 
-def _mac_of(file: BinaryIO, key: bytes) -> bytes:
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    while n := file.readinto(buffer):  # type: ignore[attr-defined]
-        mac.update(view[:n])
-    return mac.digest()
-
-
 def _load(store: EventStore, path: Path, key: bytes) -> ReadModel | None:
     """The snapshot's model if it is sound and belongs to this store; otherwise say why not."""
     try:
@@ -196,7 +187,7 @@ def _load_from(store: EventStore, file: BinaryIO, path: Path, key: bytes) -> Rea
         log.warning("read-model snapshot ignored: %s is not a snapshot", path)
         return None
     written_mac = head[len(MAGIC) :]
-    if not hmac.compare_digest(written_mac, _mac_of(file, key)):
+    if not hmac.compare_digest(written_mac, _Verifying(file, key).rest()):
         log.warning("read-model snapshot ignored: its MAC does not verify (damaged, or written under another KEK)")
         return None
     file.seek(len(head))

@@ -118,9 +118,9 @@ class CredentialView:
 
 
 # Kept as they are in the columns: strings, bytes, numbers, shared ids and scope dicts, which
-# the loaded credentials go on using.  Ids go as their 128-bit integers (which become the
-# UUIDs' own) and creation times packed into one bytes object.
-_PACKED = ("id", "created", "view")  # ids and times packed apart; the view is built on first use
+# the loaded credentials go on using.  Ids go apart, as their 128-bit integers (which become
+# the UUIDs' own), and creation times packed into one bytes object.
+_PACKED = ("id", "created", "view")  # each column of its own, or (the view) built on first use
 _SHARED_COLUMNS = tuple(name for name in CredentialView.__slots__ if name not in _PACKED)
 
 
@@ -171,10 +171,8 @@ def credentials_from(columns: dict[str, Any]) -> tuple[dict[UUID, CredentialView
     created = array("d")
     created.frombytes(columns["created"])
     rows = [columns[name] for name in _SHARED_COLUMNS] + [columns["ids"], created]
-    if any(len(column) != len(created) for column in rows):
-        raise ValueError("the credential columns differ in length")
     owner, owned = None, {}
-    for row in zip(*rows, strict=True):
+    for row in zip(*rows, strict=True):  # columns of different lengths: ValueError
         credential = _credential(*row)
         credentials[credential.id] = credential
         if credential.owner_id is not owner:  # an owner's credentials mostly come in a run: hash it once a run

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -99,7 +100,7 @@ async def instances(settings: Settings, count: int):
     readers: list[asyncio.Task[None]] = []
     try:
         for n in range(count):
-            own = Settings(**{**settings.__dict__, "data_dir": Path(settings.data_dir) / f"instance-{n}"})
+            own = dataclasses.replace(settings, data_dir=Path(settings.data_dir) / f"instance-{n}")
             own.data_dir.mkdir(parents=True, exist_ok=True)
             with open(own.data_dir / "stderr.log", "wb") as log:  # noqa: ASYNC230  (creating a file: no wait)
                 process = await asyncio.create_subprocess_exec(

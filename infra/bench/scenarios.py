@@ -347,8 +347,7 @@ class LoadBench:
         commands = self.options.convergence_commands
         self.options.progress(f"convergence_postgres: {commands} commands, 2 instances")
         async with bench_scale.instances(settings, 2) as running:
-            tenant = (await client.command("create_tenant", name=f"converge-{uuid.uuid4().hex[:8]}"))["result"]["tenant_id"]
-            user = (await client.command("register_user", tenant_id=tenant, username="alice"))["result"]["user_id"]
+            user = await _user_of_a_new_tenant(client, "converge")
             lags = sorted(round(lag * 1000) for lag in await bench_scale.convergence(client, running, user, commands))
         self.results.append(
             Result(
@@ -365,8 +364,7 @@ class LoadBench:
         workers = self.options.concurrency
         self.options.progress(f"failover_postgres: {workers} callers for {seconds:.0f} s, 3 instances, one killed")
         async with bench_scale.instances(settings, 3) as running:
-            tenant = (await client.command("create_tenant", name=f"failover-{uuid.uuid4().hex[:8]}"))["result"]["tenant_id"]
-            user = (await client.command("register_user", tenant_id=tenant, username="alice"))["result"]["user_id"]
+            user = await _user_of_a_new_tenant(client, "failover")
             tokens = [(await client.command("create_pat", user_id=user, name=f"p{i}"))["result"]["token"] for i in range(8)]
             for instance in running:
                 await instance.folded_at(client.position)
@@ -415,6 +413,11 @@ class LoadBench:
                 self.sweep.setdefault(name, []).append(
                     {"concurrency": concurrency, "rps": point.rps or 0, "p50_ms": point.p50_ms or 0, "p99_ms": point.p99_ms or 0}
                 )
+
+
+async def _user_of_a_new_tenant(client: AuthbusClient, label: str) -> str:
+    tenant = (await client.command("create_tenant", name=f"{label}-{uuid.uuid4().hex[:8]}"))["result"]["tenant_id"]
+    return (await client.command("register_user", tenant_id=tenant, username="alice"))["result"]["user_id"]
 
 
 def _offline(options: BenchOptions, tmp: Path) -> list[Result]:

@@ -259,7 +259,7 @@ class AuthbusClient:
             await self.nc.publish(subject, body, reply=inbox, headers=headers)
             deadline = clock() + self.timeout
             repeat_at = None if repeat_after is None else min(deadline, clock() + repeat_after)
-            unheard = repeat_at is None  # "no responders" to the first send, or no repeat to wait for
+            first_unheard = False  # the first send found no responders
             while True:
                 until = deadline if repeat_at is None else repeat_at
                 try:
@@ -273,12 +273,11 @@ class AuthbusClient:
                     continue
                 replied = msg.headers or {}
                 if replied.get("Status") == "503" and not msg.data:
-                    if repeat_at is None and unheard:
+                    if repeat_at is not None:  # to the first send: the repeat may find one
+                        first_unheard = True
+                    elif repeat_after is None or first_unheard:  # nobody took either send
                         raise nats.errors.NoRespondersError
-                    # None there this moment: the repeat may find one, or (if this answers
-                    # the repeat) an instance that took the first send may still answer it.
-                    unheard = unheard or repeat_at is not None
-                    continue
+                    continue  # to the repeat: an instance that took the first may still answer
                 if replied.get(CORRELATION) == headers[CORRELATION]:
                     return msg
         finally:
@@ -297,18 +296,21 @@ class AuthbusClient:
 
     # Queries: min_position defaults to the highest position seen (read-your-writes).
 
-    def _min_position(self, given: int | None) -> int | None:
-        if given is not None:
-            return given
-        return self._position if self.read_your_writes and self._position > 0 else None
-
-    def _query(self, body: dict[str, Any], min_position: int | None) -> dict[str, Any]:
-        wanted = self._min_position(min_position)
-        return body if wanted is None else {**body, "min_position": wanted}
+    async def _read(
+        self, subject: str, body: dict[str, Any], min_position: int | None, token: str | None = "", *, repeat: bool = False
+    ) -> dict[str, Any]:
+        """A request that reads the model: it carries ``min_position`` (the caller's, else the
+        highest seen), and is sent once more after ``repeat_after`` only when ``repeat``
+        (safe to repeat: it changes nothing)."""
+        if min_position is None and self.read_your_writes and self._position > 0:
+            min_position = self._position
+        if min_position is not None:
+            body = {**body, "min_position": min_position}
+        return await self.call(subject, body, token, repeat_after=self.repeat_after if repeat else None)
 
     async def verify(self, token: str, *, min_position: int | None = None) -> Verified:
         """§6.1. A token that does not verify is an answer (``valid`` False, ``reason``), not an error."""
-        reply = await self.call("verify", self._query({"token": token}, min_position), token="", repeat_after=self.repeat_after)
+        reply = await self._read("verify", {"token": token}, min_position, repeat=True)
         return msgspec.convert(reply, Verified)
 
     async def authorize(
@@ -328,20 +330,19 @@ class AuthbusClient:
             body["domain"] = domain
         if tenant_id is not None:
             body["tenant_id"] = tenant_id
-        reply = await self.call("authorize", self._query(body, min_position), token="", repeat_after=self.repeat_after)
+        reply = await self._read("authorize", body, min_position, repeat=True)
         return msgspec.convert(reply, Decision)
 
     async def jwks(self, tenant_id: str | None = None, *, min_position: int | None = None) -> dict[str, Any]:
         """The JWK Set (§6.3): ``{"keys": [...], "position": N}``."""
         body = {} if tenant_id is None else {"tenant_id": tenant_id}
-        return await self.call("jwks", self._query(body, min_position), token="", repeat_after=self.repeat_after)
+        return await self._read("jwks", body, min_position, repeat=True)
 
     async def admin(self, name: str, /, token: str | None = None, **fields: Any) -> dict[str, Any]:
         """An admin read (§8, §9.2), e.g. ``admin("get_user", user_id=...)``: fields are sent as
         given, plus ``min_position`` when none (or None) is given."""
         min_position = fields.pop("min_position", None)
-        repeat_after = None if name in LONG_READS else self.repeat_after
-        return await self.call(f"admin.{name}", self._query(fields, min_position), token, repeat_after=repeat_after)
+        return await self._read(f"admin.{name}", fields, min_position, token, repeat=name not in LONG_READS)
 
     # Login family (§6.4–6.5) and redeem: read-your-writes too (a user, key or public key
     # registered a moment ago through another instance is waited for), never repeated.
@@ -352,24 +353,24 @@ class AuthbusClient:
         body = {"tenant_id": tenant_id, "username": username, "password": password}
         if source is not None:
             body["source"] = source
-        return msgspec.convert(await self.call("login", self._query(body, min_position), token=""), Tokens)
+        return msgspec.convert(await self._read("login", body, min_position), Tokens)
 
     async def refresh(self, refresh_token: str, *, source: str | None = None, min_position: int | None = None) -> Tokens:
         """Rotates the pair: ``refresh_token`` is spent, sending it again revokes the session."""
         body = {"refresh_token": refresh_token}
         if source is not None:
             body["source"] = source
-        return msgspec.convert(await self.call("refresh", self._query(body, min_position), token=""), Tokens)
+        return msgspec.convert(await self._read("refresh", body, min_position), Tokens)
 
     async def logout(self, refresh_token: str, *, min_position: int | None = None) -> int:
         """Ends the session; the position of its end."""
-        reply = await self.call("logout", self._query({"refresh_token": refresh_token}, min_position), token="")
+        reply = await self._read("logout", {"refresh_token": refresh_token}, min_position)
         return int(reply["position"])
 
     async def challenge(self, tenant_id: str, public_key: str, *, min_position: int | None = None) -> str:
         """§6.5: a challenge for ``public_key`` (base64url Ed25519) to sign."""
         body = {"tenant_id": tenant_id, "public_key": public_key}
-        return str((await self.call("challenge", self._query(body, min_position), token=""))["challenge"])
+        return str((await self._read("challenge", body, min_position))["challenge"])
 
     async def answer_challenge(
         self, challenge: str, signature: str, *, source: str | None = None, min_position: int | None = None
@@ -378,7 +379,7 @@ class AuthbusClient:
         body = {"challenge": challenge, "signature": signature}
         if source is not None:
             body["source"] = source
-        return msgspec.convert(await self.call("challenge.answer", self._query(body, min_position), token=""), Tokens)
+        return msgspec.convert(await self._read("challenge.answer", body, min_position), Tokens)
 
     async def redeem(
         self, key: str, password: str, *, command_id: str | None = None, min_position: int | None = None
@@ -387,7 +388,7 @@ class AuthbusClient:
         body: dict[str, Any] = {"token": key, "password": password}
         if command_id is not None:
             body["command_id"] = command_id
-        return await self.call("redeem", self._query(body, min_position), token="")
+        return await self._read("redeem", body, min_position)
 
     # Commands (§7): no min_position (each re-reads the store); the reply's position is remembered.
 
