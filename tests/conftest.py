@@ -124,17 +124,36 @@ def databases(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> It
     assert not leaks, f"plaintext secrets in stores or logs: {leaks}"
 
 
+SCANNED: list[tuple[int, int, int, int]] = []  # (stores, log lines, secrets, passwords) per process
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    figures = (WATCHER.scanned, len(LOGS.lines), len(WATCHER.secrets), len(WATCHER.passwords))
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker tells the controller
+        session.config.workeroutput["secret_scan"] = figures
+    elif WATCHER.scanned:
+        SCANNED.append(figures)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # pytest-xdist's controller, as each worker ends
+    figures = getattr(node, "workeroutput", {}).get("secret_scan")
+    if figures and figures[0]:
+        SCANNED.append(tuple(figures))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
-    if WATCHER.scanned:
+    if SCANNED:
+        stores, lines, found, passwords = (sum(column) for column in zip(*SCANNED, strict=True))
         terminalreporter.write_line(
-            f"secret scan: {WATCHER.scanned} stores and {len(LOGS.lines)} log lines searched for "
-            f"{len(WATCHER.secrets)} secrets and {len(WATCHER.passwords)} passwords sent or shown in this run"
+            f"secret scan: {stores} stores and {lines} log lines searched for {found} secrets and "
+            f"{passwords} passwords sent or shown in this run ({len(SCANNED)} processes)"
         )
 
 
 def make_settings(nats_server: NatsServer, database_url: str, prefix: str, data_dir: Path, kek: str) -> Settings:
     # No background sealing: tests assert exactly which events a request appends.
-    # tests/test_audit_chain.py seals on purpose.  A busy machine may take a while to fold:
+    # tests/integration/test_audit_chain.py seals on purpose.  A busy machine may take a while to fold:
     # requests wait for their position longer than the default, and a test about ``stale``
     # shortens the wait with ``quick_to_stale``.
     return Settings(
@@ -210,9 +229,14 @@ async def org(client: AuthbusClient) -> Org:
     return await make_org(client)
 
 
+TIERS = ("unit", "integration", "e2e")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests under tests/unit are the fast tier: ``pytest -m unit`` runs them alone."""
-    unit = Path(__file__).parent / "unit"
+    """Each test is marked with its tier, the folder it lives in: ``pytest -m unit`` runs the
+    fast tier alone."""
+    root = Path(__file__).parent
     for item in items:
-        if unit in Path(item.path).parents:
-            item.add_marker(pytest.mark.unit)
+        tier = Path(item.path).relative_to(root).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))

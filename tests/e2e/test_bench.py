@@ -73,7 +73,7 @@ def test_scale_out_figures_come_from_instances_in_processes_of_their_own(postgre
     converged = scenarios["convergence_postgres"]
     assert converged["requests"] == 200 and 0 <= converged["p50_ms"] <= converged["p99_ms"]
     failover = scenarios["failover_postgres"]
-    # Zero is tests/test_scale_out.py's to show, with a margin a busy machine cannot eat.
+    # Zero is tests/integration/test_scale_out.py's to show, with a margin a busy machine cannot eat.
     assert failover["unit"] == "failed calls" and failover["value"] >= 0, failover["note"]
     assert failover["requests"] > 0 and failover["plain_calls"] > 0 and failover["repeated"] >= 1
 

@@ -28,7 +28,7 @@ import yaml  # PyYAML, from the `test` extra
 
 from authbus.infra.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "authbus.infra"]
 VARIABLE = re.compile(r"\bAUTHBUS_[A-Z0-9_]+\b")
 NATS_DEFAULT_PORT = 4222

@@ -24,8 +24,8 @@ from authbus.infra.client import (
 )
 from authbus.infra.nats.sync import sync_with_server
 from tests.conftest import quick_to_stale
+from tests.e2e.test_consistency import two_instances
 from tests.helpers import PAT_SCOPE, make_tenant
-from tests.test_consistency import two_instances
 
 
 class NewPat(msgspec.Struct):

@@ -2,7 +2,7 @@
 
 The fixed keys of nats-server's own auth callout tests are known answers of the Go
 implementation.  A real nats-server judges our signatures, claims and sealed boxes in
-tests/test_callout.py, with and without xkey encryption.
+tests/e2e/test_callout.py, with and without xkey encryption.
 """
 
 from __future__ import annotations

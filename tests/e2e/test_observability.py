@@ -18,10 +18,10 @@ import pytest
 from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.observability.logs import JsonFormatter
 from tests.conftest import BACKENDS, start_instance
+from tests.e2e.test_event_feed import serve
+from tests.e2e.test_faults import bootstrapped, wait_serving
 from tests.helpers import eventually, make_org
 from tests.secret_scan import LogRecorder
-from tests.test_event_feed import serve
-from tests.test_faults import bootstrapped, wait_serving
 
 SAMPLE = re.compile(r"(?P<name>[a-z_]+)(?P<labels>\{[^}]*\})? (?P<value>[0-9.e+-]+|\+Inf)")
 

@@ -21,8 +21,8 @@ from authbus.infra.nats.server import NatsServer, free_port
 from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, make_settings, pgserver_data, start_instance
+from tests.e2e.test_event_feed import serve, stream_positions, wait_for_head
 from tests.helpers import make_org
-from tests.test_event_feed import serve, stream_positions, wait_for_head
 
 
 class PrivatePostgres:

@@ -2,7 +2,7 @@
 PostgreSQL.
 
 Hypothesis sends each endpoint three kinds of request: arbitrary bytes, arbitrary JSON, and
-the endpoint's valid body (tests.test_bad_input.BASE) with one field replaced, dropped or
+the endpoint's valid body (tests.e2e.test_bad_input.BASE) with one field replaced, dropped or
 added, each with arbitrary or valid headers. Whatever comes back must be a well-formed
 reply. An error must have a known code and never be `internal`. No reply may carry a
 secret, digest, traceback or path (checked by `send`). A refused request appends nothing,
@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.e2e.test_bad_input import AUTHENTICATED, BASE, ENDPOINTS, STATUS, appended, as_root, secrets, send, world  # noqa: F401  (fixtures, used by name)
 from tests.helpers import store_position
-from tests.test_bad_input import AUTHENTICATED, BASE, ENDPOINTS, STATUS, appended, as_root, secrets, send, world  # noqa: F401  (fixtures, used by name)
 
 EXAMPLES = int(os.environ.get("AUTHBUS_FUZZ_EXAMPLES", "40"))
 # Refusals that are recorded on purpose (docs/wire.md §6): what each endpoint may append
