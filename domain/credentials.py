@@ -7,15 +7,36 @@ invitation keys are single-use and short-lived.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from authbus.domain.errors import Conflict
+from authbus.domain.errors import Conflict, InvalidRequest
 
 KEY_KINDS = ("api_key", "recovery", "invitation")
+MAX_SCOPES = 5000  # a PAT's or key's, at creation and after every add_scope
+# (default, maximum) lifetime in seconds; None: never expires unless asked to.
+LIFETIMES: dict[str, tuple[int | None, int]] = {
+    "pat": (90 * 86400, 366 * 86400),
+    "api_key": (None, 10 * 366 * 86400),
+    "recovery": (3600, 86400),
+    "invitation": (7 * 86400, 30 * 86400),
+}
+
+
+def expiry(kind: str, expires_in: int | None, now: datetime) -> datetime | None:
+    """``expires_in`` seconds after ``now`` rounded up to a whole second: the instant every
+    reader agrees on (the wire's RFC 3339, the bus's JWT ``exp``), never shorter than asked."""
+    default, maximum = LIFETIMES[kind]
+    seconds = default if expires_in is None else expires_in
+    if seconds is None:
+        return None
+    if seconds > maximum:
+        raise InvalidRequest(f"expires_in is at most {maximum} seconds for {kind}", field="expires_in")
+    whole = now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
+    return whole + timedelta(seconds=seconds)
 
 
 class _Credential(Aggregate):
@@ -70,12 +91,16 @@ class PersonalAccessToken(_Credential):
         self.scopes = list(scopes)
         self.revoked = False
 
-    def add_scope(self, scope: dict[str, str | None], actor: str, correlation_id: str) -> None:
+    def add_scope(self, scope: dict[str, str | None], now: datetime, actor: str, correlation_id: str) -> None:
+        self.require_active(now)
+        if len(self.scopes) >= MAX_SCOPES:
+            raise Conflict(f"a PAT holds at most {MAX_SCOPES} scopes", field="scope")
         if scope in self.scopes:
             raise Conflict("the PAT already holds this scope", field="scope")
         self._add_scope(scope=scope, actor=actor, correlation_id=correlation_id)
 
-    def remove_scope(self, scope: dict[str, str | None], actor: str, correlation_id: str) -> None:
+    def remove_scope(self, scope: dict[str, str | None], now: datetime, actor: str, correlation_id: str) -> None:
+        self.require_active(now)
         if scope not in self.scopes:
             raise Conflict("the PAT does not hold this scope", field="scope")
         self._remove_scope(scope=scope, actor=actor, correlation_id=correlation_id)
@@ -88,8 +113,13 @@ class PersonalAccessToken(_Credential):
     def _remove_scope(self, scope: dict[str, str | None], actor: str, correlation_id: str) -> None:
         self.scopes.remove(scope)
 
-    @event("PATSecretReset")
     def reset_secret(self, secret_hash: str, expires_at: datetime | None, actor: str, correlation_id: str) -> None:
+        if self.revoked:
+            raise Conflict("a revoked PAT cannot be reset", field="pat_id")
+        self._reset_secret(secret_hash=secret_hash, expires_at=expires_at, actor=actor, correlation_id=correlation_id)
+
+    @event("PATSecretReset")
+    def _reset_secret(self, secret_hash: str, expires_at: datetime | None, actor: str, correlation_id: str) -> None:
         self.secret_hash = secret_hash
         self.expires_at = expires_at
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from authbus.domain.errors import Forbidden
+from authbus.domain.permissions import ADMIN_DOMAIN
 from authbus.domain.scopes import Scope, ScopeKey, find_grant
-
-ADMIN_DOMAIN = "authbus"
+from authbus.domain.tenant import SYSTEM_TENANT_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,13 @@ def require_self_or_admin(actor: Actor, user_id: UUID, tenant_id: UUID, roles: I
     if not actor.administers(tenant_id):
         raise Forbidden("only the user itself or an admin of its tenant may do this")
     require_outranks(actor, roles)
+
+
+def require_may_grant(actor: Actor, role: str, tenant_id: UUID, field: str) -> None:
+    """Any role an admin holds may be granted in its tenant, but root only by root, and
+    only in the system tenant."""
+    if role == "root" and not (actor.is_root and tenant_id == SYSTEM_TENANT_ID):
+        raise Forbidden("only root grants root, and only in the system tenant", field=field)
 
 
 def require_outranks(actor: Actor, roles: Iterable[str]) -> None:

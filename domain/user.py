@@ -13,10 +13,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from authbus.domain.errors import Conflict
-from authbus.domain.role import BUILTIN_ROLES
 from authbus.domain.throttle import with_failure
 
-ROLES = BUILTIN_ROLES
 KINDS = ("user", "service")
 
 

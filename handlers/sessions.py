@@ -9,8 +9,9 @@ from uuid import UUID
 import msgspec
 from nats.micro.request import Request
 
-from authbus.domain import login, tokens
+from authbus.domain import tokens
 from authbus.domain.commands import PublicKey
+from authbus.domain.decisions import logins
 from authbus.domain.errors import RateLimited, Unauthenticated
 from authbus.domain.times import rfc3339_epoch
 from authbus.handlers.wire import Backend, Position, Token, caller_of, decode, ensure_position
@@ -92,7 +93,7 @@ def refresh_endpoint(backend: Backend):
         req = decode(request.data, RefreshRequest)
         await ensure_position(backend, req.min_position)
         session_id, secret, actor = _refresh_session(backend, req.refresh_token)
-        result, position = await backend.perform("refresh", actor, lambda uow: login.refresh(uow, session_id, secret))
+        result, position = await backend.perform("refresh", actor, lambda uow: logins.refresh(uow, session_id, secret))
         if result["outcome"] != "ok":
             raise _refused(result["outcome"], "refresh_token")
         return _pair(result, position)
@@ -105,7 +106,7 @@ def logout_endpoint(backend: Backend):
         req = decode(request.data, RefreshRequest)
         await ensure_position(backend, req.min_position)
         session_id, secret, actor = _refresh_session(backend, req.refresh_token)
-        result, position = await backend.perform("logout", actor, lambda uow: login.logout(uow, session_id, secret))
+        result, position = await backend.perform("logout", actor, lambda uow: logins.logout(uow, session_id, secret))
         if result["outcome"] != "ok":
             raise _refused(result["outcome"], "refresh_token")
         return {"ok": True, "position": position}
@@ -134,7 +135,7 @@ def answer_endpoint(backend: Backend):
         if answered is None or user_id is None:
             raise Unauthenticated("the challenge answer is not valid", field="signature")
         result, position = await backend.perform(
-            "challenge_login", str(user_id), lambda uow: login.challenge_login(uow, user_id, answered.nonce, req.source)
+            "challenge_login", str(user_id), lambda uow: logins.challenge_login(uow, user_id, answered.nonce, req.source)
         )
         if result["outcome"] != "ok":
             raise _refused(result["outcome"], "challenge")

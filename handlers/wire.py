@@ -18,9 +18,10 @@ from uuid import UUID, uuid4
 import msgspec
 from nats.micro.request import Request
 
-from authbus.domain.commands import Command, UnitOfWork
+from authbus.domain.commands import Command
 from authbus.domain.errors import AuthbusError, InvalidRequest, Stale, Unauthenticated
 from authbus.domain.policy import Actor
+from authbus.domain.unit_of_work import UnitOfWork
 from authbus.handlers.metrics import OK, RequestStats
 from authbus.projections.jwt_tokens import KeyMaterial
 from authbus.projections.queries import actor_for

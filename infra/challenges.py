@@ -17,7 +17,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from authbus.domain.login import CHALLENGE_SECONDS
+from authbus.domain.decisions.logins import CHALLENGE_SECONDS
 from authbus.infra.crypto.keys import b64url, unb64url
 
 

@@ -16,10 +16,12 @@ import nats
 from nats.aio.client import Client
 from nats.micro.service import Service
 
-from authbus.domain import login
-from authbus.domain.commands import Command, UnitOfWork, bootstrap
+from authbus.domain.commands import Command
+from authbus.domain.decisions import logins
+from authbus.domain.decisions.tenancy import bootstrap
 from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
+from authbus.domain.unit_of_work import UnitOfWork
 from authbus.handlers import callout
 from authbus.handlers.metrics import RequestStats
 from authbus.handlers.natsauth.nkeys import PREFIX_ACCOUNT, NKey, XKey
@@ -452,7 +454,7 @@ class Node:
     ) -> tuple[dict[str, Any], int]:
         async with self.gate.exclusive((str(tenant_id), username.casefold())):
             for _ in range(3):  # again only if the password changed under way
-                check = await self._read(lambda uow: login.password_check(uow, user_id, throttle_id))
+                check = await self._read(lambda uow: logins.password_check(uow, user_id, throttle_id))
                 if check.locked:
                     return {"outcome": "rate_limited"}, self.model.position
                 if check.password_hash is None:
@@ -463,7 +465,7 @@ class Node:
                 result, position = await self.perform(
                     "login",
                     str(user_id or "anonymous"),
-                    lambda uow, h=checked_hash, m=matched: login.password_login(
+                    lambda uow, h=checked_hash, m=matched: logins.password_login(
                         uow, user_id, throttle_id, tenant_id, h, m, source
                     ),
                     pool=self._logins if matched else self._failures,

@@ -17,11 +17,13 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from authbus.domain import tokens
-from authbus.domain.commands import Command, Meta, current_actor
+from authbus.domain.commands import Command, request_digest
+from authbus.domain.decisions import decide
 from authbus.domain.errors import Conflict, Unavailable, not_found
 from authbus.domain.policy import Actor
 from authbus.domain.registry import CommandRecord, command_record_id
 from authbus.domain.signing import SigningKey
+from authbus.domain.unit_of_work import Meta
 from authbus.infra.challenges import Challenges
 from authbus.infra.crypto import keys
 from authbus.infra.crypto.kek import KEKError, Passwords, SecretSource, derive
@@ -182,16 +184,16 @@ class CommandRunner:
             raise Unavailable("the event store is unavailable; retry") from error
 
     def run(self, command: Command, actor: Actor, work: PasswordWork = NO_PASSWORD_WORK) -> tuple[dict[str, Any], int]:
-        def decide(actor: Actor, uow: StoreUnitOfWork) -> dict[str, Any]:
+        def prefetched(actor: Actor, uow: StoreUnitOfWork) -> dict[str, Any]:
             # The re-check reads the actor's credential, principal and tenant; most commands
             # then read the aggregates their ids name: one query for them all.
             named = (getattr(command, f) for f in command.__struct_fields__)
             uow.prefetch([actor.credential_id, actor.principal_id, actor.tenant_id, *(i for i in named if isinstance(i, UUID))])
-            return command.run(current_actor(actor, uow, command.credential_field), uow)
+            return decide(command, actor, uow)
 
         # Several workers may decide at once: one that loses a race decides again on the new state.
         return self.run_function(
-            command.command, decide, actor, actor.id, command.command_id, command.digest(), attempts=3, work=work
+            command.command, prefetched, actor, actor.id, command.command_id, request_digest(command), attempts=3, work=work
         )
 
     def run_function(

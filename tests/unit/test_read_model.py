@@ -56,7 +56,7 @@ def _events():
         scopes=[],
         **META,
     )
-    pat.add_scope(scope=Scope("doc", "read", "*").to_dict(), **META)
+    pat.add_scope(scope=Scope("doc", "read", "*").to_dict(), now=datetime(2029, 1, 1, tzinfo=UTC), **META)
     pat.revoke(reason="lost", **META)
     events = [*tenant.collect_events(), *user.collect_events(), *pat.collect_events()]
     return list(enumerate(events, start=1)), pat.id

@@ -14,7 +14,7 @@ from eventsourcing.domain import Aggregate
 
 from authbus.domain import tokens
 from authbus.domain.credentials import Key, PersonalAccessToken
-from authbus.domain.login import access_claims
+from authbus.domain.decisions.logins import access_claims
 from authbus.domain.session import Session
 from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import SYSTEM_TENANT_ID, Tenant

@@ -14,12 +14,13 @@ from datetime import timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from authbus.domain.commands import UnitOfWork, claim_name
+from authbus.domain.decisions.access import claim_name
 from authbus.domain.errors import NotFound
 from authbus.domain.session import Session
 from authbus.domain.tenant import Tenant
 from authbus.domain.throttle import LoginThrottle, locked
 from authbus.domain.tokens import hash_for_storage, secret_digest
+from authbus.domain.unit_of_work import UnitOfWork
 from authbus.domain.user import User
 
 ACCESS_TOKEN_SECONDS = 15 * 60

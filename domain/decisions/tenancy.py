@@ -1,0 +1,78 @@
+"""Tenants: created and switched off and on by root; the system tenant and its root
+principal made once, at bootstrap."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from authbus.domain import policy
+from authbus.domain.commands import CreateTenant, DisableTenant, EnableTenant
+from authbus.domain.credentials import Key
+from authbus.domain.decisions.access import claim_name
+from authbus.domain.errors import Conflict, Forbidden
+from authbus.domain.policy import Actor
+from authbus.domain.signing import SigningKey
+from authbus.domain.tenant import SYSTEM_TENANT_ID, Tenant, tenant_name_claim_id
+from authbus.domain.tokens import hash_for_storage
+from authbus.domain.unit_of_work import UnitOfWork
+from authbus.domain.user import User, username_claim_id
+
+
+def create_tenant(command: CreateTenant, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    policy.require_root(actor)
+    policy.require_scope(actor, "tenant", "create", "*")
+    tenant = Tenant(name=command.name, **uow.meta)
+    claim_name(uow, tenant_name_claim_id(command.name), "tenant", command.name, tenant.id, "name")
+    uow.add(tenant)
+    return {"tenant_id": str(tenant.id)}
+
+
+def _switched(command: DisableTenant | EnableTenant, actor: Actor, uow: UnitOfWork) -> Tenant:
+    policy.require_root(actor)
+    policy.require_scope(actor, "tenant", "update", command.tenant_id)
+    if command.tenant_id == SYSTEM_TENANT_ID:
+        raise Forbidden("the system tenant is always enabled", field="tenant_id")
+    return uow.get(Tenant, command.tenant_id, "tenant_id")
+
+
+def disable_tenant(command: DisableTenant, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    tenant = _switched(command, actor, uow)
+    tenant.disable(reason=command.reason, **uow.meta)
+    uow.add(tenant)
+    return {}
+
+
+def enable_tenant(command: EnableTenant, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    tenant = _switched(command, actor, uow)
+    tenant.enable(**uow.meta)
+    uow.add(tenant)
+    return {}
+
+
+def bootstrap(uow: UnitOfWork) -> dict[str, Any]:
+    """The system tenant, its root service principal and that principal's API key."""
+    if uow.exists(SYSTEM_TENANT_ID):
+        raise Conflict("authbus is already bootstrapped")
+    tenant = Tenant(name="system", id=SYSTEM_TENANT_ID, **uow.meta)
+    claim_name(uow, tenant_name_claim_id("system"), "tenant", "system", tenant.id, "name")
+    root = User(tenant_id=tenant.id, username="root", kind="service", roles=["root"], password_hash=None, **uow.meta)
+    claim_name(uow, username_claim_id(tenant.id, "root"), "username", "root", root.id, "username")
+    key_id = uuid4()
+    token = uow.mint("api_key", key_id)
+    key = Key(
+        id=key_id,
+        user_id=root.id,
+        tenant_id=tenant.id,
+        kind="api_key",
+        name="root bootstrap key",
+        secret_hash=hash_for_storage(token),
+        expires_at=None,
+        scopes=None,
+        **uow.meta,
+    )
+    kid = uuid4()  # signs access tokens for every tenant that has no key of its own
+    public_jwk, sealed, _ = uow.new_signing_key("EdDSA", str(kid))
+    signing = SigningKey(id=kid, tenant_id=tenant.id, alg="EdDSA", public_jwk=public_jwk, sealed_private=sealed, **uow.meta)
+    uow.add(tenant, root, key, signing)
+    return {"tenant_id": str(tenant.id), "user_id": str(root.id), "key_id": str(key.id), "token": token}

@@ -1,0 +1,41 @@
+"""The port a decision reads and changes aggregates through.
+
+A decision gets aggregates from it, changes them, and hands them back with ``add``; the
+caller (infra/runner.py) saves everything collected in one transaction, so a decision that
+raises appends nothing.  Work a decision cannot do purely (minting a secret, hashing a
+password, signing) is asked of the unit too, so ``domain/`` stays free of I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol, TypedDict, TypeVar
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class Meta(TypedDict):
+    actor: str
+    correlation_id: str
+
+
+class UnitOfWork(Protocol):
+    now: datetime
+    meta: Meta  # carried by every event
+
+    def get(self, cls: type[A], aggregate_id: UUID, field: str) -> A:
+        """The aggregate, or raises ``not_found(field)``."""
+
+    def exists(self, aggregate_id: UUID) -> bool: ...
+    def add(self, *aggregates: Aggregate) -> None: ...
+    def mint(self, kind: str, credential_id: UUID) -> str: ...
+    def hash_password(self, password: str) -> str: ...
+    def password_matches(self, password: str, password_hash: str) -> bool: ...
+    def new_signing_key(self, alg: str, kid: str) -> tuple[dict[str, str] | None, str, str | None]:
+        """(public JWK, sealed private key, HS256 secret shown once or None)."""
+
+    def sign(self, tenant_id: UUID, claims: dict[str, Any]) -> str:
+        """A JWT over ``claims`` from the tenant's newest active asymmetric key, else the system's."""
