@@ -3,7 +3,7 @@ auditor can pin it (``authbus audit verify --public-key``) without holding the K
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from nats.micro.request import Request
@@ -11,15 +11,11 @@ from nats.micro.request import Request
 from authbus.handlers.wire import Backend, Position, decode, ensure_position
 
 
-class AuditKeyBackend(Backend, Protocol):
-    audit_public_key: str  # base64url, the raw 32-byte Ed25519 public key
-
-
 class PublicKeyRequest(msgspec.Struct, forbid_unknown_fields=True):
     min_position: Position | None = None
 
 
-def audit_public_key(backend: AuditKeyBackend):
+def audit_public_key(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = decode(request.data or b"{}", PublicKeyRequest)
         await ensure_position(backend, req.min_position)

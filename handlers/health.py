@@ -3,7 +3,7 @@ load balancers and people.  Any NATS client may ask; it reveals positions, not d
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from nats.micro.request import Request
@@ -11,15 +11,11 @@ from nats.micro.request import Request
 from authbus.handlers.wire import Backend, decode
 
 
-class HealthBackend(Backend, Protocol):
-    async def health(self) -> dict[str, Any]: ...
-
-
 class HealthRequest(msgspec.Struct, forbid_unknown_fields=True):
     """No fields: an empty body (or ``{}``) asks."""
 
 
-def health(backend: HealthBackend):
+def health(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         decode(request.data or b"{}", HealthRequest)
         return await backend.health()

@@ -67,8 +67,8 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
         "challenge": sessions.challenge_endpoint(backend),
         "challenge_answer": sessions.answer_endpoint(backend),
         "redeem": redeem(backend),
-        "audit_public_key": audit_public_key(backend),  # type: ignore[arg-type]  (Node has the key)
-        "health": health(backend),  # type: ignore[arg-type]  (Node reports it)
+        "audit_public_key": audit_public_key(backend),
+        "health": health(backend),
     }
     handlers.update({f"cmd_{name}": command(backend, cls) for name, cls in COMMANDS.items()})
     handlers.update({f"admin_{name}": admin_read(backend, name) for name in ADMIN_READS})

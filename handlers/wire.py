@@ -37,16 +37,39 @@ Position = Annotated[int, msgspec.Meta(ge=0)]
 T = TypeVar("T")
 
 
+class Answered(Protocol):
+    """A challenge answered: by whom, for which tenant, and the nonce it spends."""
+
+    @property
+    def tenant_id(self) -> UUID: ...
+    @property
+    def public_key(self) -> str: ...
+    @property
+    def nonce(self) -> str: ...
+
+
+class Challenges(Protocol):
+    """Issues Ed25519 login challenges and checks their answers (infra/challenges.py)."""
+
+    def issue(self, tenant_id: UUID, public_key: str, now: float) -> tuple[str, int]: ...
+    def answer(self, challenge: str, signature: str, now: float) -> Answered | None: ...
+
+
 class Backend(Protocol):
-    """What the handlers need from the composition root."""
+    """What the handlers need from the composition root (infra/node.py's Node)."""
 
     model: ReadModel
     consistency_wait: float
-    keys: KeyMaterial
-    challenges: Any  # infra.challenges.Challenges: issue() and answer()
     stats: RequestStats
+    audit_public_key: str  # base64url, the raw 32-byte Ed25519 key that signs checkpoints
+
+    @property  # read-only here, so an implementation may hold a richer kind (infra's Keyring)
+    def keys(self) -> KeyMaterial: ...
+    @property
+    def challenges(self) -> Challenges: ...
 
     def now(self) -> float: ...
+    async def health(self) -> dict[str, Any]: ...
     async def reached(self, position: int, timeout: float) -> bool: ...
     async def execute(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]: ...
     async def perform(
