@@ -13,7 +13,8 @@ token's signature, an HS256 key, a sealed private key, a password hash), a SHA-2
 digest, a traceback or a file path.
 
 The matrix is generated from data tables: ``BASE`` holds one valid body per endpoint, built
-from a fresh tenant (``tests.helpers.make_tenant``), and every case is a change to it.  A
+from a tenant (``tests.helpers.make_tenant``; fresh for a case that changes the store, shared
+otherwise, see ``world``), and every case is a change to it.  A
 tenant gets a password, a session and signing material only for the cases that read them
 (argon2 is slow on purpose), see ``Case.options``.
 ``test_the_tables_cover_every_endpoint`` fails when an endpoint, field, enum, id or token

@@ -36,8 +36,8 @@ class Tenant:
         registered = self.store.run(c.RegisterUser(tenant_id=self.id, username=username, roles=roles), self.store.root)
         return UUID(registered["user_id"])
 
-    def pat(self, scopes: list[Scope] = [DOC_READ]) -> UUID:  # noqa: B006 - never changed
-        return UUID(self.store.run(c.CreatePAT(user_id=self.user_id, name="ci", scopes=scopes), self.admin)["pat_id"])
+    def pat(self, scopes: tuple[Scope, ...] = (DOC_READ,)) -> UUID:
+        return UUID(self.store.run(c.CreatePAT(user_id=self.user_id, name="ci", scopes=list(scopes)), self.admin)["pat_id"])
 
 
 @pytest.fixture
@@ -112,11 +112,14 @@ def test_a_credential_carries_only_what_its_owner_holds(store: MemoryStore, acme
 
 
 def test_a_pat_mints_nothing_and_never_widens_itself(store: MemoryStore, acme: Tenant):
-    pat_id = acme.pat([])
+    bare = acme.pat(())
     store.run(c.GrantRole(user_id=acme.user_id, role="admin"), acme.admin)  # its owner may now do a lot
-    as_pat = store.actor(pat_id)
-    refused(store, c.CreatePAT(user_id=acme.user_id, name="more"), as_pat, "forbidden", None)
-    refused(store, c.AddScope(pat_id=pat_id, scope=DOC_READ), as_pat, "forbidden", None)  # holds no authbus scope
+    refused(store, c.CreatePAT(user_id=acme.user_id, name="more"), store.actor(bare), "forbidden", None)
+    refused(store, c.AddScope(pat_id=bare, scope=DOC_READ), store.actor(bare), "forbidden", None)  # no authbus scope
+    # Even holding the authbus scope to change PATs, it does not change its own.
+    managing = acme.pat((Scope("pat", "update", "*", "authbus"),))
+    refused(store, c.AddScope(pat_id=managing, scope=DOC_READ), store.actor(managing), "forbidden", "pat_id")
+    store.run(c.AddScope(pat_id=bare, scope=DOC_READ), store.actor(managing))
 
 
 def test_a_revoked_or_expired_credential_acts_no_more(store: MemoryStore, acme: Tenant):
