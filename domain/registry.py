@@ -47,7 +47,7 @@ class CommandRecord(Aggregate):
 
     ``credential_id`` is the credential that sent it: a repeat is answered only to that
     one (another credential of the same principal may hold less).  ``secrets`` maps a result field to the recipe from which its shown-once value is derived
-    again on a repeat (see infra.runner.render_secret), so the repeat returns the same token
+    again on a repeat (see infra.store_unit.render_secret), so the repeat returns the same token
     or key secret without any secret having been stored.
     """
 

@@ -1,7 +1,7 @@
 """The port a decision reads and changes aggregates through.
 
 A decision gets aggregates from it, changes them, and hands them back with ``add``; the
-caller (infra/runner.py) saves everything collected in one transaction, so a decision that
+caller (infra/application.py) saves everything collected in one transaction, so a decision that
 raises appends nothing.  Work a decision cannot do purely (minting a secret, hashing a
 password, signing) is asked of the unit too, so ``domain/`` stays free of I/O.
 """

@@ -18,7 +18,6 @@ from nats.micro.service import Service
 
 from authbus.domain.commands import Command
 from authbus.domain.decisions import logins
-from authbus.domain.decisions.tenancy import bootstrap
 from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
 from authbus.domain.unit_of_work import UnitOfWork
@@ -26,24 +25,26 @@ from authbus.handlers import callout
 from authbus.handlers.metrics import RequestStats
 from authbus.handlers.natsauth.nkeys import PREFIX_ACCOUNT, NKey, XKey
 from authbus.handlers.service import QUEUE_GROUP, VERSION, start_service, subjects
-from authbus.infra.crypto.kek import KEKError, Passwords, load_kek
+from authbus.infra.application import AGAIN, AuthbusApplication, Reply, Submitted
+from authbus.infra.crypto.kek import Passwords
 from authbus.infra.crypto.password_gate import PasswordGate
 from authbus.infra.follower import Follower, HeadWatch, wait_until
+from authbus.infra.group_commit import GroupCommit
 from authbus.infra.nats.bus_guard import BusGuard
 from authbus.infra.nats.callout_config import bus_layout
 from authbus.infra.nats.sync import sync_with_server
 from authbus.infra.observability.prometheus import MetricsServer
 from authbus.infra.publisher import Publisher
-from authbus.infra.runner import AGAIN, SYSTEM_ACTOR, CommandRunner, PasswordWork, PasswordWorkNeeded, StoreUnitOfWork
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.settings import Settings
 from authbus.infra.snapshot import restore_read_model, write_snapshot
-from authbus.infra.store import EventStore, is_postgres, open_store
+from authbus.infra.store import EventStore, is_postgres
+from authbus.infra.store_unit import PasswordWork, PasswordWorkNeeded, StoreUnitOfWork
 from authbus.projections.queries import signing_key_for
-from authbus.projections.read_model import ReadModel, SigningKeyView
+from authbus.projections.read_model import ReadModel
 
 log = logging.getLogger("authbus")
-COMMAND_WORKERS = 4
+COMMAND_WRITERS = 2  # groups of commands decided and appended at once, on PostgreSQL (SQLite has one writer)
 HEALTH_READ_SECONDS = 2.0  # a store slower than this to tell its head counts as unreachable
 MAX_IN_FLIGHT = 256  # requests running apart; beyond this NATS holds them in the subscription
 MAX_WAITING = 128  # of them, waiting for a min_position; beyond this one answers `stale` at once
@@ -53,28 +54,6 @@ MAX_LOGINS_IN_FLIGHT = 256  # logins and their kin, apart: a flood of them leave
 LOGIN_ATTEMPTS = 50  # decisions of one login-family request that lose a race before `unavailable`
 PASSWORD_ROUNDS = 4  # a command's decisions, each after the password work the last one asked for
 T = TypeVar("T")
-
-
-def open_runner(settings: Settings, create_kek: bool = False) -> CommandRunner:
-    """The command runner over the configured store, with key material from the KEK.
-
-    A KEK other than the store's is refused here, at start, with KEKError: it would open no
-    signing key, and every login would fail later with a less helpful message.
-    """
-    kek = load_kek(settings.kek, settings.default_kek_file, create=create_kek)
-    runner = CommandRunner(open_store(settings.database_url), kek, Passwords())
-    try:
-        runner.check_kek()
-    except KEKError:
-        runner.store.close()
-        raise
-    return runner
-
-
-def run_bootstrap(runner: CommandRunner) -> dict[str, Any]:
-    """Create the system tenant and root; raises Conflict when that was done before."""
-    result, _ = runner.run_function("bootstrap", lambda _, uow: bootstrap(uow), None, SYSTEM_ACTOR, None, "")
-    return result
 
 
 async def _log_nats_error(error: Exception) -> None:
@@ -113,10 +92,10 @@ def callout_keys(settings: Settings) -> callout.CalloutKeys | None:
 class Node:
     """Implements handlers.wire.Backend."""
 
-    def __init__(self, settings: Settings, runner: CommandRunner) -> None:
+    def __init__(self, settings: Settings, app: AuthbusApplication) -> None:
         self.settings = settings
-        self.runner = runner
-        self.store: EventStore = runner.store
+        self.app = app
+        self.store: EventStore = app
         self.model = ReadModel()  # replaced by the restored one in start(), before anything holds it
         self._snapshot_position = 0  # of the snapshot last loaded or written
         self.consistency_wait = settings.consistency_wait
@@ -132,16 +111,16 @@ class Node:
         self._system_nc: Client | None = None
         self.sealer: CheckpointSealer | None = None
         self._sealing: asyncio.Task[None] | None = None
-        self.audit_public_key = public_key_b64(audit_key(runner.audit_seed))  # auth.v1.audit.public_key
-        self.keys = runner.keyring
-        self.challenges = runner.challenges
-        runner.signing_key_for = self._signing_key_for
+        self.audit_public_key = public_key_b64(audit_key(app.keys.audit_seed))  # auth.v1.audit.public_key
+        self.keys = app.keys.keyring
+        self.challenges = app.keys.challenges
         self._stopping = False
         self._started = time.monotonic()
-        # PostgreSQL serves several commands at once (each re-reads and appends in its own
-        # transaction); SQLite has one writer anyway.
-        workers = COMMAND_WORKERS if is_postgres(settings.database_url) else 1
-        self._worker = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="authbus-commands")
+        # Commands go to the writer in groups, one transaction each.  On PostgreSQL a second
+        # group is decided while the first commits; SQLite has one writer anyway.
+        writers = COMMAND_WRITERS if is_postgres(settings.database_url) else 1
+        self._worker = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="authbus-commands")
+        self._commands = GroupCommit(app, self._worker, writers)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._lanes = {"default": asyncio.Semaphore(MAX_IN_FLIGHT), "login": asyncio.Semaphore(MAX_LOGINS_IN_FLIGHT)}
         self._waiting = 0  # requests waiting for their min_position
@@ -152,7 +131,7 @@ class Node:
         self._logins = ThreadPoolExecutor(max_workers=2, thread_name_prefix="authbus-logins")
         self._failures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authbus-login-failures")
         self._password_commands = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authbus-password-commands")
-        self.gate = PasswordGate(runner.passwords, workers=max(1, (os.cpu_count() or 2) - 1))
+        self.gate = PasswordGate(Passwords(), workers=max(1, (os.cpu_count() or 2) - 1))
 
     async def _log_disconnect(self) -> None:
         if not self._stopping:
@@ -228,7 +207,7 @@ class Node:
             # Nudged like a command's write: the read model folds the checkpoint at once
             # rather than at the next poll, so health shows no lag that is only the sealer's.
             self.sealer = CheckpointSealer(
-                self.store, self.runner.audit_seed, self.settings.seal_interval, sealed=self._follower.nudge
+                self.store, self.app.keys.audit_seed, self.settings.seal_interval, sealed=self._follower.nudge
             )
             self._sealing = asyncio.create_task(self.sealer.run(), name="authbus-sealer")
         return self
@@ -389,7 +368,7 @@ class Node:
 
     def _restore(self) -> int:
         """Snapshot plus tail; a long tail is snapshotted at once, while nothing else touches the model."""
-        self.model, tail = restore_read_model(self.store, self.settings.snapshot_file, self.runner.snapshot_key)
+        self.model, tail = restore_read_model(self.store, self.settings.snapshot_file, self.app.keys.snapshot_key)
         self._snapshot_position = self.model.position - tail
         if 0 < self.settings.snapshot_every <= tail:
             self._write_snapshot()
@@ -397,7 +376,7 @@ class Node:
 
     def _write_snapshot(self) -> None:
         started = time.monotonic()
-        write_snapshot(self.model, self.store, self.settings.snapshot_file, self.runner.snapshot_key)
+        write_snapshot(self.model, self.store, self.settings.snapshot_file, self.app.keys.snapshot_key)
         self._snapshot_position = self.model.position
         log.info("read-model snapshot at position %d written in %.2f s", self.model.position, time.monotonic() - started)
 
@@ -423,10 +402,11 @@ class Node:
         work = PasswordWork()
         # Commands that carry passwords decide on a thread of their own: a flood of them
         # (and their rounds for password work) never queues ahead of the others.
-        pool = self._password_commands if command.secret_fields else self._worker
         for _ in range(PASSWORD_ROUNDS):
             try:
-                return await self._settled(pool, self.runner.run, command, actor, work)
+                if command.secret_fields:
+                    return await self._settled(self._password_commands, self.app.execute, command, actor, work)
+                return await self._grouped(Submitted(command, actor, work))
             except PasswordWorkNeeded as needed:
                 caller = f"credential/{actor.credential_id}"
                 if needed.password_hash is None:
@@ -439,13 +419,13 @@ class Node:
     async def _read(self, look: Callable[[StoreUnitOfWork], T]) -> T:
         if self._follower is not None and not self._follower.store_reachable:
             raise Unavailable("the event store is unavailable; retry")
-        return await asyncio.get_running_loop().run_in_executor(self._logins, self.runner.read, look)
+        return await asyncio.get_running_loop().run_in_executor(self._logins, self.app.read, look)
 
     async def login(self, tenant_id: UUID, username: str, password: str, source: str, caller: str) -> tuple[dict[str, Any], int]:
         """A password login: one per username at a time, the check fair across callers and
         done outside any transaction, the outcome decided on the store as it is then."""
         user_id = self.model.users_by_name.get((tenant_id, username.casefold()))
-        throttle_id = self.runner.throttle_id(tenant_id, username)
+        throttle_id = self.app.keys.throttle_id(tenant_id, username)
         with self.gate.caller_slot(caller):
             return await self._login(user_id, throttle_id, tenant_id, username, password, source, caller)
 
@@ -479,29 +459,34 @@ class Node:
     ) -> tuple[dict[str, Any], int]:
         """A login-family decision: no bearer, and decided again whenever it loses a race, so
         a login never answers ``conflict`` (each attempt is fast: no argon2 in it)."""
-        run = functools.partial(
-            self.runner.run_function, name, lambda _, uow: decide(uow), None, actor_id, None, "", attempts=LOGIN_ATTEMPTS
-        )
+        run = functools.partial(self.app.perform, name, actor_id, decide, self._sign, LOGIN_ATTEMPTS)
         return await self._settled(pool or self._logins, run)
 
     async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]:
         """Up to ``limit`` stored events from position ``start`` on, read and decoded in a thread."""
         return await asyncio.to_thread(self.store.read_events, start, limit)
 
-    async def _settled(
-        self, pool: ThreadPoolExecutor, fn: Callable[..., tuple[dict[str, Any], int]], *args: Any
-    ) -> tuple[dict[str, Any], int]:
+    async def _settled(self, pool: ThreadPoolExecutor, fn: Callable[..., Reply], *args: Any) -> Reply:
+        self._require_store()
+        return await self._folded(await asyncio.get_running_loop().run_in_executor(pool, fn, *args))
+
+    async def _grouped(self, submitted: Submitted) -> Reply:
+        self._require_store()
+        return await self._folded(await self._commands.submit(submitted))
+
+    def _require_store(self) -> None:
         if self._follower is not None and not self._follower.store_reachable:
             raise Unavailable(f"the event store is unavailable; {AGAIN}")
-        result, position = await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-        # Answer only once this instance's read model holds the events, so a caller's
-        # next request here already sees them.
-        assert self._follower is not None
-        await self._follower.reached(position, self.consistency_wait)
-        return result, position
 
-    def _signing_key_for(self, tenant_id: UUID) -> SigningKeyView:
+    async def _folded(self, reply: Reply) -> Reply:
+        """Answer only once this instance's read model holds the events, so a caller's next
+        request here already sees them."""
+        assert self._follower is not None
+        await self._follower.reached(reply[1], self.consistency_wait)
+        return reply
+
+    def _sign(self, tenant_id: UUID, claims: dict[str, Any]) -> str:
         key = signing_key_for(self.model, tenant_id)
         if key is None:
             raise Unavailable("no active signing key: create one with create_signing_key")
-        return key
+        return self.keys.sign(key, claims)

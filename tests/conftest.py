@@ -18,9 +18,10 @@ import psycopg
 import pytest
 from nats.aio.client import Client
 
+from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
 from authbus.infra.nats.server import NatsServer, free_port
-from authbus.infra.node import Node, open_runner, run_bootstrap
+from authbus.infra.node import Node
 from authbus.infra.settings import Settings
 from authbus.infra.store import with_database
 from tests.helpers import Org, make_org
@@ -185,9 +186,9 @@ def quick_to_stale(monkeypatch: pytest.MonkeyPatch, *instances: Instance) -> Non
 
 
 async def start_instance(settings: Settings, backend: str, bootstrap: bool = True) -> Instance:
-    runner = open_runner(settings)
-    token = run_bootstrap(runner)["token"] if bootstrap else ""
-    node = await Node(settings, runner).start()
+    app = open_application(settings)
+    token = app.bootstrap()["token"] if bootstrap else ""
+    node = await Node(settings, app).start()
     return Instance(node, token, settings, backend)
 
 

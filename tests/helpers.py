@@ -172,7 +172,7 @@ async def eventually(condition: Callable[[], bool], seconds: float, every: float
 
 
 def root_actor(root: dict) -> Actor:
-    """Root as a command runner sees it, from what ``run_bootstrap`` returned."""
+    """Root as the application sees it, from what ``bootstrap()`` returned."""
     return Actor(
         principal_id=uuid.UUID(root["user_id"]),
         tenant_id=SYSTEM_TENANT_ID,

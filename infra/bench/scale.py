@@ -221,7 +221,8 @@ async def failover(
 
 
 def _child() -> None:
-    from authbus.infra.node import Node, open_runner
+    from authbus.infra.bootstrap import open_application
+    from authbus.infra.node import Node
     from authbus.infra.observability import logs
 
     settings = Settings.load()
@@ -232,7 +233,7 @@ def _child() -> None:
         sys.stdout.flush()
 
     async def main() -> None:
-        node = await Node(settings, open_runner(settings)).start()
+        node = await Node(settings, open_application(settings)).start()
         node.on_fold(folded)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -31,9 +31,10 @@ from authbus.infra.bench import offline as bench_offline
 from authbus.infra.bench import scale as bench_scale
 from authbus.infra.bench.load import LoadResult, LoadSpec
 from authbus.infra.bench.world import Peer, World, seed_world, start_echo
+from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
 from authbus.infra.nats.server import NatsServer, free_port, nats_server_binary
-from authbus.infra.node import Node, open_runner, run_bootstrap
+from authbus.infra.node import Node
 from authbus.infra.settings import Settings
 from authbus.infra.store import open_store, with_database
 
@@ -48,6 +49,7 @@ LOAD = (
     "authorize_1000_scopes",
     "peer_postgres",
     "create_pat_postgres",
+    "create_pat_sqlite",
 )
 SCALE = ("convergence_postgres", "failover_postgres")  # instances in processes of their own: infra/bench/scale.py
 OFFLINE = ("fold", "fold_from_store", "memory_per_credential", "cold_start", "cold_start_no_snapshot", "memory_after_restart")
@@ -209,9 +211,9 @@ def _settings(tmp: Path, name: str, nats_url: str, database_url: str) -> Setting
 
 
 async def _node(stack: AsyncExitStack, settings: Settings) -> tuple[Node, AuthbusClient]:
-    runner = open_runner(settings)
-    root = run_bootstrap(runner)["token"]
-    node = await Node(settings, runner).start()
+    app = open_application(settings)
+    root = app.bootstrap()["token"]
+    node = await Node(settings, app).start()
     stack.push_async_callback(node.stop)
     client = await AuthbusClient.connect(settings.nats_url, prefix=settings.subject_prefix, token=root)
     stack.push_async_callback(client.close)
@@ -282,7 +284,10 @@ class LoadBench:
                     await peer.start(nc, "bench.peer.verify")
                     specs["peer_postgres"] = self.spec("bench.peer.verify", World.verify_payloads(peer.tokens), b'"valid":true')
                 if "create_pat_postgres" in wanted:
-                    specs["create_pat_postgres"] = await self._create_pat_spec(stack, server, database_url)
+                    specs["create_pat_postgres"] = await self._create_pat_spec(stack, server, "benchpg", database_url)
+            if "create_pat_sqlite" in wanted:
+                sqlite_url = f"sqlite:///{self.tmp / 'benchsq.db'}"
+                specs["create_pat_sqlite"] = await self._create_pat_spec(stack, server, "benchsq", sqlite_url)
             for name in LOAD:
                 if name in wanted:
                     await self.measure(name, specs[name])
@@ -310,17 +315,17 @@ class LoadBench:
             ),
         }
 
-    async def _create_pat_spec(self, stack: AsyncExitStack, server: NatsServer, database_url: str) -> LoadSpec:
-        """create_pat end to end on PostgreSQL: decode, authorize, append, fold, reply."""
-        _, client = await _node(stack, _settings(self.tmp, "benchpg", server.url, database_url))
-        tenant = (await client.command("create_tenant", name="bench-pg"))["result"]["tenant_id"]
+    async def _create_pat_spec(self, stack: AsyncExitStack, server: NatsServer, prefix: str, database_url: str) -> LoadSpec:
+        """create_pat end to end on one store: decode, authorize, append, fold, reply."""
+        _, client = await _node(stack, _settings(self.tmp, prefix, server.url, database_url))
+        tenant = (await client.command("create_tenant", name=f"{prefix}-tenant"))["result"]["tenant_id"]
         admin = (await client.command("register_user", tenant_id=tenant, username="admin", roles=["admin"]))["result"]["user_id"]
         key = (await client.command("issue_key", user_id=admin, kind="api_key", name="bench"))["result"]["token"]
         user = (await client.command("register_user", tenant_id=tenant, username="alice", token=key))["result"]["user_id"]
         scope = {"domain": None, "entity_type": "document", "operation": "read", "entity_id": "*"}
         payloads = [msgspec.json.encode({"user_id": user, "name": f"pat-{i}", "scopes": [scope]}) for i in range(1000)]
         return self.spec(
-            "benchpg.v1.cmd.create_pat",
+            f"{prefix}.v1.cmd.create_pat",
             payloads,
             b'"token"',
             requests=self.options.command_requests,
@@ -331,9 +336,9 @@ class LoadBench:
         """Instances as `serve` runs them, each in its own process, on one PostgreSQL."""
         prefix = "benchscale"
         settings = _settings(self.tmp, prefix, server.url, database_url)
-        runner = open_runner(settings)
-        root = run_bootstrap(runner)["token"]
-        runner.store.close()
+        app = open_application(settings)
+        root = app.bootstrap()["token"]
+        app.close()
         client = await AuthbusClient.connect(server.url, prefix, root)
         try:
             if "convergence_postgres" in self.options.scenarios:

@@ -9,17 +9,19 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Annotated, Any, Optional
+from typing import IO, Annotated, Optional
 
 import typer
 
 from authbus.domain.errors import Conflict
+from authbus.infra.application import AuthbusApplication
 from authbus.infra.bench.cli import bench
+from authbus.infra.bootstrap import open_application
 from authbus.infra.cli.common import Prefix, app, err, fail, log, or_exit, out
 from authbus.infra.crypto.kek import write_private
 from authbus.infra.nats.callout_config import CalloutSetup, without_credentials
 from authbus.infra.nats.server import NatsServer
-from authbus.infra.node import Node, open_runner, run_bootstrap
+from authbus.infra.node import Node
 from authbus.infra.observability import logs
 from authbus.infra.settings import DEFAULT_DATA_DIR, Settings
 
@@ -88,9 +90,9 @@ def dev(
         settings.nats_url = keys.service_url(server.host, server.port) if callout else server.url
         if callout:
             settings.nats_system_url = keys.system_url(server.host, server.port)
-        runner = or_exit(lambda: open_runner(settings, create_kek=True))
-        fresh = _bootstrap_into(runner, settings.root_token_file)
-        asyncio.run(_run_until_signalled(settings, runner, lambda node: _dev_banner(settings, server, node, fresh)))
+        application = or_exit(lambda: open_application(settings, create_kek=True))
+        fresh = _bootstrap_into(application, settings.root_token_file)
+        asyncio.run(_run_until_signalled(settings, application, lambda node: _dev_banner(settings, server, node, fresh)))
     except RuntimeError as error:
         fail(str(error), 2)
     finally:
@@ -136,11 +138,11 @@ def serve(
         log_level=log_level,
     )
     or_exit(lambda: logs.configure(settings.log_format, settings.log_level))
-    runner = or_exit(lambda: open_runner(settings))
+    application = or_exit(lambda: open_application(settings))
     asyncio.run(
         _run_until_signalled(
             settings,
-            runner,
+            application,
             lambda node: log.info(
                 "serving on %s (prefix %r), store at position %d",
                 without_credentials(settings.nats_url),
@@ -165,13 +167,13 @@ def bootstrap(
     Example: AUTHBUS_KEK=… authbus bootstrap --database-url postgresql://authbus:pw@db/authbus
     """
     settings = Settings.load(database_url=database_url, kek_file=kek_file)
-    runner = or_exit(lambda: open_runner(settings))
+    application = or_exit(lambda: open_application(settings))
     try:
-        result = run_bootstrap(runner)
+        result = application.bootstrap()
     except Conflict as error:
         fail(error.message, 1)
     finally:
-        runner.store.close()
+        application.close()
     if token_file is not None:
         write_private(token_file, result["token"] + "\n")
     out.print(result["token"], markup=False, highlight=False)
@@ -221,9 +223,9 @@ def hold_data_dir(data_dir: Path) -> IO[str]:
     return lock
 
 
-def _bootstrap_into(runner: Any, token_file: Path) -> bool:
+def _bootstrap_into(application: AuthbusApplication, token_file: Path) -> bool:
     try:
-        token = run_bootstrap(runner)["token"]
+        token = application.bootstrap()["token"]
     except Conflict:
         if not token_file.exists():
             err.print(f"[yellow]the store is bootstrapped but {token_file} is missing; the root token cannot be shown again[/]")
@@ -232,12 +234,12 @@ def _bootstrap_into(runner: Any, token_file: Path) -> bool:
     return True
 
 
-async def _run_until_signalled(settings: Settings, runner: Any, started: Callable[[Node], None]) -> None:
+async def _run_until_signalled(settings: Settings, application: AuthbusApplication, started: Callable[[Node], None]) -> None:
     try:
-        node = Node(settings, runner)
+        node = Node(settings, application)
         await node.start()
     except Exception as error:  # NATS or the store unreachable: one clear line, not a traceback
-        runner.store.close()
+        application.close()
         fail(f"cannot start: {error}", 2)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,9 +12,9 @@ import uuid
 import pytest
 
 from authbus.domain import tokens
+from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.nats.server import free_port
-from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.settings import Settings
 from tests.helpers import grant_scopes, make_org
 
@@ -272,9 +272,9 @@ async def test_rebuild_check_matches_the_live_digest(client, instance, databases
 
     # A store that is not the live one does not match, and says so with exit status 1.
     elsewhere = Settings(database_url=databases.new(instance.backend), kek=secrets.token_hex(32), data_dir=tmp_path)
-    runner = open_runner(elsewhere)
-    run_bootstrap(runner)
-    runner.store.close()
+    app = open_application(elsewhere)
+    app.bootstrap()
+    app.close()
     mismatch = await authbus(tmp_path, *nats, "audit", "rebuild", "--check", "--database-url", elsewhere.database_url)
     assert mismatch.returncode == 1 and "mismatch" in mismatch.stdout
 

@@ -27,11 +27,12 @@ from authbus.domain import tokens
 from authbus.handlers.callout import ENDPOINT
 from authbus.handlers.natsauth.nkeys import NKey, XKey, new_account_seed, new_xkey_seed
 from authbus.infra import cli
+from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
 from authbus.infra.nats.callout_config import render_callout_config
 from authbus.infra.nats.server import NatsServer, free_port
 from authbus.infra.nats.sync import sync_with_server
-from authbus.infra.node import Node, open_runner
+from authbus.infra.node import Node
 from authbus.infra.settings import Settings
 from authbus.projections.bus_access import private_inbox
 from tests.conftest import BACKENDS, Instance, start_instance
@@ -371,7 +372,7 @@ async def test_the_callout_survives_an_authbus_restart(bus: Bus):
     else:  # the server's refusal came after the handshake: nats.py hands back a closed client
         assert not kept_out.is_connected
         await kept_out.close()
-    node = await Node(bus.settings, open_runner(bus.settings)).start()
+    node = await Node(bus.settings, open_application(bus.settings)).start()
     bus.instance = Instance(node, bus.instance.root_token, bus.settings, bus.instance.backend)
     client = await connect(bus, token)
     try:

@@ -20,9 +20,9 @@ import pytest
 from authbus.domain.commands import COMMANDS
 from authbus.handlers.admin import ADMIN_READS
 from authbus.infra import cli
+from authbus.infra.bootstrap import open_application
 from authbus.infra.crypto.kek import KEKError
 from authbus.infra.nats.server import NatsServer, free_port, port_open
-from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS
 
@@ -281,9 +281,9 @@ def test_serve_with_another_stores_kek_is_a_clear_startup_error(tmp_path, databa
     """A wrong KEK opens no signing key: refused at start, not discovered at the first login."""
     database_url = databases.new(backend)
     settings = Settings(database_url=database_url, kek=secrets.token_hex(32), data_dir=tmp_path)
-    runner = open_runner(settings)
-    run_bootstrap(runner)
-    runner.store.close()
+    app = open_application(settings)
+    app.bootstrap()
+    app.close()
     for kek, says in ((secrets.token_hex(32), "not the store's KEK"), ("abcd", "must be 32 bytes"), ("zz", "not hex")):
         result = subprocess.run(
             [*CLI, "serve", "--database-url", database_url],
@@ -297,7 +297,7 @@ def test_serve_with_another_stores_kek_is_a_clear_startup_error(tmp_path, databa
         assert says in result.stderr and "Traceback" not in result.stderr
     settings.kek = secrets.token_hex(32)
     with pytest.raises(KEKError):
-        open_runner(settings)
+        open_application(settings)
 
 
 def test_every_command_and_admin_read_has_a_cli_verb():

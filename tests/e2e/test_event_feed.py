@@ -16,9 +16,9 @@ import nats
 import pytest
 
 from authbus.domain.commands import CreateTenant
+from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
 from authbus.infra.nats.server import NatsServer, free_port
-from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.publisher import stream_name
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, start_instance
@@ -60,15 +60,15 @@ async def wait_for_head(nats_url: str, stream: str, head: int, seconds: float = 
         await nc.close()
 
 
-def store_positions(runner) -> list[int]:
-    return [n.id for n in runner.store.recorder.select_notifications(start=1, limit=1_000_000)]
+def store_positions(app) -> list[int]:
+    return [n.id for n in app.recorder.select_notifications(start=1, limit=1_000_000)]
 
 
-def seed(runner, tenants: int) -> None:
-    root = run_bootstrap(runner)
+def seed(app, tenants: int) -> None:
+    root = app.bootstrap()
     actor = root_actor(root)
     for n in range(tenants):
-        runner.run(CreateTenant(name=f"feed-{n}"), actor)
+        app.execute(CreateTenant(name=f"feed-{n}"), actor)
 
 
 async def test_every_event_is_published_in_order_once_without_secrets(client, org, instance, nats_server):
@@ -114,9 +114,9 @@ async def test_a_killed_publisher_and_a_restarted_nats_lose_and_duplicate_nothin
         kek=kek,
         seal_interval=0,
     )
-    runner = open_runner(settings)
-    seed(runner, tenants=400)
-    stored = store_positions(runner)
+    app = open_application(settings)
+    seed(app, tenants=400)
+    stored = store_positions(app)
     stream = stream_name("feed")
     first = serve(settings, kek)
     try:
@@ -143,7 +143,7 @@ async def test_a_killed_publisher_and_a_restarted_nats_lose_and_duplicate_nothin
     finally:
         second.terminate()
         second.wait(timeout=15)
-        runner.store.close()
+        app.close()
         server.stop()
 
 
@@ -191,7 +191,7 @@ async def test_of_two_instances_one_publishes_and_the_other_takes_over(fresh_sto
         created = await create_tenant(nats_server.url, prefix, leader.root_token)
         await wait_for_head(nats_server.url, stream_name(prefix), created)
         positions, _, _ = await stream_positions(nats_server.url, stream_name(prefix))
-        assert positions == store_positions(standby.node.runner)
+        assert positions == store_positions(standby.node.app)
         assert standby.node.publisher.leading
         said = [line for line in logs.lines if stream_name(prefix) in line]
         for instance, verb in ((leader, "now leads"), (leader, "gave up"), (standby, "now leads")):
@@ -217,7 +217,7 @@ async def test_a_purged_stream_goes_on_with_new_events(fresh_store, nats_server)
         created = await create_tenant(nats_server.url, second.prefix, first.root_token)
         await wait_for_head(nats_server.url, stream, created)
         positions, _, _ = await stream_positions(nats_server.url, stream)
-        assert positions == [p for p in store_positions(second.node.runner) if p > first.node.model.position]
+        assert positions == [p for p in store_positions(second.node.app) if p > first.node.model.position]
     finally:
         await second.node.stop()
 
@@ -236,4 +236,4 @@ async def test_a_standby_taking_over_a_purged_stream_publishes_what_came_during_
         created = await create_tenant(nats_server.url, prefix, leader.root_token)
         await wait_for_head(nats_server.url, stream, created)
         positions, _, _ = await stream_positions(nats_server.url, stream)
-        assert positions == [p for p in store_positions(standby.node.runner) if p > head]
+        assert positions == [p for p in store_positions(standby.node.app) if p > head]

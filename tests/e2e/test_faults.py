@@ -16,9 +16,9 @@ from pathlib import Path
 import nats
 import pytest
 
+from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.nats.server import NatsServer, free_port
-from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, make_settings, pgserver_data, start_instance
 from tests.e2e.test_event_feed import serve, stream_positions, wait_for_head
@@ -113,7 +113,7 @@ KILL_AFTER = 40  # acknowledged commands before the kill
 
 
 async def bootstrapped(database_url: str, nats_server, tmp_path: Path, prefix: str, timeout: float):
-    """Settings for an `authbus serve` of a new store, its runner, and a root client."""
+    """Settings for an `authbus serve` of a new store, its app, and a root client."""
     settings = Settings(
         data_dir=tmp_path,
         nats_url=nats_server.url,
@@ -122,10 +122,10 @@ async def bootstrapped(database_url: str, nats_server, tmp_path: Path, prefix: s
         kek=secrets.token_hex(32),
         seal_interval=0,
     )
-    runner = open_runner(settings)
-    client = await AuthbusClient.connect(nats_server.url, prefix, run_bootstrap(runner)["token"])
+    app = open_application(settings)
+    client = await AuthbusClient.connect(nats_server.url, prefix, app.bootstrap()["token"])
     client.timeout = timeout
-    return settings, runner, client
+    return settings, app, client
 
 
 def impatient(client: AuthbusClient) -> AuthbusClient:
@@ -135,8 +135,8 @@ def impatient(client: AuthbusClient) -> AuthbusClient:
     return AuthbusClient(client.nc, client.prefix, client.token, timeout=2.0)
 
 
-def stored_events(runner) -> list:
-    return [event for _, event in runner.store.read_events(1, 100_000)]
+def stored_events(app) -> list:
+    return [event for _, event in app.read_events(1, 100_000)]
 
 
 async def wait_serving(client: AuthbusClient, seconds: float = 30.0) -> None:
@@ -157,7 +157,7 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
     """kill -9 under a command load; clients retry with the same command_id on a new instance.
     Every command is then in the store exactly once, whole, and an acknowledged one's retry
     returns the very token it first returned."""
-    settings, runner, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"kill{backend}", timeout=10.0)
+    settings, app, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"kill{backend}", timeout=10.0)
     first = serve(settings, settings.kek)
     try:
         await wait_serving(client)
@@ -191,9 +191,7 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
             if command_id in acknowledged:
                 assert result == acknowledged[command_id]
             assert (await client.verify(result["token"])).valid is True
-        applied = Counter(
-            (e.__class__.__name__, e.correlation_id) for e in stored_events(runner) if e.correlation_id in command_ids
-        )
+        applied = Counter((e.__class__.__name__, e.correlation_id) for e in stored_events(app) if e.correlation_id in command_ids)
         for command_id in command_ids:  # whole and once: the PAT and its command record
             assert applied[("PATCreated", command_id)] == 1 and applied[("CommandRecorded", command_id)] == 1
         assert sum(applied.values()) == 2 * COMMANDS
@@ -201,7 +199,7 @@ async def test_a_killed_instance_loses_no_acknowledged_command_and_applies_none_
         second.terminate()
         second.wait(timeout=15)
         await client.close()
-        runner.store.close()
+        app.close()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -327,7 +325,7 @@ async def test_a_node_and_an_instance_lost_in_a_three_node_cluster(backend, data
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_sigterm_finishes_what_is_under_way_and_exits_0(backend, databases, nats_server, tmp_path):
     """Commands under way when SIGTERM lands are answered; none is left half-done."""
-    settings, runner, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"term{backend}", timeout=20.0)
+    settings, app, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"term{backend}", timeout=20.0)
     process = serve(settings, settings.kek)
     try:
         await wait_serving(client)
@@ -346,8 +344,8 @@ async def test_sigterm_finishes_what_is_under_way_and_exits_0(backend, databases
             process.kill()
     answered = {c for c, r in zip(command_ids, replies, strict=False) if not isinstance(r, BaseException)}
     assert answered, "not one command was answered"
-    stored = Counter(e.correlation_id for e in stored_events(runner) if e.__class__.__name__ == "PATCreated")
+    stored = Counter(e.correlation_id for e in stored_events(app) if e.__class__.__name__ == "PATCreated")
     assert all(stored[c] == 1 for c in answered)  # every answer stands
     assert all(stored[c] in (0, 1) for c in command_ids)  # the unanswered are whole or absent: retry them
     await client.close()
-    runner.store.close()
+    app.close()

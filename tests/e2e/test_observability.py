@@ -184,8 +184,8 @@ def test_a_json_log_line_keeps_the_exception():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_serve_writes_json_lines_and_serves_metrics(backend, databases, nats_server, tmp_path):
-    settings, runner, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"json{backend}", timeout=5.0)
-    runner.store.close()
+    settings, app, client = await bootstrapped(databases.new(backend), nats_server, tmp_path, f"json{backend}", timeout=5.0)
+    app.close()
     password = secrets.token_urlsafe(12)  # a server without authorization ignores it; the log must too
     with_password = replace(settings, nats_url=f"nats://authbus:{password}@127.0.0.1:{nats_server.port}")
     process = serve(with_password, settings.kek, "--log-format", "json", "--metrics-port", "0", stderr=subprocess.PIPE)

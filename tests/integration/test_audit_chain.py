@@ -29,9 +29,10 @@ from authbus.domain.checkpoint import Checkpoint, checkpoint_id
 from authbus.domain.commands import CreateTenant
 from authbus.domain.registry import NameClaim
 from authbus.infra.audit.chain import verify_log
+from authbus.infra.bootstrap import open_application
 from authbus.infra.crypto.kek import derive
 from authbus.infra.crypto.keys import b64url, unb64url
-from authbus.infra.node import Node, open_runner, run_bootstrap
+from authbus.infra.node import Node
 from authbus.infra.sealer import CHECKPOINT_TOPIC, CheckpointSealer
 from authbus.infra.settings import Settings
 from authbus.infra.store import open_store
@@ -98,23 +99,23 @@ def build(databases, backend: str, tmp_path: Path) -> SealedLog:
     """A log with several checkpoints, some events sealed in the middle of a batch."""
     kek = secrets.token_hex(32)
     url = databases.new(backend)
-    runner = open_runner(Settings(database_url=url, kek=kek, data_dir=tmp_path))
+    app = open_application(Settings(database_url=url, kek=kek, data_dir=tmp_path))
     try:
-        actor = root_actor(run_bootstrap(runner))
+        actor = root_actor(app.bootstrap())
         told: list[int] = []
         sealer = CheckpointSealer(
-            runner.store, runner.audit_seed, interval=1.0, max_sealed=4, sealed=lambda: told.append(sealer.position)
+            app, app.keys.audit_seed, interval=1.0, max_sealed=4, sealed=lambda: told.append(sealer.position)
         )
         seal_all(sealer)
         for n in range(6):
-            runner.run(CreateTenant(name=f"chain-{uuid.uuid4().hex[:6]}-{n}"), actor)
+            app.execute(CreateTenant(name=f"chain-{uuid.uuid4().hex[:6]}-{n}"), actor)
             if n % 2:
                 seal_all(sealer)
-        stored = runner.store.recorder.select_notifications(start=1, limit=10_000, topics=[CHECKPOINT_TOPIC])
+        stored = app.recorder.select_notifications(start=1, limit=10_000, topics=[CHECKPOINT_TOPIC])
         assert len(told) == len(stored) and told[-1] == sealer.position  # each checkpoint told, once stored
         return SealedLog(backend, url, kek, sealer.public_key)
     finally:
-        runner.store.close()
+        app.close()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -338,10 +339,10 @@ def test_a_sealer_that_lost_the_race_appends_nothing_then_follows_the_winner(sea
 
     store = sealed.store()
     try:
-        runner_rows = len(store.recorder.select_notifications(start=1, limit=100_000))
+        written = len(store.recorder.select_notifications(start=1, limit=100_000))
         stale = Stale(store, b"\0" * 32, interval=1.0)
         assert stale.seal_once() is False  # collided on the checkpoint id after position 0
-        assert len(store.recorder.select_notifications(start=1, limit=100_000)) == runner_rows
+        assert len(store.recorder.select_notifications(start=1, limit=100_000)) == written
         assert stale.position == 0
         follower = CheckpointSealer(store, derive(bytes.fromhex(sealed.kek), b"audit-seal"), interval=1.0)
         follower.catch_up()
@@ -383,10 +384,10 @@ async def test_two_nodes_seal_one_line_in_the_background_and_publish_the_key(bac
     settings = [make_settings(nats_server, url, f"seal{backend}{n}", tmp_path / str(n), kek) for n in range(2)]
     for s in settings:
         s.seal_interval, s.event_feed = 0.05, False
-    runner = open_runner(settings[0])
-    actor = root_actor(run_bootstrap(runner))
-    first = await Node(settings[0], runner).start()
-    second = await Node(settings[1], open_runner(settings[1])).start()
+    app = open_application(settings[0])
+    actor = root_actor(app.bootstrap())
+    first = await Node(settings[0], app).start()
+    second = await Node(settings[1], open_application(settings[1])).start()
     try:
         for n in range(5):
             await first.execute(CreateTenant(name=f"bg-{uuid.uuid4().hex[:6]}-{n}"), actor)

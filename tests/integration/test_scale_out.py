@@ -16,8 +16,8 @@ from authbus.domain.credentials import PersonalAccessToken
 from authbus.domain.tenant import Tenant
 from authbus.infra.bench import offline as bench_offline
 from authbus.infra.bench import scale as bench_scale
+from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.store import APPLICATION_NAME, open_store
 from tests.conftest import make_settings, start_instance
 from tests.helpers import eventually, make_org
@@ -38,7 +38,7 @@ def append_for(writer, seconds: float) -> int:
     """Append events one after another for ``seconds``; the last one's position."""
     deadline = time.monotonic() + seconds
     while True:
-        recordings = writer.store.save(Tenant(name=f"t-{secrets.token_hex(6)}", actor="test", correlation_id="x"))
+        recordings = writer.save(Tenant(name=f"t-{secrets.token_hex(6)}", actor="test", correlation_id="x"))
         if time.monotonic() >= deadline:
             return recordings[-1].notification.id
 
@@ -54,7 +54,7 @@ async def test_an_event_stored_while_a_follower_listens_again_is_folded_within_t
     database = urlsplit(url).path.lstrip("/")
     settings = make_settings(nats_server, url, f"so{secrets.token_hex(3)}", tmp_path, secrets.token_hex(32))
     instance = await start_instance(settings, "postgres")
-    writer = open_runner(settings)
+    writer = open_application(settings)
     late: list[int] = []
     try:
         for trial in range(TRIALS):
@@ -69,7 +69,7 @@ async def test_an_event_stored_while_a_follower_listens_again_is_folded_within_t
                 late.append(trial)
         assert late == [], f"trials {late} left an event unfolded beyond {FOLDED_WITHIN} s"
     finally:
-        writer.store.close()
+        writer.close()
         await instance.node.stop()
 
 
@@ -78,15 +78,15 @@ async def test_a_commit_that_wakes_no_follower_is_folded_within_the_bound(nats_s
     follower's own look at the log's head can find them."""
     settings = make_settings(nats_server, databases.new("postgres"), f"so{secrets.token_hex(3)}", tmp_path, secrets.token_hex(32))
     instance = await start_instance(settings, "postgres")
-    writer = open_runner(settings)
-    writer.store.recorder._notify_channel = lambda cursor: None
+    writer = open_application(settings)
+    writer.recorder._notify_channel = lambda cursor: None
     try:
         for _ in range(3):
             position = await asyncio.to_thread(append_for, writer, 0)
             assert await eventually(lambda p=position: instance.node.model.position >= p, FOLDED_WITHIN, every=0.01)
         assert instance.node._follower.missed_wakeups >= 3
     finally:
-        writer.store.close()
+        writer.close()
         await instance.node.stop()
 
 
@@ -215,9 +215,9 @@ async def test_a_killed_instance_fails_no_call_through_the_client(nats_server, d
     through it no call fails; a client with repeats off, in the same run, loses some."""
     prefix = f"fo{secrets.token_hex(3)}"
     settings = make_settings(nats_server, databases.new("postgres"), prefix, tmp_path, secrets.token_hex(32))
-    runner = open_runner(settings)
-    client = await AuthbusClient.connect(nats_server.url, prefix, run_bootstrap(runner)["token"])
-    runner.store.close()
+    app = open_application(settings)
+    client = await AuthbusClient.connect(nats_server.url, prefix, app.bootstrap()["token"])
+    app.close()
     try:
         async with bench_scale.instances(settings, 3) as running:
             org = await make_org(client)

@@ -10,9 +10,9 @@ import stat
 import pytest
 
 from authbus.infra import snapshot
+from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
 from authbus.infra.follower import fold
-from authbus.infra.node import open_runner, run_bootstrap
 from authbus.infra.snapshot import restore_read_model, snapshot_key, write_snapshot
 from authbus.infra.store import open_store
 from authbus.projections.audit import digest
@@ -59,11 +59,11 @@ async def test_a_stop_leaves_a_snapshot_and_the_next_start_folds_only_the_tail(f
         assert not (tmp_path / "other" / snapshot_file.name).exists()
 
         expected = folded(first.settings.database_url)
-        runner = open_runner(first.settings)
+        app = open_application(first.settings)
         try:
-            model, tail = restore_read_model(runner.store, snapshot_file, runner.snapshot_key)
+            model, tail = restore_read_model(app, snapshot_file, app.keys.snapshot_key)
         finally:
-            runner.store.close()
+            app.close()
         assert model.position == expected.position == after["position"]
         assert model.position - tail == stopped_at >= before["position"] and tail > 0
         assert digest(model) == digest(expected)
@@ -136,12 +136,12 @@ class Planted:
 def test_a_spoiled_snapshot_is_ignored_and_the_whole_log_folded(fresh_store, databases, tmp_path, caplog, how):
     backend, settings = fresh_store
     mine = settings("unused")
-    runner = open_runner(mine)
+    app = open_application(mine)
     try:
-        run_bootstrap(runner)
+        app.bootstrap()
         expected = folded(mine.database_url)
         path = mine.snapshot_file
-        write_snapshot(expected, runner.store, path, runner.snapshot_key)
+        write_snapshot(expected, app, path, app.keys.snapshot_key)
         data = path.read_bytes()
         if how == "a flipped byte":
             middle = len(data) // 2
@@ -153,24 +153,24 @@ def test_a_spoiled_snapshot_is_ignored_and_the_whole_log_folded(fresh_store, dat
         elif how == "empty":
             path.write_bytes(b"")
         elif how == "another KEK":
-            write_snapshot(expected, runner.store, path, snapshot_key(secrets.token_bytes(32)))
+            write_snapshot(expected, app, path, snapshot_key(secrets.token_bytes(32)))
         elif how == "names code":  # soundly MACed: only the unpickler's list of classes stops it
-            write_snapshot(Planted(expected.position, tmp_path / "planted"), runner.store, path, runner.snapshot_key)
+            write_snapshot(Planted(expected.position, tmp_path / "planted"), app, path, app.keys.snapshot_key)
         elif how == "another format":
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(snapshot, "FORMAT_VERSION", snapshot.FORMAT_VERSION + 1)
-                write_snapshot(expected, runner.store, path, runner.snapshot_key)
+                write_snapshot(expected, app, path, app.keys.snapshot_key)
         else:  # a store of its own at the same position: only the anchor tells it apart
             elsewhere = dataclasses.replace(mine, database_url=databases.new(backend), data_dir=tmp_path / "elsewhere")
-            foreign = open_runner(elsewhere)
-            run_bootstrap(foreign)
-            write_snapshot(folded(elsewhere.database_url), foreign.store, path, runner.snapshot_key)
-            foreign.store.close()
+            foreign = open_application(elsewhere)
+            foreign.bootstrap()
+            write_snapshot(folded(elsewhere.database_url), foreign, path, app.keys.snapshot_key)
+            foreign.close()
 
         with caplog.at_level(logging.WARNING, logger="authbus.snapshot"):
-            model, tail = restore_read_model(runner.store, path, runner.snapshot_key)
+            model, tail = restore_read_model(app, path, app.keys.snapshot_key)
     finally:
-        runner.store.close()
+        app.close()
     assert tail == model.position == expected.position
     assert digest(model) == digest(expected)
     assert any(r.name == "authbus.snapshot" and "snapshot ignored" in r.getMessage() for r in caplog.records)
@@ -180,16 +180,16 @@ def test_a_spoiled_snapshot_is_ignored_and_the_whole_log_folded(fresh_store, dat
 def test_a_sound_snapshot_is_used_and_none_at_all_is_no_warning(fresh_store, caplog):
     _backend, settings = fresh_store
     mine = settings("unused")
-    runner = open_runner(mine)
+    app = open_application(mine)
     try:
-        run_bootstrap(runner)
+        app.bootstrap()
         with caplog.at_level(logging.INFO, logger="authbus.snapshot"):
-            model, tail = restore_read_model(runner.store, mine.snapshot_file, runner.snapshot_key)
+            model, tail = restore_read_model(app, mine.snapshot_file, app.keys.snapshot_key)
         assert tail == model.position > 0
         assert [r.levelno for r in caplog.records if r.name == "authbus.snapshot"] == [logging.INFO]
 
-        write_snapshot(model, runner.store, mine.snapshot_file, runner.snapshot_key)
-        again, tail = restore_read_model(runner.store, mine.snapshot_file, runner.snapshot_key)
+        write_snapshot(model, app, mine.snapshot_file, app.keys.snapshot_key)
+        again, tail = restore_read_model(app, mine.snapshot_file, app.keys.snapshot_key)
         assert tail == 0 and again is not model and digest(again) == digest(model)
     finally:
-        runner.store.close()
+        app.close()
