@@ -321,8 +321,10 @@ class LoadBench:
         tenant = (await client.command("create_tenant", name=f"{prefix}-tenant"))["result"]["tenant_id"]
         admin = (await client.command("register_user", tenant_id=tenant, username="admin", roles=["admin"]))["result"]["user_id"]
         key = (await client.command("issue_key", user_id=admin, kind="api_key", name="bench"))["result"]["token"]
-        user = (await client.command("register_user", tenant_id=tenant, username="alice", token=key))["result"]["user_id"]
         scope = {"domain": None, "entity_type": "document", "operation": "read", "entity_id": "*"}
+        await client.command("create_role", tenant_id=tenant, name="reader", scopes=[scope], token=key)
+        alice = await client.command("register_user", tenant_id=tenant, username="alice", roles=["reader"], token=key)
+        user = alice["result"]["user_id"]
         payloads = [msgspec.json.encode({"user_id": user, "name": f"pat-{i}", "scopes": [scope]}) for i in range(1000)]
         return self.spec(
             f"{prefix}.v1.cmd.create_pat",
