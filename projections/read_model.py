@@ -1,6 +1,10 @@
 """The in-memory read model: everything verify, authorize and the admin reads need,
 folded from the event log.  ``apply`` is idempotent by position, so replaying a stretch
 of the log twice changes nothing.
+
+Longer than most modules on purpose: the fold is one class, every event kind's effect on
+every index side by side, so a new event kind is read and changed in one place (the
+answers built from it are in projections/queries.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Administering authbus over NATS: a noun for each kind of thing (``tenant``, ``user``, ``pat``, …)
-and its verbs, plus ``login``, ``verify``, ``authorize`` and ``health``."""
+and its verbs, plus ``login``, ``verify``, ``authorize`` and ``health``.
+
+Long because it is the whole tree ``authbus --help`` shows, each verb a few lines of typed
+options over one shared ``send``; split, the tree would be read in pieces."""
 
 from __future__ import annotations
 

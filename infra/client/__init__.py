@@ -24,6 +24,9 @@ is answered by another; a command is sent again only when it carries a ``command
 (after ``command_repeat_after``, 3 s), which makes the repeat a replay.  ``login``,
 ``refresh`` and ``logout`` are never repeated: a refresh token sent twice revokes its
 session.  ``repeat_after=None`` turns repeats off.
+
+Over 300 lines because it is the protocol's one client: a method per endpoint family, all
+sharing the position, repeat and error handling above, so a user reads it in one file.
 """
 
 from __future__ import annotations
