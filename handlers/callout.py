@@ -117,7 +117,7 @@ def callout(backend: Backend, keys: CalloutKeys) -> Callable[[Request], Awaitabl
             token = token_of(request.connect_opts)
             grant: BusGrant | str = "no_token"
             if token:
-                grant = bus_grant(backend.model, token, now, backend.keys)
+                grant = bus_grant(backend.model, token, now, backend.keys, backend.bearers)
             if isinstance(grant, BusGrant) and token:
                 user = user_jwt(grant, token, request.user_nkey, keys, now)
                 if user is None:

@@ -34,13 +34,13 @@ def verify(backend: Backend):
         if req.min_position is not None:  # ensure_position checks too; this spares a coroutine per request
             await ensure_position(backend, req.min_position)
         model = backend.model
-        verdict = queries.verify(model, req.token, backend.now(), backend.keys)
+        verdict = queries.verify(model, req.token, backend.now(), backend.keys, backend.bearers)
         if verdict.credential is None or verdict.principal is None:
             return {"valid": False, "reason": verdict.reason, "position": model.position}
         return {
             "valid": True,
-            "credential": queries.credential_view(verdict.credential),
-            "principal": queries.principal_view(verdict.principal),
+            "credential": backend.views.credential(verdict.credential),
+            "principal": backend.views.principal(verdict.principal),
             "scopes": queries.scope_list(verdict.credential),
             "position": model.position,
         }
@@ -64,12 +64,13 @@ def authorize(backend: Backend):
             req.operation,
             req.entity_id,
             req.tenant_id,
+            backend.bearers,
         )
         principal = decision.verdict.principal
         return {
             "allowed": decision.allowed,
             "reason": decision.reason,
-            "principal": queries.principal_view(principal) if principal is not None else None,
+            "principal": backend.views.principal(principal) if principal is not None else None,
             "matched_scope": decision.matched_scope.to_dict() if decision.matched_scope is not None else None,
             "position": model.position,
         }

@@ -23,7 +23,8 @@ from authbus.domain.errors import AuthbusError, InvalidRequest, Stale, Unauthent
 from authbus.domain.policy import Actor
 from authbus.domain.unit_of_work import UnitOfWork
 from authbus.handlers.metrics import OK, RequestStats
-from authbus.projections.jwt_tokens import KeyMaterial
+from authbus.projections.jwt_tokens import VerificationKeys
+from authbus.projections.memos import Bearers, Views
 from authbus.projections.queries import actor_for
 from authbus.projections.read_model import ReadModel
 
@@ -59,12 +60,14 @@ class Backend(Protocol):
     """What the handlers need from the composition root (infra/node.py's Node)."""
 
     model: ReadModel
+    bearers: Bearers  # beside the model: bearers already checked,
+    views: Views  # and the parts of verify's reply already built
     consistency_wait: float
     stats: RequestStats
     audit_public_key: str  # base64url, the raw 32-byte Ed25519 key that signs checkpoints
 
     @property  # read-only here, so an implementation may hold a richer kind (infra's Keyring)
-    def keys(self) -> KeyMaterial: ...
+    def keys(self) -> VerificationKeys: ...
     @property
     def challenges(self) -> Challenges: ...
 
@@ -157,7 +160,7 @@ def bearer(request: Request) -> str:
 
 
 def authenticate(backend: Backend, request: Request) -> Actor:
-    actor = actor_for(backend.model, bearer(request), backend.now(), backend.keys)
+    actor = actor_for(backend.model, bearer(request), backend.now(), backend.keys, backend.bearers)
     if actor is None:
         raise Unauthenticated("the bearer credential is not valid", field="Authorization")
     return actor

@@ -40,6 +40,7 @@ from authbus.infra.settings import Settings
 from authbus.infra.snapshot import restore_read_model, write_snapshot
 from authbus.infra.store import EventStore, is_postgres
 from authbus.infra.store_unit import PasswordWork, PasswordWorkNeeded, StoreUnitOfWork
+from authbus.projections.memos import Bearers, Views
 from authbus.projections.queries import signing_key_for
 from authbus.projections.read_model import ReadModel
 
@@ -97,6 +98,7 @@ class Node:
         self.app = app
         self.store: EventStore = app
         self.model = ReadModel()  # replaced by the restored one in start(), before anything holds it
+        self.bearers, self.views = Bearers(), Views()  # what verify remembers: beside the model, never snapshotted
         self._snapshot_position = 0  # of the snapshot last loaded or written
         self.consistency_wait = settings.consistency_wait
         self.nc: Client | None = None

@@ -37,7 +37,8 @@ from uuid import UUID
 
 from authbus.domain.permissions import subject_covers, subject_meet, subject_pattern
 from authbus.domain.scopes import Scope, ScopeKey
-from authbus.projections.jwt_tokens import KeyMaterial
+from authbus.projections.jwt_tokens import VerificationKeys
+from authbus.projections.memos import FORGETFUL, Bearers
 from authbus.projections.queries import REDEEMABLE_KINDS, permissions_of, standing, verify
 from authbus.projections.read_model import PrincipalView, ReadModel
 
@@ -182,10 +183,10 @@ def subjects_granted(
     return granted[0], granted[1]
 
 
-def bus_grant(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> BusGrant | str:
+def bus_grant(model: ReadModel, token: str, now: float, keys: VerificationKeys, bearers: Bearers = FORGETFUL) -> BusGrant | str:
     """What the holder of ``token`` gets on the bus, or why it may not connect (a verify
     reason, ``not_a_bearer_credential`` or ``no_matching_scope``)."""
-    verdict = verify(model, token, now, keys)
+    verdict = verify(model, token, now, keys, bearers)
     if not verdict.valid:
         return verdict.reason or "unknown"
     credential, principal = verdict.credential, verdict.principal

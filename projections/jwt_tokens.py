@@ -19,6 +19,7 @@ import jwt
 from authbus.domain.scopes import Scope, ScopeKey
 from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.domain.times import rfc3339_epoch
+from authbus.projections.memos import FORGETFUL, Bearers
 from authbus.projections.read_model import PrincipalView, ReadModel, SigningKeyView
 
 LEEWAY_SECONDS = 30
@@ -27,7 +28,7 @@ MAX_EPOCH = 253402300800  # 10000-01-01: beyond it a time has no RFC 3339 form
 PER_OPERATIONS = {"C": "create", "R": "read", "U": "update", "D": "delete"}
 
 
-class KeyMaterial(Protocol):
+class VerificationKeys(Protocol):
     def verification_key(self, key: SigningKeyView) -> Any: ...
 
 
@@ -90,9 +91,11 @@ def per_scopes(per: Any) -> dict[ScopeKey, Scope] | None:
     return scopes
 
 
-def verify_jwt(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> tuple[str | None, Any, Any]:
+def verify_jwt(
+    model: ReadModel, token: str, now: float, keys: VerificationKeys, bearers: Bearers = FORGETFUL
+) -> tuple[str | None, Any, Any]:
     """(reason or None, credential, principal) for a JWT."""
-    seen = model.verified.get(token)
+    seen = bearers.get(token)
     if seen is not None:  # signed by this key: only the clock and the read model can have changed
         remembered: SignedToken = seen[0]
         if remembered.exp <= now - LEEWAY_SECONDS:
@@ -101,7 +104,7 @@ def verify_jwt(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> t
     reason, signed = _signed(model, token, keys)
     if signed is None:
         return reason, None, None
-    model.remember(token, signed, None)
+    bearers.remember(token, signed, None)
     return _standing(model, signed)
 
 
@@ -120,7 +123,7 @@ class SignedToken:
     user_id: UUID | None
 
 
-def _signed(model: ReadModel, token: str, keys: KeyMaterial) -> tuple[str | None, SignedToken | None]:
+def _signed(model: ReadModel, token: str, keys: VerificationKeys) -> tuple[str | None, SignedToken | None]:
     try:
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError:

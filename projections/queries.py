@@ -15,7 +15,8 @@ from authbus.domain.policy import Actor
 from authbus.domain.scopes import Scope, find_grant
 from authbus.domain.signing import ASYMMETRIC_ALGS
 from authbus.domain.tenant import SYSTEM_TENANT_ID
-from authbus.projections.jwt_tokens import KeyMaterial, looks_like_jwt, verify_jwt
+from authbus.projections.jwt_tokens import VerificationKeys, looks_like_jwt, verify_jwt
+from authbus.projections.memos import FORGETFUL, Bearers, credential_view, principal_view
 from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, RoleView, SessionView, SigningKeyView
 
 BEARER_KINDS = frozenset({"pat", "api_key", "access_token"})
@@ -35,12 +36,12 @@ class Verdict:
         return self.reason is None
 
 
-def verify(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Verdict:
+def verify(model: ReadModel, token: str, now: float, keys: VerificationKeys, bearers: Bearers = FORGETFUL) -> Verdict:
     if looks_like_jwt(token):
-        return Verdict(*verify_jwt(model, token, now, keys))
+        return Verdict(*verify_jwt(model, token, now, keys, bearers))
     # A token seen with its right secret before skips the parse and the hash; its standing
     # is checked afresh every time, and a reset secret makes the remembered digest stale.
-    seen = model.verified.get(token)
+    seen = bearers.get(token)
     if seen is not None and seen[0].digest is seen[1]:
         return standing(model, seen[0], now)
     parsed = tokens.parse(token)
@@ -50,7 +51,7 @@ def verify(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Verdi
     # A wrong secret answers exactly like an unknown id, before any status is revealed.
     if credential is None or credential.kind != parsed.kind or not tokens.secret_matches(parsed.secret, credential.digest):
         return Verdict("unknown")
-    model.remember(token, credential, credential.digest)
+    bearers.remember(token, credential, credential.digest)
     return standing(model, credential, now)
 
 
@@ -105,14 +106,15 @@ def authorize(
     model: ReadModel,
     token: str,
     now: float,
-    keys: KeyMaterial,
+    keys: VerificationKeys,
     domain: str | None,
     entity_type: str,
     operation: str,
     entity_id: str,
     tenant_id: UUID | None = None,
+    bearers: Bearers = FORGETFUL,
 ) -> Decision:
-    verdict = verify(model, token, now, keys)
+    verdict = verify(model, token, now, keys, bearers)
     if not verdict.valid:
         return Decision(False, verdict.reason or "unknown", verdict)
     credential, principal = verdict.credential, verdict.principal
@@ -136,12 +138,12 @@ def authorize(
     return Decision(True, held[0], verdict, held[1])
 
 
-def actor_for(model: ReadModel, token: str, now: float, keys: KeyMaterial) -> Actor | None:
+def actor_for(model: ReadModel, token: str, now: float, keys: VerificationKeys, bearers: Bearers = FORGETFUL) -> Actor | None:
     """The acting principal behind a valid bearer (PAT, API key or access token), or None.
 
     An access token acts through its session: the store re-check of a command looks there.
     """
-    verdict = verify(model, token, now, keys)
+    verdict = verify(model, token, now, keys, bearers)
     credential = verdict.credential
     if credential is None or verdict.principal is None or credential.kind not in BEARER_KINDS:
         return None
@@ -173,35 +175,6 @@ def _actor(credential_id: UUID, credential: Any, principal: PrincipalView) -> Ac
         credential_kind=credential.kind,
         scopes=credential.scopes,
     )
-
-
-# Views of stored credentials and principals are kept on them (reset when what they show
-# changes): verify answers many times with the same few.  Callers copy, never mutate them.
-
-
-def credential_view(credential: CredentialView) -> dict[str, Any]:
-    view = getattr(credential, "view", None)
-    if view is None:
-        view = {"id": str(credential.id), "kind": credential.kind, "expires_at": credential.expires_at}
-        if isinstance(credential, CredentialView):
-            credential.view = view
-    return view
-
-
-def principal_view(principal: PrincipalView) -> dict[str, Any]:
-    view = getattr(principal, "view", None)
-    if view is None:
-        view = {
-            "id": str(principal.id),
-            "tenant_id": str(principal.tenant_id),
-            "kind": principal.kind,
-            "roles": list(principal.roles),
-        }
-        if isinstance(principal, PrincipalView):
-            principal.view = view
-        else:  # a tenant token's subject, in the tenant's own words
-            view["subject"] = principal.subject
-    return view
 
 
 def scope_list(credential: CredentialView) -> list[dict[str, str | None]] | None:

@@ -29,7 +29,6 @@ from authbus.domain.times import rfc3339, rfc3339_epoch
 from authbus.domain.user import User
 
 LOGIN_ACTIVITY_KEPT = 50
-VERIFIED_KEPT = 65_536  # bearer strings remembered as checked (ReadModel.verified)
 
 
 class TenantView:
@@ -69,7 +68,6 @@ class PrincipalView:
         self.disabled = False
         self.has_password = event.password_hash is not None
         self.created_at = created_at
-        self.view: dict[str, Any] | None = None  # what verify replies with, built on first use
 
 
 class CredentialView:
@@ -94,7 +92,6 @@ class CredentialView:
         "description",
         "created",
         "revoked_reason",
-        "view",
     )
 
     def __init__(self, event: Any, kind: str, owner: PrincipalView | None, scopes: dict[ScopeKey, Scope] | None) -> None:
@@ -118,13 +115,12 @@ class CredentialView:
         self.digest = bytes.fromhex(secret_hash)
         self.expires_ts = expires_at.timestamp() if expires_at is not None else None
         self.expires_at = rfc3339(expires_at)
-        self.view: dict[str, Any] | None = None  # what verify replies with, built on first use
 
 
 # Kept as they are in the columns: strings, bytes, numbers, shared ids and scope dicts, which
 # the loaded credentials go on using.  Ids go apart, as their 128-bit integers (which become
 # the UUIDs' own), and creation times packed into one bytes object.
-_PACKED = ("id", "created", "view")  # each column of its own, or (the view) built on first use
+_PACKED = ("id", "created")  # each a column of its own
 _SHARED_COLUMNS = tuple(name for name in CredentialView.__slots__ if name not in _PACKED)
 
 
@@ -163,7 +159,7 @@ def _credential(
     c = _new(CredentialView)
     c.id, c.kind, c.owner_id, c.tenant_id, c.digest = credential_id, kind, owner_id, tenant_id, digest
     c.expires_ts, c.expires_at, c.status, c.scopes, c.name = expires_ts, expires_at, status, scopes, name
-    c.description, c.revoked_reason, c.view = description, revoked_reason, None
+    c.description, c.revoked_reason = description, revoked_reason
     c.created = created
     return c
 
@@ -261,20 +257,17 @@ class ReadModel:
         self.role_names: dict[tuple[UUID, str], UUID] = {}  # live roles, by tenant and casefolded name
         self.role_holders: dict[UUID, dict[UUID, None]] = {}
         self.login_activity: dict[UUID, deque[dict[str, Any]]] = {}
-        # Bearer strings whose secret or signature already checked out (projections.queries):
-        # not folded from the log, so never snapshotted.
-        self.verified: dict[str, tuple[Any, Any]] = {}
         self._scopes: dict[tuple[Any, ...], Scope] = {}  # every distinct scope once, shared
         self._appliers = self._build_appliers()
 
     # Pickled as a persisted snapshot (infra/snapshot.py): the appliers are bound methods
-    # and lambdas, so they are left out and made again on load, like the verified cache.
+    # and lambdas, so they are left out and made again on load.
     # Credentials go as columns (credential_columns): unpickled as objects, each would leave
     # a state dict and argument tuples in the unpickler's memo until the whole load ends, and
     # those holes, spread through every arena, kept a restarted instance some 40 % larger
     # than one that followed the log live.
     def __getstate__(self) -> dict[str, Any]:
-        left_out = ("_appliers", "verified", "credentials", "credentials_by_owner")
+        left_out = ("_appliers", "credentials", "credentials_by_owner")
         state = {name: value for name, value in self.__dict__.items() if name not in left_out}
         state["credential_columns"] = credential_columns(self.credentials.values())
         return state
@@ -283,7 +276,6 @@ class ReadModel:
         columns = state.pop("credential_columns")
         self.__dict__.update(state)
         self.credentials, self.credentials_by_owner = credentials_from(columns)
-        self.verified = {}
         self._appliers = self._build_appliers()
 
     def _build_appliers(self) -> dict[type, Callable[[Any], object]]:
@@ -385,7 +377,6 @@ class ReadModel:
     def _user_roles_changed(self, principal: PrincipalView) -> None:
         live = (self.roles.get(rid) for rid in principal.role_ids)
         principal.roles = (*principal.builtin, *(role.name for role in live if role is not None and not role.deleted))
-        principal.view = None
 
     def _role_granted(self, e: Any) -> None:
         principal = self.principals[e.originator_id]
@@ -434,13 +425,6 @@ class ReadModel:
         scopes = None if e.scopes is None else {s.key: s for s in map(self.scope, e.scopes)}
         self.credentials[e.originator_id] = CredentialView(e, kind, self.principals.get(e.user_id), scopes)
         self.credentials_by_owner.setdefault(e.user_id, {})[e.originator_id] = None
-
-    def remember(self, token: str, first: Any, second: Any) -> None:
-        """Keep a bearer string whose secret or signature checked out, the oldest making room."""
-        verified = self.verified
-        if len(verified) >= VERIFIED_KEPT:
-            del verified[next(iter(verified))]
-        verified[token] = (first, second)
 
     def scope(self, data: dict[str, Any]) -> Scope:
         """The one Scope object for a stored scope: a million PATs with the same scope share it."""

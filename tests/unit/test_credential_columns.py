@@ -15,7 +15,7 @@ def fields(credential: CredentialView) -> dict[str, object]:
 
 def test_every_field_of_a_credential_is_a_column_or_rebuilt():
     columns = credential_columns([])
-    assert set(columns) - {"ids"} | {"id", "created", "view"} == set(CredentialView.__slots__)
+    assert set(columns) - {"ids"} | {"id", "created"} == set(CredentialView.__slots__)
 
 
 def test_credentials_come_back_as_they_went_in_with_their_owners_lists():

@@ -1,10 +1,11 @@
-"""The verified-bearer cache on the read model: it saves the parse, the hash and the
+"""The verified-bearer cache beside the read model: it saves the parse, the hash and the
 signature check of a bearer seen before, and never vouches for more than a fresh check
 would.  Pure, no I/O."""
 
 import pickle
 import secrets
 import time
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import jwt
@@ -15,7 +16,8 @@ from authbus.domain.credentials import PersonalAccessToken
 from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import Tenant
 from authbus.domain.user import User
-from authbus.projections import jwt_tokens, queries, read_model
+from authbus.projections import jwt_tokens, queries
+from authbus.projections.memos import Bearers, Views
 from authbus.projections.read_model import ReadModel
 
 META = {"actor": "system", "correlation_id": "test"}
@@ -23,7 +25,7 @@ HS256_SECRET = secrets.token_bytes(32)
 
 
 class Keys:
-    """KeyMaterial for one HS256 key, without the KEK."""
+    """VerificationKeys for one HS256 key, without the KEK."""
 
     def verification_key(self, key):
         return HS256_SECRET
@@ -32,6 +34,7 @@ class Keys:
 class World:
     def __init__(self) -> None:
         self.model = ReadModel()
+        self.bearers = Bearers()
         self.position = 0
         self.tenant = Tenant(name="acme", **META)
         self.user = User(tenant_id=self.tenant.id, username="alice", kind="user", roles=["user"], password_hash=None, **META)
@@ -61,7 +64,7 @@ class World:
         return pat, token
 
     def verify(self, token: str, now: float | None = None) -> str | None:
-        return queries.verify(self.model, token, time.time() if now is None else now, Keys()).reason
+        return queries.verify(self.model, token, time.time() if now is None else now, Keys(), self.bearers).reason
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ def world() -> World:
 
 def test_a_reset_secret_ends_the_old_token_even_when_it_was_remembered(world):
     pat, old = world.pat()
-    assert world.verify(old) is None and old in world.model.verified
+    assert world.verify(old) is None and old in world.bearers
     new = tokens.mint("pat", pat.id, secrets.token_bytes(32))
     pat.reset_secret(secret_hash=tokens.hash_for_storage(new), expires_at=None, **META)
     world.fold(pat)
@@ -94,15 +97,15 @@ def test_a_wrong_secret_is_never_remembered(world):
     pat, _token = world.pat()
     wrong = tokens.mint("pat", pat.id, secrets.token_bytes(32))
     assert world.verify(wrong) == "unknown"
-    assert wrong not in world.model.verified
+    assert wrong not in world.bearers
 
 
-def test_the_cache_is_bounded_and_forgets_the_oldest_first(world, monkeypatch):
-    monkeypatch.setattr(read_model, "VERIFIED_KEPT", 3)
+def test_the_cache_is_bounded_and_forgets_the_oldest_first(world):
+    world.bearers = Bearers(kept=3)
     minted = [world.pat()[1] for _ in range(5)]
     for token in minted:
         assert world.verify(token) is None
-    assert list(world.model.verified) == minted[2:]
+    assert list(world.bearers) == minted[2:]
     assert world.verify(minted[0]) is None  # forgotten, so checked in full again
 
 
@@ -112,7 +115,7 @@ def test_a_remembered_jwt_expires_and_follows_its_key(world):
     now = int(time.time())
     claims = {"tnd": str(world.tenant.id), "sub": "device-7", "iat": now, "exp": now + 60, "per": {"docs": {"doc/*": "R"}}}
     token = jwt.encode(claims, HS256_SECRET, algorithm="HS256", headers={"kid": key.kid})
-    assert world.verify(token) is None and token in world.model.verified
+    assert world.verify(token) is None and token in world.bearers
     assert world.verify(token, now=now + 60 + jwt_tokens.LEEWAY_SECONDS + 1) == "expired"
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert world.verify(forged) == "bad_signature"
@@ -121,20 +124,31 @@ def test_a_remembered_jwt_expires_and_follows_its_key(world):
     assert world.verify(token) == "revoked"
 
 
-def test_views_follow_role_changes(world):
-    _, token = world.pat()
-    assert queries.principal_view(queries.verify(world.model, token, time.time(), Keys()).principal)["roles"] == ["user"]
+def test_views_follow_role_changes_and_a_reset_secret(world):
+    pat, token = world.pat()
+    views = Views()
+
+    def shown() -> tuple[dict, dict]:
+        verdict = queries.verify(world.model, token, time.time(), Keys(), world.bearers)
+        return views.credential(verdict.credential), views.principal(verdict.principal)
+
+    credential, principal = shown()
+    assert principal["roles"] == ["user"] and credential["expires_at"] is None
+    assert shown() == (credential, principal) and shown()[1] is principal  # built once
     world.user.grant_role(role="auditor", **META)
     world.fold(world.user)
-    assert queries.principal_view(queries.verify(world.model, token, time.time(), Keys()).principal)["roles"] == [
-        "user",
-        "auditor",
-    ]
+    assert shown()[1]["roles"] == ["user", "auditor"]
+    token = tokens.mint("pat", pat.id, secrets.token_bytes(32))
+    pat.reset_secret(secret_hash=tokens.hash_for_storage(token), expires_at=datetime.now(UTC) + timedelta(days=1), **META)
+    world.fold(pat)
+    assert shown()[0]["expires_at"] is not None
 
 
-def test_a_snapshot_leaves_the_cache_behind(world):
+def test_verifying_changes_nothing_in_the_fold(world):
+    """The cache lives beside the model: a snapshot taken after verifies is the one before."""
     _, token = world.pat()
-    world.verify(token)
-    restored = pickle.loads(pickle.dumps(world.model))
-    assert restored.verified == {} and restored.position == world.model.position
+    before = pickle.dumps(world.model)
+    assert world.verify(token) is None and token in world.bearers
+    assert pickle.dumps(world.model) == before
+    restored = pickle.loads(before)
     assert queries.verify(restored, token, time.time(), Keys()).valid
