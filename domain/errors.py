@@ -1,4 +1,8 @@
-"""The errors a command or query can end in, named by their wire codes (docs/wire.md §Errors)."""
+"""The errors a command or query can end in, named by their wire codes (docs/wire.md §Errors).
+
+One hierarchy on both sides of the wire: the server raises these, and the Python client
+(infra/client) raises the same class again for an error reply, so ``except Conflict`` reads
+the same in a decision and in a caller."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 class AuthbusError(Exception):
     code = "internal"
     status = 500
+    position: int | None = None  # in a reply a client got: the answering instance's read-model position
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -45,6 +50,19 @@ class Stale(AuthbusError):
 
 class Unavailable(AuthbusError):
     code, status = "unavailable", 503
+
+
+BY_CODE: dict[str, type[AuthbusError]] = {
+    error.code: error
+    for error in (InvalidRequest, Unauthenticated, Forbidden, NotFound, Conflict, RateLimited, Stale, Unavailable)
+}
+
+
+def from_reply(code: str, message: str, details: dict[str, Any], position: int | None) -> AuthbusError:
+    """The error an error reply stands for; a code this version does not know keeps its name."""
+    error = BY_CODE.get(code, AuthbusError)(message, **details)
+    error.code, error.position = code, position
+    return error
 
 
 def not_found(field: str) -> NotFound:

@@ -185,7 +185,7 @@ async def failover(
             try:
                 verdict = await client.verify(tokens[n % len(tokens)])
                 if not verdict.valid:
-                    raise AuthbusError("invalid", str(verdict.reason), {})
+                    raise AuthbusError(f"not valid: {verdict.reason}")
                 done.append(time.monotonic())
                 ok = True
             except Exception as error:  # a failed call is what is counted here

@@ -43,6 +43,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from authbus.domain.errors import AuthbusError as AuthbusError  # the one hierarchy, re-exported for callers
+from authbus.domain.errors import from_reply
 from authbus.projections.bus_access import private_inbox
 
 T = TypeVar("T")
@@ -59,19 +61,12 @@ CORRELATION = "Correlation-Id"  # handlers.wire.CORRELATION_HEADER
 PLAIN_CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # what authbus echoes
 
 
-class AuthbusError(Exception):
-    """An error reply (§2); ``position`` is the answering instance's read-model position."""
-
-    def __init__(self, code: str, message: str, details: dict[str, Any], position: int | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code, self.message, self.details, self.position = code, message, details, position
-
-
 def raise_error(reply: Any) -> None:
-    """AuthbusError for an error reply (§2)."""
+    """For an error reply (§2), the AuthbusError of its code (domain/errors.py: ``Conflict``,
+    ``NotFound``, …), with the answering instance's read-model position."""
     error = reply.get("error") if isinstance(reply, dict) else None
     if error is not None:
-        raise AuthbusError(error["code"], error["message"], error.get("details") or {}, reply.get("position"))
+        raise from_reply(error["code"], error["message"], error.get("details") or {}, reply.get("position"))
 
 
 # Replies, typed (docs/wire.md §6).  Unknown fields are ignored, so a newer server's

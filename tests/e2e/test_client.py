@@ -11,6 +11,7 @@ import msgspec
 import nats
 import pytest
 
+from authbus.domain.errors import InvalidRequest, NotFound
 from authbus.infra.client import (
     AuthbusClient,
     AuthbusError,
@@ -162,11 +163,11 @@ async def test_a_new_client_sends_no_min_position_until_a_reply_came(client, org
 
 async def test_an_error_reply_raises_and_still_advances_the_position(client, instance):
     fresh = AuthbusClient(client.nc, client.prefix, client.token)
-    with pytest.raises(AuthbusError) as error:
+    with pytest.raises(NotFound) as error:  # the server's own class: one hierarchy across the wire
         await fresh.command("revoke_pat", pat_id=str(uuid.uuid4()))
     assert (error.value.code, error.value.details["field"]) == ("not_found", "pat_id")
     assert error.value.position == fresh.position == instance.node.model.position > 0
-    with pytest.raises(AuthbusError) as error:  # a query's error too
+    with pytest.raises(InvalidRequest) as error:  # a query's error too
         await fresh.verify("x" * 9000)
     assert error.value.code == "invalid_request" and error.value.position == fresh.position
 
