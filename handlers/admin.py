@@ -11,7 +11,7 @@ from nats.micro.request import Request
 from authbus.domain import policy
 from authbus.domain.errors import Forbidden, not_found
 from authbus.domain.policy import Actor
-from authbus.handlers.wire import Backend, Position, authenticate, decode, ensure_position
+from authbus.handlers.wire import Backend, Body, Position, authenticate, ensure_position
 from authbus.projections import queries
 from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel
 
@@ -54,8 +54,10 @@ def _visible_user(model: ReadModel, actor: Actor, user_id: UUID) -> PrincipalVie
 
 
 def _read(backend: Backend, cls: type, answer):
+    body = Body(cls)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data, cls)
+        req = body.decode(request.data)
         # Wait first, so a credential issued or revoked before min_position is judged as such.
         await ensure_position(backend, req.min_position)
         actor = authenticate(backend, request)

@@ -16,7 +16,7 @@ from authbus.domain import policy
 from authbus.domain.errors import Forbidden, InvalidRequest, not_found
 from authbus.domain.policy import Actor
 from authbus.handlers.admin import Limit, _Read
-from authbus.handlers.wire import Backend, Position, Token, authenticate, decode, ensure_position
+from authbus.handlers.wire import Backend, Body, Position, Token, authenticate, ensure_position
 from authbus.projections import audit
 from authbus.projections.read_model import ReadModel
 
@@ -131,8 +131,10 @@ AUDIT_READS = {
 def audit_read(backend: Backend, name: str):
     cls, answer = AUDIT_READS[name]
 
+    body = Body(cls)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data, cls)
+        req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         actor = authenticate(backend, request)
         return await answer(backend, actor, req)

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from nats.micro.request import Request
 
-from authbus.handlers.wire import Backend, Position, decode, ensure_position
+from authbus.handlers.wire import Backend, Body, Position, ensure_position
 
 
 class PublicKeyRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -16,8 +16,10 @@ class PublicKeyRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def audit_public_key(backend: Backend):
+    body = Body(PublicKeyRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data or b"{}", PublicKeyRequest)
+        req = body.decode(request.data or b"{}")
         await ensure_position(backend, req.min_position)
         return {"public_key": backend.audit_public_key, "alg": "EdDSA", "position": backend.model.position}
 

@@ -9,14 +9,16 @@ from nats.micro.request import Request
 
 from authbus.domain.commands import Command, CommandId, Password, RedeemKey
 from authbus.domain.errors import Unauthenticated
-from authbus.handlers.wire import Backend, Position, Token, authenticate, decode, ensure_position
+from authbus.handlers.wire import Backend, Body, Position, Token, authenticate, ensure_position
 from authbus.projections.queries import redeemer_for
 
 
 def command(backend: Backend, cls: type[Command]):
+    body = Body(cls)
+
     async def handle(request: Request) -> dict[str, Any]:
         actor = authenticate(backend, request)
-        cmd = decode(request.data, cls)
+        cmd = body.decode(request.data)
         result, position = await backend.execute(cmd, actor)
         return {"ok": True, "result": result, "position": position}
 
@@ -33,8 +35,10 @@ class RedeemRequest(msgspec.Struct, forbid_unknown_fields=True):
 def redeem(backend: Backend):
     """``auth.v1.redeem``: a recovery or invitation key, presented in the body, sets a password."""
 
+    body = Body(RedeemRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data, RedeemRequest)
+        req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         actor = redeemer_for(backend.model, req.token)
         if actor is None:

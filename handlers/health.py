@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from nats.micro.request import Request
 
-from authbus.handlers.wire import Backend, decode
+from authbus.handlers.wire import Backend, Body
 
 
 class HealthRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -16,8 +16,10 @@ class HealthRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def health(backend: Backend):
+    body = Body(HealthRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        decode(request.data or b"{}", HealthRequest)
+        body.decode(request.data or b"{}")
         return await backend.health()
 
     return handle

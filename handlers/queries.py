@@ -9,7 +9,7 @@ import msgspec
 from nats.micro.request import Request
 
 from authbus.domain.scopes import Name, Operation
-from authbus.handlers.wire import Backend, Position, Token, decode, ensure_position
+from authbus.handlers.wire import Backend, Body, Position, Token, ensure_position
 from authbus.projections import queries
 
 
@@ -29,8 +29,10 @@ class AuthorizeRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def verify(backend: Backend):
+    body = Body(VerifyRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data, VerifyRequest)
+        req = body.decode(request.data)
         if req.min_position is not None:  # ensure_position checks too; this spares a coroutine per request
             await ensure_position(backend, req.min_position)
         model = backend.model
@@ -49,8 +51,10 @@ def verify(backend: Backend):
 
 
 def authorize(backend: Backend):
+    body = Body(AuthorizeRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data, AuthorizeRequest)
+        req = body.decode(request.data)
         if req.min_position is not None:
             await ensure_position(backend, req.min_position)
         model = backend.model
@@ -86,8 +90,10 @@ class JwksRequest(msgspec.Struct, forbid_unknown_fields=True):
 def jwks(backend: Backend):
     """``auth.v1.jwks``: the public keys that verify access tokens (RFC 7517), never a secret."""
 
+    body = Body(JwksRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data or b"{}", JwksRequest)
+        req = body.decode(request.data or b"{}")
         await ensure_position(backend, req.min_position)
         return {"keys": queries.jwks(backend.model, req.tenant_id), "position": backend.model.position}
 

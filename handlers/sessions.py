@@ -14,7 +14,7 @@ from authbus.domain.commands import PublicKey
 from authbus.domain.decisions import logins
 from authbus.domain.errors import RateLimited, Unauthenticated
 from authbus.domain.times import rfc3339_epoch
-from authbus.handlers.wire import Backend, Position, Token, caller_of, decode, ensure_position
+from authbus.handlers.wire import Backend, Body, Position, Token, caller_of, ensure_position
 
 Source = Annotated[str, msgspec.Meta(max_length=256)]
 WRONG_CREDENTIALS = "wrong username or password"
@@ -67,8 +67,10 @@ def _refused(outcome: str, field: str) -> Unauthenticated:
 
 
 def login_endpoint(backend: Backend):
+    body = Body(LoginRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data, LoginRequest)
+        req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         result, position = await backend.login(req.tenant_id, req.username, req.password, req.source, caller_of(request))
         if result["outcome"] == "rate_limited":
@@ -89,8 +91,10 @@ def _refresh_session(backend: Backend, token: str) -> tuple[UUID, str, str]:
 
 
 def refresh_endpoint(backend: Backend):
+    body = Body(RefreshRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data, RefreshRequest)
+        req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         session_id, secret, actor = _refresh_session(backend, req.refresh_token)
         result, position = await backend.perform("refresh", actor, lambda uow: logins.refresh(uow, session_id, secret))
@@ -102,8 +106,10 @@ def refresh_endpoint(backend: Backend):
 
 
 def logout_endpoint(backend: Backend):
+    body = Body(RefreshRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data, RefreshRequest)
+        req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         session_id, secret, actor = _refresh_session(backend, req.refresh_token)
         result, position = await backend.perform("logout", actor, lambda uow: logins.logout(uow, session_id, secret))
@@ -117,8 +123,10 @@ def logout_endpoint(backend: Backend):
 def challenge_endpoint(backend: Backend):
     """Always issues a challenge, registered key or not: the answer is where it counts."""
 
+    body = Body(ChallengeRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data, ChallengeRequest)
+        req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         challenge, expires = backend.challenges.issue(req.tenant_id, req.public_key, backend.now())
         return {"challenge": challenge, "expires_at": rfc3339_epoch(expires), "position": backend.model.position}
@@ -127,8 +135,10 @@ def challenge_endpoint(backend: Backend):
 
 
 def answer_endpoint(backend: Backend):
+    body = Body(AnswerRequest)
+
     async def handle(request: Request) -> dict[str, Any]:
-        req = decode(request.data, AnswerRequest)
+        req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         answered = backend.challenges.answer(req.challenge, req.signature, backend.now())
         user_id = backend.model.public_keys.get((answered.tenant_id, answered.public_key)) if answered else None

@@ -12,7 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from time import perf_counter
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 import msgspec
@@ -119,24 +119,35 @@ def _not_json() -> InvalidRequest:
     return InvalidRequest("body is not valid JSON", field="body")
 
 
-def decode(data: bytes, cls: type[T]) -> T:
-    if len(data) > MAX_BODY:
-        raise InvalidRequest(f"body is larger than {MAX_BODY} bytes", field="body", limit=MAX_BODY)
-    try:
-        return msgspec.json.decode(data, type=cls)
-    except msgspec.ValidationError as error:
-        # msgspec validates as it parses, so a body that breaks off (or goes on) after a bad
-        # field reports that field; a body that is not JSON at all says so.  Error path only.
+class Body(Generic[T]):
+    """A request struct's decoder, built once when its endpoint is made."""
+
+    def __init__(self, cls: type[T]) -> None:
+        self._decoder = msgspec.json.Decoder(cls)
+
+    def decode(self, data: bytes) -> T:
+        if len(data) > MAX_BODY:
+            raise InvalidRequest(f"body is larger than {MAX_BODY} bytes", field="body", limit=MAX_BODY)
         try:
-            data.decode()  # JSON is UTF-8 throughout
-            msgspec.json.decode(data, type=msgspec.Raw)  # and well-formed (values unchecked)
-        except (UnicodeDecodeError, msgspec.DecodeError):
+            return self._decoder.decode(data)
+        except msgspec.ValidationError as error:
+            # msgspec validates as it parses, so a body that breaks off (or goes on) after a
+            # bad field reports that field; a body that is not JSON at all says so.  Error path only.
+            try:
+                data.decode()  # JSON is UTF-8 throughout
+                msgspec.json.decode(data, type=msgspec.Raw)  # and well-formed (values unchecked)
+            except (UnicodeDecodeError, msgspec.DecodeError):
+                raise _not_json() from None
+            except RecursionError:  # absurdly deep, but not provably broken: the field error stands
+                pass
+            raise describe(error) from None
+        except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 in a string is the latter
             raise _not_json() from None
-        except RecursionError:  # absurdly deep, but not provably broken: the field error stands
-            pass
-        raise describe(error) from None
-    except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 in a string is the latter
-        raise _not_json() from None
+
+
+def decode(data: bytes, cls: type[T]) -> T:
+    """Once, without an endpoint (the unit tier's decode tables)."""
+    return Body(cls).decode(data)
 
 
 _encoder = msgspec.json.Encoder()
