@@ -14,6 +14,7 @@ from authbus.domain.commands import PublicKey
 from authbus.domain.decisions import logins
 from authbus.domain.errors import RateLimited, Unauthenticated
 from authbus.domain.times import rfc3339_epoch
+from authbus.handlers.replies import Tokens
 from authbus.handlers.wire import Backend, Body, Position, Token, caller_of, ensure_position
 
 Source = Annotated[str, msgspec.Meta(max_length=256)]
@@ -52,32 +53,32 @@ class AnswerRequest(msgspec.Struct, forbid_unknown_fields=True):
     min_position: Position | None = None
 
 
-def _pair(result: dict[str, Any], position: int) -> dict[str, Any]:
-    return {**{k: v for k, v in result.items() if k != "outcome"}, "position": position}
+REFUSALS = {
+    "failed": WRONG_CREDENTIALS,
+    "disabled": "this account is disabled",
+    "reused": "this refresh token was already used: the session is revoked",
+    "used": "this challenge was already answered",
+}
 
 
-def _refused(outcome: str, field: str) -> Unauthenticated:
-    messages = {
-        "failed": WRONG_CREDENTIALS,
-        "disabled": "this account is disabled",
-        "reused": "this refresh token was already used: the session is revoked",
-        "used": "this challenge was already answered",
-    }
-    return Unauthenticated(messages.get(outcome, f"the {field.replace('_', ' ')} is not valid"), field=field)
+def _tokens(outcome: logins.Outcome, position: int, field: str) -> Tokens:
+    """The pair a started session hands over, or the refusal as the error it answers."""
+    if isinstance(outcome, logins.Refused):
+        if outcome.reason == "rate_limited":  # password logins alone are throttled, by username
+            raise RateLimited("too many failed logins: try again in a few minutes", field="username")
+        raise Unauthenticated(REFUSALS.get(outcome.reason, f"the {field.replace('_', ' ')} is not valid"), field=field)
+    assert isinstance(outcome, logins.Started)
+    return Tokens.of(outcome, position)
 
 
 def login_endpoint(backend: Backend):
     body = Body(LoginRequest)
 
-    async def handle(request: Request) -> dict[str, Any]:
+    async def handle(request: Request) -> Tokens:
         req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
-        result, position = await backend.login(req.tenant_id, req.username, req.password, req.source, caller_of(request))
-        if result["outcome"] == "rate_limited":
-            raise RateLimited("too many failed logins: try again in a few minutes", field="username")
-        if result["outcome"] != "ok":
-            raise _refused(result["outcome"], "password")
-        return _pair(result, position)
+        outcome, position = await backend.login(req.tenant_id, req.username, req.password, req.source, caller_of(request))
+        return _tokens(outcome, position, "password")
 
     return handle
 
@@ -93,14 +94,12 @@ def _refresh_session(backend: Backend, token: str) -> tuple[UUID, str, str]:
 def refresh_endpoint(backend: Backend):
     body = Body(RefreshRequest)
 
-    async def handle(request: Request) -> dict[str, Any]:
+    async def handle(request: Request) -> Tokens:
         req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         session_id, secret, actor = _refresh_session(backend, req.refresh_token)
-        result, position = await backend.perform("refresh", actor, lambda uow: logins.refresh(uow, session_id, secret))
-        if result["outcome"] != "ok":
-            raise _refused(result["outcome"], "refresh_token")
-        return _pair(result, position)
+        outcome, position = await backend.perform("refresh", actor, lambda uow: logins.refresh(uow, session_id, secret))
+        return _tokens(outcome, position, "refresh_token")
 
     return handle
 
@@ -112,9 +111,9 @@ def logout_endpoint(backend: Backend):
         req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         session_id, secret, actor = _refresh_session(backend, req.refresh_token)
-        result, position = await backend.perform("logout", actor, lambda uow: logins.logout(uow, session_id, secret))
-        if result["outcome"] != "ok":
-            raise _refused(result["outcome"], "refresh_token")
+        outcome, position = await backend.perform("logout", actor, lambda uow: logins.logout(uow, session_id, secret))
+        if isinstance(outcome, logins.Refused):
+            raise Unauthenticated("the refresh token is not valid", field="refresh_token")
         return {"ok": True, "position": position}
 
     return handle
@@ -137,18 +136,16 @@ def challenge_endpoint(backend: Backend):
 def answer_endpoint(backend: Backend):
     body = Body(AnswerRequest)
 
-    async def handle(request: Request) -> dict[str, Any]:
+    async def handle(request: Request) -> Tokens:
         req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         answered = backend.challenges.answer(req.challenge, req.signature, backend.now())
         user_id = backend.model.public_keys.get((answered.tenant_id, answered.public_key)) if answered else None
         if answered is None or user_id is None:
             raise Unauthenticated("the challenge answer is not valid", field="signature")
-        result, position = await backend.perform(
+        outcome, position = await backend.perform(
             "challenge_login", str(user_id), lambda uow: logins.challenge_login(uow, user_id, answered.nonce, req.source)
         )
-        if result["outcome"] != "ok":
-            raise _refused(result["outcome"], "challenge")
-        return _pair(result, position)
+        return _tokens(outcome, position, "challenge")
 
     return handle

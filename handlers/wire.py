@@ -19,6 +19,7 @@ import msgspec
 from nats.micro.request import Request
 
 from authbus.domain.commands import Command
+from authbus.domain.decisions import logins
 from authbus.domain.errors import AuthbusError, InvalidRequest, Stale, Unauthenticated
 from authbus.domain.policy import Actor
 from authbus.domain.unit_of_work import UnitOfWork
@@ -36,6 +37,7 @@ Token = Annotated[str, msgspec.Meta(max_length=MAX_TOKEN)]
 Position = Annotated[int, msgspec.Meta(ge=0)]
 
 T = TypeVar("T")
+R = TypeVar("R")  # what a decision returns
 
 
 class Answered(Protocol):
@@ -75,12 +77,10 @@ class Backend(Protocol):
     async def health(self) -> dict[str, Any]: ...
     async def reached(self, position: int, timeout: float) -> bool: ...
     async def execute(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]: ...
-    async def perform(
-        self, name: str, actor_id: str, decide: Callable[[UnitOfWork], dict[str, Any]]
-    ) -> tuple[dict[str, Any], int]: ...
+    async def perform(self, name: str, actor_id: str, decide: Callable[[UnitOfWork], R]) -> tuple[R, int]: ...
     async def login(
         self, tenant_id: UUID, username: str, password: str, source: str, caller: str
-    ) -> tuple[dict[str, Any], int]: ...
+    ) -> tuple[logins.Outcome, int]: ...
     async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]: ...
     async def admit(self, work: Awaitable[None], lane: str = "default") -> None:
         """Run ``work`` beside other requests, so a slow one blocks nothing else; each
@@ -153,7 +153,10 @@ def decode(data: bytes, cls: type[T]) -> T:
 _encoder = msgspec.json.Encoder()
 
 
-def encode(reply: dict[str, Any]) -> bytes:
+Reply = dict[str, Any] | msgspec.Struct  # a handler's answer: a dict, or a struct of handlers/replies.py
+
+
+def encode(reply: Reply) -> bytes:
     return _encoder.encode(reply)
 
 
@@ -251,7 +254,7 @@ def caller_of(request: Request) -> str:
 def endpoint(
     backend: Backend,
     name: str,
-    handle: Callable[[Request], Awaitable[dict[str, Any]]],
+    handle: Callable[[Request], Awaitable[Reply]],
     concurrent: bool = False,
     access_log: int = logging.INFO,
     lane: str = "default",
@@ -283,9 +286,9 @@ def endpoint(
             mark = correlation_id.set(correlation_id.get() or correlate(request))
             log.exception("unexpected error on %s", name)
             correlation_id.reset(mark)
-            error = AuthbusError("internal error")
-            outcome, message = error.code, error.message
-            await respond_error(request, error, backend.model.position, headers)
+            internal = AuthbusError("internal error")
+            outcome, message = internal.code, internal.message
+            await respond_error(request, internal, backend.model.position, headers)
         else:
             outcome = OK
             await request.respond(encode(reply), headers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
@@ -27,6 +27,7 @@ from authbus.infra.store import LOCK_SECONDS, STATEMENT_SECONDS, EventStore, Sto
 from authbus.infra.store_unit import NO_PASSWORD_WORK, Group, PasswordWork, Sign, StoreUnitOfWork, cannot_sign, render_secret
 
 T = TypeVar("T")
+R = TypeVar("R")  # what a decision returns: a command's result dict, a login's outcome
 Reply = tuple[dict[str, Any], int]  # a command's result and the log position that holds it
 SYSTEM_ACTOR = "system"
 AGAIN = "send it again (a command with the same command_id)"  # the advice of every `unavailable`
@@ -103,13 +104,8 @@ class AuthbusApplication(EventStore):
         )
 
     def perform(
-        self,
-        name: str,
-        actor_id: str,
-        decision: Callable[[UnitOfWork], dict[str, Any]],
-        sign: Sign = cannot_sign,
-        attempts: int = 1,
-    ) -> Reply:
+        self, name: str, actor_id: str, decision: Callable[[UnitOfWork], R], sign: Sign = cannot_sign, attempts: int = 1
+    ) -> tuple[R, int]:
         """A decision no bearer sent (bootstrap, the login family), decided again up to
         ``attempts`` times when it loses a race (a refresh token used twice at once must see
         the reuse)."""
@@ -213,14 +209,14 @@ class AuthbusApplication(EventStore):
     def _write(
         self,
         name: str,
-        decision: Callable[[StoreUnitOfWork], dict[str, Any]],
+        decision: Callable[[StoreUnitOfWork], R],
         actor: Actor | str,
         command_id: str | None,
         digest: str,
         attempts: int,
         work: PasswordWork = NO_PASSWORD_WORK,
         sign: Sign = cannot_sign,
-    ) -> Reply:
+    ) -> tuple[R, int]:
         """Decide, then append every collected event in one transaction; or replay.  ``actor``
         is the bearer that sent it, or the id of who acts when none did."""
         actor_id = actor if isinstance(actor, str) else actor.id
@@ -228,19 +224,20 @@ class AuthbusApplication(EventStore):
         record_id = self._record_id(actor_id, command_id)
         try:
             if record_id is not None and record_id in self.repository:
-                return self._replay(record_id, name, digest, actor_id, credential)
+                return cast(tuple[R, int], self._replay(record_id, name, digest, actor_id, credential))
             for attempt in range(attempts):
                 uow = self._unit(self._meta(actor_id, command_id), self._secret(actor_id, command_id), work, sign)
                 result = decision(uow)
                 if not uow.pending:  # a refusal that records nothing
                     return result, self._head()
-                if record_id is not None:
+                if record_id is not None:  # only a command has a command_id, and its result is a dict
+                    assert isinstance(result, dict)
                     uow.add(self._command_record(record_id, name, digest, result, uow, credential))
                 try:
                     return result, self.save(*uow.pending.values())[-1].notification.id
                 except IntegrityError:
                     if record_id is not None and record_id in self.repository:
-                        return self._replay(record_id, name, digest, actor_id, credential)
+                        return cast(tuple[R, int], self._replay(record_id, name, digest, actor_id, credential))
                     if attempt + 1 == attempts:
                         raise Conflict("a concurrent change got there first; send the command again") from None
         except PersistenceError as error:

@@ -55,6 +55,7 @@ MAX_LOGINS_IN_FLIGHT = 256  # logins and their kin, apart: a flood of them leave
 LOGIN_ATTEMPTS = 50  # decisions of one login-family request that lose a race before `unavailable`
 PASSWORD_ROUNDS = 4  # a command's decisions, each after the password work the last one asked for
 T = TypeVar("T")
+R = TypeVar("R")  # what a decision returns: a command's result dict, a login's outcome
 
 
 async def _log_nats_error(error: Exception) -> None:
@@ -423,7 +424,7 @@ class Node:
             raise Unavailable("the event store is unavailable; retry")
         return await asyncio.get_running_loop().run_in_executor(self._logins, self.app.read, look)
 
-    async def login(self, tenant_id: UUID, username: str, password: str, source: str, caller: str) -> tuple[dict[str, Any], int]:
+    async def login(self, tenant_id: UUID, username: str, password: str, source: str, caller: str) -> tuple[logins.Outcome, int]:
         """A password login: one per username at a time, the check fair across callers and
         done outside any transaction, the outcome decided on the store as it is then."""
         user_id = self.model.users_by_name.get((tenant_id, username.casefold()))
@@ -433,32 +434,34 @@ class Node:
 
     async def _login(
         self, user_id: UUID | None, throttle_id: UUID, tenant_id: UUID, username: str, password: str, source: str, caller: str
-    ) -> tuple[dict[str, Any], int]:
+    ) -> tuple[logins.Outcome, int]:
         async with self.gate.exclusive((str(tenant_id), username.casefold())):
             for _ in range(3):  # again only if the password changed under way
                 check = await self._read(lambda uow: logins.password_check(uow, user_id, throttle_id))
                 if check.locked:
-                    return {"outcome": "rate_limited"}, self.model.position
+                    return logins.Refused("rate_limited"), self.model.position
                 if check.password_hash is None:
                     matched = await self.gate.decoy(caller)
                 else:
                     matched = await self.gate.matches(caller, password, check.password_hash)
-                checked_hash = check.password_hash
-                result, position = await self.perform(
-                    "login",
-                    str(user_id or "anonymous"),
-                    lambda uow, h=checked_hash, m=matched: logins.password_login(
-                        uow, user_id, throttle_id, tenant_id, h, m, source
-                    ),
-                    pool=self._logins if matched else self._failures,
+                conclude = functools.partial(
+                    logins.password_login,
+                    user_id=user_id,
+                    throttle_id=throttle_id,
+                    tenant_id=tenant_id,
+                    checked=check.password_hash,
+                    matched=matched,
+                    source=source,
                 )
-                if result["outcome"] != "recheck":
-                    return result, position
+                pool = self._logins if matched else self._failures
+                outcome, position = await self.perform("login", str(user_id or "anonymous"), conclude, pool=pool)
+                if outcome != logins.Refused("recheck"):
+                    return outcome, position
         raise Unavailable("the password changed while it was checked; try again")
 
     async def perform(
-        self, name: str, actor_id: str, decide: Callable[[UnitOfWork], dict[str, Any]], pool: ThreadPoolExecutor | None = None
-    ) -> tuple[dict[str, Any], int]:
+        self, name: str, actor_id: str, decide: Callable[[UnitOfWork], R], pool: ThreadPoolExecutor | None = None
+    ) -> tuple[R, int]:
         """A login-family decision: no bearer, and decided again whenever it loses a race, so
         a login never answers ``conflict`` (each attempt is fast: no argon2 in it)."""
         run = functools.partial(self.app.perform, name, actor_id, decide, self._sign, LOGIN_ATTEMPTS)
@@ -468,7 +471,7 @@ class Node:
         """Up to ``limit`` stored events from position ``start`` on, read and decoded in a thread."""
         return await asyncio.to_thread(self.store.read_events, start, limit)
 
-    async def _settled(self, pool: ThreadPoolExecutor, fn: Callable[..., Reply], *args: Any) -> Reply:
+    async def _settled(self, pool: ThreadPoolExecutor, fn: Callable[..., tuple[R, int]], *args: Any) -> tuple[R, int]:
         self._require_store()
         return await self._folded(await asyncio.get_running_loop().run_in_executor(pool, fn, *args))
 
@@ -480,7 +483,7 @@ class Node:
         if self._follower is not None and not self._follower.store_reachable:
             raise Unavailable(f"the event store is unavailable; {AGAIN}")
 
-    async def _folded(self, reply: Reply) -> Reply:
+    async def _folded(self, reply: tuple[R, int]) -> tuple[R, int]:
         """Answer only once this instance's read model holds the events, so a caller's next
         request here already sees them."""
         assert self._follower is not None

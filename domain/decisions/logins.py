@@ -1,9 +1,11 @@
 """Logging in: password, refresh rotation with reuse detection, logout, Ed25519 challenge.
 
 These are decisions like commands, but with no bearer: the caller proves who it is with
-a password, a refresh token or a signature.  Each returns an ``outcome``; a refusal still
-appends what it must (LoginFailed, or SessionRevoked on refresh reuse), so the caller
-saves first and answers the refusal after.
+a password, a refresh token or a signature.  Each returns an outcome, a tagged union:
+``Started`` (a session began or turned over: the pair to hand the caller), ``Ended``
+(logout) or ``Refused`` with its reason.  A refusal still appends what it must
+(LoginFailed, or SessionRevoked on refresh reuse), so the caller saves first and answers
+the refusal after.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from authbus.domain.decisions.access import claim_name
@@ -27,6 +29,29 @@ ACCESS_TOKEN_SECONDS = 15 * 60
 SESSION_SECONDS = 30 * 86400
 CHALLENGE_SECONDS = 60
 ISSUER = "authbus"
+
+Reason = Literal["failed", "rate_limited", "recheck", "disabled", "unknown", "revoked", "reused", "expired", "used"]
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    access_token: str
+    refresh_token: str
+    expires_in: int  # seconds, of the access token
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A session logged out (or already ended: logout says the same either way)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: Reason  # "recheck": the password changed while it was checked; check again
+
+
+Outcome = Started | Ended | Refused
 
 
 def access_claims(user: User, session_id: UUID, issued_at: int) -> dict[str, Any]:
@@ -46,7 +71,7 @@ def _usable(uow: UnitOfWork, user: User) -> bool:
     return not user.disabled and not uow.get(Tenant, user.tenant_id, "tenant_id").disabled
 
 
-def _start_session(uow: UnitOfWork, user: User, method: str, source: str) -> dict[str, Any]:
+def _start_session(uow: UnitOfWork, user: User, method: str, source: str) -> Started:
     session_id = uuid4()
     refresh = uow.mint("refresh", session_id)
     session = Session(
@@ -64,16 +89,9 @@ def _start_session(uow: UnitOfWork, user: User, method: str, source: str) -> dic
     return _pair(uow, user, session_id, refresh)
 
 
-def _pair(uow: UnitOfWork, user: User, session_id: UUID, refresh: str) -> dict[str, Any]:
+def _pair(uow: UnitOfWork, user: User, session_id: UUID, refresh: str) -> Started:
     access = uow.sign(user.tenant_id, access_claims(user, session_id, int(uow.now.timestamp())))
-    return {
-        "outcome": "ok",
-        "access_token": access,
-        "refresh_token": refresh,
-        "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_SECONDS,
-        "session_id": str(session_id),
-    }
+    return Started(access, refresh, ACCESS_TOKEN_SECONDS, str(session_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +115,7 @@ def password_check(uow: UnitOfWork, user_id: UUID | None, throttle_id: UUID) -> 
 
 def password_login(
     uow: UnitOfWork, user_id: UUID | None, throttle_id: UUID, tenant_id: UUID, checked: str | None, matched: bool, source: str
-) -> dict[str, Any]:
+) -> Outcome:
     """Conclude a password login whose check (of ``checked``) came out ``matched``.
 
     Decided again on the store as it is now: a failure that landed meanwhile may lock the
@@ -108,30 +126,30 @@ def password_login(
     now = uow.now
     if user_id is None:
         if not uow.exists(tenant_id):  # made-up tenants are not written down (ids are unguessable)
-            return {"outcome": "failed"}
+            return Refused("failed")
         if not uow.exists(throttle_id):
             uow.add(LoginThrottle(id=throttle_id, tenant_id=tenant_id, method="password", source=source, at=now, **uow.meta))
-            return {"outcome": "failed"}
+            return Refused("failed")
         throttle = uow.get(LoginThrottle, throttle_id, "username")
         if locked(throttle.failures, now):
-            return {"outcome": "rate_limited"}
+            return Refused("rate_limited")
         throttle.failed(tenant_id=tenant_id, method="password", source=source, at=now, **uow.meta)
         uow.add(throttle)
-        return {"outcome": "failed"}
+        return Refused("failed")
     user = uow.get(User, user_id, "username")
     if locked(user.failures, now):
-        return {"outcome": "rate_limited"}
+        return Refused("rate_limited")
     if user.password_hash != checked:
-        return {"outcome": "recheck"}
+        return Refused("recheck")
     if user.password_hash is None or not matched:
         reason = "no_password" if user.password_hash is None else "bad_password"
         user.login_failed(method="password", reason=reason, source=source, at=now, **uow.meta)
         uow.add(user)
-        return {"outcome": "failed"}
+        return Refused("failed")
     if not _usable(uow, user):
         user.login_failed(method="password", reason="disabled", source=source, at=now, **uow.meta)
         uow.add(user)
-        return {"outcome": "disabled"}
+        return Refused("disabled")
     return _start_session(uow, user, "password", source)
 
 
@@ -142,52 +160,52 @@ def _presented_session(uow: UnitOfWork, session_id: UUID) -> Session | None:
         return None
 
 
-def refresh(uow: UnitOfWork, session_id: UUID, secret: str) -> dict[str, Any]:
+def refresh(uow: UnitOfWork, session_id: UUID, secret: str) -> Outcome:
     session = _presented_session(uow, session_id)
     if session is None:
-        return {"outcome": "unknown"}
+        return Refused("unknown")
     presented = secret_digest(secret).hex()
     if session.revoked:
-        return {"outcome": "revoked"}
+        return Refused("revoked")
     if not hmac.compare_digest(presented, session.refresh_hash):
         if any(hmac.compare_digest(presented, used) for used in session.used_hashes):
             # A refresh token used twice leaked: end the whole family (RFC 9700 §4.14.2).
             session.revoke(reason="refresh token reuse detected", **uow.meta)
             uow.add(session)
-            return {"outcome": "reused"}
-        return {"outcome": "unknown"}
+            return Refused("reused")
+        return Refused("unknown")
     if session.expires_at <= uow.now:
-        return {"outcome": "expired"}
+        return Refused("expired")
     user = uow.get(User, session.user_id, "refresh_token")
     if not _usable(uow, user):
-        return {"outcome": "disabled"}
+        return Refused("disabled")
     new_refresh = uow.mint("refresh", session.id)
     session.rotate(refresh_hash=hash_for_storage(new_refresh), **uow.meta)
     uow.add(session)
     return _pair(uow, user, session.id, new_refresh)
 
 
-def logout(uow: UnitOfWork, session_id: UUID, secret: str) -> dict[str, Any]:
+def logout(uow: UnitOfWork, session_id: UUID, secret: str) -> Outcome:
     session = _presented_session(uow, session_id)
     if session is None or not hmac.compare_digest(secret_digest(secret).hex(), session.refresh_hash):
-        return {"outcome": "unknown"}
+        return Refused("unknown")
     if not session.revoked:
         session.revoke(reason="logout", **uow.meta)
         uow.add(session)
-    return {"outcome": "ok"}
+    return Ended()
 
 
-def challenge_login(uow: UnitOfWork, user_id: UUID, nonce: str, source: str) -> dict[str, Any]:
+def challenge_login(uow: UnitOfWork, user_id: UUID, nonce: str, source: str) -> Outcome:
     """The signature was checked by the caller; the nonce is claimed so it redeems once,
     whatever the outcome, and a replayed answer appends nothing."""
     if uow.exists(challenge_claim_id(nonce)):
-        return {"outcome": "used"}
+        return Refused("used")
     user = uow.get(User, user_id, "challenge")
     claim_name(uow, challenge_claim_id(nonce), "challenge", nonce, user.id, "challenge")
     if not _usable(uow, user):
         user.login_failed(method="challenge", reason="disabled", source=source, at=uow.now, **uow.meta)
         uow.add(user)
-        return {"outcome": "disabled"}
+        return Refused("disabled")
     return _start_session(uow, user, "challenge", source)
 
 

@@ -35,7 +35,7 @@ import asyncio
 import itertools
 import re
 import secrets
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -45,6 +45,10 @@ from nats.aio.msg import Msg
 
 from authbus.domain.errors import AuthbusError as AuthbusError  # the one hierarchy, re-exported for callers
 from authbus.domain.errors import from_reply
+from authbus.handlers.replies import CommandReply, Decision, Tokens, Verified
+from authbus.handlers.replies import Credential as Credential  # re-exported: the replies' parts, for callers
+from authbus.handlers.replies import Principal as Principal
+from authbus.handlers.replies import Scope as Scope
 from authbus.projections.bus_access import private_inbox
 
 T = TypeVar("T")
@@ -67,75 +71,6 @@ def raise_error(reply: Any) -> None:
     error = reply.get("error") if isinstance(reply, dict) else None
     if error is not None:
         raise from_reply(error["code"], error["message"], error.get("details") or {}, reply.get("position"))
-
-
-# Replies, typed (docs/wire.md §6).  Unknown fields are ignored, so a newer server's
-# additions do not break an older client.
-
-
-class Scope(msgspec.Struct, frozen=True, kw_only=True):
-    """§4.1; ``domain`` None: every domain of the owner's tenant."""
-
-    domain: str | None = None
-    entity_type: str
-    operation: str
-    entity_id: str  # "*": every entity of that type
-
-
-class Credential(msgspec.Struct, frozen=True):
-    id: str
-    kind: str  # pat, api_key, recovery, invitation, access_token, tenant_token
-    expires_at: str | None = None  # RFC 3339; None: never
-
-
-class Principal(msgspec.Struct, frozen=True):
-    id: str
-    tenant_id: str
-    kind: str  # user, service, external
-    roles: list[str] = []
-    subject: str | None = None  # a tenant token's ``sub`` (kind external); ``id`` is authbus's
-
-
-class Verified(msgspec.Struct, frozen=True):
-    """auth.v1.verify's answer (§6.1). ``reason`` is set when not valid; ``credential`` and
-    ``principal`` when valid; ``scopes`` is None for an unscoped credential."""
-
-    valid: bool
-    position: int
-    reason: str | None = None
-    credential: Credential | None = None
-    principal: Principal | None = None
-    scopes: list[Scope] | None = None
-
-
-class Decision(msgspec.Struct, frozen=True):
-    """auth.v1.authorize's answer (§6.2). ``principal`` is set whenever the token verified,
-    ``matched_scope`` only with ``reason == "scope"``."""
-
-    allowed: bool
-    reason: str  # scope, role:<role>, no_matching_scope, other_tenant, not_a_bearer_credential, or a verify reason
-    position: int
-    principal: Principal | None = None
-    matched_scope: Scope | None = None
-
-
-class Tokens(msgspec.Struct, frozen=True):
-    """A token pair from login, refresh or challenge.answer (§6.4, §6.5)."""
-
-    access_token: str
-    refresh_token: str
-    expires_in: int  # seconds, of the access token
-    session_id: str
-    position: int
-    token_type: str = "Bearer"
-
-
-class CommandReply(msgspec.Struct, Generic[T], frozen=True):
-    """A command's success reply (§7) with ``result`` decoded into a type of the caller's."""
-
-    ok: bool
-    result: T
-    position: int
 
 
 class _Refusal:
