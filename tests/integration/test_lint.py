@@ -1,5 +1,6 @@
 """The README's test line also runs the linters: ruff's lint and format over the whole tree,
-and mypy, strict, over the pure core (domain/ and projections/; pyproject.toml)."""
+and mypy, strict, over the pure core (domain/ and projections/; pyproject.toml), and over
+the check that the node is a handlers' Backend."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ def test_the_core_type_checks_strictly(tmp_path):
     checked = run(
         "mypy",
         *(arg for folder in CORE for arg in ("-p", f"authbus.{folder}")),
+        *("-m", "node_is_a_backend"),
         "--cache-dir",
         str(ROOT / ".mypy_cache"),
-        env={"MYPYPATH": str(tmp_path), "PATH": ""},
+        env={"MYPYPATH": f"{tmp_path}:{Path(__file__).parent}", "PATH": ""},
     )
     assert checked.returncode == 0, checked.stdout[-4000:]
