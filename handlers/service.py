@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client
 from nats.micro import add_service
+from nats.micro.request import Request
 from nats.micro.service import Service
 
 from authbus.domain.commands import COMMANDS
@@ -16,7 +18,7 @@ from authbus.handlers.audit_key import audit_public_key
 from authbus.handlers.commands import command, redeem
 from authbus.handlers.health import health
 from authbus.handlers.queries import authorize, jwks, verify
-from authbus.handlers.wire import Backend, endpoint
+from authbus.handlers.wire import Backend, Reply, endpoint
 
 QUEUE_GROUP = "authbus"
 # Answered from the read model without waiting: no task of their own (see wire.endpoint).
@@ -27,37 +29,34 @@ LOGIN_LANE = frozenset({"login", "refresh", "logout", "challenge_answer", "redee
 VERSION = "0.1.0"
 
 
+# Each endpoint's group under ``<prefix>.v1`` (a nats.micro group: "" is the group itself)
+# and its subject there.
+ENDPOINTS: dict[str, tuple[str, str]] = {
+    "verify": ("", "verify"),
+    "authorize": ("", "authorize"),
+    "jwks": ("", "jwks"),
+    "login": ("", "login"),
+    "refresh": ("", "refresh"),
+    "logout": ("", "logout"),
+    "challenge": ("", "challenge"),
+    "challenge_answer": ("", "challenge.answer"),
+    "redeem": ("", "redeem"),
+    "audit_public_key": ("", "audit.public_key"),
+    "health": ("", "health"),
+    **{f"cmd_{name}": ("cmd", name) for name in COMMANDS},
+    **{f"admin_{name}": ("admin", name) for name in (*ADMIN_READS, *AUDIT_READS)},
+}
+
+
 def subjects(prefix: str) -> dict[str, str]:
     """Endpoint name → subject, for every endpoint this service answers."""
-    names = {
-        "verify": f"{prefix}.v1.verify",
-        "authorize": f"{prefix}.v1.authorize",
-        "jwks": f"{prefix}.v1.jwks",
-        "login": f"{prefix}.v1.login",
-        "refresh": f"{prefix}.v1.refresh",
-        "logout": f"{prefix}.v1.logout",
-        "challenge": f"{prefix}.v1.challenge",
-        "challenge_answer": f"{prefix}.v1.challenge.answer",
-        "redeem": f"{prefix}.v1.redeem",
-        "audit_public_key": f"{prefix}.v1.audit.public_key",
-        "health": f"{prefix}.v1.health",
+    return {
+        name: ".".join(part for part in (prefix, "v1", group, subject) if part) for name, (group, subject) in ENDPOINTS.items()
     }
-    names.update({f"cmd_{name}": f"{prefix}.v1.cmd.{name}" for name in COMMANDS})
-    names.update({f"admin_{name}": f"{prefix}.v1.admin.{name}" for name in ADMIN_READS})
-    names.update({f"admin_{name}": f"{prefix}.v1.admin.{name}" for name in AUDIT_READS})
-    return names
 
 
-async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
-    service = await add_service(
-        nc,
-        name="authbus",
-        version=VERSION,
-        description="event-sourced authentication and authorization",
-        queue_group=QUEUE_GROUP,
-        stats_handler=backend.stats.micro,
-    )
-    handlers = {
+def handlers(backend: Backend) -> dict[str, Callable[[Request], Awaitable[Reply]]]:
+    made = {
         "verify": verify(backend),
         "authorize": authorize(backend),
         "jwks": jwks(backend),
@@ -70,17 +69,32 @@ async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
         "audit_public_key": audit_public_key(backend),
         "health": health(backend),
     }
-    handlers.update({f"cmd_{name}": command(backend, cls) for name, cls in COMMANDS.items()})
-    handlers.update({f"admin_{name}": admin_read(backend, name) for name in ADMIN_READS})
-    handlers.update({f"admin_{name}": audit_read(backend, name) for name in AUDIT_READS})
-    for name, subject in subjects(prefix).items():
+    made.update({f"cmd_{name}": command(backend, cls) for name, cls in COMMANDS.items()})
+    made.update({f"admin_{name}": admin_read(backend, name) for name in ADMIN_READS})
+    made.update({f"admin_{name}": audit_read(backend, name) for name in AUDIT_READS})
+    return made
+
+
+async def start_service(nc: Client, backend: Backend, prefix: str) -> Service:
+    service = await add_service(
+        nc,
+        name="authbus",
+        version=VERSION,
+        description="event-sourced authentication and authorization",
+        queue_group=QUEUE_GROUP,
+        stats_handler=backend.stats.micro,
+    )
+    api = service.add_group(name=f"{prefix}.v1", queue_group=QUEUE_GROUP)
+    groups = {"": api, "cmd": api.add_group(name="cmd"), "admin": api.add_group(name="admin")}
+    for name, handle in handlers(backend).items():
+        group, subject = ENDPOINTS[name]
         handler = endpoint(
             backend,
             name,
-            handlers[name],
+            handle,
             concurrent=name not in INLINE,
             access_log=logging.DEBUG if name in QUIET else logging.INFO,
             lane="login" if name in LOGIN_LANE else "default",
         )
-        await service.add_endpoint(name=name, subject=subject, handler=handler, queue_group=QUEUE_GROUP)
+        await groups[group].add_endpoint(name=name, subject=subject, handler=handler)
     return service
