@@ -1,4 +1,9 @@
-"""One authbus instance: event store, read model, follower, command worker, NATS service."""
+"""One authbus instance: event store, read model, follower, command writer, NATS service.
+
+Longer than most modules because it is where the parts meet, and each meeting is kept in
+view: the order they start and stop in, the lanes requests wait in, the paths a command,
+a login and a read take to the store, and what health and the metrics read off them.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -23,7 +29,6 @@ from authbus.domain.policy import Actor
 from authbus.domain.unit_of_work import UnitOfWork
 from authbus.handlers import callout
 from authbus.handlers.metrics import RequestStats
-from authbus.handlers.natsauth.nkeys import PREFIX_ACCOUNT, NKey, XKey
 from authbus.handlers.service import QUEUE_GROUP, VERSION, start_service, subjects
 from authbus.infra.application import AGAIN, AuthbusApplication, Reply, Submitted
 from authbus.infra.crypto.kek import Passwords
@@ -31,7 +36,7 @@ from authbus.infra.crypto.password_gate import PasswordGate
 from authbus.infra.follower import Follower, HeadWatch, wait_until
 from authbus.infra.group_commit import GroupCommit
 from authbus.infra.nats.bus_guard import BusGuard
-from authbus.infra.nats.callout_config import bus_layout
+from authbus.infra.nats.callout_config import callout_keys
 from authbus.infra.nats.sync import sync_with_server
 from authbus.infra.observability.prometheus import MetricsServer
 from authbus.infra.publisher import Publisher
@@ -66,31 +71,6 @@ async def _log_reconnect() -> None:
     log.warning("NATS reconnected")
 
 
-def callout_keys(settings: Settings) -> callout.CalloutKeys | None:
-    """The auth callout's keys, when this instance answers nats-server's auth callout.
-
-    Raises NKeyError (a ValueError, naming no key material) for a malformed seed.
-    """
-    if not settings.callout_issuer_seed:
-        if settings.callout_xkey_seed:
-            raise ValueError("an auth callout xkey seed needs the issuer seed as well")
-        return None
-    issuer = NKey.from_seed(settings.callout_issuer_seed)
-    if issuer.prefix != PREFIX_ACCOUNT:
-        raise ValueError("the auth callout issuer must be an account seed (SA…)")
-    if settings.callout_lifetime <= 0:
-        raise ValueError("the auth callout lifetime must be more than 0 seconds")
-    xkey = XKey.from_seed(settings.callout_xkey_seed) if settings.callout_xkey_seed else None
-    return callout.CalloutKeys(
-        issuer,
-        xkey,
-        bus_layout(settings.subject_prefix),
-        settings.callout_account,
-        settings.callout_service_account,
-        settings.callout_lifetime,
-    )
-
-
 class Node:
     """Implements handlers.wire.Backend."""
 
@@ -109,11 +89,9 @@ class Node:
         self.metrics: MetricsServer | None = None
         self._follower: Follower | None = None
         self.publisher: Publisher | None = None
-        self._publishing: asyncio.Task[None] | None = None
         self.guard: BusGuard | None = None  # closes revoked connections, with a system account connection
-        self._system_nc: Client | None = None
         self.sealer: CheckpointSealer | None = None
-        self._sealing: asyncio.Task[None] | None = None
+        self._parts = AsyncExitStack()  # what start() started, for stop() to stop in reverse
         self.audit_public_key = public_key_b64(audit_key(app.keys.audit_seed))  # auth.v1.audit.public_key
         self.keys = app.keys.keyring
         self.challenges = app.keys.challenges
@@ -144,25 +122,24 @@ class Node:
         return time.time()
 
     async def start(self) -> Node:
+        """Start the parts in order; each one started is stopped by ``stop()`` in the reverse
+        order, and a start that fails stops at once what it had started."""
         try:
-            return await self._start()
+            await self._start(self._parts)
         except BaseException:  # leave nothing listening or running behind a failed start
-            if self.metrics is not None:
-                await self.metrics.stop()
-            if self._follower is not None:
-                await asyncio.to_thread(self._follower.stop)
-            for nc in (self.nc, self._system_nc):
-                if nc is not None and not nc.is_closed:
-                    await nc.close()
+            await self._parts.aclose()
             raise
+        return self
 
-    async def _start(self) -> Node:
+    async def _start(self, parts: AsyncExitStack) -> None:
         loop = asyncio.get_running_loop()
         started = self._started = time.monotonic()
         if self.settings.metrics_port is not None:  # first: a port taken fails the start at once
             self.metrics = await MetricsServer(
                 self.settings.metrics_host, self.settings.metrics_port, self.stats, self.gauges
             ).start()
+            parts.push_async_callback(self.metrics.stop)
+        parts.callback(self._release_threads)
         tail = await loop.run_in_executor(self._worker, self._restore)
         await self.gate.calibrate()
         log.info(
@@ -172,9 +149,10 @@ class Node:
             self.model.position - tail,
             tail,
         )
-        self._follower = Follower(self.store, self.model, loop, listen=is_postgres(self.settings.database_url))
-        self._follower.start()
-        self.nc = await nats.connect(
+        follower = self._follower = Follower(self.store, self.model, loop, listen=is_postgres(self.settings.database_url))
+        follower.start()
+        parts.push_async_callback(self._stop_following, follower)
+        nc = self.nc = await nats.connect(
             self.settings.nats_url,
             name="authbus",
             max_reconnect_attempts=-1,
@@ -183,17 +161,18 @@ class Node:
             disconnected_cb=self._log_disconnect,
             reconnected_cb=_log_reconnect,
         )
+        parts.push_async_callback(self._stop_serving, nc)
         if self.settings.event_feed:  # before serving: it notes the position it starts from
             self.publisher = Publisher(
-                self.nc,
+                nc,
                 self.store,
                 self.model,
                 self.settings.subject_prefix,
-                self._follower.advanced,
+                follower.advanced,
                 lease_seconds=self.settings.feed_lease_seconds,
             )
-            self._follower.listeners.append(self.publisher.offer)
-        self.service = await start_service(self.nc, self, self.settings.subject_prefix)
+            follower.listeners.append(self.publisher.offer)
+        self.service = await start_service(nc, self, self.settings.subject_prefix)
         if self.callout_keys is not None:
             await self.service.add_endpoint(
                 name=callout.ENDPOINT,
@@ -201,19 +180,29 @@ class Node:
                 handler=callout.callout(self, self.callout_keys),
                 queue_group=QUEUE_GROUP,
             )
-        if self.callout_keys is not None:
-            await self._guard_the_bus()
-        await sync_with_server(self.nc)  # the server holds every subscription before start() returns
+            await self._guard_the_bus(parts, follower, self.callout_keys)
+        await sync_with_server(nc)  # the server holds every subscription before start() returns
         if self.publisher is not None:
-            self._publishing = asyncio.create_task(self.publisher.run(), name="authbus-event-feed")
+            self._background(parts, self.publisher.stop, self.publisher.run(), "authbus-event-feed")
         if self.settings.seal_interval > 0:
             # Nudged like a command's write: the read model folds the checkpoint at once
             # rather than at the next poll, so health shows no lag that is only the sealer's.
             self.sealer = CheckpointSealer(
-                self.store, self.app.keys.audit_seed, self.settings.seal_interval, sealed=self._follower.nudge
+                self.store, self.app.keys.audit_seed, self.settings.seal_interval, sealed=follower.nudge
             )
-            self._sealing = asyncio.create_task(self.sealer.run(), name="authbus-sealer")
-        return self
+            self._background(parts, self.sealer.stop, self.sealer.run(), "authbus-sealer")
+
+    @staticmethod
+    def _background(parts: AsyncExitStack, stop: Callable[[], None], run: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``run`` as a task until stop(): then ``stop`` asks it to end, and it has 10 s."""
+        task = asyncio.create_task(run, name=name)
+
+        async def stopped() -> None:
+            stop()
+            await wait_until(asyncio.shield(task), 10.0)
+            task.cancel()
+
+        parts.push_async_callback(stopped)
 
     def on_fold(self, listener: Callable[[list[tuple[int, Any]]], None]) -> None:
         """Call ``listener`` on the loop with every batch folded into the read model, once
@@ -221,8 +210,7 @@ class Node:
         assert self._follower is not None, "start the node first"
         self._follower.listeners.append(listener)
 
-    async def _guard_the_bus(self) -> None:
-        assert self.callout_keys is not None and self._follower is not None
+    async def _guard_the_bus(self, parts: AsyncExitStack, follower: Follower, keys: callout.CalloutKeys) -> None:
         if not self.settings.nats_system_url:
             log.warning(
                 "no AUTHBUS_NATS_SYSTEM_URL: a revoked credential's bus connections stay open until their JWT "
@@ -235,7 +223,7 @@ class Node:
             if self.guard is not None:
                 await self.guard.resync()
 
-        self._system_nc = await nats.connect(
+        system_nc = await nats.connect(
             self.settings.nats_system_url,
             name="authbus-system",
             max_reconnect_attempts=-1,
@@ -243,52 +231,43 @@ class Node:
             error_cb=_log_nats_error,
             reconnected_cb=resync,
         )
-        keys = self.callout_keys
-        self.guard = BusGuard(self._system_nc, self.model, (keys.client_account, keys.service_account), lambda: self.now())
+        parts.push_async_callback(system_nc.close)
+        self.guard = BusGuard(system_nc, self.model, (keys.client_account, keys.service_account), lambda: self.now())
         await self.guard.start()
-        self._follower.listeners.append(self.guard.offer)
+        parts.push_async_callback(self.guard.stop)
+        follower.listeners.append(self.guard.offer)
 
     async def stop(self) -> None:
         """Stop taking requests, let in-flight ones finish, then release the store."""
         self._stopping = True
-        if self.guard is not None:
-            await self.guard.stop()
-        if self._system_nc is not None and not self._system_nc.is_closed:
-            await self._system_nc.close()
-        if self._sealing is not None and self.sealer is not None:
-            self.sealer.stop()
-            await wait_until(asyncio.shield(self._sealing), 10.0)
-            self._sealing.cancel()
-        if self._publishing is not None and self.publisher is not None:
-            self.publisher.stop()
-            await wait_until(asyncio.shield(self._publishing), 10.0)
-            self._publishing.cancel()
+        await self._parts.aclose()
+        self.store.close()
+
+    async def _stop_serving(self, nc: Client) -> None:
         try:
             if self.service is not None:
                 await self.service.stop()
             if self._in_flight:  # let commands under way finish and answer
                 await asyncio.wait(set(self._in_flight), timeout=30)
-            if self.nc is not None and not self.nc.is_closed:
-                await self.nc.drain()
+            if not nc.is_closed:
+                await nc.drain()
         except Exception as error:  # NATS already gone: nothing left to drain
             log.warning("NATS was not drained cleanly: %s", error)
-            if self.nc is not None:
-                await self.nc.close()
-        quiescent = self._follower is None or await asyncio.to_thread(self._follower.stop)
+            await nc.close()
+
+    async def _stop_following(self, follower: Follower) -> None:
+        quiescent = await asyncio.to_thread(follower.stop)
         # Pickled in a thread while the loop runs on: only once nothing applies events to it.
         if quiescent and self.settings.snapshot_every > 0 and self.model.position > self._snapshot_position:
             try:
                 await asyncio.to_thread(self._write_snapshot)
             except Exception as error:  # the next start folds a longer tail, nothing worse
                 log.warning("read-model snapshot not written: %s", error)
-        self._worker.shutdown(wait=True)
-        self._logins.shutdown(wait=True)
-        self._failures.shutdown(wait=True)
-        self._password_commands.shutdown(wait=True)
+
+    def _release_threads(self) -> None:
+        for pool in (self._worker, self._logins, self._failures, self._password_commands):
+            pool.shutdown(wait=True)
         self.gate.close()
-        self.store.close()
-        if self.metrics is not None:
-            await self.metrics.stop()
 
     async def health(self) -> dict[str, Any]:
         """``auth.v1.health``: the read model's position, the store's head and the lag between."""

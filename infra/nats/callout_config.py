@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from authbus.handlers import callout
 from authbus.handlers.natsauth.nkeys import (
     PREFIX_ACCOUNT,
     PREFIX_CURVE,
@@ -28,6 +29,7 @@ from authbus.handlers.natsauth.nkeys import (
 )
 from authbus.handlers.service import subjects
 from authbus.infra.crypto.kek import write_private
+from authbus.infra.settings import Settings
 from authbus.projections.bus_access import BusLayout
 
 
@@ -198,3 +200,28 @@ def without_credentials(url: str) -> str:
     """A NATS URL fit for a log: ``nats://authbus:<password>@host`` loses its user part."""
     parts = urlsplit(url)
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl() if "@" in parts.netloc else url
+
+
+def callout_keys(settings: Settings) -> callout.CalloutKeys | None:
+    """The auth callout's keys, when this instance answers nats-server's auth callout.
+
+    Raises NKeyError (a ValueError, naming no key material) for a malformed seed.
+    """
+    if not settings.callout_issuer_seed:
+        if settings.callout_xkey_seed:
+            raise ValueError("an auth callout xkey seed needs the issuer seed as well")
+        return None
+    issuer = NKey.from_seed(settings.callout_issuer_seed)
+    if issuer.prefix != PREFIX_ACCOUNT:
+        raise ValueError("the auth callout issuer must be an account seed (SA…)")
+    if settings.callout_lifetime <= 0:
+        raise ValueError("the auth callout lifetime must be more than 0 seconds")
+    xkey = XKey.from_seed(settings.callout_xkey_seed) if settings.callout_xkey_seed else None
+    return callout.CalloutKeys(
+        issuer,
+        xkey,
+        bus_layout(settings.subject_prefix),
+        settings.callout_account,
+        settings.callout_service_account,
+        settings.callout_lifetime,
+    )
