@@ -204,7 +204,7 @@ class AuthbusApplication(EventStore):
         sign: Sign = cannot_sign,
         group: Group | None = None,
     ) -> StoreUnitOfWork:
-        return StoreUnitOfWork(self, self.keys.sealer, meta, secret, work, sign, group)
+        return StoreUnitOfWork(self, self.keys.key_wrap, meta, secret, work, sign, group)
 
     def _write(
         self,

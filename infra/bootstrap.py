@@ -37,7 +37,7 @@ def check_kek(store: EventStore, keys: KeyMaterial) -> None:
     for _, event in store.read_events(1, KEK_CHECK_SPAN):
         if isinstance(event, SigningKey.SigningKeyCreated):
             try:
-                keys.sealer.open(str(event.originator_id), event.sealed_private)
+                keys.key_wrap.unwrap(str(event.originator_id), event.sealed_private)
             except InvalidTag:
                 raise KEKError("this KEK does not open the store's signing keys: it is not the store's KEK") from None
             return

@@ -82,7 +82,7 @@ class StoreUnitOfWork:
     def __init__(
         self,
         store: Reader,
-        sealer: keys.Sealer,
+        key_wrap: keys.KeyWrap,
         meta: Meta,
         secret: Callable[[int], bytes],
         work: PasswordWork = NO_PASSWORD_WORK,
@@ -94,7 +94,7 @@ class StoreUnitOfWork:
         self.pending: dict[UUID, Aggregate] = {}
         self.minted: list[tuple[str, list[str]]] = []  # (shown-once value, recipe)
         self._store = store
-        self._sealer = sealer
+        self._key_wrap = key_wrap
         self._secret = secret
         self._work = work
         self._sign = sign
@@ -163,7 +163,7 @@ class StoreUnitOfWork:
 
     def new_signing_key(self, alg: str, kid: str) -> tuple[dict[str, str] | None, str, str | None]:
         secret = self._shown_once(["hs256"]) if alg == "HS256" else None
-        generated = keys.generate(alg, kid, self._sealer, secret.encode() if secret else None)
+        generated = keys.generate(alg, kid, self._key_wrap, secret.encode() if secret else None)
         return generated.public_jwk, generated.sealed_private, secret
 
     def sign(self, tenant_id: UUID, claims: dict[str, Any]) -> str:

@@ -10,14 +10,14 @@ from uuid import UUID
 
 from authbus.infra.challenges import Challenges
 from authbus.infra.crypto.kek import SecretSource, derive
-from authbus.infra.crypto.keys import Keyring, Sealer
+from authbus.infra.crypto.keys import Keyring, KeyWrap
 from authbus.infra.snapshot import snapshot_key
 
 
 @dataclass(frozen=True)
 class KeyMaterial:
     secrets: SecretSource  # a retried command's shown-once secrets, derived again
-    sealer: Sealer  # signing keys' private halves, at rest in the log
+    key_wrap: KeyWrap  # signing keys' private halves, wrapped at rest in the log
     keyring: Keyring  # signing keys opened, in memory
     challenges: Challenges  # Ed25519 challenges any instance can check
     audit_seed: bytes  # the Ed25519 seed audit checkpoints are signed with
@@ -26,11 +26,11 @@ class KeyMaterial:
 
     @classmethod
     def from_kek(cls, kek: bytes) -> KeyMaterial:
-        sealer = Sealer(derive(kek, b"seal"))
+        key_wrap = KeyWrap(derive(kek, b"seal"))  # the label predates the word "wrap": keys derived from it stay
         return cls(
             secrets=SecretSource(kek),
-            sealer=sealer,
-            keyring=Keyring(sealer),
+            key_wrap=key_wrap,
+            keyring=Keyring(key_wrap),
             challenges=Challenges(derive(kek, b"challenges")),
             audit_seed=derive(kek, b"audit-seal"),
             snapshot_key=snapshot_key(kek),

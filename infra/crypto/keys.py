@@ -1,7 +1,7 @@
-"""Signing-key material: generated here, sealed under the KEK, opened only in memory.
+"""Signing-key material: generated here, wrapped under the KEK, unwrapped only in memory.
 
-Sealing is AES-256-GCM with a fresh 96-bit nonce and the key id as associated data, so a
-sealed private key cannot be swapped onto another key's record.
+Wrapping is AES-256-GCM with a fresh 96-bit nonce and the key id as associated data, so a
+wrapped private key cannot be swapped onto another key's record.
 """
 
 from __future__ import annotations
@@ -34,24 +34,27 @@ class GeneratedKey:
     sealed_private: str
 
 
-class Sealer:
+class KeyWrap:
+    """Private keys wrapped under a KEK-derived key for the log.  (Their field is still named
+    ``sealed_private``, as stored; in authbus "seal" now means the audit checkpoints alone.)"""
+
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
 
-    def seal(self, kid: str, plaintext: bytes) -> str:
+    def wrap(self, kid: str, plaintext: bytes) -> str:
         nonce = os.urandom(12)
         return b64url(nonce + self._aead.encrypt(nonce, plaintext, kid.encode()))
 
-    def open(self, kid: str, sealed: str) -> bytes:
-        raw = unb64url(sealed)
+    def unwrap(self, kid: str, wrapped: str) -> bytes:
+        raw = unb64url(wrapped)
         return self._aead.decrypt(raw[:12], raw[12:], kid.encode())
 
 
-def generate(alg: str, kid: str, sealer: Sealer, hs256_secret: bytes | None = None) -> GeneratedKey:
+def generate(alg: str, kid: str, wrap: KeyWrap, hs256_secret: bytes | None = None) -> GeneratedKey:
     """A new key for ``alg``; HS256 takes its secret from the caller (derived or random)."""
     if alg == "HS256":
         assert hs256_secret is not None
-        return GeneratedKey(None, sealer.seal(kid, hs256_secret))
+        return GeneratedKey(None, wrap.wrap(kid, hs256_secret))
     if alg == "EdDSA":
         private: Any = ed25519.Ed25519PrivateKey.generate()
         jwk = OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
@@ -64,14 +67,14 @@ def generate(alg: str, kid: str, sealer: Sealer, hs256_secret: bytes | None = No
     else:  # pragma: no cover - the command's type only admits the algorithms above
         raise ValueError(alg)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return GeneratedKey({**jwk, "kid": kid, "alg": alg, "use": "sig"}, sealer.seal(kid, pem))
+    return GeneratedKey({**jwk, "kid": kid, "alg": alg, "use": "sig"}, wrap.wrap(kid, pem))
 
 
 class Keyring:
     """Opened keys by kid, for signing and verifying; the read model holds them sealed."""
 
-    def __init__(self, sealer: Sealer) -> None:
-        self._sealer = sealer
+    def __init__(self, wrap: KeyWrap) -> None:
+        self._wrap = wrap
         self._private: dict[str, Any] = {}
         self._public: dict[str, Any] = {}
 
@@ -79,7 +82,7 @@ class Keyring:
         opened = self._public.get(key.kid)
         if opened is None:
             if key.alg == "HS256":
-                opened = self._sealer.open(key.kid, key.sealed_private)
+                opened = self._wrap.unwrap(key.kid, key.sealed_private)
             else:
                 opened = jwt.PyJWK(key.public_jwk, algorithm=key.alg).key
             self._public[key.kid] = opened
@@ -88,7 +91,7 @@ class Keyring:
     def signing_key(self, key: SigningKeyView) -> Any:
         opened = self._private.get(key.kid)
         if opened is None:
-            opened = serialization.load_pem_private_key(self._sealer.open(key.kid, key.sealed_private), password=None)
+            opened = serialization.load_pem_private_key(self._wrap.unwrap(key.kid, key.sealed_private), password=None)
             self._private[key.kid] = opened
         return opened
 

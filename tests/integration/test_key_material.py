@@ -12,22 +12,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.infra.challenges import Challenges
 from authbus.infra.crypto.kek import KEKError, derive, load_kek, write_private
-from authbus.infra.crypto.keys import Sealer, generate
+from authbus.infra.crypto.keys import KeyWrap, generate
 
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def test_a_sealed_key_opens_only_under_its_own_kid_and_kek():
-    sealer = Sealer(derive(os.urandom(32), b"seal"))
-    generated = generate("EdDSA", "kid-1", sealer)
-    assert b"PRIVATE KEY" in sealer.open("kid-1", generated.sealed_private)
+def test_a_wrapped_key_unwraps_only_under_its_own_kid_and_kek():
+    wrap = KeyWrap(derive(os.urandom(32), b"seal"))
+    generated = generate("EdDSA", "kid-1", wrap)
+    assert b"PRIVATE KEY" in wrap.unwrap("kid-1", generated.sealed_private)
     assert "d" not in generated.public_jwk and generated.public_jwk["kid"] == "kid-1"
     with pytest.raises(InvalidTag):
-        sealer.open("kid-2", generated.sealed_private)  # moved onto another key's record
+        wrap.unwrap("kid-2", generated.sealed_private)  # moved onto another key's record
     with pytest.raises(InvalidTag):
-        Sealer(derive(os.urandom(32), b"seal")).open("kid-1", generated.sealed_private)  # wrong KEK
+        KeyWrap(derive(os.urandom(32), b"seal")).unwrap("kid-1", generated.sealed_private)  # wrong KEK
 
 
 def test_a_missing_or_wrong_kek_is_a_clear_error(tmp_path):

@@ -14,7 +14,7 @@ from eventsourcing.application import AggregateNotFoundError
 from authbus.domain.errors import Conflict
 from authbus.domain.registry import NameClaim
 from authbus.domain.unit_of_work import Meta
-from authbus.infra.crypto.keys import Sealer
+from authbus.infra.crypto.keys import KeyWrap
 from authbus.infra.store_unit import Group, StoreUnitOfWork
 
 META = Meta(actor="test", correlation_id="c")
@@ -44,7 +44,7 @@ def claim() -> NameClaim:
 
 
 def unit(shelf: Shelf, group: Group) -> StoreUnitOfWork:
-    return StoreUnitOfWork(shelf, Sealer(bytes(32)), META, lambda n: bytes(32), group=group)
+    return StoreUnitOfWork(shelf, KeyWrap(bytes(32)), META, lambda n: bytes(32), group=group)
 
 
 def test_a_refused_decision_leaves_the_group_as_it_read_the_store() -> None:

@@ -32,7 +32,7 @@ def _token(kind: str, credential_id: UUID) -> str:
 @dataclass
 class World:
     model: ReadModel = field(default_factory=ReadModel)
-    keyring: keys.Keyring = field(default_factory=lambda: keys.Keyring(keys.Sealer(os.urandom(32))))
+    keyring: keys.Keyring = field(default_factory=lambda: keys.Keyring(keys.KeyWrap(os.urandom(32))))
     tokens: dict[str, str] = field(default_factory=dict)  # what each credential kind presents
     ids: dict[str, UUID] = field(default_factory=dict)
 
@@ -48,7 +48,7 @@ class World:
     def signing_key(self, tenant_id: UUID, alg: str) -> tuple[SigningKey, str | None]:
         kid = uuid4()
         secret = tokens.base62(int.from_bytes(os.urandom(32), "big"), 43) if alg == "HS256" else None
-        made = keys.generate(alg, str(kid), self.keyring._sealer, secret.encode() if secret else None)
+        made = keys.generate(alg, str(kid), self.keyring._wrap, secret.encode() if secret else None)
         key = SigningKey(
             id=kid, tenant_id=tenant_id, alg=alg, public_jwk=made.public_jwk, sealed_private=made.sealed_private, **META
         )
