@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from authbus.infra.bench.scenarios import SCENARIOS, BenchOptions, ScenarioFailed, run_bench
+from authbus.infra.bench.report import SCENARIOS, BenchOptions, ScenarioFailed
+from authbus.infra.bench.scenarios import run_bench
 
 err = Console(stderr=True)
 

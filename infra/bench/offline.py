@@ -11,6 +11,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from uuid import uuid4
 from authbus.domain.credentials import PersonalAccessToken
 from authbus.domain.tenant import Tenant
 from authbus.domain.user import User
+from authbus.infra.bench.report import BenchOptions, Result
 from authbus.infra.follower import fold
 from authbus.infra.snapshot import restore_read_model, snapshot_key, write_snapshot
 from authbus.infra.store import EventStore, open_store
@@ -180,3 +182,79 @@ def prepare_cold_start(store: EventStore, model: ReadModel, snapshot: Path, kek:
 
 if __name__ == "__main__":
     _cold_start_child()
+
+
+def run(options: BenchOptions, tmp: Path) -> list[Result]:
+    """The offline scenarios the options ask for, on a store seeded here."""
+    wanted = options.scenarios
+    count = options.cold_credentials
+    database_url = f"sqlite:///{tmp / 'cold.db'}"
+    store = open_store(database_url)
+    results: list[Result] = []
+    try:
+        options.progress(f"seeding a store with {count:,} credentials")
+        started = time.perf_counter()
+        seed_credentials(store, count)
+        seeded = f"{count:,} PATs seeded in {time.perf_counter() - started:.0f} s"
+        if "fold" in wanted:
+            options.progress("fold: applying decoded events to the read models")
+            results.append(Result("fold", value=fold_rate(store), unit="events/s", note=f"decoded events; {seeded}"))
+        if "memory_per_credential" in wanted:
+            options.progress("memory_per_credential")
+            results.append(
+                Result(
+                    "memory_per_credential",
+                    value=bytes_per_credential(store),
+                    unit="bytes",
+                    note=f"tracemalloc over {min(count, MEMORY_SAMPLE):,} PATs with one scope",
+                )
+            )
+        if not {"fold_from_store", "cold_start", "cold_start_no_snapshot", "memory_after_restart"} & set(wanted):
+            return results
+        options.progress("fold_from_store: reading, decoding and folding the whole log")
+        model, rate = fold_from_store_rate(store)
+        if "fold_from_store" in wanted:
+            results.append(Result("fold_from_store", value=rate, unit="events/s", note="SQLite read + decode + fold"))
+        kek = secrets.token_bytes(32)
+        snapshot = tmp / "cold.snapshot"
+        prepare_cold_start(store, model, snapshot, kek)
+        del model
+        runs = [("cold_start", snapshot), ("cold_start_no_snapshot", tmp / "absent.snapshot")]
+        started: dict[str, dict[str, float]] = {}
+        for name, path in runs:
+            if name in wanted or (name == "cold_start" and "memory_after_restart" in wanted):
+                options.progress(f"{name}: {count:,} credentials, in a fresh process")
+                figures = started[name] = cold_start(database_url, path, kek)
+                if name not in wanted:
+                    continue
+                results.append(
+                    Result(
+                        name,
+                        value=figures["seconds"],
+                        unit="s",
+                        note=(
+                            f"{figures['credentials']:,} credentials, {figures['tail']:,} log positions folded, "
+                            f"peak RSS {figures['peak_rss_bytes'] / 2**20:.0f} MiB, {figures['rss_bytes'] / 2**20:.0f} MiB kept"
+                        ),
+                        extra={k: figures[k] for k in ("peak_rss_bytes", "rss_bytes", "credentials")},
+                    )
+                )
+        if "memory_after_restart" in wanted:
+            options.progress(f"memory_after_restart: following {count:,} credentials live, in a fresh process")
+            live = cold_start(database_url, snapshot, kek, how="live")
+            restored = started["cold_start"]
+            results.append(
+                Result(
+                    "memory_after_restart",
+                    value=restored["rss_bytes"] / max(1, live["rss_bytes"]),
+                    unit="× live",
+                    note=(
+                        f"RSS once started from the snapshot {restored['rss_bytes'] / 2**20:.0f} MiB, after following the "
+                        f"log live {live['rss_bytes'] / 2**20:.0f} MiB ({live['credentials']:,} credentials)"
+                    ),
+                    extra={"restored_rss_bytes": restored["rss_bytes"], "live_rss_bytes": live["rss_bytes"]},
+                )
+            )
+        return results
+    finally:
+        store.close()

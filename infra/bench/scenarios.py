@@ -4,23 +4,20 @@ Absolute figures on a shared machine say little; the ratio to a no-op responder 
 with the same client library (``echo``) says how much of the stack's limit authbus keeps.
 Load comes from separate processes (``bench.load``) so clients never share the server's
 interpreter.  See docs/performance.md for the method and the figures.
+
+Over 300 lines because ``LoadBench`` is one piece on purpose: the stacks it starts share one
+nats-server and one PostgreSQL, and the order it measures them in is read here, top to bottom.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
 import secrets
 import shutil
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -30,94 +27,28 @@ import nats
 from authbus.infra.bench import offline as bench_offline
 from authbus.infra.bench import scale as bench_scale
 from authbus.infra.bench.load import LoadResult, LoadSpec
-from authbus.infra.bench.world import Peer, World, seed_world, start_echo
+from authbus.infra.bench.report import (
+    LOAD,
+    OFFLINE,
+    POSTGRES,
+    SCALE,
+    SCENARIOS,
+    SWEEP,
+    SWEPT,
+    VERIFY,
+    BenchOptions,
+    Result,
+    ScenarioFailed,
+    machine,
+    percentile,
+    ratios,
+)
+from authbus.infra.bench.world import Peer, ScratchPostgres, World, seed_world, start_echo
 from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
-from authbus.infra.nats.server import NatsServer, free_port, nats_server_binary
+from authbus.infra.nats.server import NatsServer, free_port
 from authbus.infra.node import Node
 from authbus.infra.settings import Settings
-from authbus.infra.store import open_store, with_database
-
-LOAD = (
-    "echo",
-    "verify_pat",
-    "verify_cached",
-    "verify_api_key",
-    "verify_jwt_eddsa",
-    "verify_jwt_hs256",
-    "authorize_1_scope",
-    "authorize_1000_scopes",
-    "peer_postgres",
-    "create_pat_postgres",
-    "create_pat_sqlite",
-)
-SCALE = ("convergence_postgres", "failover_postgres")  # instances in processes of their own: infra/bench/scale.py
-OFFLINE = ("fold", "fold_from_store", "memory_per_credential", "cold_start", "cold_start_no_snapshot", "memory_after_restart")
-SCENARIOS = LOAD + SCALE + OFFLINE
-POSTGRES = ("peer_postgres", "create_pat_postgres", *SCALE)
-VERIFY = tuple(name for name in LOAD if name.startswith(("verify_", "authorize_")))  # answered from the read model
-SWEEP = (1, 4, 16, 64, 128, 256)  # concurrencies of the latency plot
-SWEPT = ("echo", "verify_pat", "peer_postgres")
-
-
-@dataclass
-class BenchOptions:
-    quick: bool = False
-    scenarios: tuple[str, ...] = SCENARIOS
-    requests: int | None = None  # per load scenario
-    concurrency: int = 64
-    clients: int = 1  # load processes, sharing the concurrency
-    rounds: int = 3  # each load scenario runs this often; the best round counts
-    credentials: int | None = None  # in the cold-start store
-    database_url: str | None = None  # a PostgreSQL to create a scratch database in
-    plot: Path | None = None
-    progress: Callable[[str], None] = lambda _: None
-
-    @property
-    def load_requests(self) -> int:
-        return self.requests or (5_000 if self.quick else 20_000)
-
-    @property
-    def command_requests(self) -> int:
-        return max(1, min(self.load_requests, 1_000 if self.quick else 3_000))
-
-    @property
-    def convergence_commands(self) -> int:
-        return 200 if self.quick else 1_000
-
-    @property
-    def cold_credentials(self) -> int:
-        return self.credentials or (100_000 if self.quick else 1_000_000)
-
-
-@dataclass
-class Result:
-    name: str
-    requests: int | None = None
-    concurrency: int | None = None
-    rps: float | None = None
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    ratio_rps: float | None = None
-    ratio_p99: float | None = None
-    value: float | None = None
-    unit: str | None = None
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        keys = ("name", "requests", "concurrency", "rps", "p50_ms", "p99_ms", "ratio_rps", "ratio_p99", "value", "unit", "note")
-        out = {k: getattr(self, k) for k in keys}
-        return out | self.extra
-
-
-def percentile(sorted_values: list[int], fraction: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return sorted_values[index] / 1000.0
-
-
-class ScenarioFailed(RuntimeError):
-    pass
 
 
 async def drive(name: str, spec: LoadSpec, clients: int) -> Result:
@@ -158,50 +89,6 @@ async def drive(name: str, spec: LoadSpec, clients: int) -> Result:
         p50_ms=percentile(latencies, 0.50),
         p99_ms=percentile(latencies, 0.99),
     )
-
-
-class _Postgres:
-    """Scratch databases for the PostgreSQL scenarios, dropped afterwards: in the server at
-    ``--database-url`` (AUTHBUS_BENCH_DATABASE_URL) or in a private one from pgserver."""
-
-    def __init__(self, base_url: str | None, tmp: Path) -> None:
-        self.base_url = base_url
-        self.tmp = tmp
-        self.names: list[str] = []
-        self._server: Any = None
-
-    def start(self) -> str:
-        if self.base_url is None:
-            try:
-                import pgserver
-            except ImportError:
-                raise ScenarioFailed(
-                    "the PostgreSQL scenarios need a server: pass --database-url or pip install 'authbus[bench]'"
-                ) from None
-            self._server = pgserver.get_server(self.tmp / "pg", cleanup_mode="stop")
-            self.base_url = self._server.get_uri()
-        return self.database()
-
-    def database(self) -> str:
-        """The URL of a new, empty database."""
-        import psycopg
-
-        assert self.base_url is not None
-        name = f"authbus_bench_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.base_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        self.names.append(name)
-        return with_database(self.base_url, name)
-
-    def stop(self) -> None:
-        import psycopg
-
-        if self.base_url is not None:
-            with psycopg.connect(self.base_url, autocommit=True) as conn:
-                for name in self.names:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if self._server is not None:
-            self._server.cleanup()
 
 
 def _settings(tmp: Path, name: str, nats_url: str, database_url: str) -> Settings:
@@ -275,7 +162,7 @@ class LoadBench:
                 self.options.progress("seeding a tenant with PATs, API keys, 1,000 scopes and tokens")
                 specs.update(self._verify_specs(await seed_world(client)))
             if any(name in wanted for name in POSTGRES):
-                postgres = _Postgres(self.options.database_url, self.tmp)
+                postgres = ScratchPostgres(self.options.database_url, self.tmp)
                 database_url = await asyncio.to_thread(postgres.start)
                 stack.callback(postgres.stop)
                 if "peer_postgres" in wanted or self.options.plot:
@@ -427,103 +314,6 @@ async def _user_of_a_new_tenant(client: AuthbusClient, label: str) -> str:
     return (await client.command("register_user", tenant_id=tenant, username="alice"))["result"]["user_id"]
 
 
-def _offline(options: BenchOptions, tmp: Path) -> list[Result]:
-    wanted = options.scenarios
-    count = options.cold_credentials
-    database_url = f"sqlite:///{tmp / 'cold.db'}"
-    store = open_store(database_url)
-    results: list[Result] = []
-    try:
-        options.progress(f"seeding a store with {count:,} credentials")
-        started = time.perf_counter()
-        bench_offline.seed_credentials(store, count)
-        seeded = f"{count:,} PATs seeded in {time.perf_counter() - started:.0f} s"
-        if "fold" in wanted:
-            options.progress("fold: applying decoded events to the read models")
-            results.append(
-                Result("fold", value=bench_offline.fold_rate(store), unit="events/s", note=f"decoded events; {seeded}")
-            )
-        if "memory_per_credential" in wanted:
-            options.progress("memory_per_credential")
-            results.append(
-                Result(
-                    "memory_per_credential",
-                    value=bench_offline.bytes_per_credential(store),
-                    unit="bytes",
-                    note=f"tracemalloc over {min(count, bench_offline.MEMORY_SAMPLE):,} PATs with one scope",
-                )
-            )
-        if not {"fold_from_store", "cold_start", "cold_start_no_snapshot", "memory_after_restart"} & set(wanted):
-            return results
-        options.progress("fold_from_store: reading, decoding and folding the whole log")
-        model, rate = bench_offline.fold_from_store_rate(store)
-        if "fold_from_store" in wanted:
-            results.append(Result("fold_from_store", value=rate, unit="events/s", note="SQLite read + decode + fold"))
-        kek = secrets.token_bytes(32)
-        snapshot = tmp / "cold.snapshot"
-        bench_offline.prepare_cold_start(store, model, snapshot, kek)
-        del model
-        runs = [("cold_start", snapshot), ("cold_start_no_snapshot", tmp / "absent.snapshot")]
-        started: dict[str, dict[str, float]] = {}
-        for name, path in runs:
-            if name in wanted or (name == "cold_start" and "memory_after_restart" in wanted):
-                options.progress(f"{name}: {count:,} credentials, in a fresh process")
-                figures = started[name] = bench_offline.cold_start(database_url, path, kek)
-                if name not in wanted:
-                    continue
-                results.append(
-                    Result(
-                        name,
-                        value=figures["seconds"],
-                        unit="s",
-                        note=(
-                            f"{figures['credentials']:,} credentials, {figures['tail']:,} log positions folded, "
-                            f"peak RSS {figures['peak_rss_bytes'] / 2**20:.0f} MiB, {figures['rss_bytes'] / 2**20:.0f} MiB kept"
-                        ),
-                        extra={k: figures[k] for k in ("peak_rss_bytes", "rss_bytes", "credentials")},
-                    )
-                )
-        if "memory_after_restart" in wanted:
-            options.progress(f"memory_after_restart: following {count:,} credentials live, in a fresh process")
-            live = bench_offline.cold_start(database_url, snapshot, kek, how="live")
-            restored = started["cold_start"]
-            results.append(
-                Result(
-                    "memory_after_restart",
-                    value=restored["rss_bytes"] / max(1, live["rss_bytes"]),
-                    unit="× live",
-                    note=(
-                        f"RSS once started from the snapshot {restored['rss_bytes'] / 2**20:.0f} MiB, after following the "
-                        f"log live {live['rss_bytes'] / 2**20:.0f} MiB ({live['credentials']:,} credentials)"
-                    ),
-                    extra={"restored_rss_bytes": restored["rss_bytes"], "live_rss_bytes": live["rss_bytes"]},
-                )
-            )
-        return results
-    finally:
-        store.close()
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "nats_py": version("nats-py"),
-        "nats_server": Path(nats_server_binary()).name,
-        "authbus": version("authbus"),
-    }
-
-
 def run_bench(options: BenchOptions) -> dict[str, Any]:
     unknown = set(options.scenarios) - set(SCENARIOS)
     if unknown:
@@ -543,21 +333,11 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             finally:
                 server.stop()
         if set(options.scenarios) & set(OFFLINE):
-            results += _offline(options, tmp)
+            results += bench_offline.run(options, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _ratios(results)
+    ratios(results)
     document: dict[str, Any] = {"machine": machine(), "quick": options.quick, "scenarios": [r.as_dict() for r in results]}
     if sweep:
         document["sweep"] = sweep
     return document
-
-
-def _ratios(results: list[Result]) -> None:
-    echo = next((r for r in results if r.name == "echo"), None)
-    if echo is None or not echo.rps or not echo.p99_ms:
-        return
-    for result in results:
-        if result.rps is not None and result.p99_ms is not None:
-            result.ratio_rps = result.rps / echo.rps
-            result.ratio_p99 = result.p99_ms / echo.p99_ms

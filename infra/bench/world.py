@@ -13,6 +13,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -22,8 +23,10 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
+from authbus.infra.bench.report import ScenarioFailed
 from authbus.infra.client import AuthbusClient
 from authbus.infra.nats.sync import sync_with_server
+from authbus.infra.store import with_database
 
 CREDENTIALS = 100  # PATs and API keys each, so lookups are spread over many entries
 PASSWORD = "bench-password-1234"
@@ -193,3 +196,47 @@ class Peer:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+class ScratchPostgres:
+    """Scratch databases for the PostgreSQL scenarios, dropped afterwards: in the server at
+    ``--database-url`` (AUTHBUS_BENCH_DATABASE_URL) or in a private one from pgserver."""
+
+    def __init__(self, base_url: str | None, tmp: Path) -> None:
+        self.base_url = base_url
+        self.tmp = tmp
+        self.names: list[str] = []
+        self._server: Any = None
+
+    def start(self) -> str:
+        if self.base_url is None:
+            try:
+                import pgserver
+            except ImportError:
+                raise ScenarioFailed(
+                    "the PostgreSQL scenarios need a server: pass --database-url or pip install 'authbus[bench]'"
+                ) from None
+            self._server = pgserver.get_server(self.tmp / "pg", cleanup_mode="stop")
+            self.base_url = self._server.get_uri()
+        return self.database()
+
+    def database(self) -> str:
+        """The URL of a new, empty database."""
+        import psycopg
+
+        assert self.base_url is not None
+        name = f"authbus_bench_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.base_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return with_database(self.base_url, name)
+
+    def stop(self) -> None:
+        import psycopg
+
+        if self.base_url is not None:
+            with psycopg.connect(self.base_url, autocommit=True) as conn:
+                for name in self.names:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if self._server is not None:
+            self._server.cleanup()
