@@ -100,9 +100,10 @@ class StoreUnitOfWork:
         self._sign = sign
         self._group = group or Group()  # alone, a command is a group of one
         self._taken: list[UUID] = []  # ids handed out from the group's reads, unchanged until now
+        self._copies: dict[UUID, Aggregate] = {}  # of what the group's accepted commands changed
 
     def get(self, cls: type[A], aggregate_id: UUID, field: str) -> A:
-        aggregate = self.pending.get(aggregate_id)
+        aggregate = self.pending.get(aggregate_id) or self._copies.get(aggregate_id)
         if aggregate is None:
             aggregate = self._from_group(aggregate_id)
         if aggregate is None:
@@ -115,9 +116,10 @@ class StoreUnitOfWork:
         group = self._group
         changed = group.changed.get(aggregate_id)
         if changed is not None:
-            # A copy: should this decision fail, the group keeps what the others changed.
+            # A copy: should this decision fail, the group keeps what the others changed.  It
+            # joins the group's changes only if the decision hands it back with ``add``.
             aggregate: Aggregate = copy.deepcopy(changed)
-            self.pending[aggregate_id] = aggregate
+            self._copies[aggregate_id] = aggregate
             return aggregate
         if aggregate_id not in group.read:
             try:

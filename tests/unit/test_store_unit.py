@@ -77,3 +77,18 @@ def test_the_next_decision_builds_on_an_accepted_one_and_cannot_spoil_it() -> No
     last = unit(shelf, group).get(NameClaim, stored.id, "username")
     assert last.owner_id is None and len(last.pending_events) == 1  # the accepted release alone
     assert unit(shelf, group).exists(stored.id) and not unit(shelf, group).exists(uuid4())
+
+
+def test_a_decision_that_only_reads_what_the_group_changed_changes_nothing() -> None:
+    stored = claim()
+    shelf, group = Shelf(stored), Group()
+    accepted = unit(shelf, group)
+    released = accepted.get(NameClaim, stored.id, "username")
+    released.release(**META)
+    accepted.add(released)
+    accepted.accepted()
+    reader = unit(shelf, group)
+    assert reader.get(NameClaim, stored.id, "username").owner_id is None
+    assert not reader.pending  # nothing handed back: nothing of its own to append
+    reader.accepted()
+    assert group.changed[stored.id] is released
