@@ -34,7 +34,8 @@ from authbus.handlers.natsauth.claims import (
 from authbus.handlers.natsauth.jwt import JWTError, encode_jwt
 from authbus.handlers.natsauth.nkeys import NKey, NKeyError, XKey
 from authbus.handlers.wire import Backend
-from authbus.projections.bus_access import BusGrant, BusLayout, bus_grant, private_inbox
+from authbus.projections.bus_access import BusGrant, BusLayout, bus_grant
+from authbus.projections.inboxes import private_inbox
 
 log = logging.getLogger("authbus.callout")
 SUBJECT = AUTH_CALLOUT_SUBJECT

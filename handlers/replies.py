@@ -8,11 +8,12 @@ exactly these shapes: a struct per request there would cost what the memo saves.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import msgspec
 
-from authbus.domain.decisions.logins import Started
+if TYPE_CHECKING:  # the client imports this module: it stays light
+    from authbus.domain.decisions.logins import Started
 
 T = TypeVar("T")
 

@@ -37,6 +37,7 @@ from uuid import UUID
 
 from authbus.domain.permissions import subject_covers, subject_meet, subject_pattern
 from authbus.domain.scopes import Scope, ScopeKey
+from authbus.projections.inboxes import EVERY_SUBJECT, others_inboxes
 from authbus.projections.jwt_tokens import VerificationKeys
 from authbus.projections.memos import FORGETFUL, Bearers
 from authbus.projections.queries import REDEEMABLE_KINDS, permissions_of, standing, verify
@@ -45,9 +46,6 @@ from authbus.projections.read_model import PrincipalView, ReadModel
 ENTITY_TYPE = "subject"
 PUBLISH, SUBSCRIBE = "publish", "subscribe"
 DOMAINS = (None, "nats")
-EVERY_SUBJECT = ">"
-INBOX_ROOT = "_I"
-INBOX_BITS = 64  # two connections of different principals sharing an inbox: ~n²/2^65
 NAME_PREFIX = "authbus"  # user JWT names, so the registry of connections knows its own
 
 
@@ -129,21 +127,6 @@ def is_subject_pattern(subject: str) -> bool:
     """
     parts = subject.split(".")
     return all(parts) and EVERY_SUBJECT not in parts[:-1] and subject.isprintable() and not any(c.isspace() for c in subject)
-
-
-def private_inbox(token: str) -> str:
-    """The inbox prefix of the connection that presents ``token`` (with nats.py:
-    ``nats.connect(..., inbox_prefix=private_inbox(token))``)."""
-    digest = hashlib.sha256(b"authbus/v1/inbox\0" + token.encode()).digest()
-    bits = format(int.from_bytes(digest[: INBOX_BITS // 8], "big"), f"0{INBOX_BITS}b")
-    return ".".join((INBOX_ROOT, *bits))
-
-
-def others_inboxes(inbox: str) -> tuple[str, ...]:
-    """Patterns matching every private inbox but ``inbox``: the sibling of each step of its
-    path.  (A pattern names no "all but", so the complement is spelt out, 64 patterns.)"""
-    root, *bits = inbox.split(".")
-    return tuple(".".join((root, *bits[:i], "1" if bit == "0" else "0", EVERY_SUBJECT)) for i, bit in enumerate(bits))
 
 
 def subjects(scopes: Iterable[Scope], operation: str) -> tuple[str, ...]:

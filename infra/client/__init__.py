@@ -49,7 +49,7 @@ from authbus.handlers.replies import CommandReply, Decision, Tokens, Verified
 from authbus.handlers.replies import Credential as Credential  # re-exported: the replies' parts, for callers
 from authbus.handlers.replies import Principal as Principal
 from authbus.handlers.replies import Scope as Scope
-from authbus.projections.bus_access import private_inbox
+from authbus.projections.inboxes import private_inbox
 
 T = TypeVar("T")
 # A request that is safe to repeat (verify, authorize, jwks, admin reads) is sent once more

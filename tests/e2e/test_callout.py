@@ -34,7 +34,7 @@ from authbus.infra.nats.server import NatsServer, free_port
 from authbus.infra.nats.sync import sync_with_server
 from authbus.infra.node import Node
 from authbus.infra.settings import Settings
-from authbus.projections.bus_access import private_inbox
+from authbus.projections.inboxes import private_inbox
 from tests.conftest import BACKENDS, Instance, start_instance
 from tests.helpers import eventually, grant_scopes, make_org
 

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from authbus.handlers.service import subjects
 from authbus.infra.nats.callout_config import bus_layout
-from authbus.projections.bus_access import INBOX_BITS, others_inboxes, private_inbox, reads_only_own_feed
+from authbus.projections.bus_access import reads_only_own_feed
+from authbus.projections.inboxes import INBOX_BITS, others_inboxes, private_inbox
 from tests.unit.test_permissions import matches
 
 
