@@ -191,7 +191,9 @@ class AuthbusClient:
         try:
             await self.nc.publish(subject, body, reply=inbox, headers=headers)
             deadline = clock() + self.timeout
-            repeat_at = None if repeat_after is None else min(deadline, clock() + repeat_after)
+            # A repeat due at or after the deadline would never go out: none is planned.
+            repeat_at = None if repeat_after is None or clock() + repeat_after >= deadline else clock() + repeat_after
+            repeating = repeat_at is not None
             first_unheard = False  # the first send found no responders
             while True:
                 until = deadline if repeat_at is None else repeat_at
@@ -208,7 +210,7 @@ class AuthbusClient:
                 if replied.get("Status") == "503" and not msg.data:
                     if repeat_at is not None:  # to the first send: the repeat may find one
                         first_unheard = True
-                    elif repeat_after is None or first_unheard:  # nobody took either send
+                    elif not repeating or first_unheard:  # nobody took the only send, or either
                         raise nats.errors.NoRespondersError
                     continue  # to the repeat: an instance that took the first may still answer
                 if replied.get(CORRELATION) == headers[CORRELATION]:

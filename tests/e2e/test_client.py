@@ -297,3 +297,21 @@ async def test_commands_without_a_command_id_and_log_replays_are_never_repeated(
         assert client.repeated == 1
     finally:
         await client.close()
+
+
+async def test_no_responders_fails_at_once_when_no_repeat_could_go_out(nats_server):
+    """A command with a command_id to no instance at all: with a repeat due before the
+    deadline the client waits for it (an instance may come up); with none that could go
+    out before the deadline it says so at once, no_responders, instead of timing out."""
+    prefix = f"rp{uuid.uuid4().hex[:6]}"
+    hasty = await AuthbusClient.connect(nats_server.url, prefix, timeout=30.0, command_repeat_after=60.0)
+    patient = await AuthbusClient.connect(nats_server.url, prefix, timeout=0.5, command_repeat_after=0.1)
+    try:
+        with pytest.raises(nats.errors.NoRespondersError):  # long before the 30 s deadline
+            await asyncio.wait_for(hasty.command("create_pat", user_id="u", name="n", command_id="c"), 25)
+        with pytest.raises(nats.errors.NoRespondersError):  # the repeat went out, and found nobody too
+            await patient.command("create_pat", user_id="u", name="n", command_id="c")
+        assert (hasty.repeated, patient.repeated) == (0, 1)
+    finally:
+        await hasty.close()
+        await patient.close()
