@@ -13,7 +13,6 @@ from rich.table import Table
 from authbus.domain.errors import InvalidRequest
 from authbus.infra.audit.cli import audit_app
 from authbus.infra.audit.log import DatabaseUrl, fail, head, open_log, out, parse_id, parse_point, progress, read
-from authbus.projections.audit import Replay, as_of, history, related, target
 
 
 @audit_app.command("as-of")
@@ -35,6 +34,8 @@ def as_of_command(
 
     Example: authbus audit as-of 2026-03-01T12:00:00Z --credential <pat_id>
     """
+    from authbus.projections.audit import Replay, as_of, history, related, target  # when run: the CLI starts light
+
     if (credential is None) == (token is None):
         fail("give exactly one of --credential and --token")
     if token == "-":

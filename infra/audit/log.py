@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
@@ -25,9 +25,10 @@ from rich.text import Text
 from authbus.domain.times import rfc3339
 from authbus.infra.audit.cli import audit_app
 from authbus.infra.settings import Settings
-from authbus.infra.store import EventStore, open_store
-from authbus.projections.audit import LogFilter, LogScan, Point
-from authbus.projections.read_model import ReadModel
+
+if TYPE_CHECKING:  # the store and the projections load when a tool runs, not with the CLI
+    from authbus.infra.store import EventStore
+    from authbus.projections.audit import Point
 
 PAGE = 2000
 TABLE_ROWS = 200  # a table is printed this many rows at a time, so memory stays flat
@@ -47,6 +48,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def open_log(database_url: str | None) -> EventStore:
     """The event store, refusing to conjure an empty SQLite file where none is."""
+    from authbus.infra.store import open_store
+
     url = Settings.load(database_url=database_url).database_url
     parts = urlsplit(url)
     if parts.scheme == "sqlite" and not os.path.exists(unquote(parts.path)[1:]):
@@ -98,6 +101,8 @@ def progress(label: str, total: int, shown: bool = True) -> Iterator[Any]:
 
 def parse_point(text: str, option: str) -> Point:
     """A position (an integer) or a time (ISO 8601; without an offset it is UTC)."""
+    from authbus.projections.audit import Point
+
     if text.isdigit():
         return Point(position=int(text))
     try:
@@ -143,6 +148,9 @@ def log(
 
     Example: authbus audit log --tenant <tenant_id> --type PATCreated,PATRevoked --since 2026-01-01 --format jsonl | jq .
     """
+    from authbus.projections.audit import LogFilter, LogScan
+    from authbus.projections.read_model import ReadModel
+
     chosen = format or ("table" if out.is_terminal else "jsonl")
     if chosen not in ("jsonl", "table"):
         raise typer.BadParameter("use jsonl or table", param_hint="--format")

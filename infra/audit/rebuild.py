@@ -13,8 +13,6 @@ from nats.errors import Error as NatsError
 from authbus.infra.audit.cli import audit_app
 from authbus.infra.audit.log import DatabaseUrl, fail, head, open_log, out, progress, read
 from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.projections.audit import digest
-from authbus.projections.read_model import ReadModel
 
 
 @audit_app.command("rebuild")
@@ -33,6 +31,9 @@ def rebuild(
 
     Example: authbus --nats-url nats://nats:4222 --token "$AUDITOR_KEY" audit rebuild --check --database-url postgresql://…
     """
+    from authbus.projections.audit import digest  # when run: the CLI starts light
+    from authbus.projections.read_model import ReadModel
+
     live = _live(ctx) if check else None
     store = open_log(database_url)
     model = ReadModel()

@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from authbus.infra.bench.report import SCENARIOS, BenchOptions, ScenarioFailed
-from authbus.infra.bench.scenarios import run_bench
 
 err = Console(stderr=True)
 
@@ -87,6 +86,8 @@ def bench(
         plot=plot,
         progress=lambda line: err.print(f"[dim]… {line}[/dim]") if sys.stderr.isatty() or not as_json else None,
     )
+    from authbus.infra.bench.scenarios import run_bench  # the whole stack: loaded only to run it
+
     try:
         document = run_bench(options)
     except ScenarioFailed as error:

@@ -9,21 +9,22 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Annotated, Optional
+from typing import IO, TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from authbus.domain.errors import Conflict
-from authbus.infra.application import AuthbusApplication
 from authbus.infra.bench.cli import bench
-from authbus.infra.bootstrap import open_application
 from authbus.infra.cli.common import Prefix, app, err, fail, log, or_exit, out
 from authbus.infra.crypto.kek import write_private
-from authbus.infra.nats.callout_config import CalloutSetup, without_credentials
-from authbus.infra.nats.server import NatsServer
-from authbus.infra.node import Node
-from authbus.infra.observability import logs
 from authbus.infra.settings import DEFAULT_DATA_DIR, Settings
+
+# The server's parts (the store, the node, nats-server, the callout's keys) are imported in
+# the commands that run them: an admin command, or --help, starts without them.
+if TYPE_CHECKING:
+    from authbus.infra.application import AuthbusApplication
+    from authbus.infra.nats.server import NatsServer
+    from authbus.infra.node import Node
 
 callout_app = typer.Typer(no_args_is_help=True, help="NATS auth callout: keys and nats-server configuration.")
 app.add_typer(callout_app, name="callout")
@@ -66,6 +67,11 @@ def dev(
 
     Example: authbus dev --nats-port 4333 --metrics-port 9090
     """
+    from authbus.infra.bootstrap import open_application
+    from authbus.infra.nats.callout_config import CalloutSetup
+    from authbus.infra.nats.server import NatsServer
+    from authbus.infra.observability import logs
+
     settings = Settings.load(
         data_dir=data_dir,
         subject_prefix=subject_prefix,
@@ -126,6 +132,10 @@ def serve(
 
     Example: authbus serve --nats-url nats://nats:4222 --database-url postgresql://authbus:pw@db/authbus --log-format json
     """
+    from authbus.infra.bootstrap import open_application
+    from authbus.infra.nats.callout_config import without_credentials
+    from authbus.infra.observability import logs
+
     settings = Settings.load(
         data_dir=data_dir,
         nats_url=nats_url,
@@ -161,11 +171,13 @@ def bootstrap(
     ] = None,
     token_file: Annotated[Optional[Path], typer.Option(help="Also write the token here (mode 0600).")] = None,
 ) -> None:
-    """Create the system tenant, the root principal and the system signing key (sealed under
+    """Create the system tenant, the root principal and the system signing key (wrapped under
     the KEK), and print root's token once.
 
     Example: AUTHBUS_KEK=… authbus bootstrap --database-url postgresql://authbus:pw@db/authbus
     """
+    from authbus.infra.bootstrap import open_application
+
     settings = Settings.load(database_url=database_url, kek_file=kek_file)
     application = or_exit(lambda: open_application(settings))
     try:
@@ -192,6 +204,8 @@ def callout_init(
 
     Example: authbus callout init --nats-host nats > callout.txt
     """
+    from authbus.infra.nats.callout_config import CalloutSetup
+
     setup = CalloutSetup.create()
     out.print(
         "# authbus serve: environment\n"
@@ -235,6 +249,8 @@ def _bootstrap_into(application: AuthbusApplication, token_file: Path) -> bool:
 
 
 async def _run_until_signalled(settings: Settings, application: AuthbusApplication, started: Callable[[Node], None]) -> None:
+    from authbus.infra.node import Node
+
     try:
         node = Node(settings, application)
         await node.start()
