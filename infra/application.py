@@ -28,7 +28,7 @@ from authbus.infra.store_unit import NO_PASSWORD_WORK, Group, PasswordWork, Sign
 
 T = TypeVar("T")
 R = TypeVar("R")  # what a decision returns: a command's result dict, a login's outcome
-Reply = tuple[dict[str, Any], int]  # a command's result and the log position that holds it
+Decided = tuple[dict[str, Any], int]  # a command's result and the log position that holds it
 SYSTEM_ACTOR = "system"
 AGAIN = "send it again (a command with the same command_id)"  # the advice of every `unavailable`
 COMMAND_ATTEMPTS = 3  # decisions of one command that lose a race to another instance before `conflict`
@@ -90,7 +90,7 @@ class AuthbusApplication(EventStore):
         """Create the system tenant and root; raises Conflict when that was done before."""
         return self.perform("bootstrap", SYSTEM_ACTOR, tenancy.bootstrap)[0]
 
-    def execute(self, command: Command, actor: Actor, work: PasswordWork = NO_PASSWORD_WORK) -> Reply:
+    def execute(self, command: Command, actor: Actor, work: PasswordWork = NO_PASSWORD_WORK) -> Decided:
         """Decide one command and append what it changed in one transaction; or replay it."""
         # Instances decide at once: one that loses a race decides again on the new state.
         return self._write(
@@ -118,13 +118,13 @@ class AuthbusApplication(EventStore):
         except PersistenceError as error:
             raise Unavailable("the event store is unavailable; retry") from error
 
-    def execute_together(self, submitted: Sequence[Submitted]) -> list[Reply | Exception]:
+    def execute_together(self, submitted: Sequence[Submitted]) -> list[Decided | Exception]:
         """Each command's reply or error, in order.  Each is decided on what the accepted ones
         before it left, and all accepted ones are appended in one transaction.  A refused
         command fails alone; should the append conflict (another instance wrote first), every
         command is run again alone, so each gets the answer it would have got by itself."""
         group = Group()
-        outcomes: list[Reply | Exception | _Accepted] = []
+        outcomes: list[Decided | Exception | _Accepted] = []
         recorded: set[UUID] = set()
         try:
             records = [self._record_id(s.actor.id, s.command.command_id) for s in submitted]
@@ -146,16 +146,16 @@ class AuthbusApplication(EventStore):
             failed = _unavailable(error)
             outcomes += [failed] * (len(submitted) - len(outcomes))
             return [failed if isinstance(o, _Accepted) else o for o in outcomes]
-        return [self._reply(item, outcome, position) for item, outcome in zip(submitted, outcomes, strict=True)]
+        return [self._settle(item, outcome, position) for item, outcome in zip(submitted, outcomes, strict=True)]
 
-    def _reply(self, item: Submitted, outcome: Reply | Exception | _Accepted, position: int) -> Reply | Exception:
+    def _settle(self, item: Submitted, outcome: Decided | Exception | _Accepted, position: int) -> Decided | Exception:
         if not isinstance(outcome, _Accepted):
             return outcome
         if outcome.result is None:  # the group's command_id again: the first reply, now saved
             return self._outcome(self.execute, item.command, item.actor)
         return outcome.result, position
 
-    def _decide_in(self, group: Group, item: Submitted, record_id: UUID | None) -> Reply | Exception | _Accepted:
+    def _decide_in(self, group: Group, item: Submitted, record_id: UUID | None) -> Decided | Exception | _Accepted:
         command, actor = item.command, item.actor
         uow = self._unit(
             self._meta(actor.id, command.command_id), self._secret(actor.id, command.command_id), item.work, group=group
@@ -176,7 +176,7 @@ class AuthbusApplication(EventStore):
         return _Accepted(result)
 
     @staticmethod
-    def _outcome(fn: Callable[..., Reply], *args: Any) -> Reply | Exception:
+    def _outcome(fn: Callable[..., Decided], *args: Any) -> Decided | Exception:
         try:
             return fn(*args)
         except Exception as error:
@@ -262,7 +262,7 @@ class AuthbusApplication(EventStore):
             **uow.meta,
         )
 
-    def _replay(self, record_id: UUID, name: str, digest: str, actor_id: str, credential: str | None) -> Reply:
+    def _replay(self, record_id: UUID, name: str, digest: str, actor_id: str, credential: str | None) -> Decided:
         record: CommandRecord = self.aggregate(record_id)
         if record.credential_id is None or record.credential_id != credential:
             # Another credential of the same principal may hold less than the one that sent

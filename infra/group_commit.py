@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-from authbus.infra.application import AuthbusApplication, Reply, Submitted
+from authbus.infra.application import AuthbusApplication, Decided, Submitted
 
 MAX_GROUP = 64  # commands decided and appended in one transaction, at most
 
@@ -20,14 +20,14 @@ class GroupCommit:
     def __init__(self, app: AuthbusApplication, writer: ThreadPoolExecutor, writers: int = 1) -> None:
         self._app = app
         self._writer = writer
-        self._waiting: list[tuple[Submitted, asyncio.Future[Reply]]] = []
+        self._waiting: list[tuple[Submitted, asyncio.Future[Decided]]] = []
         self._writing = 0
         self._writers = writers  # groups under way at once
         self._tasks: set[asyncio.Future[None]] = set()
 
-    async def submit(self, submitted: Submitted) -> Reply:
+    async def submit(self, submitted: Submitted) -> Decided:
         """The command's reply once its group is appended; its error if it was refused."""
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Decided] = asyncio.get_running_loop().create_future()
         self._waiting.append((submitted, future))
         if self._writing < self._writers:
             self._writing += 1

@@ -30,7 +30,7 @@ from authbus.domain.unit_of_work import UnitOfWork
 from authbus.handlers import callout
 from authbus.handlers.metrics import RequestStats
 from authbus.handlers.service import QUEUE_GROUP, VERSION, start_service, subjects
-from authbus.infra.application import AGAIN, AuthbusApplication, Reply, Submitted
+from authbus.infra.application import AGAIN, AuthbusApplication, Decided, Submitted
 from authbus.infra.crypto.kek import Passwords
 from authbus.infra.crypto.password_gate import PasswordGate
 from authbus.infra.follower import Follower, HeadWatch, wait_until
@@ -454,7 +454,7 @@ class Node:
         self._require_store()
         return await self._folded(await asyncio.get_running_loop().run_in_executor(pool, fn, *args))
 
-    async def _grouped(self, submitted: Submitted) -> Reply:
+    async def _grouped(self, submitted: Submitted) -> Decided:
         self._require_store()
         return await self._folded(await self._commands.submit(submitted))
 
