@@ -12,12 +12,12 @@ from nats.micro.service import Service
 
 from authbus.domain.commands import COMMANDS
 from authbus.handlers import sessions
-from authbus.handlers.admin import ADMIN_READS, admin_read
-from authbus.handlers.audit import AUDIT_READS, audit_read
+from authbus.handlers.admin_reads import ADMIN_READS, admin_read
 from authbus.handlers.audit_key import audit_public_key
-from authbus.handlers.commands import command, redeem
+from authbus.handlers.audit_reads import AUDIT_READS, audit_read
+from authbus.handlers.command_endpoints import command, redeem
 from authbus.handlers.health import health
-from authbus.handlers.queries import authorize, jwks, verify
+from authbus.handlers.verification import authorize, jwks, verify
 from authbus.handlers.wire import Backend, Reply, endpoint
 
 QUEUE_GROUP = "authbus"

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 
 from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
-from authbus.infra.nats.server import NatsServer, free_port
+from authbus.infra.nats.nats_server import NatsServer, free_port
 from authbus.infra.node import Node
 from authbus.infra.settings import Settings
 from authbus.infra.store import with_database

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from authbus.infra.client import AuthbusClient
-from authbus.infra.nats.server import NatsServer, free_port
+from authbus.infra.nats.nats_server import NatsServer, free_port
 from tests.conftest import make_settings, start_instance
 from tests.helpers import make_org
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from authbus.domain.errors import InvalidRequest
-from authbus.infra.audit.cli import audit_app
+from authbus.infra.audit.audit_app import audit_app
 from authbus.infra.audit.log import DatabaseUrl, fail, head, open_log, out, parse_id, parse_point, progress, read
 
 

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from authbus.domain.times import rfc3339
-from authbus.infra.audit.cli import audit_app
+from authbus.infra.audit.audit_app import audit_app
 from authbus.infra.settings import Settings
 
 if TYPE_CHECKING:  # the store and the projections load when a tool runs, not with the CLI

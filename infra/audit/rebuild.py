@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from nats.errors import Error as NatsError
 
-from authbus.infra.audit.cli import audit_app
+from authbus.infra.audit.audit_app import audit_app
 from authbus.infra.audit.log import DatabaseUrl, fail, head, open_log, out, progress, read
 from authbus.infra.client import AuthbusClient, AuthbusError
 

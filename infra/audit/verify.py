@@ -1,4 +1,4 @@
-"""``authbus audit verify``: the chain over the log recomputed (infra/audit/chain.py), as a
+"""``authbus audit verify``: the chain over the log recomputed (infra/audit/chain_verifier.py), as a
 command.  The chain's machinery is imported when the command runs, so every other command
 of the CLI starts without it."""
 
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from authbus.infra.audit.cli import audit_app
+from authbus.infra.audit.audit_app import audit_app
 from authbus.infra.audit.log import DatabaseUrl, err, fail, head, open_log, progress
 from authbus.infra.settings import Settings
 
 if TYPE_CHECKING:
-    from authbus.infra.audit.chain import Verdict
+    from authbus.infra.audit.chain_verifier import Verdict
 
 out = Console(highlight=False)
 
@@ -68,7 +68,7 @@ def verify(
 
               authbus audit verify --public-key <public_key of auth.v1.audit.public_key> --json
     """
-    from authbus.infra.audit.chain import verify_log
+    from authbus.infra.audit.chain_verifier import verify_log
 
     pinned, source = _public_key(public_key, kek_file)
     store = open_log(database_url)

@@ -11,7 +11,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from authbus.infra.nats.server import nats_server_binary
+from authbus.infra.nats.nats_server import nats_server_binary
 
 LOAD = (
     "echo",

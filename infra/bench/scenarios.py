@@ -46,7 +46,7 @@ from authbus.infra.bench.report import (
 from authbus.infra.bench.world import Peer, ScratchPostgres, World, seed_world, start_echo
 from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
-from authbus.infra.nats.server import NatsServer, free_port
+from authbus.infra.nats.nats_server import NatsServer, free_port
 from authbus.infra.node import Node
 from authbus.infra.settings import Settings
 

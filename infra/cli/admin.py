@@ -13,7 +13,7 @@ import typer
 
 from authbus.infra.audit import as_of, log, rebuild  # noqa: F401  (each registers its tool on audit_app)
 from authbus.infra.audit import verify as verify_tool  # noqa: F401
-from authbus.infra.audit.cli import audit_app
+from authbus.infra.audit.audit_app import audit_app
 from authbus.infra.cli.common import app, ask, show
 from authbus.infra.client import AuthbusClient
 

@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Optional
 import typer
 
 from authbus.domain.errors import Conflict
-from authbus.infra.bench.cli import bench
+from authbus.infra.bench.command import bench
 from authbus.infra.cli.common import Prefix, app, err, fail, log, or_exit, out
 from authbus.infra.crypto.kek import write_private
 from authbus.infra.settings import DEFAULT_DATA_DIR, Settings
@@ -23,7 +23,7 @@ from authbus.infra.settings import DEFAULT_DATA_DIR, Settings
 # the commands that run them: an admin command, or --help, starts without them.
 if TYPE_CHECKING:
     from authbus.infra.application import AuthbusApplication
-    from authbus.infra.nats.server import NatsServer
+    from authbus.infra.nats.nats_server import NatsServer
     from authbus.infra.node import Node
 
 callout_app = typer.Typer(no_args_is_help=True, help="NATS auth callout: keys and nats-server configuration.")
@@ -69,7 +69,7 @@ def dev(
     """
     from authbus.infra.bootstrap import open_application
     from authbus.infra.nats.callout_config import CalloutSetup
-    from authbus.infra.nats.server import NatsServer
+    from authbus.infra.nats.nats_server import NatsServer
     from authbus.infra.observability import logs
 
     settings = Settings.load(

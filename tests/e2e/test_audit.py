@@ -14,7 +14,7 @@ import pytest
 from authbus.domain import tokens
 from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.infra.nats.server import free_port
+from authbus.infra.nats.nats_server import free_port
 from authbus.infra.settings import Settings
 from tests.helpers import grant_scopes, make_org
 

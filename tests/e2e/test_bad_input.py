@@ -40,14 +40,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from authbus.domain import tokens
 from authbus.domain.commands import COMMANDS
 from authbus.domain.tenant import SYSTEM_TENANT_ID
-from authbus.handlers.admin import ADMIN_READS
-from authbus.handlers.audit import AUDIT_READS
+from authbus.handlers.admin_reads import ADMIN_READS
 from authbus.handlers.audit_key import PublicKeyRequest
-from authbus.handlers.commands import RedeemRequest
+from authbus.handlers.audit_reads import AUDIT_READS
+from authbus.handlers.command_endpoints import RedeemRequest
 from authbus.handlers.health import HealthRequest
-from authbus.handlers.queries import AuthorizeRequest, JwksRequest, VerifyRequest
 from authbus.handlers.service import subjects
 from authbus.handlers.sessions import WRONG_CREDENTIALS, AnswerRequest, ChallengeRequest, LoginRequest, RefreshRequest
+from authbus.handlers.verification import AuthorizeRequest, JwksRequest, VerifyRequest
 from authbus.handlers.wire import MAX_BODY, MAX_TOKEN
 from tests.conftest import quick_to_stale
 from tests.helpers import PASSWORD, PAT_SCOPE, TenantWorld, b64url, device, make_tenant, secret_of, store_position

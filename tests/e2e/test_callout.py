@@ -30,7 +30,7 @@ from authbus.infra import cli
 from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
 from authbus.infra.nats.callout_config import render_callout_config
-from authbus.infra.nats.server import NatsServer, free_port
+from authbus.infra.nats.nats_server import NatsServer, free_port
 from authbus.infra.nats.sync import sync_with_server
 from authbus.infra.node import Node
 from authbus.infra.settings import Settings

@@ -18,11 +18,11 @@ import nats.errors
 import pytest
 
 from authbus.domain.commands import COMMANDS
-from authbus.handlers.admin import ADMIN_READS
+from authbus.handlers.admin_reads import ADMIN_READS
 from authbus.infra import cli
 from authbus.infra.bootstrap import open_application
 from authbus.infra.crypto.kek import KEKError
-from authbus.infra.nats.server import NatsServer, free_port, port_open
+from authbus.infra.nats.nats_server import NatsServer, free_port, port_open
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS
 

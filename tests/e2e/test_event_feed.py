@@ -18,7 +18,7 @@ import pytest
 from authbus.domain.commands import CreateTenant
 from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
-from authbus.infra.nats.server import NatsServer, free_port
+from authbus.infra.nats.nats_server import NatsServer, free_port
 from authbus.infra.publisher import stream_name
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, start_instance

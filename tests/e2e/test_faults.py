@@ -18,7 +18,7 @@ import pytest
 
 from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.infra.nats.server import NatsServer, free_port
+from authbus.infra.nats.nats_server import NatsServer, free_port
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, make_settings, pgserver_data, start_instance
 from tests.e2e.test_event_feed import serve, stream_positions, wait_for_head

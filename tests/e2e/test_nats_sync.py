@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import nats
 
-from authbus.infra.nats.server import NatsServer
+from authbus.infra.nats.nats_server import NatsServer
 from authbus.infra.nats.sync import sync_with_server
 
 

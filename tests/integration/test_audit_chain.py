@@ -28,7 +28,7 @@ from eventsourcing.persistence import IntegrityError
 from authbus.domain.checkpoint import Checkpoint, checkpoint_id
 from authbus.domain.commands import CreateTenant
 from authbus.domain.registry import NameClaim
-from authbus.infra.audit.chain import verify_log
+from authbus.infra.audit.chain_verifier import verify_log
 from authbus.infra.bootstrap import open_application
 from authbus.infra.crypto.kek import derive
 from authbus.infra.crypto.keys import b64url, unb64url

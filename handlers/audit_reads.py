@@ -15,7 +15,7 @@ from nats.micro.request import Request
 from authbus.domain import policy
 from authbus.domain.errors import Forbidden, InvalidRequest, not_found
 from authbus.domain.policy import Actor
-from authbus.handlers.admin import Limit, _Read
+from authbus.handlers.admin_reads import Limit, _Read
 from authbus.handlers.wire import Backend, Body, Position, Token, authenticate, ensure_position
 from authbus.projections import audit
 from authbus.projections.read_model import ReadModel
