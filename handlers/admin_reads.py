@@ -11,7 +11,8 @@ from nats.micro.request import Request
 from authbus.domain import policy
 from authbus.domain.errors import Forbidden, not_found
 from authbus.domain.policy import Actor
-from authbus.handlers.wire import Backend, Body, Position, authenticate, ensure_position
+from authbus.handlers.backend import Backend
+from authbus.handlers.wire import Body, Position, authenticate, ensure_position
 from authbus.projections import queries
 from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel
 

@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 from nats.micro.request import Request
 
-from authbus.handlers.wire import Backend, Body, Position, ensure_position
+from authbus.handlers.backend import Backend
+from authbus.handlers.wire import Body, Position, ensure_position
 
 
 class PublicKeyRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -16,7 +16,8 @@ from authbus.domain import policy
 from authbus.domain.errors import Forbidden, InvalidRequest, not_found
 from authbus.domain.policy import Actor
 from authbus.handlers.admin_reads import Limit, _Read
-from authbus.handlers.wire import Backend, Body, Position, Token, authenticate, ensure_position
+from authbus.handlers.backend import Backend
+from authbus.handlers.wire import Body, Position, Token, authenticate, ensure_position
 from authbus.projections import audit
 from authbus.projections.read_model import ReadModel
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from nats.micro.request import Request
 
+from authbus.handlers.backend import Backend
 from authbus.handlers.metrics import OK
 from authbus.handlers.natsauth.claims import (
     AUTH_CALLOUT_SUBJECT,
@@ -33,7 +34,6 @@ from authbus.handlers.natsauth.claims import (
 )
 from authbus.handlers.natsauth.jwt import JWTError, encode_jwt
 from authbus.handlers.natsauth.nkeys import NKey, NKeyError, XKey
-from authbus.handlers.wire import Backend
 from authbus.projections.bus_access import BusGrant, BusLayout, bus_grant
 from authbus.projections.inboxes import private_inbox
 

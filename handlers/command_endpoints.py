@@ -9,7 +9,8 @@ from nats.micro.request import Request
 
 from authbus.domain.commands import Command, CommandId, Password, RedeemKey
 from authbus.domain.errors import Unauthenticated
-from authbus.handlers.wire import Backend, Body, Position, Token, authenticate, ensure_position
+from authbus.handlers.backend import Backend
+from authbus.handlers.wire import Body, Position, Token, authenticate, ensure_position
 from authbus.projections.queries import redeemer_for
 
 

@@ -15,10 +15,11 @@ from authbus.handlers import sessions
 from authbus.handlers.admin_reads import ADMIN_READS, admin_read
 from authbus.handlers.audit_key import audit_public_key
 from authbus.handlers.audit_reads import AUDIT_READS, audit_read
+from authbus.handlers.backend import Backend
 from authbus.handlers.command_endpoints import command, redeem
 from authbus.handlers.health import health
 from authbus.handlers.verification import authorize, jwks, verify
-from authbus.handlers.wire import Backend, Reply, endpoint
+from authbus.handlers.wire import Reply, endpoint
 
 QUEUE_GROUP = "authbus"
 # Answered from the read model without waiting: no task of their own (see wire.endpoint).

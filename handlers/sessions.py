@@ -14,8 +14,9 @@ from authbus.domain.commands import PublicKey
 from authbus.domain.decisions import logins
 from authbus.domain.errors import RateLimited, Unauthenticated
 from authbus.domain.times import rfc3339_epoch
+from authbus.handlers.backend import Backend
 from authbus.handlers.replies import Tokens
-from authbus.handlers.wire import Backend, Body, Position, Token, caller_of, ensure_position
+from authbus.handlers.wire import Body, Position, Token, caller_of, ensure_position
 
 Source = Annotated[str, msgspec.Meta(max_length=256)]
 WRONG_CREDENTIALS = "wrong username or password"

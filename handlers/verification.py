@@ -9,7 +9,8 @@ import msgspec
 from nats.micro.request import Request
 
 from authbus.domain.scopes import Name, Operation
-from authbus.handlers.wire import Backend, Body, Position, Token, ensure_position
+from authbus.handlers.backend import Backend
+from authbus.handlers.wire import Body, Position, Token, ensure_position
 from authbus.projections import queries
 
 

@@ -72,7 +72,7 @@ async def _log_reconnect() -> None:
 
 
 class Node:
-    """Implements handlers.wire.Backend."""
+    """Implements handlers.backend.Backend."""
 
     def __init__(self, settings: Settings, app: AuthbusApplication) -> None:
         self.settings = settings

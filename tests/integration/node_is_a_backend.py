@@ -1,7 +1,7 @@
 """Type-checked, never run (tests/integration/test_lint.py): the node is what the handlers
-ask of a backend (handlers/wire.py's Backend), attribute for attribute."""
+ask of a backend (handlers/backend.py's Backend), attribute for attribute."""
 
-from authbus.handlers.wire import Backend
+from authbus.handlers.backend import Backend
 from authbus.infra.node import Node
 
 
