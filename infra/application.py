@@ -141,12 +141,21 @@ class AuthbusApplication(EventStore):
                         recorded.add(record_id)
             position = self.save(*group.changed.values())[-1].notification.id if group.changed else self._head()
         except IntegrityError:
-            return [self._outcome(self.execute, s.command, s.actor, s.work) for s in submitted]
+            return self._alone(submitted)
         except PersistenceError as error:
+            # Nothing was appended.  A refusal decided before the first accepted command saw
+            # only the store and stands; every answer from there on rested on changes never
+            # saved (a second revoke refused as "already revoked"), so it is unavailable too.
             failed = _unavailable(error)
-            outcomes += [failed] * (len(submitted) - len(outcomes))
-            return [failed if isinstance(o, _Accepted) else o for o in outcomes]
+            first = next((i for i, o in enumerate(outcomes) if isinstance(o, _Accepted)), len(outcomes))
+            standing = [o for o in outcomes[:first] if not isinstance(o, _Accepted)]
+            return standing + [failed] * (len(submitted) - len(standing))
+        except Exception:  # one command's events the store cannot take: it fails alone, the rest go on
+            return self._alone(submitted)
         return [self._settle(item, outcome, position) for item, outcome in zip(submitted, outcomes, strict=True)]
+
+    def _alone(self, submitted: Sequence[Submitted]) -> list[Decided | Exception]:
+        return [self._outcome(self.execute, s.command, s.actor, s.work) for s in submitted]
 
     def _settle(self, item: Submitted, outcome: Decided | Exception | _Accepted, position: int) -> Decided | Exception:
         if not isinstance(outcome, _Accepted):

@@ -11,15 +11,15 @@ from uuid import UUID
 
 import pytest
 
-from authbus.domain.commands import AddScope, CreatePAT, CreateTenant, RegisterUser
+from authbus.domain.commands import AddScope, CreatePAT, CreateTenant, RegisterUser, RevokePAT
 from authbus.domain.credentials import PersonalAccessToken
-from authbus.domain.errors import Conflict, NotFound
+from authbus.domain.errors import Conflict, NotFound, Unavailable
 from authbus.domain.policy import Actor
 from authbus.domain.scopes import Scope
 from authbus.infra.application import AuthbusApplication, Submitted
 from authbus.infra.bootstrap import open_application
 from authbus.infra.settings import Settings
-from authbus.infra.store import open_store
+from authbus.infra.store import StoreBusy, open_store
 from authbus.infra.store_unit import PasswordWorkNeeded
 from tests.conftest import BACKENDS
 from tests.helpers import root_actor
@@ -169,3 +169,35 @@ def test_the_application_writes_the_log_every_reader_reads(world: World) -> None
         assert reader.recorder.max_notification_id() == world.head() > 0
     finally:
         reader.close()
+
+
+class BusyApplication(AuthbusApplication):
+    """The log's write lock waited out: the group's one append fails, nothing is stored."""
+
+    name = AuthbusApplication.name
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        raise StoreBusy("a write waited out its bound")
+
+
+def test_when_the_append_fails_no_answer_rests_on_what_was_not_stored(world: World) -> None:
+    """Two revokes of one PAT in a group: the second is refused ("already revoked") on the
+    first's change.  When the append then fails, that refusal is not an answer either: the
+    PAT was never revoked, so both are told to send again."""
+    created, _ = world.app.execute(CreatePAT(user_id=world.user_id, name="twice"), world.root)
+    pat_id = UUID(created["pat_id"])
+    busy = BusyApplication(world.app.keys, world.app.env)
+    try:
+        before = world.head()
+        refused_first, revoke, again = busy.execute_together(
+            [
+                Submitted(CreatePAT(user_id=uuid.uuid4(), name="nobody"), world.root),  # decided on the store alone
+                Submitted(RevokePAT(pat_id=pat_id), world.root),
+                Submitted(RevokePAT(pat_id=pat_id), world.root),
+            ]
+        )
+        assert isinstance(refused_first, NotFound)
+        assert isinstance(revoke, Unavailable) and isinstance(again, Unavailable)
+        assert world.head() == before and not world.pat(created["pat_id"]).revoked
+    finally:
+        busy.close()
