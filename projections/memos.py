@@ -22,8 +22,8 @@ VIEWS_KEPT = 65_536  # credentials' and principals' views remembered, the oldest
 
 
 class Bearers:
-    def __init__(self, kept: int | None = None) -> None:
-        self._kept = VERIFIED_KEPT if kept is None else kept
+    def __init__(self, kept: int = VERIFIED_KEPT) -> None:
+        self._kept = kept
         self._seen: dict[str, tuple[Any, Any]] = {}
 
     def get(self, token: str) -> tuple[Any, Any] | None:

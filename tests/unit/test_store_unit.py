@@ -58,14 +58,19 @@ def test_a_refused_decision_leaves_the_group_as_it_read_the_store() -> None:
     assert after.owner_id == stored.owner_id and not after.pending_events and shelf.reads == 2
 
 
-def test_the_next_decision_builds_on_an_accepted_one_and_cannot_spoil_it() -> None:
-    stored = claim()
-    shelf, group = Shelf(stored), Group()
+def released_by_an_accepted_decision(shelf: Shelf, group: Group, stored: NameClaim) -> NameClaim:
     accepted = unit(shelf, group)
     released = accepted.get(NameClaim, stored.id, "username")
     released.release(**META)
     accepted.add(released)
     accepted.accepted()
+    return released
+
+
+def test_the_next_decision_builds_on_an_accepted_one_and_cannot_spoil_it() -> None:
+    stored = claim()
+    shelf, group = Shelf(stored), Group()
+    released = released_by_an_accepted_decision(shelf, group, stored)
 
     spoiler = unit(shelf, group)
     seen = spoiler.get(NameClaim, stored.id, "username")
@@ -82,11 +87,7 @@ def test_the_next_decision_builds_on_an_accepted_one_and_cannot_spoil_it() -> No
 def test_a_decision_that_only_reads_what_the_group_changed_changes_nothing() -> None:
     stored = claim()
     shelf, group = Shelf(stored), Group()
-    accepted = unit(shelf, group)
-    released = accepted.get(NameClaim, stored.id, "username")
-    released.release(**META)
-    accepted.add(released)
-    accepted.accepted()
+    released = released_by_an_accepted_decision(shelf, group, stored)
     reader = unit(shelf, group)
     assert reader.get(NameClaim, stored.id, "username").owner_id is None
     assert not reader.pending  # nothing handed back: nothing of its own to append
