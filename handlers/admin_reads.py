@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
@@ -12,9 +12,21 @@ from authbus.domain import policy
 from authbus.domain.errors import Forbidden, not_found
 from authbus.domain.policy import Actor
 from authbus.handlers.backend import Backend
+from authbus.handlers.replies import (
+    CredentialDetail,
+    LoginAttempt,
+    Page,
+    PatReply,
+    RoleDetail,
+    RoleReply,
+    SessionDetail,
+    SigningKeyDetail,
+    UserDetail,
+    UserReply,
+)
 from authbus.handlers.wire import Body, Position, authenticate, ensure_position
 from authbus.projections import queries
-from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel
+from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, RoleView, SessionView
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
 
@@ -57,18 +69,36 @@ def _visible_user(model: ReadModel, actor: Actor, user_id: UUID) -> PrincipalVie
 def _read(backend: Backend, cls: type, answer):
     body = Body(cls)
 
-    async def handle(request: Request) -> dict[str, Any]:
+    async def handle(request: Request) -> msgspec.Struct:
         req = body.decode(request.data)
         # Wait first, so a credential issued or revoked before min_position is judged as such.
         await ensure_position(backend, req.min_position)
         actor = authenticate(backend, request)
-        return {**answer(backend.model, actor, req, backend.now()), "position": backend.model.position}
+        return answer(backend.model, actor, req, backend.now())
 
     return handle
 
 
-def _get_user(model: ReadModel, actor: Actor, req: GetUser, now: float) -> dict[str, Any]:
-    return {"user": queries.user_detail(_visible_user(model, actor, req.user_id))}
+# The details are drawn in projections/queries.py, which audit.as_of (and so the audit CLI)
+# shares; here they only take their reply type.
+def _user(principal: PrincipalView) -> UserDetail:
+    return msgspec.convert(queries.user_detail(principal), UserDetail)
+
+
+def _credential(credential: CredentialView, now: float) -> CredentialDetail:
+    return msgspec.convert(queries.credential_detail(credential, now), CredentialDetail)
+
+
+def _session(session: SessionView, now: float) -> SessionDetail:
+    return msgspec.convert(queries.session_detail(session, now), SessionDetail)
+
+
+def _role(role: RoleView) -> RoleDetail:
+    return msgspec.convert(queries.role_detail(role), RoleDetail)
+
+
+def _get_user(model: ReadModel, actor: Actor, req: GetUser, now: float) -> UserReply:
+    return UserReply(user=_user(_visible_user(model, actor, req.user_id)), position=model.position)
 
 
 def _audited_tenant(model: ReadModel, actor: Actor, tenant_id: UUID | None, entity_type: str) -> UUID:
@@ -82,30 +112,30 @@ def _audited_tenant(model: ReadModel, actor: Actor, tenant_id: UUID | None, enti
     return tenant_id
 
 
-def _list_users(model: ReadModel, actor: Actor, req: ListUsers, now: float) -> dict[str, Any]:
+def _list_users(model: ReadModel, actor: Actor, req: ListUsers, now: float) -> Page[UserDetail]:
     tenant_id = _audited_tenant(model, actor, req.tenant_id, "user")
     ids, cursor = queries.page(model.users_by_tenant.get(tenant_id, {}), req.after, req.limit)
-    return {"items": [queries.user_detail(model.principals[i]) for i in ids], "next": cursor}
+    return Page(items=[_user(model.principals[i]) for i in ids], next=cursor, position=model.position)
 
 
-def _get_pat(model: ReadModel, actor: Actor, req: GetPAT, now: float) -> dict[str, Any]:
+def _get_pat(model: ReadModel, actor: Actor, req: GetPAT, now: float) -> PatReply:
     credential = model.credentials.get(req.pat_id)
     if credential is None or credential.kind != "pat" or not actor.sees(credential.tenant_id):
         raise not_found("pat_id")
     _visible_user(model, actor, credential.owner_id)
     policy.require_scope(actor, "pat", "read", credential.id)
-    return {"pat": queries.credential_detail(credential, now)}
+    return PatReply(pat=_credential(credential, now), position=model.position)
 
 
 def _lister(entity_type: str, kinds: frozenset[str]):
-    def answer(model: ReadModel, actor: Actor, req: ListCredentials, now: float) -> dict[str, Any]:
+    def answer(model: ReadModel, actor: Actor, req: ListCredentials, now: float) -> Page[CredentialDetail]:
         owner = _visible_user(model, actor, req.user_id or actor.principal_id)
         policy.require_scope(actor, entity_type, "list", owner.id)
         owned = model.credentials_by_owner.get(owner.id, {})
         matching = {i: None for i in owned if model.credentials[i].kind in kinds}
         ids, cursor = queries.page(matching, req.after, req.limit)
         items: list[CredentialView] = [model.credentials[i] for i in ids]
-        return {"items": [queries.credential_detail(c, now) for c in items], "next": cursor}
+        return Page(items=[_credential(c, now) for c in items], next=cursor, position=model.position)
 
     return answer
 
@@ -116,22 +146,22 @@ class ListSigningKeys(_Read):
     after: UUID | None = None  # a kid
 
 
-def _list_signing_keys(model: ReadModel, actor: Actor, req: ListSigningKeys, now: float) -> dict[str, Any]:
+def _list_signing_keys(model: ReadModel, actor: Actor, req: ListSigningKeys, now: float) -> Page[SigningKeyDetail]:
     tenant_id = _audited_tenant(model, actor, req.tenant_id, "signing_key")
     kids = {UUID(kid): None for kid in model.signing_keys_by_tenant.get(tenant_id, {})}
     chunk, cursor = queries.page(kids, req.after, req.limit)
     keys = [model.signing_keys[str(kid)] for kid in chunk]
     items = [
-        {"kid": k.kid, "alg": k.alg, "status": k.status, "tenant_id": str(k.tenant_id), "created_at": k.created_at} for k in keys
+        SigningKeyDetail(kid=k.kid, alg=k.alg, status=k.status, tenant_id=str(k.tenant_id), created_at=k.created_at) for k in keys
     ]
-    return {"items": items, "next": cursor}
+    return Page(items=items, next=cursor, position=model.position)
 
 
-def _list_sessions(model: ReadModel, actor: Actor, req: ListCredentials, now: float) -> dict[str, Any]:
+def _list_sessions(model: ReadModel, actor: Actor, req: ListCredentials, now: float) -> Page[SessionDetail]:
     owner = _visible_user(model, actor, req.user_id or actor.principal_id)
     policy.require_scope(actor, "session", "list", owner.id)
     ids, cursor = queries.page(model.sessions_by_user.get(owner.id, {}), req.after, req.limit)
-    return {"items": [queries.session_detail(model.sessions[i], now) for i in ids], "next": cursor}
+    return Page(items=[_session(model.sessions[i], now) for i in ids], next=cursor, position=model.position)
 
 
 class GetRole(_Read):
@@ -144,31 +174,32 @@ class ListRoles(_Read):
     after: UUID | None = None
 
 
-def _get_role(model: ReadModel, actor: Actor, req: GetRole, now: float) -> dict[str, Any]:
+def _get_role(model: ReadModel, actor: Actor, req: GetRole, now: float) -> RoleReply:
     role = model.roles.get(req.role_id)
     if role is None or role.deleted or not actor.sees(role.tenant_id):
         raise not_found("role_id")
     if not actor.audits(role.tenant_id):
         raise Forbidden("reading roles needs the admin or auditor role")
     policy.require_scope(actor, "role", "read", role.id)
-    return {"role": queries.role_detail(role)}
+    return RoleReply(role=_role(role), position=model.position)
 
 
-def _list_roles(model: ReadModel, actor: Actor, req: ListRoles, now: float) -> dict[str, Any]:
+def _list_roles(model: ReadModel, actor: Actor, req: ListRoles, now: float) -> Page[RoleDetail]:
     tenant_id = _audited_tenant(model, actor, req.tenant_id, "role")
     live = {i: None for i in model.roles_by_tenant.get(tenant_id, {}) if not model.roles[i].deleted}
     ids, cursor = queries.page(live, req.after, req.limit)
-    return {"items": [queries.role_detail(model.roles[i]) for i in ids], "next": cursor}
+    return Page(items=[_role(model.roles[i]) for i in ids], next=cursor, position=model.position)
 
 
 class LoginActivity(_Read):
     user_id: UUID | None = None
 
 
-def _login_activity(model: ReadModel, actor: Actor, req: LoginActivity, now: float) -> dict[str, Any]:
+def _login_activity(model: ReadModel, actor: Actor, req: LoginActivity, now: float) -> Page[LoginAttempt]:
     owner = _visible_user(model, actor, req.user_id or actor.principal_id)
     policy.require_scope(actor, "user", "read", owner.id)
-    return {"items": list(reversed(model.login_activity.get(owner.id, ()))), "next": None}
+    attempts = msgspec.convert(list(reversed(model.login_activity.get(owner.id, ()))), list[LoginAttempt])
+    return Page(items=attempts, next=None, position=model.position)
 
 
 ADMIN_READS = {

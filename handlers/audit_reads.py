@@ -17,6 +17,7 @@ from authbus.domain.errors import Forbidden, InvalidRequest, not_found
 from authbus.domain.policy import Actor
 from authbus.handlers.admin_reads import Limit, _Read
 from authbus.handlers.backend import Backend
+from authbus.handlers.replies import AsOf, AuditLogPage, LogLine, ModelDigest
 from authbus.handlers.wire import Body, Position, Token, authenticate, ensure_position
 from authbus.projections import audit
 from authbus.projections.read_model import ReadModel
@@ -53,7 +54,7 @@ def _require_auditor(actor: Actor, tenant_id: UUID | None) -> None:
     policy.require_scope(actor, "audit", "read", tenant_id or "*")
 
 
-async def _audit_log(backend: Backend, actor: Actor, req: AuditLog) -> dict[str, Any]:
+async def _audit_log(backend: Backend, actor: Actor, req: AuditLog) -> AuditLogPage:
     model = backend.model
     tenant_id = req.tenant_id or (None if actor.is_root else actor.tenant_id)
     if tenant_id is not None and (tenant_id not in model.tenants or not actor.sees(tenant_id)):
@@ -74,10 +75,10 @@ async def _audit_log(backend: Backend, actor: Actor, req: AuditLog) -> dict[str,
     items = scan.lines(batch, req.limit)
     exhausted = len(batch) < SCAN and scan.position == (batch[-1][0] if batch else start)
     done = scan.ended or scan.position >= stop or exhausted
-    return {"items": items, "next": None if done else scan.position, "position": stop}
+    return AuditLogPage(items=msgspec.convert(items, list[LogLine]), next=None if done else scan.position, position=stop)
 
 
-async def _audit_as_of(backend: Backend, actor: Actor, req: AuditAsOf) -> dict[str, Any]:
+async def _audit_as_of(backend: Backend, actor: Actor, req: AuditAsOf) -> AsOf:
     if req.at_position is None and req.at_time is None:
         raise InvalidRequest("give at_position or at_time (or both: the earlier point)", field="at_position")
     if req.credential_id is None and req.token is None:
@@ -109,7 +110,8 @@ async def _audit_as_of(backend: Backend, actor: Actor, req: AuditAsOf) -> dict[s
         if len(batch) < SCAN:
             break
         start = batch[-1][0] + 1
-    return {**audit.as_of(replay, events, req.credential_id, req.token), "position": upto}
+    # The answer is drawn in projections/audit.py, which the audit CLI prints too.
+    return msgspec.convert({**audit.as_of(replay, events, req.credential_id, req.token), "position": upto}, AsOf)
 
 
 def _visible(model: ReadModel, actor: Actor, credential_id: UUID) -> bool:
@@ -117,9 +119,9 @@ def _visible(model: ReadModel, actor: Actor, credential_id: UUID) -> bool:
     return credential is not None and actor.sees(credential.tenant_id)
 
 
-async def _rebuild_check(backend: Backend, actor: Actor, req: RebuildCheck) -> dict[str, Any]:
+async def _rebuild_check(backend: Backend, actor: Actor, req: RebuildCheck) -> ModelDigest:
     policy.require_root(actor)  # the digest covers every tenant
-    return {"digest": audit.digest(backend.model), "position": backend.model.position}
+    return ModelDigest(digest=audit.digest(backend.model), position=backend.model.position)
 
 
 AUDIT_READS = {
@@ -134,7 +136,7 @@ def audit_read(backend: Backend, name: str):
 
     body = Body(cls)
 
-    async def handle(request: Request) -> dict[str, Any]:
+    async def handle(request: Request) -> msgspec.Struct:
         req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         actor = authenticate(backend, request)

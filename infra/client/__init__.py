@@ -7,6 +7,7 @@ the CLI and the tests.
     pair = await client.login(tenant_id, "alice", password)   # Tokens
     reply = await client.command("create_pat", user_id=user_id, name="ci")  # the reply as a dict
     typed = await client.command_as(NewPat, "create_pat", user_id=user_id, name="ci")  # CommandReply[NewPat]
+    users = await client.admin_as(Page[UserDetail], "list_users")  # an admin read as its struct (handlers/replies.py)
 
 Read-your-writes (§1): the client remembers the highest ``position`` any reply carried,
 errors included (``client.position``). Every request that reads the model (``verify``,
@@ -278,6 +279,12 @@ class AuthbusClient:
         given, plus ``min_position`` when none (or None) is given."""
         min_position = fields.pop("min_position", None)
         return await self._read(f"admin.{name}", fields, min_position, token, repeat=name not in LONG_READS)
+
+    async def admin_as(self, reply_type: type[T], name: str, /, token: str | None = None, **fields: Any) -> T:
+        """As ``admin``, the reply converted to ``reply_type``: the read's struct in
+        authbus.handlers.replies (``admin_as(Page[UserDetail], "list_users")``, ``admin_as(PatReply,
+        "get_pat", pat_id=…)``), or a type of the caller's; msgspec.ValidationError when it does not fit."""
+        return msgspec.convert(await self.admin(name, token=token, **fields), reply_type)
 
     # Login family (§6.4–6.5) and redeem: read-your-writes too (a user, key or public key
     # registered a moment ago through another instance is waited for), never repeated.

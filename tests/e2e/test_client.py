@@ -12,6 +12,23 @@ import nats
 import pytest
 
 from authbus.domain.errors import InvalidRequest, NotFound
+from authbus.handlers.admin_reads import ADMIN_READS
+from authbus.handlers.audit_reads import AUDIT_READS
+from authbus.handlers.replies import (
+    AsOf,
+    AuditLogPage,
+    CredentialDetail,
+    LoginAttempt,
+    ModelDigest,
+    Page,
+    PatReply,
+    RoleDetail,
+    RoleReply,
+    SessionDetail,
+    SigningKeyDetail,
+    UserDetail,
+    UserReply,
+)
 from authbus.infra.client import (
     AuthbusClient,
     AuthbusError,
@@ -107,6 +124,50 @@ async def test_commands_answer_dicts_or_a_type_of_the_callers(client, org):
     assert empty.result == {} and empty.position == client.position
     with pytest.raises(msgspec.ValidationError):  # a type that does not fit the result
         await client.command_as(NewPat, "create_tenant", name=f"t-{uuid.uuid4().hex}")
+
+
+async def test_every_admin_and_audit_read_decodes_into_its_struct(client):
+    world = await make_tenant(client, "reads", login=True, keys=True)
+    with pytest.raises(AuthbusError):
+        await client.login(world.tenant_id, "user-1", "not the password")
+    await client.command("revoke_pat", pat_id=world.pat_id, reason="leaked")
+    user, tenant = {"user_id": world.user_id}, {"tenant_id": world.tenant_id}
+    reads = {
+        "get_user": (UserReply, user),
+        "list_users": (Page[UserDetail], tenant),
+        "get_pat": (PatReply, {"pat_id": world.pat_id}),
+        "list_pats": (Page[CredentialDetail], user),
+        "list_keys": (Page[CredentialDetail], user),
+        "list_signing_keys": (Page[SigningKeyDetail], tenant),
+        "list_sessions": (Page[SessionDetail], user),
+        "login_activity": (Page[LoginAttempt], user),
+        "get_role": (RoleReply, {"role_id": world.role_id}),
+        "list_roles": (Page[RoleDetail], tenant),
+        "audit_log": (AuditLogPage, {**tenant, "limit": 500}),
+        "audit_as_of": (AsOf, {"credential_id": world.pat_id, "at_position": client.position}),
+        "rebuild_check": (ModelDigest, {}),
+    }
+    assert set(reads) == set(ADMIN_READS) | set(AUDIT_READS)
+    typed = {}
+    for name, (reply_type, fields) in reads.items():
+        raw = await client.admin(name, **fields)  # nothing is stored meanwhile: the same position
+        typed[name] = await client.admin_as(reply_type, name, **fields)
+        assert isinstance(typed[name], msgspec.Struct)
+        assert msgspec.to_builtins(typed[name]) == raw, name  # every key the server sent has its field, and no more
+
+    pat = typed["get_pat"].pat
+    assert (pat.status, pat.revoked_reason, pat.description, pat.scopes) == ("revoked", "leaked", "", [Scope(**PAT_SCOPE)])
+    assert {(k.kind, k.description, k.revoked_reason) for k in typed["list_keys"].items} == {
+        ("api_key", msgspec.UNSET, msgspec.UNSET),
+        ("recovery", msgspec.UNSET, msgspec.UNSET),
+    }
+    failed, succeeded = typed["login_activity"].items
+    assert (failed.reason, succeeded.reason) == ("bad_password", msgspec.UNSET)
+    assert typed["list_sessions"].items[0].id == world.session_id
+    assert typed["audit_log"].items[0].type == "TenantCreated" and typed["audit_log"].next is None
+    as_of = typed["audit_as_of"]
+    assert (as_of.valid, as_of.reason, as_of.scopes) == (False, "revoked", [Scope(**PAT_SCOPE)])
+    assert as_of.principal.id == world.user_id and as_of.events[-1].type == "PATRevoked"
 
 
 async def test_the_highest_position_seen_is_sent_as_min_position(client, org, nats_server):

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from authbus.handlers.replies import Page, UserDetail, UserReply
 from authbus.infra.client import AuthbusError, Credential, Scope
 from tests.helpers import grant_scopes
 
@@ -131,17 +132,17 @@ async def test_admin_reads_page_through_users(client, org):
         await client.command("register_user", tenant_id=org.tenant_id, username=f"member-{n}", token=org.admin_key)
     seen, after = [], None
     while True:
-        page = await client.admin(
-            "list_users", tenant_id=org.tenant_id, limit=2, token=org.admin_key, **({"after": after} if after else {})
+        page = await client.admin_as(
+            Page[UserDetail], "list_users", tenant_id=org.tenant_id, limit=2, token=org.admin_key, after=after
         )
-        assert len(page["items"]) <= 2 and "position" in page
-        seen += [item["username"] for item in page["items"]]
-        after = page["next"]
+        assert len(page.items) <= 2 and page.position == client.position
+        seen += [item.username for item in page.items]
+        after = page.next
         if after is None:
             break
     assert seen == ["admin-1", "user-1", "member-0", "member-1", "member-2"]
-    user = (await client.admin("get_user", user_id=org.user_id, token=org.user_key))["user"]
-    assert user["username"] == "user-1" and user["tenant_id"] == org.tenant_id
+    user = (await client.admin_as(UserReply, "get_user", user_id=org.user_id, token=org.user_key)).user
+    assert user.username == "user-1" and user.tenant_id == org.tenant_id
     with pytest.raises(AuthbusError) as error:
         await client.command("register_user", tenant_id=org.tenant_id, username="MEMBER-0", token=org.admin_key)
     assert (error.value.code, error.value.details["field"]) == ("conflict", "username")
