@@ -325,7 +325,8 @@ async def test_a_flood_of_unknown_usernames_costs_no_password_checks_and_takes_i
 
 async def test_one_tenants_password_commands_do_not_hold_up_anothers(client, org, instance):
     """Tenant A's 30 concurrent register_user with passwords took tenant B's create_pat from
-    2 ms to 3.1 s: argon2 ran on the one command worker."""
+    2 ms to 3.1 s: argon2 ran on the one command worker.  Twelve show it as well, and leave
+    the hashing well inside the client's timeout when other test processes share the cores."""
     other = await make_org(client)
     loop = asyncio.get_running_loop()
     finished: dict[str, float] = {}
@@ -341,7 +342,7 @@ async def test_one_tenants_password_commands_do_not_hold_up_anothers(client, org
                 "register_user", tenant_id=org.tenant_id, username=f"new-{i}", password="a long password", token=org.admin_key
             ),
         )
-        for i in range(30)
+        for i in range(12)
     ]
 
     async def b_after_a_started() -> None:
