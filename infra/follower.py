@@ -48,6 +48,11 @@ async def wait_until(awaitable: Awaitable[object], timeout: float) -> None:
             waiter.cancel()
 
 
+def _give_up(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class Follower:
     def __init__(self, store: EventStore, model: ReadModel, loop: asyncio.AbstractEventLoop, listen: bool) -> None:
         self.store = store
@@ -95,10 +100,15 @@ class Follower:
         """Wait until the read model has folded ``position``; False if it did not in time."""
         if self.model.position >= position:
             return True
+        # Every command's reply waits here: a future and a timer, not a task of its own.
         future: asyncio.Future[None] = self.loop.create_future()
         heapq.heappush(self._waiters, (position, next(self._tiebreak), future))
         self.nudge()
-        await wait_until(asyncio.shield(future), timeout)
+        timer = self.loop.call_later(timeout, _give_up, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
         return self.model.position >= position
 
     def _apply(self, batch: list[tuple[int, Any]]) -> None:

