@@ -36,6 +36,21 @@ class Scope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return msgspec.convert(data, cls)
 
 
+def parse_scope(text: str) -> Scope | None:
+    """``[domain/]entity_type:operation:entity_id`` (``docs/document:read:*``), checked as a
+    request's scope is; None if it is not one."""
+    prefix, slash, rest = text.partition("/")
+    domain = prefix if slash else None
+    parts = (rest if slash else text).split(":")
+    if len(parts) != 3:
+        return None
+    fields = {"domain": domain, "entity_type": parts[0], "operation": parts[1], "entity_id": parts[2]}
+    try:
+        return msgspec.convert(fields, Scope)
+    except msgspec.ValidationError:
+        return None
+
+
 def candidate_keys(domain: str | None, entity_type: str, operation: str, entity_id: str) -> tuple[ScopeKey, ...]:
     """Every scope key that would grant this request, most specific first."""
     keys: list[ScopeKey] = []

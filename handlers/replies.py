@@ -39,6 +39,7 @@ class Credential(msgspec.Struct, frozen=True):
     id: str
     kind: str  # pat, api_key, recovery, invitation, access_token, tenant_token
     expires_at: str | None = None  # RFC 3339; None: never
+    dpv: dict[str, list[str]] | msgspec.UnsetType = msgspec.UNSET  # a tenant token's ``dpv`` claim, when it has one
 
 
 class Principal(msgspec.Struct, frozen=True):

@@ -175,7 +175,7 @@ def history(batch: Iterable[Positioned], ids: frozenset[UUID], upto: int) -> lis
 class _NoKeys:
     """JWTs are refused before verify runs, so no signing key is ever needed."""
 
-    def verification_key(self, key: Any) -> Any:  # pragma: no cover - unreachable by target()
+    def verification_keys(self, key: Any) -> tuple[Any, ...]:  # pragma: no cover - unreachable by target()
         raise LookupError("as-of does not verify JWTs")
 
 

@@ -1,22 +1,27 @@
 """JWT verification: authbus access tokens and tenant-minted (Hivekit-style) tokens.
 
 The key named by ``kid`` decides the algorithm, never the header; ``none`` and every
-algorithm but the key's are refused; ``exp`` is required, with 30 s leeway; a key only
+algorithm but the key's are refused; ``exp`` is honoured with 30 s leeway; a key only
 vouches for its own tenant (the system key vouches for all).  HS256 keys belong to tenants
-that mint their own tokens with ``per`` claims; asymmetric keys sign authbus's own access
-tokens, which name their session so that revoking it ends them.
+that mint their own tokens, as Hivekit's clients do: only ``tnd`` is required, and the
+permissions come from ``per``, austack's ``scopes`` or an ``scp`` list.  Asymmetric keys
+sign authbus's own access tokens, which must carry ``sub``, ``iat`` and ``exp`` and name
+their session, so that revoking it ends them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import jwt
+import msgspec
 
-from authbus.domain.scopes import Scope, ScopeKey
+from authbus.domain.scopes import Scope, ScopeKey, parse_scope
 from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.domain.times import rfc3339_epoch
 from authbus.projections.memos import FORGETFUL, Bearers
@@ -28,8 +33,13 @@ MAX_EPOCH = 253402300800  # 10000-01-01: beyond it a time has no RFC 3339 form
 PER_OPERATIONS = {"C": "create", "R": "read", "U": "update", "D": "delete"}
 
 
+ACCESS_TOKEN_CLAIMS = ("exp", "iat", "sub")  # required of a token an asymmetric key signed
+
+
 class VerificationKeys(Protocol):
-    def verification_key(self, key: SigningKeyView) -> Any: ...
+    def verification_keys(self, key: SigningKeyView) -> tuple[Any, ...]:
+        """The key's verification keys, tried in turn (an HS256 key has two forms, §3.5)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,7 @@ class TokenCredential:
     session_id: UUID | None
     scopes: dict[ScopeKey, Scope] | None
     kid: str  # the signing key: revoking it ends the token
+    dpv: dict[str, list[str]] | None = None  # a tenant token's data providers, handed on as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +68,18 @@ class ExternalPrincipal:
 
     id: str
     tenant_id: UUID
-    subject: str
+    subject: str | None  # None: the token has no ``sub``, and is its own principal
     kind: str = "external"
     roles: tuple[str, ...] = ()
 
     @classmethod
     def named(cls, tenant_id: UUID, subject: str) -> ExternalPrincipal:
         return cls(str(uuid5(NAMESPACE_URL, f"authbus:external:{tenant_id}:{subject}")), tenant_id, subject)
+
+    @classmethod
+    def of_token(cls, tenant_id: UUID, digest: str) -> ExternalPrincipal:
+        """The principal of a token without ``sub``: the token itself, by its SHA-256."""
+        return cls(str(uuid5(NAMESPACE_URL, f"authbus:external-token:{tenant_id}:{digest}")), tenant_id, None)
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -91,6 +107,69 @@ def per_scopes(per: Any) -> dict[ScopeKey, Scope] | None:
     return scopes
 
 
+def austack_scopes(granted: Any) -> dict[ScopeKey, Scope] | None:
+    """austack's ``{"<resource>": {"actions": ["create", …]}}``: each action on every entity
+    of the resource, in every domain of the tenant; None if malformed."""
+    if not isinstance(granted, dict):
+        return None
+    found: list[Scope | None] = []
+    for resource, grant in granted.items():
+        actions = grant.get("actions") if isinstance(grant, dict) else None
+        if not isinstance(actions, list):
+            return None
+        found += (_scope({"entity_type": resource, "operation": action, "entity_id": "*"}) for action in actions)
+    return _keyed(found)
+
+
+def listed_scopes(listed: Any) -> dict[ScopeKey, Scope] | None:
+    """An ``scp`` list of scope strings, ``[domain/]entity_type:operation:entity_id`` (the
+    CLI's form); None if malformed."""
+    if not isinstance(listed, list):
+        return None
+    return _keyed([parse_scope(text) if isinstance(text, str) else None for text in listed])
+
+
+def _scope(fields: dict[str, Any]) -> Scope | None:
+    try:
+        return msgspec.convert(fields, Scope)  # checked as a request's scope is (§4.1)
+    except msgspec.ValidationError:
+        return None
+
+
+def _keyed(scopes: Sequence[Scope | None]) -> dict[ScopeKey, Scope] | None:
+    if any(scope is None for scope in scopes):
+        return None
+    return {scope.key: scope for scope in scopes if scope is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    """What a tenant token's claims grant: its scopes, and the data providers it names."""
+
+    scopes: dict[ScopeKey, Scope]
+    dpv: dict[str, list[str]] | None
+
+
+def granted(claims: dict[str, Any]) -> Grants | None:
+    """A tenant token's scopes, the union of ``per``, ``scopes`` and ``scp``, and its ``dpv``
+    (Hivekit's ``{realm: ["type/id", …]}``); None if any of them is malformed."""
+    held: dict[ScopeKey, Scope] = {}
+    for claim, read in (("per", per_scopes), ("scopes", austack_scopes), ("scp", listed_scopes)):
+        if claim in claims:
+            scopes = read(claims[claim])
+            if scopes is None:
+                return None
+            held.update(scopes)
+    dpv = claims.get("dpv")
+    if dpv is None:
+        return Grants(held, None)
+    if not isinstance(dpv, dict) or not all(
+        isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in dpv.values()
+    ):
+        return None
+    return Grants(held, {realm: list(ids) for realm, ids in dpv.items()})
+
+
 def verify_jwt(
     model: ReadModel, token: str, now: float, keys: VerificationKeys, bearers: Bearers = FORGETFUL
 ) -> tuple[str | None, Any, Any]:
@@ -98,7 +177,7 @@ def verify_jwt(
     seen = bearers.get(token)
     if seen is not None:  # signed by this key: only the clock and the read model can have changed
         remembered: SignedToken = seen[0]
-        if remembered.exp <= now - LEEWAY_SECONDS:
+        if remembered.exp is not None and remembered.exp <= now - LEEWAY_SECONDS:
             return "expired", None, None
         return _standing(model, remembered)
     reason, signed = _signed(model, token, keys)
@@ -113,12 +192,13 @@ class SignedToken:
     """A JWT whose signature checked out, its claims read once."""
 
     key: SigningKeyView
-    exp: float
+    exp: float | None  # None: no ``exp`` (a tenant token), valid while its key is active
     tenant_id: UUID | None
-    subject: Any
+    subject: Any  # ``sub`` as written; None when absent
+    digest: str  # the token's SHA-256: the principal of a tenant token without ``sub``
     expires_at: str | None
     jti: str | None
-    scopes: dict[ScopeKey, Scope] | None  # from ``per``; None if malformed or not HS256
+    grants: Grants | None  # a tenant token's; None if malformed, or not HS256
     session_id: UUID | None
     user_id: UUID | None
 
@@ -133,35 +213,45 @@ def _signed(model: ReadModel, token: str, keys: VerificationKeys) -> tuple[str |
     key = model.signing_keys.get(kid)
     if key is None:
         return "unknown", None
-    try:
-        claims = jwt.decode(
-            token,
-            keys.verification_key(key),
-            algorithms=[key.alg],
-            leeway=LEEWAY_SECONDS,
-            options={"require": ["exp", "iat", "sub", "tnd"], "verify_aud": False, "verify_iat": False},
-        )
-    except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
-        return "bad_signature", None
-    except jwt.ExpiredSignatureError:
-        return "expired", None
-    except jwt.PyJWTError:
+    candidates = keys.verification_keys(key)
+    for attempt, candidate in enumerate(candidates, 1):
+        try:
+            claims = jwt.decode(
+                token,
+                candidate,
+                algorithms=[key.alg],
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["tnd"], "verify_aud": False, "verify_iat": False},
+            )
+            break
+        except jwt.InvalidSignatureError:
+            if attempt == len(candidates):
+                return "bad_signature", None
+        except jwt.InvalidAlgorithmError:
+            return "bad_signature", None
+        except jwt.ExpiredSignatureError:
+            return "expired", None
+        except jwt.PyJWTError:
+            return "malformed", None
+    tenant_token = key.alg == "HS256"
+    if not tenant_token and not all(name in claims for name in ACCESS_TOKEN_CLAIMS):
         return "malformed", None
     # PyJWT reads these with int(), so "1796212704" passes its checks; every later use
     # compares numbers, so anything but a JSON number is malformed here, once.
     if not all(_is_time(claims[name]) for name in TIME_CLAIMS if name in claims):
         return "malformed", None
-    jti = claims.get("jti")
+    jti, exp = claims.get("jti"), claims.get("exp")
     return None, SignedToken(
         key=key,
-        exp=claims["exp"],
+        exp=exp,
         tenant_id=_uuid(claims.get("tnd")),
-        subject=claims["sub"],
-        expires_at=rfc3339_epoch(claims["exp"]),
+        subject=claims.get("sub"),
+        digest=hashlib.sha256(token.encode()).hexdigest(),
+        expires_at=None if exp is None else rfc3339_epoch(exp),
         jti=str(jti) if jti else None,
-        scopes=per_scopes(claims.get("per", {})) if key.alg == "HS256" else None,
+        grants=granted(claims) if tenant_token else None,
         session_id=_uuid(claims.get("sid")),
-        user_id=_uuid(claims["sub"]),
+        user_id=_uuid(claims.get("sub")),
     )
 
 
@@ -170,7 +260,10 @@ def _standing(model: ReadModel, signed: SignedToken) -> tuple[str | None, Any, A
     key, tenant_id = signed.key, signed.tenant_id
     if key.status == "revoked":
         return "revoked", None, None
-    if tenant_id is None or not isinstance(signed.subject, str):
+    if key.status == "retired" and signed.exp is None:  # a token without exp lives as long as its key signs
+        return "expired", None, None
+    tenant_token = key.alg == "HS256"
+    if tenant_id is None or not (isinstance(signed.subject, str) or (tenant_token and signed.subject is None)):
         return "malformed", None, None
     if key.tenant_id != tenant_id and key.tenant_id != SYSTEM_TENANT_ID:
         return "unknown", None, None  # a key vouches only for its own tenant
@@ -179,16 +272,24 @@ def _standing(model: ReadModel, signed: SignedToken) -> tuple[str | None, Any, A
     tenant = model.tenants.get(tenant_id)
     if tenant is None:
         return "unknown", None, None
-    if key.alg == "HS256":
-        if signed.scopes is None:
-            return "malformed", None, None
-        if tenant.disabled:
-            return "disabled", None, None
-        credential = TokenCredential(
-            signed.jti or key.kid, "tenant_token", signed.expires_at, tenant_id, None, signed.scopes, key.kid
-        )
-        return None, credential, ExternalPrincipal.named(tenant_id, signed.subject)
+    if tenant_token:
+        return _tenant_token(signed, tenant_id, tenant.disabled)
     return _access_token(model, signed, tenant_id, tenant.disabled)
+
+
+def _tenant_token(signed: SignedToken, tenant_id: UUID, tenant_disabled: bool) -> tuple[str | None, Any, Any]:
+    grants = signed.grants
+    if grants is None:
+        return "malformed", None, None
+    if tenant_disabled:
+        return "disabled", None, None
+    kid = signed.key.kid
+    credential = TokenCredential(
+        signed.jti or kid, "tenant_token", signed.expires_at, tenant_id, None, grants.scopes, kid, grants.dpv
+    )
+    if signed.subject is None:
+        return None, credential, ExternalPrincipal.of_token(tenant_id, signed.digest)
+    return None, credential, ExternalPrincipal.named(tenant_id, signed.subject)
 
 
 def _access_token(model: ReadModel, signed: SignedToken, tenant_id: UUID, tenant_disabled: bool) -> tuple[str | None, Any, Any]:

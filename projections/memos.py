@@ -78,7 +78,10 @@ class Views:
 
     def credential(self, credential: Any) -> dict[str, Any]:
         if not isinstance(credential, CredentialView):  # a JWT's: made per token
-            return credential_view(credential)
+            view = credential_view(credential)
+            if credential.dpv is not None:  # a tenant token's data providers, for the service (§3.7)
+                view["dpv"] = credential.dpv
+            return view
         return self._view(("credential", credential.id), credential.expires_at, credential, credential_view)
 
     def principal(self, principal: Any) -> dict[str, Any]:

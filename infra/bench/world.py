@@ -25,6 +25,7 @@ from nats.micro.service import Service
 
 from authbus.infra.bench.report import ScenarioFailed
 from authbus.infra.client import AuthbusClient
+from authbus.infra.crypto.keys import unb64url
 from authbus.infra.nats.sync import sync_with_server
 from authbus.infra.store import with_database
 
@@ -126,7 +127,8 @@ async def _tenant_token(client: AuthbusClient, world: World) -> str:
         "jti": str(uuid.uuid4()),
         "per": {"docs": {"document/*": "CR"}},
     }
-    return jwt.encode(claims, created["result"]["secret"], algorithm="HS256", headers={"kid": created["result"]["kid"]})
+    key = unb64url(created["result"]["secret"])  # the bytes the secret encodes, as Hivekit's client keys it
+    return jwt.encode(claims, key, algorithm="HS256", headers={"kid": created["result"]["kid"]})
 
 
 async def start_echo(nc: Client, subject: str) -> Service:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from authbus.domain.scopes import parse_scope as parse_scope_text
 from authbus.infra.audit import as_of, log, rebuild  # noqa: F401  (each registers its tool on audit_app)
 from authbus.infra.audit import verify as verify_tool  # noqa: F401
 from authbus.infra.audit.audit_app import audit_app
@@ -50,13 +51,10 @@ def command(ctx: typer.Context, name: str, /, **fields: Any) -> None:
 
 def parse_scope(text: str) -> dict[str, Any]:
     """``[domain/]entity_type:operation:entity_id``, e.g. ``docs/document:read:*``."""
-    domain, slash, rest = text.partition("/")
-    if not slash:
-        domain, rest = None, text
-    parts = rest.split(":")
-    if len(parts) != 3 or not all(parts):
+    scope = parse_scope_text(text)
+    if scope is None:
         raise typer.BadParameter(f"{text!r}: use [domain/]entity_type:operation:entity_id")
-    return {"domain": domain, "entity_type": parts[0], "operation": parts[1], "entity_id": parts[2]}
+    return scope.to_dict()
 
 
 Scopes = Annotated[Optional[list[str]], typer.Option("--scope", help="[domain/]entity_type:operation:entity_id (repeatable).")]

@@ -70,21 +70,28 @@ def generate(alg: str, kid: str, wrap: KeyWrap, hs256_secret: bytes | None = Non
     return GeneratedKey({**jwk, "kid": kid, "alg": alg, "use": "sig"}, wrap.wrap(kid, pem))
 
 
+def hs256_keys(secret: bytes) -> tuple[bytes, bytes]:
+    """An HS256 key's HMAC keys, in the order tried (wire.md §3.5): the 32 bytes its secret
+    encodes, which is what Hivekit's clients use (``Buffer.from(secret, 'base64')``), then
+    the secret's own text, the form authbus documented first."""
+    return unb64url(secret.decode()), secret
+
+
 class Keyring:
     """Opened keys by kid, for signing and verifying; the read model holds them sealed."""
 
     def __init__(self, wrap: KeyWrap) -> None:
         self._wrap = wrap
         self._private: dict[str, Any] = {}
-        self._public: dict[str, Any] = {}
+        self._public: dict[str, tuple[Any, ...]] = {}
 
-    def verification_key(self, key: SigningKeyView) -> Any:
+    def verification_keys(self, key: SigningKeyView) -> tuple[Any, ...]:
         opened = self._public.get(key.kid)
         if opened is None:
             if key.alg == "HS256":
-                opened = self._wrap.unwrap(key.kid, key.sealed_private)
+                opened = hs256_keys(self._wrap.unwrap(key.kid, key.sealed_private))
             else:
-                opened = jwt.PyJWK(key.public_jwk, algorithm=key.alg).key
+                opened = (jwt.PyJWK(key.public_jwk, algorithm=key.alg).key,)
             self._public[key.kid] = opened
         return opened
 

@@ -6,10 +6,12 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
 import uuid
 
 import jwt
+import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -162,10 +164,17 @@ def tenant_token(kid, secret, tenant_id, **overrides):
         "exp": now + 300,
         "jti": str(uuid.uuid4()),
         "per": {"docs": {"document/*": "CR", "image/7": "D"}},
-        "dpv": 1,
+        "dpv": {"docs": ["document/1"]},
         **overrides,
     }
-    return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256", headers={"kid": kid})
+    return jwt.encode(
+        {k: v for k, v in claims.items() if v is not None}, hmac_key(secret), algorithm="HS256", headers={"kid": kid}
+    )
+
+
+def hmac_key(secret: str) -> bytes:
+    """The bytes an HS256 secret encodes: the HMAC key, as Hivekit's Buffer.from(secret, 'base64')."""
+    return base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))
 
 
 async def test_tenant_minted_tokens_verify_and_map_per_onto_scopes(client, org):
@@ -188,6 +197,54 @@ async def test_tenant_minted_tokens_verify_and_map_per_onto_scopes(client, org):
     assert kid not in [k["kid"] for k in keys]  # HS256 secrets are never published
     revoked = await client.command("revoke_signing_key", kid=kid, token=org.admin_key)
     assert (await client.verify(token, min_position=revoked["position"])).reason == "revoked"
+
+
+async def test_a_token_minted_as_hivekits_client_does_verifies(client, org):
+    """Hivekit's Node client: the key is Buffer.from(secret, 'base64'), and jsonwebtoken signs
+    with issuer, keyid, jwtid and expiresIn; its smallest token is tnd and iss, nothing more."""
+    kid, secret, position = await hs256_key(client, org)
+    now = int(time.time())
+    documented = jwt.encode(
+        {"tnd": org.tenant_id, "iss": "platform.hivekit.io", "iat": now, "exp": now + 7 * 86400, "jti": "hk-1",
+         "per": {"docs": {"document/*": "R"}}, "dpv": {"docs": ["document/4", "folder/2"]}},
+        hmac_key(secret), algorithm="HS256", headers={"kid": kid, "typ": "JWT"},
+    )  # fmt: skip
+    verified = await client.verify(documented, min_position=position)
+    assert verified.valid and verified.credential.id == "hk-1"
+    assert verified.credential.dpv == {"docs": ["document/4", "folder/2"]}  # handed to the service as written
+    minimal = jwt.encode({"tnd": org.tenant_id, "iss": "platform.hivekit.io"}, hmac_key(secret), algorithm="HS256",
+                         headers={"kid": kid})  # fmt: skip
+    bare = await client.verify(minimal)
+    assert bare.valid and bare.credential.expires_at is None and bare.credential.dpv is msgspec.UNSET
+    assert bare.scopes == [] and bare.principal.subject is None  # no sub: the token is its own principal
+    assert bare.principal.id != verified.principal.id == (await client.verify(documented)).principal.id
+    earlier = jwt.encode({"tnd": org.tenant_id}, secret, algorithm="HS256", headers={"kid": kid})
+    assert (await client.verify(earlier)).valid  # keyed with the secret's text, as wire.md first had it
+
+    retired = await client.command("retire_signing_key", kid=kid, token=org.admin_key)
+    assert (await client.verify(minimal, min_position=retired["position"])).reason == "expired"  # lived as long as its key
+    assert (await client.verify(documented)).valid  # one with exp runs to it
+
+
+async def test_austack_scopes_and_scp_claims_are_read_like_per(client, org):
+    kid, secret, position = await hs256_key(client, org)
+    token = jwt.encode(
+        {"tnd": org.tenant_id, "sub": "svc", "scopes": {"invoice": {"actions": ["create", "read"]}},
+         "scp": ["docs/document:update:42", "report:read:*"], "per": {"docs": {"folder/1": "D"}}},
+        hmac_key(secret), algorithm="HS256", headers={"kid": kid},
+    )  # fmt: skip
+    verified = await client.verify(token, min_position=position)
+    assert {(s.domain, s.entity_type, s.operation, s.entity_id) for s in verified.scopes} == {
+        (None, "invoice", "create", "*"),
+        (None, "invoice", "read", "*"),
+        ("docs", "document", "update", "42"),
+        (None, "report", "read", "*"),
+        ("docs", "folder", "delete", "1"),
+    }
+    decision = await client.authorize(token, entity_type="invoice", operation="create", entity_id="9")
+    assert decision.allowed and decision.matched_scope.entity_type == "invoice"
+    assert (await client.authorize(token, domain="docs", entity_type="document", operation="update", entity_id="42")).allowed
+    assert not (await client.authorize(token, entity_type="invoice", operation="delete", entity_id="9")).allowed
 
 
 async def test_retired_keys_still_verify_revoked_keys_never(client, org):
@@ -238,8 +295,10 @@ async def test_the_jwt_attack_set_is_refused_with_the_right_reason(client, org):
             f"{header}.{b64(json.dumps({**claims, 'sub': org.admin_id}).encode())}.{signature}",
             "bad_signature",
         ),
-        "missing exp": (tenant_token(kid, secret, org.tenant_id, exp=None), "malformed"),
-        "wrong secret": (tenant_token(kid, "not the secret at all, but long enough", org.tenant_id), "bad_signature"),
+        "dpv not realm to ids": (tenant_token(kid, secret, org.tenant_id, dpv={"docs": "document/1"}), "malformed"),
+        "scp not a scope": (tenant_token(kid, secret, org.tenant_id, scp=["docs/document"]), "malformed"),
+        "sub not a string": (tenant_token(kid, secret, org.tenant_id, sub=7), "malformed"),
+        "wrong secret": (tenant_token(kid, b64(os.urandom(32)), org.tenant_id), "bad_signature"),
     }
     for name, (token, reason) in cases.items():
         reply = await client.verify(token, min_position=position)
