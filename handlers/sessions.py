@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from nats.micro.request import Request
 
-from authbus.domain import tokens
+from authbus.domain import public_keys, tokens
 from authbus.domain.commands import PublicKey
 from authbus.domain.decisions import logins
 from authbus.domain.errors import RateLimited, Unauthenticated
@@ -128,7 +128,8 @@ def challenge_endpoint(backend: Backend):
     async def handle(request: Request) -> dict[str, Any]:
         req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
-        challenge, expires = backend.challenges.issue(req.tenant_id, req.public_key, backend.now())
+        public_key = public_keys.canonical(req.public_key)  # the form it was registered in
+        challenge, expires = backend.challenges.issue(req.tenant_id, public_key, backend.now())
         return {"challenge": challenge, "expires_at": rfc3339_epoch(expires), "position": backend.model.position}
 
     return handle

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authbus.domain import policy
+from authbus.domain import policy, public_keys
 from authbus.domain.commands import (
     ChangePassword,
     DisableUser,
@@ -130,18 +130,20 @@ def _keyholder(command: RegisterPublicKey | RemovePublicKey, actor: Actor, uow: 
 
 
 def register_public_key(command: RegisterPublicKey, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    public_key = public_keys.canonical(command.public_key)
     user = _keyholder(command, actor, uow)
-    claim_id = public_key_claim_id(user.tenant_id, command.public_key)
-    user.register_public_key(public_key=command.public_key, **uow.meta)
-    claim_name(uow, claim_id, "public_key", command.public_key, user.id, "public_key")
+    claim_id = public_key_claim_id(user.tenant_id, public_key)
+    user.register_public_key(public_key=public_key, **uow.meta)
+    claim_name(uow, claim_id, "public_key", public_key, user.id, "public_key")
     uow.add(user)
-    return {"key_id": str(claim_id)}
+    return {"key_id": str(claim_id), "public_key": public_key}
 
 
 def remove_public_key(command: RemovePublicKey, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    public_key = public_keys.canonical(command.public_key)
     user = _keyholder(command, actor, uow)
-    user.remove_public_key(public_key=command.public_key, **uow.meta)
-    claim = uow.get(NameClaim, public_key_claim_id(user.tenant_id, command.public_key), "public_key")
+    user.remove_public_key(public_key=public_key, **uow.meta)
+    claim = uow.get(NameClaim, public_key_claim_id(user.tenant_id, public_key), "public_key")
     claim.release(**uow.meta)
     uow.add(user, claim)
     return {}

@@ -320,7 +320,8 @@ def all_pages(ctx: typer.Context, name: str, /, **fields: Any) -> list[dict[str,
 
 @user_app.command("add-public-key")
 def user_add_public_key(ctx: typer.Context, user_id: str, public_key: str) -> None:
-    """Register an Ed25519 public key (base64url, 32 bytes) for challenge login."""
+    """Register an Ed25519 public key for challenge login: base64url of its 32 bytes, multibase (b…, z…) or did:key.
+    Example: authbus user add-public-key <user_id> did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"""
     command(ctx, "register_public_key", user_id=user_id, public_key=public_key)
 
 

@@ -118,6 +118,38 @@ async def test_logout_and_admin_revocation_end_sessions(client, org):
     assert (await client.verify(other["access_token"], min_position=revoked["position"])).reason == "revoked"
 
 
+async def test_a_key_sent_as_textile_sends_it_logs_in_by_any_spelling(client, org):
+    """Textile's PublicKey.toString() is multibase base32 of the libp2p protobuf key; a
+    did:key names the same key.  Registered in one spelling, it answers challenges issued
+    to another, and is one key: registering it again in a third is a conflict."""
+    device = Ed25519PrivateKey.generate()
+    raw = device.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    textile = "b" + base64.b32encode(b"\x08\x01\x12\x20" + raw).decode().rstrip("=").lower()
+    registered = await client.command("register_public_key", user_id=org.user_id, public_key=textile, token=org.admin_key)
+    assert registered["result"]["public_key"] == b64(raw)  # stored and shown in the one canonical form
+    did = "did:key:z" + base58(b"\xed\x01" + raw)
+    issued = await client.call("challenge", {"tenant_id": org.tenant_id, "public_key": did}, token="")
+    signature = b64(device.sign(issued["challenge"].encode()))
+    tokens = await client.call("challenge.answer", {"challenge": issued["challenge"], "signature": signature}, token="")
+    assert (await client.verify(tokens["access_token"])).principal.id == org.user_id
+    again = client.command("register_public_key", user_id=org.user_id, public_key=b64(raw), token=org.admin_key)
+    assert (await refused(again, "conflict", "public_key")).code == "conflict"
+    await client.command("remove_public_key", user_id=org.user_id, public_key=did, token=org.admin_key)
+    issued = await client.call("challenge", {"tenant_id": org.tenant_id, "public_key": textile}, token="")
+    signature = b64(device.sign(issued["challenge"].encode()))
+    answer = client.call("challenge.answer", {"challenge": issued["challenge"], "signature": signature}, token="")
+    await refused(answer, "unauthenticated")  # removed by its DID: the key is gone in every spelling
+
+
+def base58(data: bytes) -> str:
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    number, digits = int.from_bytes(data, "big"), ""
+    while number:
+        number, rest = divmod(number, 58)
+        digits = alphabet[rest] + digits
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + digits
+
+
 async def test_ed25519_challenge_login_redeems_once(client, org):
     device = Ed25519PrivateKey.generate()
     public_key = b64(device.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
