@@ -31,6 +31,7 @@ SomeScopes = Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=MAX_SC
 # one spelling, so the claim keyed by its text gives it one owner per tenant.
 # An Ed25519 public key in one of the spellings domain/public_keys.py reads (base64url,
 # multibase, did:key); the decision reads it to its one canonical form.
+PrivateKeyPem = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]  # an RSA-8192 PEM is ~6.4 KB
 PublicKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9:_-]+\Z")]
 
 
@@ -227,6 +228,7 @@ class CreateSigningKey(Command):
     command = "create_signing_key"
     tenant_id: UUID | None = None
     alg: Literal["EdDSA", "ES256", "RS256", "HS256"] = "EdDSA"
+    private_key: PrivateKeyPem | None = None  # bring your own: an unencrypted PKCS#8 PEM of ``alg``
 
 
 class RetireSigningKey(Command):

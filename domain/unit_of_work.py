@@ -34,8 +34,12 @@ class UnitOfWork(Protocol):
     def mint(self, kind: str, credential_id: UUID) -> str: ...
     def hash_password(self, password: str) -> str: ...
     def password_matches(self, password: str, password_hash: str) -> bool: ...
-    def new_signing_key(self, alg: str, kid: str) -> tuple[dict[str, str] | None, str, str | None]:
-        """(public JWK, sealed private key, HS256 secret shown once or None)."""
+    def new_signing_key(
+        self, alg: str, kid: str, private_key: str | None = None
+    ) -> tuple[dict[str, str] | None, str, str | None]:
+        """(public JWK, sealed private key, HS256 secret shown once or None): a new key, or
+        ``private_key`` (PEM) taken in; InvalidRequest on ``private_key`` if it is not a sound
+        key of ``alg``."""
 
     def sign(self, tenant_id: UUID, claims: dict[str, Any]) -> str:
         """A JWT over ``claims`` from the tenant's newest active asymmetric key, else the system's."""

@@ -163,7 +163,12 @@ class StoreUnitOfWork:
     def mint(self, kind: str, credential_id: UUID) -> str:
         return self._shown_once(["token", kind, str(credential_id)])
 
-    def new_signing_key(self, alg: str, kid: str) -> tuple[dict[str, str] | None, str, str | None]:
+    def new_signing_key(
+        self, alg: str, kid: str, private_key: str | None = None
+    ) -> tuple[dict[str, str] | None, str, str | None]:
+        if private_key is not None:
+            taken = keys.take_in(alg, kid, self._key_wrap, private_key)
+            return taken.public_jwk, taken.sealed_private, None
         secret = self._shown_once(["hs256"]) if alg == "HS256" else None
         generated = keys.generate(alg, kid, self._key_wrap, secret.encode() if secret else None)
         return generated.public_jwk, generated.sealed_private, secret

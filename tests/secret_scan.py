@@ -103,7 +103,9 @@ def _values(body: Any, fields: tuple[str, ...]) -> list[str]:
 
 
 def stored_bytes(database_url: str) -> bytes:
-    """Everything a store holds, as raw bytes: the SQLite files, or every PostgreSQL row."""
+    """Everything a store holds, as raw bytes: the SQLite files, or every PostgreSQL row.
+    Only once no connection of this process has a SQLite store open: closing any descriptor
+    of the file drops every POSIX lock the process holds on it, its connections' included."""
     if database_url.startswith("sqlite:///"):
         path = Path(database_url.removeprefix("sqlite:///"))
         return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())

@@ -26,8 +26,10 @@ def create_signing_key(command: CreateSigningKey, actor: Actor, uow: UnitOfWork)
     active_tenant(uow, tenant_id)
     if command.alg == "HS256" and tenant_id == SYSTEM_TENANT_ID:
         raise InvalidRequest("HS256 keys are for tenants to mint their own tokens, not the system tenant", field="alg")
+    if command.alg == "HS256" and command.private_key is not None:
+        raise InvalidRequest("an HS256 key takes no private_key: its secret is made for it", field="private_key")
     kid = uuid4()
-    public_jwk, sealed, secret = uow.new_signing_key(command.alg, str(kid))
+    public_jwk, sealed, secret = uow.new_signing_key(command.alg, str(kid), command.private_key)
     key = SigningKey(id=kid, tenant_id=tenant_id, alg=command.alg, public_jwk=public_jwk, sealed_private=sealed, **uow.meta)
     uow.add(key)
     result: dict[str, Any] = {"kid": key.kid, "alg": command.alg, "tenant_id": str(tenant_id)}

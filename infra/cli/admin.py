@@ -7,6 +7,7 @@ options over one shared ``send``; split, the tree would be read in pieces."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -338,9 +339,15 @@ def signing_create(
         str, typer.Option(help="EdDSA, ES256, RS256, or HS256 (a secret for the tenant to mint tokens with).")
     ] = "EdDSA",
     tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None,
+    private_key_file: Annotated[
+        Optional[Path],
+        typer.Option(help="Bring your own key: an unencrypted PKCS#8 PEM file of --alg (RSA ≥ 2048 bits, P-256, Ed25519)."),
+    ] = None,
 ) -> None:
-    """Create a signing key; an HS256 secret is shown once.  Example: authbus signing-key create --alg HS256 --tenant <id>"""
-    command(ctx, "create_signing_key", alg=alg, tenant_id=tenant)
+    """Create a signing key; an HS256 secret is shown once.  Example: authbus signing-key create --alg HS256 --tenant <id>
+    or, with a key of your own: authbus signing-key create --alg RS256 --private-key-file key.pem"""
+    private_key = private_key_file.read_text() if private_key_file is not None else None
+    command(ctx, "create_signing_key", alg=alg, tenant_id=tenant, private_key=private_key)
 
 
 @signing_app.command("list")

@@ -12,12 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from authbus.domain.errors import InvalidRequest
 from authbus.projections.read_model import SigningKeyView
+
+MIN_RSA_BITS = 2048
+JWK_OF = {"EdDSA": OKPAlgorithm.to_jwk, "ES256": ECAlgorithm.to_jwk, "RS256": RSAAlgorithm.to_jwk}
 
 
 def b64url(data: bytes) -> str:
@@ -57,17 +62,51 @@ def generate(alg: str, kid: str, wrap: KeyWrap, hs256_secret: bytes | None = Non
         return GeneratedKey(None, wrap.wrap(kid, hs256_secret))
     if alg == "EdDSA":
         private: Any = ed25519.Ed25519PrivateKey.generate()
-        jwk = OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
     elif alg == "ES256":
         private = ec.generate_private_key(ec.SECP256R1())
-        jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
     elif alg == "RS256":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+        private = rsa.generate_private_key(public_exponent=65537, key_size=MIN_RSA_BITS)
     else:  # pragma: no cover - the command's type only admits the algorithms above
         raise ValueError(alg)
+    return _wrapped(private, alg, kid, wrap)
+
+
+def _wrapped(private: Any, alg: str, kid: str, wrap: KeyWrap) -> GeneratedKey:
+    jwk = JWK_OF[alg](private.public_key(), as_dict=True)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return GeneratedKey({**jwk, "kid": kid, "alg": alg, "use": "sig"}, wrap.wrap(kid, pem))
+
+
+def take_in(alg: str, kid: str, wrap: KeyWrap, pem: str) -> GeneratedKey:
+    """A private key the tenant brings (unencrypted PEM, PKCS#8 or the older RSA and EC forms),
+    kept as generated ones are.  Refused, without a word of the key, unless it is a key of
+    ``alg`` that authbus would have made: Ed25519, P-256, RSA of 2,048 bits or more with
+    exponent 65537."""
+    try:
+        private = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidRequest("private_key is not an unencrypted PEM private key", field="private_key") from None
+    found = _alg_of(private)
+    if found != alg:
+        raise InvalidRequest(
+            f"private_key is {found or 'a key of no algorithm authbus signs with'}, not {alg}", field="private_key"
+        )
+    if isinstance(private, rsa.RSAPrivateKey):
+        if private.key_size < MIN_RSA_BITS:
+            raise InvalidRequest(f"private_key is RSA of {private.key_size} bits: at least {MIN_RSA_BITS}", field="private_key")
+        if private.private_numbers().public_numbers.e != 65537:
+            raise InvalidRequest("private_key is RSA with a public exponent other than 65537", field="private_key")
+    return _wrapped(private, alg, kid, wrap)
+
+
+def _alg_of(private: Any) -> str | None:
+    if isinstance(private, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        return "ES256" if isinstance(private.curve, ec.SECP256R1) else f"an EC key on {private.curve.name}"
+    if isinstance(private, rsa.RSAPrivateKey):
+        return "RS256"
+    return None
 
 
 def hs256_keys(secret: bytes) -> tuple[bytes, bytes]:

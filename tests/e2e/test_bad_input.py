@@ -35,6 +35,8 @@ from typing import Any
 import jwt
 import msgspec
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.domain import tokens
@@ -64,6 +66,12 @@ SCOPE_NEW = {"domain": "docs", "entity_type": "doc", "operation": "update", "ent
 
 def cmd(**fields: Any) -> Body:
     return {**fields, "command_id": str(uuid.uuid4())}
+
+
+def pem(private: Any, password: bytes | None = None) -> str:
+    """A private key as a tenant brings it to create_signing_key."""
+    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption).decode()
 
 
 def new_public_key() -> str:
@@ -127,7 +135,7 @@ BASE: dict[str, Callable[[W], Body]] = {
     "cmd.reset_pat_secret": lambda w: cmd(pat_id=w.pat_id, expires_in=3600),
     "cmd.issue_key": lambda w: cmd(user_id=w.user_id, kind="api_key", name="k", expires_in=3600, scopes=[dict(PAT_SCOPE)]),
     "cmd.revoke_key": lambda w: cmd(key_id=w.key_id, reason="rotated"),
-    "cmd.create_signing_key": lambda w: cmd(tenant_id=w.tenant_id, alg="EdDSA"),
+    "cmd.create_signing_key": lambda w: cmd(tenant_id=w.tenant_id, alg="EdDSA", private_key=pem(Ed25519PrivateKey.generate())),
     "cmd.retire_signing_key": lambda w: cmd(kid=w.signing_kid),
     "cmd.revoke_signing_key": lambda w: cmd(kid=w.signing_kid, reason="leaked"),
     "cmd.register_public_key": lambda w: cmd(user_id=w.user_id, public_key=new_public_key()),
@@ -547,6 +555,45 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ),
     ("challenge.answer", "challenge-two-dots", put("challenge", lambda w: w.challenge + ".x"), "invalid_request", "challenge"),
     ("cmd.create_signing_key", "tenant_id-not-a-uuid", put("tenant_id", "acme"), "invalid_request", "tenant_id"),
+    ("cmd.create_signing_key", "private_key-empty", put("private_key", ""), "invalid_request", "private_key"),
+    ("cmd.create_signing_key", "private_key-too-long", put("private_key", "A" * 16385), "invalid_request", "private_key"),
+    ("cmd.create_signing_key", "private_key-not-pem", put("private_key", "not a key"), "invalid_request", "private_key"),
+    (
+        "cmd.create_signing_key",
+        "private_key-encrypted",
+        put("private_key", lambda w: pem(Ed25519PrivateKey.generate(), b"a passphrase")),
+        "invalid_request",
+        "private_key",
+    ),
+    (
+        "cmd.create_signing_key",
+        "private_key-of-another-alg",
+        put("private_key", lambda w: pem(ec.generate_private_key(ec.SECP256R1()))),
+        "invalid_request",
+        "private_key",
+    ),
+    (
+        "cmd.create_signing_key",
+        "private_key-ec-not-p256",
+        lambda b, w: b.update(alg="ES256", private_key=pem(ec.generate_private_key(ec.SECP384R1()))),
+        "invalid_request",
+        "private_key",
+    ),
+    (
+        "cmd.create_signing_key",
+        "private_key-rsa-1024",
+        lambda b, w: b.update(alg="RS256", private_key=pem(rsa.generate_private_key(public_exponent=65537, key_size=1024))),
+        "invalid_request",
+        "private_key",
+    ),
+    (
+        "cmd.create_signing_key",
+        "private_key-rsa-exponent-3",
+        lambda b, w: b.update(alg="RS256", private_key=pem(rsa.generate_private_key(public_exponent=3, key_size=2048))),
+        "invalid_request",
+        "private_key",
+    ),
+    ("cmd.create_signing_key", "private_key-for-hs256", put("alg", "HS256"), "invalid_request", "private_key"),
     ("cmd.retire_signing_key", "kid-not-a-uuid", put("kid", "key-1"), "invalid_request", "kid"),
     ("cmd.revoke_signing_key", "kid-empty", put("kid", ""), "invalid_request", "kid"),
     ("cmd.revoke_signing_key", "reason-too-long", put("reason", TOO_LONG_TEXT), "invalid_request", "reason"),

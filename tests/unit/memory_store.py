@@ -55,7 +55,9 @@ class MemoryUnitOfWork:
     def password_matches(self, password: str, password_hash: str) -> bool:
         return password_hash == f"hashed:{password}"
 
-    def new_signing_key(self, alg: str, kid: str) -> tuple[dict[str, str] | None, str, str | None]:
+    def new_signing_key(
+        self, alg: str, kid: str, private_key: str | None = None
+    ) -> tuple[dict[str, str] | None, str, str | None]:
         secret = os.urandom(32).hex() if alg == "HS256" else None
         return (None if secret else {"kty": "OKP", "kid": kid}), "sealed", secret
 
