@@ -22,6 +22,11 @@ Label = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^\S(
 Username = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]*\Z")]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
 Seconds = Annotated[int, msgspec.Meta(gt=0, le=10 * 366 * 86400)]
+# A lifetime as SuperMQ's clients write it, a Go duration of hours, minutes and seconds
+# ("24h", "720h", "1h30m"); credentials.expiry reads it.
+Duration = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^(?=\d)(\d+h)?(\d+m)?(\d+s)?\Z")]
+Lifetime = Seconds | Duration
+PatName = Annotated[str, msgspec.Meta(min_length=1, max_length=254, pattern=r"^\S(.*\S)?\Z")]  # SuperMQ's limit
 # A built-in role (root, admin, auditor, user) or one the tenant defined (create_role).
 RoleName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.:-]*\Z")]
 KeyKind = Literal["api_key", "recovery", "invitation"]
@@ -43,9 +48,12 @@ class Command(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def request_digest(command: Command) -> str:
-    """What identifies a request for a repeated command_id; passwords are left out."""
-    blanked = msgspec.structs.replace(command, command_id=None, **{f: "" for f in command.secret_fields})
-    return hashlib.sha256(msgspec.json.encode(blanked)).hexdigest()
+    """What identifies a request for a repeated command_id; passwords are left out.  The
+    fields go in the order commands first had, ``command_id`` last, whatever order a struct
+    declares them in now: a digest kept in the log must match the same request later."""
+    blanked = msgspec.structs.replace(command, **{f: "" for f in command.secret_fields})
+    fields = {f: getattr(blanked, f) for f in command.__struct_fields__ if f != "command_id"}
+    return hashlib.sha256(msgspec.json.encode({**fields, "command_id": None})).hexdigest()
 
 
 # Tenants ------------------------------------------------------------------------------
@@ -167,12 +175,12 @@ class DeleteRole(Command):
 # Credentials --------------------------------------------------------------------------
 
 
-class CreatePAT(Command):
+class CreatePAT(Command, kw_only=True):
     command = "create_pat"
-    user_id: UUID
-    name: Label
+    user_id: UUID | None = None  # None: the caller's own user
+    name: PatName
     description: Text = ""
-    expires_in: Seconds | None = None
+    expires_in: Lifetime | None = None
     scopes: Scopes = msgspec.field(default_factory=list)
 
 
@@ -197,7 +205,7 @@ class RevokePAT(Command):
 class ResetPATSecret(Command):
     command = "reset_pat_secret"
     pat_id: UUID
-    expires_in: Seconds | None = None
+    expires_in: Lifetime | None = None
 
 
 class IssueKey(Command):
@@ -205,7 +213,7 @@ class IssueKey(Command):
     user_id: UUID
     kind: KeyKind
     name: Annotated[str, msgspec.Meta(max_length=128)] = ""
-    expires_in: Seconds | None = None
+    expires_in: Lifetime | None = None
     scopes: Scopes | None = None
 
 

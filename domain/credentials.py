@@ -7,6 +7,7 @@ invitation keys are single-use and short-lived.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -16,6 +17,7 @@ from eventsourcing.domain import Aggregate, event
 from authbus.domain.errors import Conflict, InvalidRequest
 
 KEY_KINDS = ("api_key", "recovery", "invitation")
+UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
 MAX_SCOPES = 5000  # a PAT's or key's, at creation and after every add_scope
 # (default, maximum) lifetime in seconds; None: never expires unless asked to.
 LIFETIMES: dict[str, tuple[int | None, int]] = {
@@ -26,17 +28,28 @@ LIFETIMES: dict[str, tuple[int | None, int]] = {
 }
 
 
-def expiry(kind: str, expires_in: int | None, now: datetime) -> datetime | None:
-    """``expires_in`` seconds after ``now`` rounded up to a whole second: the instant every
-    reader agrees on (the wire's RFC 3339, the bus's JWT ``exp``), never shorter than asked."""
+def expiry(kind: str, expires_in: int | str | None, now: datetime) -> datetime | None:
+    """``expires_in`` (seconds, or a duration such as ``"720h"``) after ``now`` rounded up to
+    a whole second: the instant every reader agrees on (the wire's RFC 3339, the bus's JWT
+    ``exp``), never shorter than asked."""
     default, maximum = LIFETIMES[kind]
-    seconds = default if expires_in is None else expires_in
+    seconds = default if expires_in is None else duration_seconds(expires_in)
     if seconds is None:
         return None
     if seconds > maximum:
         raise InvalidRequest(f"expires_in is at most {maximum} seconds for {kind}", field="expires_in")
     whole = now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
     return whole + timedelta(seconds=seconds)
+
+
+def duration_seconds(lifetime: int | str) -> int:
+    """Seconds, as given or as a duration of ``h``, ``m`` and ``s`` parts (``"1h30m"``)."""
+    if isinstance(lifetime, int):
+        return lifetime
+    seconds = sum(int(amount) * UNIT_SECONDS[unit] for amount, unit in re.findall(r"(\d+)([hms])", lifetime))
+    if seconds <= 0:
+        raise InvalidRequest("expires_in must be longer than nothing", field="expires_in")
+    return seconds
 
 
 class _Credential(Aggregate):

@@ -49,7 +49,7 @@ def _owner_of_new(actor: Actor, uow: UnitOfWork, user_id: UUID, entity_type: str
 
 
 def create_pat(command: CreatePAT, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
-    owner = _owner_of_new(actor, uow, command.user_id, "pat")
+    owner = _owner_of_new(actor, uow, command.user_id or actor.principal_id, "pat")
     require_held(permissions_of(uow, owner), command.scopes, "scopes")
     pat_id = uuid4()
     token = uow.mint("pat", pat_id)

@@ -59,7 +59,14 @@ def parse_scope(text: str) -> dict[str, Any]:
 
 
 Scopes = Annotated[Optional[list[str]], typer.Option("--scope", help="[domain/]entity_type:operation:entity_id (repeatable).")]
-ExpiresIn = Annotated[Optional[int], typer.Option(help="Lifetime in seconds.")]
+ExpiresIn = Annotated[Optional[str], typer.Option(help="Lifetime: seconds, or a duration such as 720h or 1h30m.")]
+
+
+def lifetime(text: str | None) -> int | str | None:
+    """Seconds as a number, a duration as it is (the server reads it, wire.md §7.7)."""
+    return int(text) if text is not None and text.isdigit() else text
+
+
 Reason = Annotated[Optional[str], typer.Option(help="Why (kept in the audit log).")]
 CommandId = Annotated[Optional[str], typer.Option(help="Idempotency key: a repeat returns the first reply.")]
 
@@ -217,15 +224,15 @@ def user_login_activity(ctx: typer.Context, user_id: str) -> None:
 @pat_app.command("create")
 def pat_create(
     ctx: typer.Context,
-    user: Annotated[str, typer.Option(help="Owner's user id.")],
     name: Annotated[str, typer.Option(help="A name to recognise it by.")],
+    user: Annotated[Optional[str], typer.Option(help="Owner's user id (default: you, signed in).")] = None,
     description: Annotated[Optional[str], typer.Option()] = None,
     scope: Scopes = None,
     expires_in: ExpiresIn = None,
     command_id: CommandId = None,
 ) -> None:
     """Create a PAT; its token is shown once.
-    Example: authbus pat create --user <user_id> --name ci --scope 'docs/document:read:*'"""
+    Example: authbus pat create --user <user_id> --name ci --scope 'docs/document:read:*' --expires-in 720h"""
     scopes = [parse_scope(s) for s in scope or []]
     command(
         ctx,
@@ -234,7 +241,7 @@ def pat_create(
         name=name,
         description=description,
         scopes=scopes,
-        expires_in=expires_in,
+        expires_in=lifetime(expires_in),
         command_id=command_id,
     )
 
@@ -260,7 +267,7 @@ def pat_revoke(ctx: typer.Context, pat_id: str, reason: Reason = None) -> None:
 @pat_app.command("reset")
 def pat_reset(ctx: typer.Context, pat_id: str, expires_in: ExpiresIn = None) -> None:
     """Give a PAT a new secret (the old token stops verifying); shown once."""
-    command(ctx, "reset_pat_secret", pat_id=pat_id, expires_in=expires_in)
+    command(ctx, "reset_pat_secret", pat_id=pat_id, expires_in=lifetime(expires_in))
 
 
 @scope_app.command("add")
@@ -288,7 +295,7 @@ def key_issue(
 ) -> None:
     """Issue a key; its token is shown once.  Example: authbus key issue --user <user_id> --name deploy"""
     scopes = [parse_scope(s) for s in scope] if scope else None
-    command(ctx, "issue_key", user_id=user, kind=kind, name=name, scopes=scopes, expires_in=expires_in)
+    command(ctx, "issue_key", user_id=user, kind=kind, name=name, scopes=scopes, expires_in=lifetime(expires_in))
 
 
 @key_app.command("list")

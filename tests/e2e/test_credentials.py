@@ -1,12 +1,13 @@
 """PATs, scopes and keys through the real NATS interface, on SQLite and PostgreSQL."""
 
 import time
+from datetime import datetime, timedelta
 
 import pytest
 
 from authbus.handlers.replies import Page, UserDetail, UserReply
 from authbus.infra.client import AuthbusError, Credential, Scope
-from tests.helpers import grant_scopes
+from tests.helpers import PASSWORD, grant_scopes
 
 DOC_READ_ANY = {"domain": "docs", "entity_type": "document", "operation": "read", "entity_id": "*"}
 DOC_UPDATE_42 = {"domain": "docs", "entity_type": "document", "operation": "update", "entity_id": "42"}
@@ -71,6 +72,23 @@ async def test_pat_lifecycle(client, org):
     with pytest.raises(AuthbusError) as error:
         await client.command("revoke_pat", pat_id=pat_id, token=org.admin_key)
     assert error.value.code == "conflict"
+
+
+async def test_a_pat_made_as_supermqs_clients_make_them(client, org):
+    """No user_id: the caller's own user (signed in: a key may not mint for its own user);
+    a lifetime as a Go duration; a name of up to 254 characters."""
+    await client.command("change_password", user_id=org.user_id, password=PASSWORD, token=org.admin_key)
+    session = await client.login(org.tenant_id, "user-1", PASSWORD)
+    name = "n" * 254
+    created = await client.command("create_pat", name=name, expires_in="720h", token=session.access_token)
+    pat = (await client.admin("get_pat", pat_id=created["result"]["pat_id"], token=org.user_key))["pat"]
+    assert (pat["user_id"], pat["name"]) == (org.user_id, name)
+    lifetime = datetime.fromisoformat(pat["expires_at"]) - datetime.fromisoformat(pat["created_at"])
+    assert timedelta(days=30) <= lifetime <= timedelta(days=30, seconds=2)
+    refused = client.command("create_pat", name="ci", expires_in="30d", token=session.access_token)
+    with pytest.raises(AuthbusError) as error:
+        await refused
+    assert (error.value.code, error.value.details["field"]) == ("invalid_request", "expires_in")
 
 
 async def test_api_keys_act_as_their_owner_unless_scoped(client, org):
