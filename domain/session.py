@@ -35,6 +35,7 @@ class Session(Aggregate):
         self.refresh_hash = refresh_hash
         self.used_hashes: list[str] = []
         self.expires_at = expires_at
+        self.source = source
         self.revoked = False
 
     def rotate(self, refresh_hash: str, actor: str, correlation_id: str) -> None:

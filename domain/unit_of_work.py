@@ -8,6 +8,7 @@ password, signing) is asked of the unit too, so ``domain/`` stays free of I/O.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, TypeVar
 from uuid import UUID
@@ -22,9 +23,23 @@ class Meta(TypedDict):
     correlation_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class TokenTerms:
+    """What the deployment sets for the tokens a login hands out (AUTHBUS_* settings)."""
+
+    issuer: str = "authbus"  # ``iss``: an issuer URL, for RFC 9068
+    audience: str = "authbus"  # ``aud``
+    access_seconds: int = 15 * 60  # an access token's lifetime
+    session_seconds: int = 30 * 86400  # a session's, and so its refresh tokens'
+
+
+DEFAULT_TERMS = TokenTerms()
+
+
 class UnitOfWork(Protocol):
     now: datetime
     meta: Meta  # carried by every event
+    terms: TokenTerms
 
     def get(self, cls: type[A], aggregate_id: UUID, field: str) -> A:
         """The aggregate, or raises ``not_found(field)``."""

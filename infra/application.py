@@ -21,7 +21,7 @@ from authbus.domain.decisions import decide, tenancy
 from authbus.domain.errors import Conflict, Unavailable
 from authbus.domain.policy import Actor
 from authbus.domain.registry import CommandRecord, command_record_id
-from authbus.domain.unit_of_work import Meta, UnitOfWork
+from authbus.domain.unit_of_work import DEFAULT_TERMS, Meta, TokenTerms, UnitOfWork
 from authbus.infra.crypto.key_material import KeyMaterial
 from authbus.infra.store import LOCK_SECONDS, STATEMENT_SECONDS, EventStore, StoreBusy
 from authbus.infra.store_unit import NO_PASSWORD_WORK, Group, PasswordWork, Sign, StoreUnitOfWork, cannot_sign, render_secret
@@ -82,9 +82,10 @@ class AuthbusApplication(EventStore):
 
     name = EventStore.name  # eventsourcing names the tables after it: the same log as every reader's
 
-    def __init__(self, keys: KeyMaterial, env: dict[str, str]) -> None:
+    def __init__(self, keys: KeyMaterial, env: dict[str, str], terms: TokenTerms = DEFAULT_TERMS) -> None:
         super().__init__(env=env)
         self.keys = keys
+        self.terms = terms
 
     def bootstrap(self) -> dict[str, Any]:
         """Create the system tenant and root; raises Conflict when that was done before."""
@@ -213,7 +214,7 @@ class AuthbusApplication(EventStore):
         sign: Sign = cannot_sign,
         group: Group | None = None,
     ) -> StoreUnitOfWork:
-        return StoreUnitOfWork(self, self.keys.key_wrap, meta, secret, work, sign, group)
+        return StoreUnitOfWork(self, self.keys.key_wrap, meta, secret, work, sign, group, self.terms)
 
     def _write(
         self,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from cryptography.exceptions import InvalidTag
 
 from authbus.domain.signing import SigningKey
+from authbus.domain.unit_of_work import TokenTerms
 from authbus.infra.application import AuthbusApplication
 from authbus.infra.crypto.kek import KEKError, load_kek
 from authbus.infra.crypto.key_material import KeyMaterial
@@ -23,7 +24,8 @@ def open_application(settings: Settings, create_kek: bool = False) -> AuthbusApp
     """
     kek = load_kek(settings.kek, settings.default_kek_file, create=create_kek)
     keys = KeyMaterial.from_kek(kek)
-    app = AuthbusApplication(keys, store_environment(settings.database_url))
+    terms = TokenTerms(settings.issuer, settings.audience, settings.access_token_seconds, settings.session_seconds)
+    app = AuthbusApplication(keys, store_environment(settings.database_url), terms)
     try:
         check_kek(app, keys)
     except KEKError:

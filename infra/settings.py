@@ -58,6 +58,11 @@ class Settings:
     # JWT expires (callout_lifetime at most).
     nats_system_url: str | None = field(default=None, repr=False)
     log_level: str = "info"
+    # The tokens a login hands out (wire.md §3.6).
+    issuer: str = "authbus"  # an access token's ``iss``: an issuer URL, for RFC 9068 clients
+    audience: str = "authbus"  # its ``aud``
+    access_token_seconds: int = 15 * 60
+    session_seconds: int = 30 * 86400  # a session's lifetime, and so its refresh tokens'
 
     @classmethod
     def load(cls, **flags: object) -> Settings:

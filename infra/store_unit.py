@@ -20,7 +20,7 @@ from eventsourcing.domain import Aggregate
 
 from authbus.domain import tokens
 from authbus.domain.errors import Unavailable, not_found
-from authbus.domain.unit_of_work import Meta
+from authbus.domain.unit_of_work import DEFAULT_TERMS, Meta, TokenTerms
 from authbus.infra.crypto import keys
 from authbus.infra.crypto.keys import b64url
 
@@ -88,9 +88,11 @@ class StoreUnitOfWork:
         work: PasswordWork = NO_PASSWORD_WORK,
         sign: Sign = cannot_sign,
         group: Group | None = None,
+        terms: TokenTerms = DEFAULT_TERMS,
     ) -> None:
         self.now = datetime.now(UTC)
         self.meta = meta
+        self.terms = terms
         self.pending: dict[UUID, Aggregate] = {}
         self.minted: list[tuple[str, list[str]]] = []  # (shown-once value, recipe)
         self._store = store

@@ -22,13 +22,10 @@ from authbus.domain.session import Session
 from authbus.domain.tenant import Tenant
 from authbus.domain.throttle import LoginThrottle, locked
 from authbus.domain.tokens import hash_for_storage, secret_digest
-from authbus.domain.unit_of_work import UnitOfWork
+from authbus.domain.unit_of_work import TokenTerms, UnitOfWork
 from authbus.domain.user import User
 
-ACCESS_TOKEN_SECONDS = 15 * 60
-SESSION_SECONDS = 30 * 86400
 CHALLENGE_SECONDS = 60
-ISSUER = "authbus"
 
 Reason = Literal["failed", "rate_limited", "recheck", "disabled", "unknown", "revoked", "reused", "expired", "used"]
 
@@ -54,15 +51,20 @@ class Refused:
 Outcome = Started | Ended | Refused
 
 
-def access_claims(user: User, session_id: UUID, issued_at: int) -> dict[str, Any]:
+def access_claims(user: User, session: Session, issued_at: int, terms: TokenTerms) -> dict[str, Any]:
+    """An access token's claims, shaped as RFC 9068 asks (its header's ``typ`` is ``at+jwt``):
+    ``client_id`` is what the login named as its ``source``, or authbus itself."""
     return {
-        "iss": ISSUER,
+        "iss": terms.issuer,
         "sub": str(user.id),
+        "aud": terms.audience,
+        "client_id": session.source or terms.audience,
         "tnd": str(user.tenant_id),
         "iat": issued_at,
-        "exp": issued_at + ACCESS_TOKEN_SECONDS,
+        "exp": issued_at + terms.access_seconds,
         "jti": str(uuid4()),
-        "sid": str(session_id),
+        "sid": str(session.id),
+        "preferred_username": user.username,
         "roles": [*user.roles, *user.custom_roles.values()],
     }
 
@@ -80,18 +82,18 @@ def _start_session(uow: UnitOfWork, user: User, method: str, source: str) -> Sta
         tenant_id=user.tenant_id,
         method=method,
         refresh_hash=hash_for_storage(refresh),
-        expires_at=uow.now + timedelta(seconds=SESSION_SECONDS),
+        expires_at=uow.now + timedelta(seconds=uow.terms.session_seconds),
         source=source,
         **uow.meta,
     )
     user.login_succeeded(method=method, session_id=session_id, source=source, **uow.meta)
     uow.add(user, session)
-    return _pair(uow, user, session_id, refresh)
+    return _pair(uow, user, session, refresh)
 
 
-def _pair(uow: UnitOfWork, user: User, session_id: UUID, refresh: str) -> Started:
-    access = uow.sign(user.tenant_id, access_claims(user, session_id, int(uow.now.timestamp())))
-    return Started(access, refresh, ACCESS_TOKEN_SECONDS, str(session_id))
+def _pair(uow: UnitOfWork, user: User, session: Session, refresh: str) -> Started:
+    access = uow.sign(user.tenant_id, access_claims(user, session, int(uow.now.timestamp()), uow.terms))
+    return Started(access, refresh, uow.terms.access_seconds, str(session.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +184,7 @@ def refresh(uow: UnitOfWork, session_id: UUID, secret: str) -> Outcome:
     new_refresh = uow.mint("refresh", session.id)
     session.rotate(refresh_hash=hash_for_storage(new_refresh), **uow.meta)
     uow.add(session)
-    return _pair(uow, user, session.id, new_refresh)
+    return _pair(uow, user, session, new_refresh)
 
 
 def logout(uow: UnitOfWork, session_id: UUID, secret: str) -> Outcome:

@@ -142,4 +142,4 @@ class Keyring:
         return opened
 
     def sign(self, key: SigningKeyView, claims: dict[str, Any]) -> str:
-        return jwt.encode(claims, self.signing_key(key), algorithm=key.alg, headers={"kid": key.kid, "typ": "JWT"})
+        return jwt.encode(claims, self.signing_key(key), algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"})

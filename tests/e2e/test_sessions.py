@@ -3,12 +3,14 @@ JWTs, through real NATS on both backends.  Tokens are also minted by independent
 (PyJWT, cryptography), not only by authbus."""
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
 import os
 import time
 import uuid
+from datetime import datetime, timedelta
 
 import jwt
 import msgspec
@@ -17,7 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from authbus.infra.client import AuthbusError, Principal
+from authbus.infra.client import AuthbusClient, AuthbusError, Principal
+from tests.conftest import start_instance
+from tests.helpers import make_org
 
 PASSWORD = "correct horse battery staple"
 
@@ -61,8 +65,38 @@ async def test_login_gives_a_verifiable_access_token_that_can_act_as_the_user(cl
     keys = (await client.call("jwks", {}, token=""))["keys"]
     jwk = next(k for k in keys if k["kid"] == header["kid"])
     assert "d" not in jwk and jwk["alg"] == "EdDSA"
-    claims = jwt.decode(pair["access_token"], jwt.PyJWK(jwk).key, algorithms=["EdDSA"])
+    claims = jwt.decode(pair["access_token"], jwt.PyJWK(jwk).key, algorithms=["EdDSA"], audience="authbus")
     assert (claims["sub"], claims["tnd"]) == (org.user_id, org.tenant_id)
+    # RFC 9068's shape, with the default terms: what a service's JWT middleware looks for.
+    assert header["typ"] == "at+jwt" and claims["exp"] - claims["iat"] == pair["expires_in"] == 900
+    assert (claims["iss"], claims["client_id"], claims["preferred_username"]) == ("authbus", "laptop", "user-1")
+
+
+async def test_the_deployment_sets_issuer_audience_and_lifetimes(fresh_store, nats_server):
+    backend, settings_for = fresh_store
+    settings = dataclasses.replace(
+        settings_for(f"terms{backend}"),
+        issuer="https://auth.example.com",
+        audience="orders-api",
+        access_token_seconds=300,
+        session_seconds=3600,
+    )
+    instance = await start_instance(settings, backend)
+    client = await AuthbusClient.connect(nats_server.url, prefix=settings.subject_prefix, token=instance.root_token)
+    try:
+        org = await make_org(client)
+        await with_password(client, org)
+        pair = await login(client, org)
+        claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
+        assert (claims["iss"], claims["aud"], claims["client_id"]) == ("https://auth.example.com", "orders-api", "orders-api")
+        assert claims["exp"] - claims["iat"] == pair["expires_in"] == 300  # login answers the lifetime it used
+        session = (await client.admin("list_sessions", user_id=org.user_id, token=org.admin_key))["items"][0]
+        started, ends = (datetime.fromisoformat(session[k]) for k in ("created_at", "expires_at"))
+        assert timedelta(seconds=3599) <= ends - started <= timedelta(seconds=3601)
+        assert (await client.verify(pair["access_token"])).valid
+    finally:
+        await client.close()
+        await instance.node.stop()
 
 
 async def test_wrong_password_and_unknown_user_look_alike_and_failures_are_limited(client, org, instance):
@@ -299,7 +333,7 @@ async def test_a_tenant_brings_its_own_signing_key(client, org, instance, alg, m
     await with_password(client, org)
     access = (await login(client, org))["access_token"]
     assert jwt.get_unverified_header(access)["kid"] == kid
-    assert jwt.decode(access, private.public_key(), algorithms=[alg])["tnd"] == org.tenant_id
+    assert jwt.decode(access, private.public_key(), algorithms=[alg], audience="authbus")["tnd"] == org.tenant_id
     assert (await client.verify(access)).valid
     body = pem.split(b"-----")[2].replace(b"\n", b"")  # the base64 of the key, as a file holds it
     # Read through the store (stored_bytes would open the live SQLite file in this process,

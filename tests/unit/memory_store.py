@@ -19,7 +19,7 @@ from authbus.domain.decisions import decide
 from authbus.domain.decisions.tenancy import bootstrap
 from authbus.domain.errors import not_found
 from authbus.domain.policy import Actor
-from authbus.domain.unit_of_work import Meta
+from authbus.domain.unit_of_work import Meta, TokenTerms
 from authbus.domain.user import User
 
 A = TypeVar("A", bound=Aggregate)
@@ -29,6 +29,7 @@ class MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, actor: str) -> None:
         self.now = datetime.now(UTC)
         self.meta: Meta = {"actor": actor, "correlation_id": os.urandom(8).hex()}
+        self.terms = TokenTerms()
         self._store = store
         self.pending: dict[UUID, Aggregate] = {}
 

@@ -18,6 +18,7 @@ from authbus.domain.decisions.logins import access_claims
 from authbus.domain.session import Session
 from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import SYSTEM_TENANT_ID, Tenant
+from authbus.domain.unit_of_work import DEFAULT_TERMS
 from authbus.domain.user import User
 from authbus.infra.crypto import keys
 from authbus.projections.read_model import ReadModel
@@ -90,19 +91,18 @@ def make_world(scopes: list[dict[str, Any]] | None = None) -> World:
         w.tokens[kind], w.ids[kind] = token, cid
     session_id = uuid4()
     refresh = _token("refresh", session_id)
-    w.add(
-        Session(
-            id=session_id,
-            user_id=user.id,
-            tenant_id=tenant.id,
-            method="password",
-            refresh_hash=tokens.hash_for_storage(refresh),
-            expires_at=now + timedelta(days=1),
-            source="",
-            **META,
-        )
+    session = Session(
+        id=session_id,
+        user_id=user.id,
+        tenant_id=tenant.id,
+        method="password",
+        refresh_hash=tokens.hash_for_storage(refresh),
+        expires_at=now + timedelta(days=1),
+        source="",
+        **META,
     )
+    w.add(session)
     w.tokens["refresh"] = refresh
     view = w.model.signing_keys[system_key.kid]
-    w.tokens["access_token"] = w.keyring.sign(view, access_claims(user, session_id, int(now.timestamp())))
+    w.tokens["access_token"] = w.keyring.sign(view, access_claims(user, session, int(now.timestamp()), DEFAULT_TERMS))
     return w
