@@ -64,6 +64,26 @@ class CreateTenant(Command):
     name: Label
 
 
+class RenameTenant(Command):
+    command = "rename_tenant"
+    tenant_id: UUID
+    name: Label
+
+
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\S+\Z")]
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
+
+
+class UpdateTenant(Command):
+    """Tags and metadata for the tenant's owners to find and describe it by; either given
+    replaces what was there, one left out stays."""
+
+    command = "update_tenant"
+    tenant_id: UUID
+    tags: Annotated[list[Tag], msgspec.Meta(max_length=64)] | None = None
+    metadata: Annotated[dict[MetadataKey, Text], msgspec.Meta(max_length=64)] | None = None
+
+
 class DisableTenant(Command):
     command = "disable_tenant"
     tenant_id: UUID
@@ -280,5 +300,7 @@ COMMANDS: dict[str, type[Command]] = {
         RegisterPublicKey,
         RemovePublicKey,
         RevokeSession,
+        RenameTenant,
+        UpdateTenant,
     )
 }

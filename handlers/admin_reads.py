@@ -21,18 +21,64 @@ from authbus.handlers.replies import (
     RoleReply,
     SessionDetail,
     SigningKeyDetail,
+    TenantDetail,
+    TenantReply,
     UserDetail,
     UserReply,
 )
 from authbus.handlers.wire import Body, Position, authenticate, ensure_position
 from authbus.projections import queries
-from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, RoleView, SessionView
+from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, RoleView, SessionView, TenantView
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
 
 
 class _Read(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     min_position: Position | None = None
+
+
+class GetTenant(_Read):
+    tenant_id: UUID | None = None  # default: the caller's own
+
+
+class ListTenants(_Read):
+    limit: Limit = 100
+    after: UUID | None = None
+
+
+def _tenant(view: TenantView) -> TenantDetail:
+    return TenantDetail(
+        id=str(view.id),
+        name=view.name,
+        disabled=view.disabled,
+        tags=view.tags,
+        metadata=view.metadata,
+        created_at=view.created_at,
+        created_by=view.created_by,
+        updated_at=view.updated_at,
+        updated_by=view.updated_by,
+    )
+
+
+def _get_tenant(model: ReadModel, actor: Actor, req: GetTenant, now: float) -> TenantReply:
+    tenant_id = req.tenant_id or actor.tenant_id
+    view = model.tenants.get(tenant_id)
+    if view is None or not actor.sees(tenant_id):
+        raise not_found("tenant_id")
+    if not actor.audits(tenant_id):
+        raise Forbidden("reading a tenant needs the admin or auditor role")
+    policy.require_scope(actor, "tenant", "read", tenant_id)
+    return TenantReply(tenant=_tenant(view), position=model.position)
+
+
+def _list_tenants(model: ReadModel, actor: Actor, req: ListTenants, now: float) -> Page[TenantDetail]:
+    """Root: every tenant; an admin or auditor: its own, a list of one."""
+    if not (actor.is_root or actor.audits(actor.tenant_id)):
+        raise Forbidden("listing tenants needs the admin or auditor role")
+    policy.require_scope(actor, "tenant", "list", "*")
+    visible = model.tenants if actor.is_root else {actor.tenant_id: None}
+    ids, cursor = queries.page(dict.fromkeys(visible), req.after, req.limit)
+    return Page(items=[_tenant(model.tenants[i]) for i in ids], next=cursor, position=model.position)
 
 
 class GetUser(_Read):
@@ -203,6 +249,8 @@ def _login_activity(model: ReadModel, actor: Actor, req: LoginActivity, now: flo
 
 
 ADMIN_READS = {
+    "get_tenant": (GetTenant, _get_tenant),
+    "list_tenants": (ListTenants, _list_tenants),
     "get_user": (GetUser, _get_user),
     "list_users": (ListUsers, _list_users),
     "get_pat": (GetPAT, _get_pat),

@@ -139,6 +139,20 @@ class CredentialDetail(_CredentialFacts, frozen=True, kw_only=True):
     revoked_reason: str | UnsetType = UNSET  # once revoked
 
 
+class TenantDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """§8 tenant.  ``created_by`` / ``updated_by``: the principal id that acted, or ``system``."""
+
+    id: str
+    name: str
+    disabled: bool
+    tags: list[str]
+    metadata: dict[str, str]
+    created_at: str
+    created_by: str
+    updated_at: str  # of the tenant's own last change (rename, tags or metadata, disable, enable)
+    updated_by: str
+
+
 class SigningKeyDetail(msgspec.Struct, frozen=True, kw_only=True):
     """§8 signing key: no key material (public halves are in ``jwks``)."""
 
@@ -183,6 +197,11 @@ class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
 
     items: list[T]
     next: str | None
+    position: int
+
+
+class TenantReply(msgspec.Struct, frozen=True, kw_only=True):
+    tenant: TenantDetail
     position: int
 
 

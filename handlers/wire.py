@@ -48,8 +48,8 @@ def describe(error: msgspec.ValidationError) -> InvalidRequest:
     text = str(error)
     path = ""
     match = _PATH.search(text)
-    if match:
-        path, text = match.group("path"), text[: match.start()]
+    if match:  # a value inside a dict is at `[...]`, its key not shown: the dict is the field
+        path, text = match.group("path").replace("[...]", ""), text[: match.start()]
     named = _NAMED.search(text)
     if named:
         name, text = named.group("name"), f"{text[: named.start()]}{named.group('what')} field"

@@ -32,11 +32,14 @@ LOGIN_ACTIVITY_KEPT = 50
 
 
 class TenantView:
-    __slots__ = ("id", "name", "disabled", "created_at")
+    __slots__ = ("id", "name", "disabled", "created_at", "created_by", "updated_at", "updated_by", "tags", "metadata")
 
-    def __init__(self, id: UUID, name: str, created_at: str) -> None:
-        self.id, self.name, self.created_at = id, name, created_at
+    def __init__(self, id: UUID, name: str, created_at: str, created_by: str) -> None:
+        self.id, self.name, self.created_at, self.created_by = id, name, created_at, created_by
+        self.updated_at, self.updated_by = created_at, created_by  # by the tenant's own events
         self.disabled = False
+        self.tags: list[str] = []
+        self.metadata: dict[str, str] = {}
 
 
 class PrincipalView:
@@ -281,9 +284,10 @@ class ReadModel:
     def _build_appliers(self) -> dict[type, Callable[[Any], object]]:
         return {
             Tenant.TenantCreated: self._tenant_created,
-            Tenant.TenantRenamed: lambda e: setattr(self.tenants[e.originator_id], "name", e.name),
-            Tenant.TenantDisabled: lambda e: setattr(self.tenants[e.originator_id], "disabled", True),
-            Tenant.TenantEnabled: lambda e: setattr(self.tenants[e.originator_id], "disabled", False),
+            Tenant.TenantRenamed: lambda e: self._tenant_changed(e, name=e.name),
+            Tenant.TenantUpdated: lambda e: self._tenant_changed(e, tags=e.tags, metadata=e.metadata),
+            Tenant.TenantDisabled: lambda e: self._tenant_changed(e, disabled=True),
+            Tenant.TenantEnabled: lambda e: self._tenant_changed(e, disabled=False),
             User.UserRegistered: self._user_registered,
             User.PasswordChanged: lambda e: setattr(self.principals[e.originator_id], "has_password", True),
             User.UserDisabled: lambda e: setattr(self.principals[e.originator_id], "disabled", True),
@@ -340,8 +344,14 @@ class ReadModel:
             self.apply(position, event)
 
     def _tenant_created(self, e: Any) -> None:
-        self.tenants[e.originator_id] = TenantView(e.originator_id, e.name, rfc3339(e.timestamp) or "")
+        self.tenants[e.originator_id] = TenantView(e.originator_id, e.name, rfc3339(e.timestamp) or "", e.actor)
         self.users_by_tenant.setdefault(e.originator_id, {})
+
+    def _tenant_changed(self, e: Any, **changed: Any) -> None:
+        tenant = self.tenants[e.originator_id]
+        for name, value in changed.items():
+            setattr(tenant, name, value)
+        tenant.updated_at, tenant.updated_by = rfc3339(e.timestamp) or "", e.actor
 
     def _user_registered(self, e: Any) -> None:
         principal = self.principals[e.originator_id] = PrincipalView(e, rfc3339(e.timestamp) or "")

@@ -20,6 +20,8 @@ DECISIONS: dict[type[c.Command], Decision] = {
     c.CreateTenant: tenancy.create_tenant,
     c.DisableTenant: tenancy.disable_tenant,
     c.EnableTenant: tenancy.enable_tenant,
+    c.RenameTenant: tenancy.rename_tenant,
+    c.UpdateTenant: tenancy.update_tenant,
     c.RegisterUser: accounts.register_user,
     c.ChangePassword: accounts.change_password,
     c.DisableUser: accounts.disable_user,

@@ -1,5 +1,6 @@
-"""Tenants: created and switched off and on by root; the system tenant and its root
-principal made once, at bootstrap."""
+"""Tenants: created and switched off and on by root, renamed and described (tags,
+metadata) by their admins; the system tenant and its root principal made once, at
+bootstrap."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from typing import Any
 from uuid import uuid4
 
 from authbus.domain import policy
-from authbus.domain.commands import CreateTenant, DisableTenant, EnableTenant
+from authbus.domain.commands import CreateTenant, DisableTenant, EnableTenant, RenameTenant, UpdateTenant
 from authbus.domain.credentials import Key
 from authbus.domain.decisions.access import claim_name
-from authbus.domain.errors import Conflict, Forbidden
+from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, not_found
 from authbus.domain.policy import Actor
+from authbus.domain.registry import NameClaim
 from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import SYSTEM_TENANT_ID, Tenant, tenant_name_claim_id
 from authbus.domain.tokens import hash_for_storage
@@ -46,6 +48,39 @@ def disable_tenant(command: DisableTenant, actor: Actor, uow: UnitOfWork) -> dic
 def enable_tenant(command: EnableTenant, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
     tenant = _switched(command, actor, uow)
     tenant.enable(**uow.meta)
+    uow.add(tenant)
+    return {}
+
+
+def _administered(command: RenameTenant | UpdateTenant, actor: Actor, uow: UnitOfWork) -> Tenant:
+    """A tenant its admin (or root) describes; another tenant's is not found."""
+    if not actor.sees(command.tenant_id):
+        raise not_found("tenant_id")
+    tenant = uow.get(Tenant, command.tenant_id, "tenant_id")
+    policy.require_admin(actor, tenant.id)
+    policy.require_scope(actor, "tenant", "update", tenant.id)
+    return tenant
+
+
+def rename_tenant(command: RenameTenant, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    """The name moves: the old one is free for another tenant from then on."""
+    tenant = _administered(command, actor, uow)
+    old_claim, new_claim = tenant_name_claim_id(tenant.name), tenant_name_claim_id(command.name)
+    tenant.rename(name=command.name, **uow.meta)
+    if new_claim != old_claim:  # not only another spelling of the same name
+        released = uow.get(NameClaim, old_claim, "tenant_id")
+        released.release(**uow.meta)
+        uow.add(released)
+        claim_name(uow, new_claim, "tenant", command.name, tenant.id, "name")
+    uow.add(tenant)
+    return {}
+
+
+def update_tenant(command: UpdateTenant, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    if command.tags is None and command.metadata is None:
+        raise InvalidRequest("give tags, metadata or both", field="tags")
+    tenant = _administered(command, actor, uow)
+    tenant.update(tags=command.tags, metadata=command.metadata, **uow.meta)
     uow.add(tenant)
     return {}
 

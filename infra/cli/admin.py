@@ -89,6 +89,42 @@ def tenant_enable(ctx: typer.Context, tenant_id: str) -> None:
     command(ctx, "enable_tenant", tenant_id=tenant_id)
 
 
+@tenant_app.command("get")
+def tenant_get(ctx: typer.Context, tenant_id: Annotated[Optional[str], typer.Argument(help="Default: your own.")] = None) -> None:
+    """Show a tenant: name, tags, metadata, who created and last changed it."""
+    fields = {"tenant_id": tenant_id} if tenant_id else {}
+    show(ctx, ask(ctx, lambda c: c.admin("get_tenant", **fields))["tenant"])
+
+
+@tenant_app.command("list")
+def tenant_list(ctx: typer.Context) -> None:
+    """List the tenants (root: every one; an admin or auditor: its own)."""
+    show(ctx, all_pages(ctx, "list_tenants"), ("id", "name", "disabled", "tags", "updated_at"))
+
+
+@tenant_app.command("rename")
+def tenant_rename(ctx: typer.Context, tenant_id: str, name: str, command_id: CommandId = None) -> None:
+    """Rename a tenant; its old name is free for others from then on.  Example: authbus tenant rename <id> acme-eu"""
+    command(ctx, "rename_tenant", tenant_id=tenant_id, name=name, command_id=command_id)
+
+
+@tenant_app.command("update")
+def tenant_update(
+    ctx: typer.Context,
+    tenant_id: str,
+    tag: Annotated[Optional[list[str]], typer.Option(help="A tag (repeatable); the tags given replace the tenant's.")] = None,
+    meta: Annotated[
+        Optional[list[str]], typer.Option(help="key=value (repeatable); the metadata given replaces the tenant's.")
+    ] = None,
+) -> None:
+    """Set a tenant's tags, its metadata, or both.  Example: authbus tenant update <id> --tag eu --meta plan=pro"""
+    pairs = [item.partition("=") for item in meta or []]
+    if any(not sep for _, sep, _ in pairs):
+        raise typer.BadParameter("use key=value", param_hint="--meta")
+    metadata = {key: value for key, _, value in pairs} if meta is not None else None
+    command(ctx, "update_tenant", tenant_id=tenant_id, tags=tag, metadata=metadata)
+
+
 @user_app.command("create")
 def user_create(
     ctx: typer.Context,

@@ -26,6 +26,8 @@ from authbus.handlers.replies import (
     RoleReply,
     SessionDetail,
     SigningKeyDetail,
+    TenantDetail,
+    TenantReply,
     UserDetail,
     UserReply,
 )
@@ -134,6 +136,8 @@ async def test_every_admin_and_audit_read_decodes_into_its_struct(client, instan
     await client.command("revoke_pat", pat_id=world.pat_id, reason="leaked")
     user, tenant = {"user_id": world.user_id}, {"tenant_id": world.tenant_id}
     reads = {
+        "get_tenant": (TenantReply, tenant),
+        "list_tenants": (Page[TenantDetail], {}),
         "get_user": (UserReply, user),
         "list_users": (Page[UserDetail], tenant),
         "get_pat": (PatReply, {"pat_id": world.pat_id}),

@@ -105,7 +105,13 @@ def test_admin_reads_answer_the_bytes_of_the_projections_details(log):
     def page(items: list[Any]) -> dict[str, Any]:
         return {"items": items, "next": None, "position": position}
 
+    def described(view: Any) -> dict[str, Any]:  # a tenant as wire.md §8 shows it
+        names = ("name", "disabled", "tags", "metadata", "created_at", "created_by", "updated_at", "updated_by")
+        return {"id": str(view.id), **{name: getattr(view, name) for name in names}}
+
     expected = {
+        ("get_tenant", "tenant_id", tenant): {"tenant": described(model.tenants[tenant]), "position": position},
+        ("list_tenants", "limit", 500): page([described(view) for view in model.tenants.values()]),
         ("get_user", "user_id", user_id): {"user": queries.user_detail(user), "position": position},
         ("list_users", "tenant_id", tenant): page([queries.user_detail(user)]),
         ("get_pat", "pat_id", pats[1].id): {"pat": queries.credential_detail(pats[1], NOW), "position": position},
