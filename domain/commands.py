@@ -216,6 +216,20 @@ class RemoveScope(Command):
     scope: Scope
 
 
+class AddScopes(Command):
+    """Several scopes at once, as SuperMQ's clients send them: all are added, or none."""
+
+    command = "add_scopes"
+    pat_id: UUID
+    scopes: SomeScopes
+
+
+class RemoveScopes(Command):
+    command = "remove_scopes"
+    pat_id: UUID
+    scopes: SomeScopes
+
+
 class RevokePAT(Command):
     command = "revoke_pat"
     pat_id: UUID
@@ -302,5 +316,7 @@ COMMANDS: dict[str, type[Command]] = {
         RevokeSession,
         RenameTenant,
         UpdateTenant,
+        AddScopes,
+        RemoveScopes,
     )
 }

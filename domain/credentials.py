@@ -104,18 +104,23 @@ class PersonalAccessToken(_Credential):
         self.scopes = list(scopes)
         self.revoked = False
 
-    def add_scope(self, scope: dict[str, str | None], now: datetime, actor: str, correlation_id: str) -> None:
+    def add_scope(
+        self, scope: dict[str, str | None], now: datetime, actor: str, correlation_id: str, field: str = "scope"
+    ) -> None:
+        """``field``: where the scope was in the request (``scopes[2]`` for add_scopes)."""
         self.require_active(now)
         if len(self.scopes) >= MAX_SCOPES:
-            raise Conflict(f"a PAT holds at most {MAX_SCOPES} scopes", field="scope")
+            raise Conflict(f"a PAT holds at most {MAX_SCOPES} scopes", field=field)
         if scope in self.scopes:
-            raise Conflict("the PAT already holds this scope", field="scope")
+            raise Conflict("the PAT already holds this scope", field=field)
         self._add_scope(scope=scope, actor=actor, correlation_id=correlation_id)
 
-    def remove_scope(self, scope: dict[str, str | None], now: datetime, actor: str, correlation_id: str) -> None:
+    def remove_scope(
+        self, scope: dict[str, str | None], now: datetime, actor: str, correlation_id: str, field: str = "scope"
+    ) -> None:
         self.require_active(now)
         if scope not in self.scopes:
-            raise Conflict("the PAT does not hold this scope", field="scope")
+            raise Conflict("the PAT does not hold this scope", field=field)
         self._remove_scope(scope=scope, actor=actor, correlation_id=correlation_id)
 
     @event("ScopeAdded")

@@ -14,6 +14,7 @@ from authbus.domain.policy import Actor
 from authbus.handlers.backend import Backend
 from authbus.handlers.replies import (
     CredentialDetail,
+    KeyReply,
     LoginAttempt,
     Page,
     PatReply,
@@ -164,13 +165,29 @@ def _list_users(model: ReadModel, actor: Actor, req: ListUsers, now: float) -> P
     return Page(items=[_user(model.principals[i]) for i in ids], next=cursor, position=model.position)
 
 
-def _get_pat(model: ReadModel, actor: Actor, req: GetPAT, now: float) -> PatReply:
-    credential = model.credentials.get(req.pat_id)
-    if credential is None or credential.kind != "pat" or not actor.sees(credential.tenant_id):
-        raise not_found("pat_id")
+def _readable(model: ReadModel, actor: Actor, credential_id: UUID, pat: bool, field: str) -> CredentialView:
+    """A PAT (or a key: ``pat`` False) the actor may read: its owner's, or its tenant's
+    admin's or auditor's; another kind's id is not found, as another tenant's is."""
+    credential = model.credentials.get(credential_id)
+    if credential is None or (credential.kind == "pat") != pat or not actor.sees(credential.tenant_id):
+        raise not_found(field)
     _visible_user(model, actor, credential.owner_id)
-    policy.require_scope(actor, "pat", "read", credential.id)
+    policy.require_scope(actor, "pat" if pat else "key", "read", credential.id)
+    return credential
+
+
+def _get_pat(model: ReadModel, actor: Actor, req: GetPAT, now: float) -> PatReply:
+    credential = _readable(model, actor, req.pat_id, True, "pat_id")
     return PatReply(pat=_credential(credential, now), position=model.position)
+
+
+class GetKey(_Read):
+    key_id: UUID
+
+
+def _get_key(model: ReadModel, actor: Actor, req: GetKey, now: float) -> KeyReply:
+    credential = _readable(model, actor, req.key_id, False, "key_id")
+    return KeyReply(key=_credential(credential, now), position=model.position)
 
 
 def _lister(entity_type: str, kinds: frozenset[str]):
@@ -254,6 +271,7 @@ ADMIN_READS = {
     "get_user": (GetUser, _get_user),
     "list_users": (ListUsers, _list_users),
     "get_pat": (GetPAT, _get_pat),
+    "get_key": (GetKey, _get_key),
     "list_pats": (ListCredentials, _lister("pat", frozenset({"pat"}))),
     "list_keys": (ListCredentials, _lister("key", frozenset({"api_key", "recovery", "invitation"}))),
     "list_signing_keys": (ListSigningKeys, _list_signing_keys),

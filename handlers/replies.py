@@ -210,6 +210,11 @@ class UserReply(msgspec.Struct, frozen=True, kw_only=True):
     position: int
 
 
+class KeyReply(msgspec.Struct, frozen=True, kw_only=True):
+    key: CredentialDetail
+    position: int
+
+
 class PatReply(msgspec.Struct, frozen=True, kw_only=True):
     pat: CredentialDetail
     position: int

@@ -22,6 +22,8 @@ DECISIONS: dict[type[c.Command], Decision] = {
     c.EnableTenant: tenancy.enable_tenant,
     c.RenameTenant: tenancy.rename_tenant,
     c.UpdateTenant: tenancy.update_tenant,
+    c.AddScopes: issuance.add_scopes,
+    c.RemoveScopes: issuance.remove_scopes,
     c.RegisterUser: accounts.register_user,
     c.ChangePassword: accounts.change_password,
     c.DisableUser: accounts.disable_user,

@@ -9,9 +9,11 @@ from uuid import UUID, uuid4
 from authbus.domain import policy
 from authbus.domain.commands import (
     AddScope,
+    AddScopes,
     CreatePAT,
     IssueKey,
     RemoveScope,
+    RemoveScopes,
     ResetPATSecret,
     RevokeKey,
     RevokePAT,
@@ -29,6 +31,7 @@ from authbus.domain.decisions.access import (
 )
 from authbus.domain.errors import Conflict, Forbidden, InvalidRequest
 from authbus.domain.policy import Actor
+from authbus.domain.scopes import Scope
 from authbus.domain.session import Session
 from authbus.domain.times import rfc3339
 from authbus.domain.tokens import hash_for_storage
@@ -70,7 +73,10 @@ def create_pat(command: CreatePAT, actor: Actor, uow: UnitOfWork) -> dict[str, A
 
 
 def _managed_pat(
-    command: AddScope | RemoveScope | RevokePAT | ResetPATSecret, actor: Actor, uow: UnitOfWork, operation: str
+    command: AddScope | AddScopes | RemoveScope | RemoveScopes | RevokePAT | ResetPATSecret,
+    actor: Actor,
+    uow: UnitOfWork,
+    operation: str,
 ) -> PersonalAccessToken:
     pat = visible(uow, actor, PersonalAccessToken, command.pat_id, "pat_id")
     require_owner_or_admin(actor, uow, pat.user_id)
@@ -93,6 +99,34 @@ def remove_scope(command: RemoveScope, actor: Actor, uow: UnitOfWork) -> dict[st
     pat.remove_scope(scope=command.scope.to_dict(), now=uow.now, **uow.meta)
     uow.add(pat)
     return {}
+
+
+def add_scopes(command: AddScopes, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    """Each as add_scope adds it, in one transaction: one refused, none is added."""
+    pat = _managed_pat(command, actor, uow, "update")
+    if actor.credential_id == pat.id:
+        raise Forbidden("a credential cannot widen itself", field="pat_id")
+    require_held(permissions_of(uow, uow.get(User, pat.user_id, "pat_id")), command.scopes, "scopes")
+    for index, scope in _first_of_each(command.scopes):
+        pat.add_scope(scope=scope, now=uow.now, field=f"scopes[{index}]", **uow.meta)
+    uow.add(pat)
+    return {}
+
+
+def remove_scopes(command: RemoveScopes, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    pat = _managed_pat(command, actor, uow, "update")
+    for index, scope in _first_of_each(command.scopes):
+        pat.remove_scope(scope=scope, now=uow.now, field=f"scopes[{index}]", **uow.meta)
+    uow.add(pat)
+    return {}
+
+
+def _first_of_each(scopes: list[Scope]) -> list[tuple[int, dict[str, str | None]]]:
+    """Each scope once (a request may name one twice), with where it first was."""
+    first: dict[Any, tuple[int, dict[str, str | None]]] = {}
+    for index, scope in enumerate(scopes):
+        first.setdefault(scope.key, (index, scope.to_dict()))
+    return list(first.values())
 
 
 def revoke_pat(command: RevokePAT, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:

@@ -308,16 +308,22 @@ def pat_reset(ctx: typer.Context, pat_id: str, expires_in: ExpiresIn = None) -> 
 
 @scope_app.command("add")
 @pat_app.command("add-scope")
-def pat_add_scope(ctx: typer.Context, pat_id: str, scope: str) -> None:
-    """Add a scope.  Example: authbus scope add <pat_id> 'docs/document:update:42'"""
-    command(ctx, "add_scope", pat_id=pat_id, scope=parse_scope(scope))
+def pat_add_scope(ctx: typer.Context, pat_id: str, scope: list[str]) -> None:
+    """Add scopes, all or none.  Example: authbus scope add <pat_id> 'docs/document:update:42' 'docs/folder:read:*'"""
+    if len(scope) == 1:
+        command(ctx, "add_scope", pat_id=pat_id, scope=parse_scope(scope[0]))
+    else:
+        command(ctx, "add_scopes", pat_id=pat_id, scopes=[parse_scope(s) for s in scope])
 
 
 @scope_app.command("remove")
 @pat_app.command("remove-scope")
-def pat_remove_scope(ctx: typer.Context, pat_id: str, scope: str) -> None:
-    """Remove a scope.  Example: authbus scope remove <pat_id> 'docs/document:update:42'"""
-    command(ctx, "remove_scope", pat_id=pat_id, scope=parse_scope(scope))
+def pat_remove_scope(ctx: typer.Context, pat_id: str, scope: list[str]) -> None:
+    """Remove scopes, all or none.  Example: authbus scope remove <pat_id> 'docs/document:update:42'"""
+    if len(scope) == 1:
+        command(ctx, "remove_scope", pat_id=pat_id, scope=parse_scope(scope[0]))
+    else:
+        command(ctx, "remove_scopes", pat_id=pat_id, scopes=[parse_scope(s) for s in scope])
 
 
 @key_app.command("issue")
@@ -332,6 +338,12 @@ def key_issue(
     """Issue a key; its token is shown once.  Example: authbus key issue --user <user_id> --name deploy"""
     scopes = [parse_scope(s) for s in scope] if scope else None
     command(ctx, "issue_key", user_id=user, kind=kind, name=name, scopes=scopes, expires_in=lifetime(expires_in))
+
+
+@key_app.command("get")
+def key_get(ctx: typer.Context, key_id: str) -> None:
+    """Show one key (never its secret)."""
+    show(ctx, ask(ctx, lambda c: c.admin("get_key", key_id=key_id))["key"])
 
 
 @key_app.command("list")

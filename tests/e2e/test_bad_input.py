@@ -173,6 +173,9 @@ BASE: dict[str, Callable[[W], Body]] = {
     "cmd.update_tenant": lambda w: cmd(tenant_id=w.tenant_id, tags=["eu"], metadata={"plan": "pro"}),
     "admin.get_tenant": lambda w: {"tenant_id": w.tenant_id, "min_position": 0},
     "admin.list_tenants": lambda w: {"limit": 10, "after": w.tenant_id, "min_position": 0},
+    "cmd.add_scopes": lambda w: cmd(pat_id=w.pat_id, scopes=[dict(SCOPE_NEW)]),
+    "cmd.remove_scopes": lambda w: cmd(pat_id=w.pat_id, scopes=[dict(PAT_SCOPE)]),
+    "admin.get_key": lambda w: {"key_id": w.key_id, "min_position": 0},
 }
 
 STRUCTS: dict[str, type] = {
@@ -1120,6 +1123,9 @@ CROSS_TENANT: dict[str, tuple[str, str | None]] = {
     "cmd.rename_tenant": ("not_found", "tenant_id"),
     "cmd.update_tenant": ("not_found", "tenant_id"),
     "admin.get_tenant": ("not_found", "tenant_id"),
+    "cmd.add_scopes": ("not_found", "pat_id"),
+    "cmd.remove_scopes": ("not_found", "pat_id"),
+    "admin.get_key": ("not_found", "key_id"),
 }
 
 

@@ -91,6 +91,29 @@ async def test_a_pat_made_as_supermqs_clients_make_them(client, org):
     assert (error.value.code, error.value.details["field"]) == ("invalid_request", "expires_in")
 
 
+async def test_scopes_are_added_and_removed_as_a_list_all_or_none(client, org):
+    held = [{"domain": "docs", "entity_type": "doc", "operation": op, "entity_id": "*"} for op in ("read", "update")]
+    not_held = {"domain": "docs", "entity_type": "doc", "operation": "delete", "entity_id": "*"}
+    await grant_scopes(client, org.tenant_id, org.user_id, held)
+    pat = (await client.command("create_pat", user_id=org.user_id, name="list", token=org.admin_key))["result"]
+    with pytest.raises(AuthbusError) as refused:
+        await client.command("add_scopes", pat_id=pat["pat_id"], scopes=[held[0], not_held], token=org.admin_key)
+    assert (refused.value.code, refused.value.details["field"]) == ("forbidden", "scopes[1]")
+    assert (await client.verify(pat["token"])).scopes == []  # nothing of it was added
+    await client.command("add_scopes", pat_id=pat["pat_id"], scopes=[held[0], held[1], held[0]], token=org.admin_key)
+    assert {s.operation for s in (await client.verify(pat["token"])).scopes} == {"read", "update"}
+    with pytest.raises(AuthbusError) as refused:
+        await client.command("remove_scopes", pat_id=pat["pat_id"], scopes=[held[1], not_held], token=org.admin_key)
+    assert (refused.value.code, refused.value.details["field"]) == ("conflict", "scopes[1]")
+    await client.command("remove_scopes", pat_id=pat["pat_id"], scopes=held, token=org.admin_key)
+    assert (await client.verify(pat["token"])).scopes == []
+    key = (await client.admin("get_key", key_id=org.user_key_id, token=org.user_key))["key"]
+    assert (key["id"], key["kind"], key["user_id"]) == (org.user_key_id, "api_key", org.user_id)
+    with pytest.raises(AuthbusError) as refused:
+        await client.admin("get_key", key_id=pat["pat_id"], token=org.admin_key)  # a PAT is no key
+    assert (refused.value.code, refused.value.details["field"]) == ("not_found", "key_id")
+
+
 async def test_api_keys_act_as_their_owner_unless_scoped(client, org):
     # The admin's unscoped key acts with the admin role; the user's with nothing but its own scopes (none).
     assert await allowed(client, org.admin_key, "docs", "document", "delete", "1")
