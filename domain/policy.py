@@ -99,5 +99,7 @@ def require_may_mint(actor: Actor, owner_id: UUID | None) -> None:
     """
     if actor.credential_kind == "pat":
         raise Forbidden("a PAT cannot create credentials")
+    if actor.credential_kind == "access_token" and actor.scopes is not None:
+        raise Forbidden("a down-scoped access token cannot create credentials")
     if actor.credential_kind == "api_key" and actor.principal_id == owner_id:
         raise Forbidden("an API key cannot create credentials for its own principal")

@@ -36,6 +36,12 @@ class Scope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return msgspec.convert(data, cls)
 
 
+def scope_text(scope: Scope) -> str:
+    """The string form ``parse_scope`` reads: ``[domain/]entity_type:operation:entity_id``."""
+    prefix = f"{scope.domain}/" if scope.domain is not None else ""
+    return f"{prefix}{scope.entity_type}:{scope.operation}:{scope.entity_id}"
+
+
 def parse_scope(text: str) -> Scope | None:
     """``[domain/]entity_type:operation:entity_id`` (``docs/document:read:*``), checked as a
     request's scope is; None if it is not one."""

@@ -11,6 +11,7 @@ from uuid import UUID
 from authbus.domain.commands import Command
 from authbus.domain.decisions import logins
 from authbus.domain.policy import Actor
+from authbus.domain.scopes import Scope
 from authbus.domain.unit_of_work import UnitOfWork
 from authbus.handlers.metrics import RequestStats
 from authbus.projections.jwt_tokens import VerificationKeys
@@ -59,7 +60,7 @@ class Backend(Protocol):
     async def execute(self, command: Command, actor: Actor) -> tuple[dict[str, Any], int]: ...
     async def perform(self, name: str, actor_id: str, decide: Callable[[UnitOfWork], R]) -> tuple[R, int]: ...
     async def login(
-        self, tenant_id: UUID, username: str, password: str, source: str, caller: str
+        self, tenant_id: UUID, username: str, password: str, source: str, caller: str, scopes: list[Scope] | None = None
     ) -> tuple[logins.Outcome, int]: ...
     async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]: ...
     async def admit(self, work: Awaitable[None], lane: str = "default") -> None:

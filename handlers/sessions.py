@@ -3,6 +3,7 @@ sessions.  The caller proves itself in the body (password, refresh token, signat
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -10,7 +11,7 @@ import msgspec
 from nats.micro.request import Request
 
 from authbus.domain import public_keys, tokens
-from authbus.domain.commands import PublicKey
+from authbus.domain.commands import PublicKey, Scopes
 from authbus.domain.decisions import logins
 from authbus.domain.errors import RateLimited, Unauthenticated
 from authbus.domain.times import rfc3339_epoch
@@ -28,11 +29,19 @@ class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     source: Source = ""
     min_position: Position | None = None  # read your writes: a user or key registered a moment ago
+    scopes: Scopes | None = None  # a down-scoped access token: these, of what the user holds
+
+
+class LogoutRequest(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: Token
+    source: Source = ""
+    min_position: Position | None = None
 
 
 class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
     refresh_token: Token
     source: Source = ""
+    scopes: Scopes | None = None  # as login's: the new access token's, whatever the last one had
     min_position: Position | None = None
 
 
@@ -78,7 +87,9 @@ def login_endpoint(backend: Backend):
     async def handle(request: Request) -> Tokens:
         req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
-        outcome, position = await backend.login(req.tenant_id, req.username, req.password, req.source, caller_of(request))
+        outcome, position = await backend.login(
+            req.tenant_id, req.username, req.password, req.source, caller_of(request), req.scopes
+        )
         return _tokens(outcome, position, "password")
 
     return handle
@@ -99,14 +110,15 @@ def refresh_endpoint(backend: Backend):
         req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         session_id, secret, actor = _refresh_session(backend, req.refresh_token)
-        outcome, position = await backend.perform("refresh", actor, lambda uow: logins.refresh(uow, session_id, secret))
+        decide = functools.partial(logins.refresh, session_id=session_id, secret=secret, scopes=req.scopes)
+        outcome, position = await backend.perform("refresh", actor, decide)
         return _tokens(outcome, position, "refresh_token")
 
     return handle
 
 
 def logout_endpoint(backend: Backend):
-    body = Body(RefreshRequest)
+    body = Body(LogoutRequest)
 
     async def handle(request: Request) -> dict[str, Any]:
         req = body.decode(request.data)

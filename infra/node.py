@@ -27,6 +27,7 @@ from authbus.domain.commands import Command
 from authbus.domain.decisions import logins
 from authbus.domain.errors import Unavailable
 from authbus.domain.policy import Actor
+from authbus.domain.scopes import Scope
 from authbus.domain.unit_of_work import UnitOfWork
 from authbus.handlers import callout
 from authbus.handlers.metrics import RequestStats
@@ -409,16 +410,26 @@ class Node:
             raise Unavailable("the event store is unavailable; retry")
         return await asyncio.get_running_loop().run_in_executor(self._logins, self.app.read, look)
 
-    async def login(self, tenant_id: UUID, username: str, password: str, source: str, caller: str) -> tuple[logins.Outcome, int]:
+    async def login(
+        self, tenant_id: UUID, username: str, password: str, source: str, caller: str, scopes: list[Scope] | None = None
+    ) -> tuple[logins.Outcome, int]:
         """A password login: one per username at a time, the check fair across callers and
         done outside any transaction, the outcome decided on the store as it is then."""
         user_id = self.model.users_by_name.get((tenant_id, username.casefold()))
         throttle_id = self.app.keys.throttle_id(tenant_id, username)
         with self.gate.caller_slot(caller):
-            return await self._login(user_id, throttle_id, tenant_id, username, password, source, caller)
+            return await self._login(user_id, throttle_id, tenant_id, username, password, source, caller, scopes)
 
     async def _login(
-        self, user_id: UUID | None, throttle_id: UUID, tenant_id: UUID, username: str, password: str, source: str, caller: str
+        self,
+        user_id: UUID | None,
+        throttle_id: UUID,
+        tenant_id: UUID,
+        username: str,
+        password: str,
+        source: str,
+        caller: str,
+        scopes: list[Scope] | None,
     ) -> tuple[logins.Outcome, int]:
         async with self.gate.exclusive((str(tenant_id), username.casefold())):
             for _ in range(3):  # again only if the password changed under way
@@ -437,6 +448,7 @@ class Node:
                     checked=check.password_hash,
                     matched=matched,
                     source=source,
+                    scopes=scopes,
                 )
                 pool = self._logins if matched else self._failures
                 outcome, position = await self.perform("login", str(user_id or "anonymous"), conclude, pool=pool)

@@ -199,6 +199,7 @@ class SignedToken:
     expires_at: str | None
     jti: str | None
     grants: Grants | None  # a tenant token's; None if malformed, or not HS256
+    scp: dict[ScopeKey, Scope] | None  # an access token's, asked for at login; None: unscoped
     session_id: UUID | None
     user_id: UUID | None
 
@@ -240,6 +241,9 @@ def _signed(model: ReadModel, token: str, keys: VerificationKeys) -> tuple[str |
     # compares numbers, so anything but a JSON number is malformed here, once.
     if not all(_is_time(claims[name]) for name in TIME_CLAIMS if name in claims):
         return "malformed", None
+    scp = listed_scopes(claims["scp"]) if not tenant_token and "scp" in claims else None
+    if scp is None and not tenant_token and "scp" in claims:
+        return "malformed", None
     jti, exp = claims.get("jti"), claims.get("exp")
     return None, SignedToken(
         key=key,
@@ -250,6 +254,7 @@ def _signed(model: ReadModel, token: str, keys: VerificationKeys) -> tuple[str |
         expires_at=None if exp is None else rfc3339_epoch(exp),
         jti=str(jti) if jti else None,
         grants=granted(claims) if tenant_token else None,
+        scp=scp,
         session_id=_uuid(claims.get("sid")),
         user_id=_uuid(claims.get("sub")),
     )
@@ -305,7 +310,7 @@ def _access_token(model: ReadModel, signed: SignedToken, tenant_id: UUID, tenant
     if principal.disabled or tenant_disabled:
         return "disabled", None, None
     credential = TokenCredential(
-        signed.jti or str(session_id), "access_token", signed.expires_at, tenant_id, session_id, None, signed.key.kid
+        signed.jti or str(session_id), "access_token", signed.expires_at, tenant_id, session_id, signed.scp, signed.key.kid
     )
     return None, credential, principal
 

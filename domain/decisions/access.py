@@ -39,19 +39,20 @@ def current_actor(actor: Actor, uow: UnitOfWork, field: str = "Authorization") -
             session = uow.get(Session, actor.credential_id, field)
             if session.revoked:
                 raise refused
-            owner_id, scoped = session.user_id, None
+            # Its scopes, if the login asked for some, are in the signed token itself.
+            owner_id, scopes = session.user_id, actor.scopes
         else:
             cls = PersonalAccessToken if actor.credential_kind == "pat" else Key
             credential = uow.get(cls, actor.credential_id, field)
             credential.require_active(uow.now)
-            owner_id, scoped = credential.user_id, credential.scopes
+            owner_id, stored = credential.user_id, credential.scopes
+            scopes = None if stored is None else {s.key: s for s in map(Scope.from_dict, stored)}
         user = uow.get(User, owner_id, field)
         tenant = uow.get(Tenant, user.tenant_id, field)
     except (NotFound, Conflict):
         raise refused from None
     if user.disabled or tenant.disabled:
         raise refused
-    scopes = None if scoped is None else {s.key: s for s in map(Scope.from_dict, scoped)}
     return dataclasses.replace(actor, roles=frozenset(user.roles), scopes=scopes)
 
 

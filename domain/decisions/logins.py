@@ -16,8 +16,9 @@ from datetime import timedelta
 from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from authbus.domain.decisions.access import claim_name
+from authbus.domain.decisions.access import claim_name, permissions_of, require_held
 from authbus.domain.errors import NotFound
+from authbus.domain.scopes import Scope, scope_text
 from authbus.domain.session import Session
 from authbus.domain.tenant import Tenant
 from authbus.domain.throttle import LoginThrottle, locked
@@ -51,10 +52,13 @@ class Refused:
 Outcome = Started | Ended | Refused
 
 
-def access_claims(user: User, session: Session, issued_at: int, terms: TokenTerms) -> dict[str, Any]:
+def access_claims(
+    user: User, session: Session, issued_at: int, terms: TokenTerms, scp: list[str] | None = None
+) -> dict[str, Any]:
     """An access token's claims, shaped as RFC 9068 asks (its header's ``typ`` is ``at+jwt``):
-    ``client_id`` is what the login named as its ``source``, or authbus itself."""
-    return {
+    ``client_id`` is what the login named as its ``source``, or authbus itself; ``scp``, when
+    the login asked for less than the user holds."""
+    claims = {
         "iss": terms.issuer,
         "sub": str(user.id),
         "aud": terms.audience,
@@ -67,13 +71,26 @@ def access_claims(user: User, session: Session, issued_at: int, terms: TokenTerm
         "preferred_username": user.username,
         "roles": [*user.roles, *user.custom_roles.values()],
     }
+    if scp is not None:
+        claims["scp"] = scp
+    return claims
+
+
+def down_scoped(uow: UnitOfWork, user: User, scopes: list[Scope] | None) -> list[str] | None:
+    """The ``scp`` of a token asked for with ``scopes``: each one the user holds now (else
+    ``forbidden`` naming it), as scope strings."""
+    if scopes is None:
+        return None
+    require_held(permissions_of(uow, user), scopes, "scopes")
+    return list(dict.fromkeys(scope_text(scope) for scope in scopes))
 
 
 def _usable(uow: UnitOfWork, user: User) -> bool:
     return not user.disabled and not uow.get(Tenant, user.tenant_id, "tenant_id").disabled
 
 
-def _start_session(uow: UnitOfWork, user: User, method: str, source: str) -> Started:
+def _start_session(uow: UnitOfWork, user: User, method: str, source: str, scopes: list[Scope] | None = None) -> Started:
+    scp = down_scoped(uow, user, scopes)  # before anything changes: a refusal records nothing
     session_id = uuid4()
     refresh = uow.mint("refresh", session_id)
     session = Session(
@@ -88,11 +105,11 @@ def _start_session(uow: UnitOfWork, user: User, method: str, source: str) -> Sta
     )
     user.login_succeeded(method=method, session_id=session_id, source=source, **uow.meta)
     uow.add(user, session)
-    return _pair(uow, user, session, refresh)
+    return _pair(uow, user, session, refresh, scp)
 
 
-def _pair(uow: UnitOfWork, user: User, session: Session, refresh: str) -> Started:
-    access = uow.sign(user.tenant_id, access_claims(user, session, int(uow.now.timestamp()), uow.terms))
+def _pair(uow: UnitOfWork, user: User, session: Session, refresh: str, scp: list[str] | None) -> Started:
+    access = uow.sign(user.tenant_id, access_claims(user, session, int(uow.now.timestamp()), uow.terms, scp))
     return Started(access, refresh, uow.terms.access_seconds, str(session.id))
 
 
@@ -116,7 +133,14 @@ def password_check(uow: UnitOfWork, user_id: UUID | None, throttle_id: UUID) -> 
 
 
 def password_login(
-    uow: UnitOfWork, user_id: UUID | None, throttle_id: UUID, tenant_id: UUID, checked: str | None, matched: bool, source: str
+    uow: UnitOfWork,
+    user_id: UUID | None,
+    throttle_id: UUID,
+    tenant_id: UUID,
+    checked: str | None,
+    matched: bool,
+    source: str,
+    scopes: list[Scope] | None = None,
 ) -> Outcome:
     """Conclude a password login whose check (of ``checked``) came out ``matched``.
 
@@ -152,7 +176,7 @@ def password_login(
         user.login_failed(method="password", reason="disabled", source=source, at=now, **uow.meta)
         uow.add(user)
         return Refused("disabled")
-    return _start_session(uow, user, "password", source)
+    return _start_session(uow, user, "password", source, scopes)
 
 
 def _presented_session(uow: UnitOfWork, session_id: UUID) -> Session | None:
@@ -162,7 +186,7 @@ def _presented_session(uow: UnitOfWork, session_id: UUID) -> Session | None:
         return None
 
 
-def refresh(uow: UnitOfWork, session_id: UUID, secret: str) -> Outcome:
+def refresh(uow: UnitOfWork, session_id: UUID, secret: str, scopes: list[Scope] | None = None) -> Outcome:
     session = _presented_session(uow, session_id)
     if session is None:
         return Refused("unknown")
@@ -181,10 +205,11 @@ def refresh(uow: UnitOfWork, session_id: UUID, secret: str) -> Outcome:
     user = uow.get(User, session.user_id, "refresh_token")
     if not _usable(uow, user):
         return Refused("disabled")
+    scp = down_scoped(uow, user, scopes)
     new_refresh = uow.mint("refresh", session.id)
     session.rotate(refresh_hash=hash_for_storage(new_refresh), **uow.meta)
     uow.add(session)
-    return _pair(uow, user, session, new_refresh)
+    return _pair(uow, user, session, new_refresh, scp)
 
 
 def logout(uow: UnitOfWork, session_id: UUID, secret: str) -> Outcome:

@@ -48,7 +48,14 @@ from authbus.handlers.audit_reads import AUDIT_READS
 from authbus.handlers.command_endpoints import RedeemRequest
 from authbus.handlers.health import HealthRequest
 from authbus.handlers.service import subjects
-from authbus.handlers.sessions import WRONG_CREDENTIALS, AnswerRequest, ChallengeRequest, LoginRequest, RefreshRequest
+from authbus.handlers.sessions import (
+    WRONG_CREDENTIALS,
+    AnswerRequest,
+    ChallengeRequest,
+    LoginRequest,
+    LogoutRequest,
+    RefreshRequest,
+)
 from authbus.handlers.verification import AuthorizeRequest, JwksRequest, VerifyRequest
 from authbus.handlers.wire import MAX_BODY, MAX_TOKEN
 from tests.conftest import quick_to_stale
@@ -106,8 +113,14 @@ BASE: dict[str, Callable[[W], Body]] = {
         "password": w.password,
         "source": "bad-input",
         "min_position": 0,
+        "scopes": [dict(PAT_SCOPE)],
     },
-    "refresh": lambda w: {"refresh_token": w.refresh_token, "source": "bad-input", "min_position": 0},
+    "refresh": lambda w: {
+        "refresh_token": w.refresh_token,
+        "source": "bad-input",
+        "min_position": 0,
+        "scopes": [dict(PAT_SCOPE)],
+    },
     "logout": lambda w: {"refresh_token": w.refresh_token, "source": "bad-input", "min_position": 0},
     "challenge": lambda w: {"tenant_id": w.tenant_id, "public_key": new_public_key(), "min_position": 0},
     "challenge.answer": lambda w: {"challenge": w.challenge, "signature": signed(w), "source": "bad-input", "min_position": 0},
@@ -187,7 +200,7 @@ STRUCTS: dict[str, type] = {
     "health": HealthRequest,
     "login": LoginRequest,
     "refresh": RefreshRequest,
-    "logout": RefreshRequest,
+    "logout": LogoutRequest,
     "challenge": ChallengeRequest,
     "challenge.answer": AnswerRequest,
     **{f"cmd.{name}": cls for name, cls in COMMANDS.items()},
@@ -566,6 +579,9 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ),
     ("challenge.answer", "challenge-two-dots", put("challenge", lambda w: w.challenge + ".x"), "invalid_request", "challenge"),
     ("cmd.create_signing_key", "tenant_id-not-a-uuid", put("tenant_id", "acme"), "invalid_request", "tenant_id"),
+    ("login", "scopes-not-held", put("scopes", [dict(SCOPE_NEW, operation="delete")]), "forbidden", "scopes[0]"),
+    ("login", "scopes-bad-operation", put("scopes.0.operation", "Read"), "invalid_request", "scopes[0].operation"),
+    ("refresh", "scopes-not-held", put("scopes", [dict(SCOPE_NEW, operation="delete")]), "forbidden", "scopes[0]"),
     ("cmd.create_signing_key", "private_key-empty", put("private_key", ""), "invalid_request", "private_key"),
     ("cmd.create_signing_key", "private_key-too-long", put("private_key", "A" * 16385), "invalid_request", "private_key"),
     ("cmd.create_signing_key", "private_key-not-pem", put("private_key", "not a key"), "invalid_request", "private_key"),

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.infra.client import AuthbusClient, AuthbusError, Principal
 from tests.conftest import start_instance
-from tests.helpers import make_org
+from tests.helpers import grant_scopes, make_org
 
 PASSWORD = "correct horse battery staple"
 
@@ -70,6 +70,32 @@ async def test_login_gives_a_verifiable_access_token_that_can_act_as_the_user(cl
     # RFC 9068's shape, with the default terms: what a service's JWT middleware looks for.
     assert header["typ"] == "at+jwt" and claims["exp"] - claims["iat"] == pair["expires_in"] == 900
     assert (claims["iss"], claims["client_id"], claims["preferred_username"]) == ("authbus", "laptop", "user-1")
+
+
+async def test_a_login_may_ask_for_less_than_the_user_holds(client, org):
+    """A down-scoped access token: its scp is what it may do (as a PAT's scopes), while the
+    owner still holds it; it mints no credentials."""
+    read = {"domain": "docs", "entity_type": "doc", "operation": "read", "entity_id": "*"}
+    update = {**read, "operation": "update"}
+    await grant_scopes(client, org.tenant_id, org.user_id, [read, update])
+    await with_password(client, org)
+    pair = await login(client, org, scopes=[read, read])
+    assert jwt.decode(pair["access_token"], options={"verify_signature": False})["scp"] == ["docs/doc:read:*"]
+    verified = await client.verify(pair["access_token"])
+    assert [(s.domain, s.operation) for s in verified.scopes] == [("docs", "read")]
+
+    async def allowed(token, operation):
+        target = {"domain": "docs", "entity_type": "doc", "entity_id": "7"}
+        return (await client.authorize(token, operation=operation, **target)).allowed
+
+    assert await allowed(pair["access_token"], "read") and not await allowed(pair["access_token"], "update")
+    whole = await login(client, org)  # no scopes: the whole user, as before
+    assert (await client.verify(whole["access_token"])).scopes is None and await allowed(whole["access_token"], "update")
+    creating = client.command("create_pat", name="from a narrow token", token=pair["access_token"])
+    await refused(creating, "forbidden")
+    await refused(login(client, org, scopes=[{**read, "operation": "delete"}]), "forbidden", "scopes[0]")
+    wider = await client.call("refresh", {"refresh_token": pair["refresh_token"], "scopes": [update]}, token="")
+    assert [s.operation for s in (await client.verify(wider["access_token"])).scopes] == ["update"]
 
 
 async def test_the_deployment_sets_issuer_audience_and_lifetimes(fresh_store, nats_server):
