@@ -36,7 +36,7 @@ SomeScopes = Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=MAX_SC
 # one spelling, so the claim keyed by its text gives it one owner per tenant.
 # An Ed25519 public key in one of the spellings domain/public_keys.py reads (base64url,
 # multibase, did:key); the decision reads it to its one canonical form.
-PrivateKeyPem = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]  # an RSA-8192 PEM is ~6.4 KB
+PrivateKeyPem = Annotated[str, msgspec.Meta(min_length=1, max_length=6000)]  # an RSA-4096 PKCS#8 PEM is ~3.3 KB
 PublicKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9:_-]+\Z")]
 
 
@@ -216,18 +216,23 @@ class RemoveScope(Command):
     scope: Scope
 
 
+# A PAT's scopes are a list: each added or removed one is looked for in it, so a command
+# takes a bounded number (more go in several commands, or at create_pat).
+ListedScopes = Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=500)]
+
+
 class AddScopes(Command):
     """Several scopes at once, as SuperMQ's clients send them: all are added, or none."""
 
     command = "add_scopes"
     pat_id: UUID
-    scopes: SomeScopes
+    scopes: ListedScopes
 
 
 class RemoveScopes(Command):
     command = "remove_scopes"
     pat_id: UUID
-    scopes: SomeScopes
+    scopes: ListedScopes
 
 
 class RevokePAT(Command):

@@ -5,9 +5,11 @@ padding, the unused bits zero), so the same key in two spellings is one key.  Ac
 spellings (docs/wire.md §6.7):
 
 * base64url of the raw key: the canonical form itself;
-* multibase ``b…`` (base32, lower case) and ``z…`` (base58btc) of the raw key, of the
-  multicodec ``ed25519-pub`` key (``0xed 0x01`` ‖ key) or of the libp2p protobuf key
-  (``08 01 12 20`` ‖ key): Textile's ``PublicKey.toString()`` is ``b…`` of the last;
+* multibase ``b…`` (base32, lower case) and ``z…`` (base58btc) of the multicodec
+  ``ed25519-pub`` key (``0xed 0x01`` ‖ key) or of the libp2p protobuf key
+  (``08 01 12 20`` ‖ key): Textile's ``PublicKey.toString()`` is ``b…`` of the last.
+  Not of the bare key: ``z`` and base58 of 32 bytes can be 43 characters of the canonical
+  alphabet, which would then name two keys;
 * ``did:key:z…``, the multicodec key in base58btc.
 """
 
@@ -49,9 +51,9 @@ def _raw(text: str) -> bytes | None:
         decoded = _base58(text[len(DID_KEY) + 1 :]) if text[len(DID_KEY) :].startswith("z") else None
         return _unwrapped(decoded, (MULTICODEC,))
     if text.startswith("b") and BASE32.match(text[1:]):
-        return _unwrapped(_base32(text[1:]), (MULTICODEC, LIBP2P, b""))
+        return _unwrapped(_base32(text[1:]), (MULTICODEC, LIBP2P))
     if text.startswith("z"):
-        return _unwrapped(_base58(text[1:]), (MULTICODEC, LIBP2P, b""))
+        return _unwrapped(_base58(text[1:]), (MULTICODEC, LIBP2P))
     return None
 
 

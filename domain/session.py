@@ -37,6 +37,12 @@ class Session(Aggregate):
         self.expires_at = expires_at
         self.source = source
         self.revoked = False
+        self.scp: list[str] | None = None  # set by SessionScoped: the session's tokens may do only these
+
+    @event("SessionScoped")
+    def restrict(self, scp: list[str], actor: str, correlation_id: str) -> None:
+        """A login that asked for less than the user holds: every token of the session is held to it."""
+        self.scp = scp
 
     def rotate(self, refresh_hash: str, actor: str, correlation_id: str) -> None:
         if self.revoked:

@@ -175,8 +175,12 @@ def bus_grant(model: ReadModel, token: str, now: float, keys: VerificationKeys, 
     credential, principal = verdict.credential, verdict.principal
     if credential.kind in REDEEMABLE_KINDS:
         return "not_a_bearer_credential"
-    owner = None if credential.kind == "tenant_token" else principal
-    publish, subscribe = subjects_granted(model, credential.scopes, owner)
+    # A tenant token has no owner to bound it, and the bus guard could not close its
+    # connections when its key goes: it gets no subjects.  A down-scoped access token is
+    # not re-checked by its scopes (the guard sees only its session): it gets none either.
+    if credential.kind == "tenant_token" or (credential.kind == "access_token" and credential.scopes is not None):
+        return "no_matching_scope"
+    publish, subscribe = subjects_granted(model, credential.scopes, principal)
     if not publish and not subscribe:
         return "no_matching_scope"
     name = connection_name(credential, publish, subscribe)

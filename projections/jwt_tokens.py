@@ -100,9 +100,10 @@ def per_scopes(per: Any) -> dict[ScopeKey, Scope] | None:
                 return None
             for letter in letters:
                 operation = PER_OPERATIONS.get(letter)
-                if operation is None:
+                fields = {"entity_type": entity_type, "operation": operation, "entity_id": entity_id, "domain": realm}
+                scope = _scope(fields) if operation is not None else None
+                if scope is None:
                     return None
-                scope = Scope(entity_type=entity_type, operation=operation, entity_id=entity_id, domain=realm)
                 scopes[scope.key] = scope
     return scopes
 
@@ -179,12 +180,12 @@ def verify_jwt(
         remembered: SignedToken = seen[0]
         if remembered.exp is not None and remembered.exp <= now - LEEWAY_SECONDS:
             return "expired", None, None
-        return _standing(model, remembered)
+        return _standing(model, remembered, now)
     reason, signed = _signed(model, token, keys)
     if signed is None:
         return reason, None, None
     bearers.remember(token, signed, None)
-    return _standing(model, signed)
+    return _standing(model, signed, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +261,7 @@ def _signed(model: ReadModel, token: str, keys: VerificationKeys) -> tuple[str |
     )
 
 
-def _standing(model: ReadModel, signed: SignedToken) -> tuple[str | None, Any, Any]:
+def _standing(model: ReadModel, signed: SignedToken, now: float) -> tuple[str | None, Any, Any]:
     """Whether a signed token's key, tenant and session (or ``per`` scopes) let it act now."""
     key, tenant_id = signed.key, signed.tenant_id
     if key.status == "revoked":
@@ -279,7 +280,7 @@ def _standing(model: ReadModel, signed: SignedToken) -> tuple[str | None, Any, A
         return "unknown", None, None
     if tenant_token:
         return _tenant_token(signed, tenant_id, tenant.disabled)
-    return _access_token(model, signed, tenant_id, tenant.disabled)
+    return _access_token(model, signed, tenant_id, tenant.disabled, now)
 
 
 def _tenant_token(signed: SignedToken, tenant_id: UUID, tenant_disabled: bool) -> tuple[str | None, Any, Any]:
@@ -297,7 +298,9 @@ def _tenant_token(signed: SignedToken, tenant_id: UUID, tenant_disabled: bool) -
     return None, credential, ExternalPrincipal.named(tenant_id, signed.subject)
 
 
-def _access_token(model: ReadModel, signed: SignedToken, tenant_id: UUID, tenant_disabled: bool) -> tuple[str | None, Any, Any]:
+def _access_token(
+    model: ReadModel, signed: SignedToken, tenant_id: UUID, tenant_disabled: bool, now: float
+) -> tuple[str | None, Any, Any]:
     session_id, user_id = signed.session_id, signed.user_id
     if session_id is None or user_id is None:
         return "malformed", None, None
@@ -307,6 +310,8 @@ def _access_token(model: ReadModel, signed: SignedToken, tenant_id: UUID, tenant
         return "unknown", None, None
     if session.revoked:
         return "revoked", None, None
+    if session.expires_ts <= now:  # whatever its exp says: a token outlives no session
+        return "expired", None, None
     if principal.disabled or tenant_disabled:
         return "disabled", None, None
     credential = TokenCredential(

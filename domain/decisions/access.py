@@ -37,7 +37,7 @@ def current_actor(actor: Actor, uow: UnitOfWork, field: str = "Authorization") -
     try:
         if actor.credential_kind == "access_token":  # its session stands for it
             session = uow.get(Session, actor.credential_id, field)
-            if session.revoked:
+            if session.revoked or session.expires_at <= uow.now:
                 raise refused
             # Its scopes, if the login asked for some, are in the signed token itself.
             owner_id, scopes = session.user_id, actor.scopes

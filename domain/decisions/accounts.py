@@ -37,6 +37,8 @@ def register_user(command: RegisterUser, actor: Actor, uow: UnitOfWork) -> dict[
     roles = sorted({name for name, role_id in resolved if role_id is None}, key=BUILTIN_ROLES.index)
     for role in roles:
         policy.require_may_grant(actor, role, command.tenant_id, "roles")
+    if command.password is not None:  # a user one can log in as: a credential, by another route
+        policy.require_may_mint(actor, None)
     password_hash = uow.hash_password(command.password) if command.password is not None else None
     user = User(
         tenant_id=command.tenant_id,

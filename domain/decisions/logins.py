@@ -17,8 +17,8 @@ from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from authbus.domain.decisions.access import claim_name, permissions_of, require_held
-from authbus.domain.errors import NotFound
-from authbus.domain.scopes import Scope, scope_text
+from authbus.domain.errors import Forbidden, InvalidRequest, NotFound
+from authbus.domain.scopes import Scope, parse_scope, scope_text
 from authbus.domain.session import Session
 from authbus.domain.tenant import Tenant
 from authbus.domain.throttle import LoginThrottle, locked
@@ -81,6 +81,9 @@ def down_scoped(uow: UnitOfWork, user: User, scopes: list[Scope] | None) -> list
     ``forbidden`` naming it), as scope strings."""
     if scopes is None:
         return None
+    for index, scope in enumerate(scopes):
+        if parse_scope(scope_text(scope)) != scope:  # "/" or ":" where the string form cuts
+            raise InvalidRequest("this scope has no string form for a token's scp", field=f"scopes[{index}]")
     require_held(permissions_of(uow, user), scopes, "scopes")
     return list(dict.fromkeys(scope_text(scope) for scope in scopes))
 
@@ -103,6 +106,8 @@ def _start_session(uow: UnitOfWork, user: User, method: str, source: str, scopes
         source=source,
         **uow.meta,
     )
+    if scp is not None:
+        session.restrict(scp=scp, **uow.meta)
     user.login_succeeded(method=method, session_id=session_id, source=source, **uow.meta)
     uow.add(user, session)
     return _pair(uow, user, session, refresh, scp)
@@ -206,6 +211,12 @@ def refresh(uow: UnitOfWork, session_id: UUID, secret: str, scopes: list[Scope] 
     if not _usable(uow, user):
         return Refused("disabled")
     scp = down_scoped(uow, user, scopes)
+    if session.scp is not None:  # a down-scoped session's tokens may narrow, never widen
+        if scp is None:
+            scp = session.scp
+        for index, text in enumerate(scp):
+            if text not in session.scp:
+                raise Forbidden("a down-scoped session's tokens hold only what its login asked for", field=f"scopes[{index}]")
     new_refresh = uow.mint("refresh", session.id)
     session.rotate(refresh_hash=hash_for_storage(new_refresh), **uow.meta)
     uow.add(session)

@@ -22,6 +22,7 @@ from authbus.domain.errors import InvalidRequest
 from authbus.projections.read_model import SigningKeyView
 
 MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 4096
 JWK_OF = {"EdDSA": OKPAlgorithm.to_jwk, "ES256": ECAlgorithm.to_jwk, "RS256": RSAAlgorithm.to_jwk}
 
 
@@ -83,6 +84,10 @@ def take_in(alg: str, kid: str, wrap: KeyWrap, pem: str) -> GeneratedKey:
     ``alg`` that authbus would have made: Ed25519, P-256, RSA of 2,048 bits or more with
     exponent 65537."""
     try:
+        # Its size first, unchecked: checking an RSA key takes seconds at 16k bits, on the writer.
+        unchecked = serialization.load_pem_private_key(pem.encode(), password=None, unsafe_skip_rsa_key_validation=True)
+        if isinstance(unchecked, rsa.RSAPrivateKey) and unchecked.key_size > MAX_RSA_BITS:
+            raise InvalidRequest(f"private_key is RSA of {unchecked.key_size} bits: at most {MAX_RSA_BITS}", field="private_key")
         private = serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise InvalidRequest("private_key is not an unencrypted PEM private key", field="private_key") from None
@@ -109,11 +114,14 @@ def _alg_of(private: Any) -> str | None:
     return None
 
 
-def hs256_keys(secret: bytes) -> tuple[bytes, bytes]:
+def hs256_keys(secret: bytes) -> tuple[bytes, ...]:
     """An HS256 key's HMAC keys, in the order tried (wire.md §3.5): the 32 bytes its secret
     encodes, which is what Hivekit's clients use (``Buffer.from(secret, 'base64')``), then
     the secret's own text, the form authbus documented first."""
-    return unb64url(secret.decode()), secret
+    try:
+        return unb64url(secret.decode()), secret
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError; every secret made so far decodes
+        return (secret,)
 
 
 class Keyring:

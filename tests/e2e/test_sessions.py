@@ -94,8 +94,12 @@ async def test_a_login_may_ask_for_less_than_the_user_holds(client, org):
     creating = client.command("create_pat", name="from a narrow token", token=pair["access_token"])
     await refused(creating, "forbidden")
     await refused(login(client, org, scopes=[{**read, "operation": "delete"}]), "forbidden", "scopes[0]")
-    wider = await client.call("refresh", {"refresh_token": pair["refresh_token"], "scopes": [update]}, token="")
-    assert [s.operation for s in (await client.verify(wider["access_token"])).scopes] == ["update"]
+    await refused(login(client, org, scopes=[{**read, "entity_id": "urn:isbn:1"}]), "invalid_request", "scopes[0]")
+    # The session keeps to what its login asked for: a refresh may not widen it.
+    widening = client.call("refresh", {"refresh_token": pair["refresh_token"], "scopes": [update]}, token="")
+    await refused(widening, "forbidden", "scopes[0]")
+    again = await client.call("refresh", {"refresh_token": pair["refresh_token"]}, token="")
+    assert [s.operation for s in (await client.verify(again["access_token"])).scopes] == ["read"]
 
 
 async def test_the_deployment_sets_issuer_audience_and_lifetimes(fresh_store, nats_server):
