@@ -7,7 +7,7 @@ four dictionary lookups whether it holds one scope or a thousand.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -50,7 +50,12 @@ def parse_scope(text: str) -> Scope | None:
     parts = (rest if slash else text).split(":")
     if len(parts) != 3:
         return None
-    fields = {"domain": domain, "entity_type": parts[0], "operation": parts[1], "entity_id": parts[2]}
+    return checked_scope({"domain": domain, "entity_type": parts[0], "operation": parts[1], "entity_id": parts[2]})
+
+
+def checked_scope(fields: dict[str, Any]) -> Scope | None:
+    """The scope ``fields`` describe, checked as a request's scope is (§4.1); None if they
+    describe none."""
     try:
         return msgspec.convert(fields, Scope)
     except msgspec.ValidationError:

@@ -42,9 +42,15 @@ class GetTenant(_Read):
     tenant_id: UUID | None = None  # default: the caller's own
 
 
-class ListTenants(_Read):
+class _Listing(_Read):
+    """A read that pages (§8 Paging)."""
+
     limit: Limit = 100
     after: UUID | None = None
+
+
+class ListTenants(_Listing):
+    pass
 
 
 def _tenant(view: TenantView) -> TenantDetail:
@@ -86,20 +92,16 @@ class GetUser(_Read):
     user_id: UUID
 
 
-class ListUsers(_Read):
+class ListUsers(_Listing):
     tenant_id: UUID | None = None
-    limit: Limit = 100
-    after: UUID | None = None
 
 
 class GetPAT(_Read):
     pat_id: UUID
 
 
-class ListCredentials(_Read):
+class ListCredentials(_Listing):
     user_id: UUID | None = None
-    limit: Limit = 100
-    after: UUID | None = None
 
 
 def _visible_user(model: ReadModel, actor: Actor, user_id: UUID) -> PrincipalView:
@@ -203,10 +205,8 @@ def _lister(entity_type: str, kinds: frozenset[str]):
     return answer
 
 
-class ListSigningKeys(_Read):
+class ListSigningKeys(_Listing):  # ``after`` is a kid
     tenant_id: UUID | None = None
-    limit: Limit = 100
-    after: UUID | None = None  # a kid
 
 
 def _list_signing_keys(model: ReadModel, actor: Actor, req: ListSigningKeys, now: float) -> Page[SigningKeyDetail]:
@@ -231,10 +231,8 @@ class GetRole(_Read):
     role_id: UUID
 
 
-class ListRoles(_Read):
+class ListRoles(_Listing):
     tenant_id: UUID | None = None
-    limit: Limit = 100
-    after: UUID | None = None
 
 
 def _get_role(model: ReadModel, actor: Actor, req: GetRole, now: float) -> RoleReply:

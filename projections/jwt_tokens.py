@@ -19,9 +19,8 @@ from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import jwt
-import msgspec
 
-from authbus.domain.scopes import Scope, ScopeKey, parse_scope
+from authbus.domain.scopes import Scope, ScopeKey, checked_scope, parse_scope
 from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.domain.times import rfc3339_epoch
 from authbus.projections.memos import FORGETFUL, Bearers
@@ -101,7 +100,7 @@ def per_scopes(per: Any) -> dict[ScopeKey, Scope] | None:
             for letter in letters:
                 operation = PER_OPERATIONS.get(letter)
                 fields = {"entity_type": entity_type, "operation": operation, "entity_id": entity_id, "domain": realm}
-                scope = _scope(fields) if operation is not None else None
+                scope = checked_scope(fields) if operation is not None else None
                 if scope is None:
                     return None
                 scopes[scope.key] = scope
@@ -118,7 +117,7 @@ def austack_scopes(granted: Any) -> dict[ScopeKey, Scope] | None:
         actions = grant.get("actions") if isinstance(grant, dict) else None
         if not isinstance(actions, list):
             return None
-        found += (_scope({"entity_type": resource, "operation": action, "entity_id": "*"}) for action in actions)
+        found += (checked_scope({"entity_type": resource, "operation": action, "entity_id": "*"}) for action in actions)
     return _keyed(found)
 
 
@@ -128,13 +127,6 @@ def listed_scopes(listed: Any) -> dict[ScopeKey, Scope] | None:
     if not isinstance(listed, list):
         return None
     return _keyed([parse_scope(text) if isinstance(text, str) else None for text in listed])
-
-
-def _scope(fields: dict[str, Any]) -> Scope | None:
-    try:
-        return msgspec.convert(fields, Scope)  # checked as a request's scope is (§4.1)
-    except msgspec.ValidationError:
-        return None
 
 
 def _keyed(scopes: Sequence[Scope | None]) -> dict[ScopeKey, Scope] | None:
