@@ -19,6 +19,7 @@ from authbus.domain.errors import Conflict, InvalidRequest
 KEY_KINDS = ("api_key", "recovery", "invitation")
 UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
 MAX_SCOPES = 5000  # a PAT's or key's, at creation and after every add_scope
+USE_INTERVAL = timedelta(minutes=1)  # a credential's use is recorded at most this often (DESIGN §6)
 # (default, maximum) lifetime in seconds; None: never expires unless asked to.
 LIFETIMES: dict[str, tuple[int | None, int]] = {
     "pat": (90 * 86400, 366 * 86400),
@@ -75,6 +76,16 @@ class _Credential(Aggregate):
         if self.revoked:
             raise Conflict("credential is already revoked")
         self._revoke(actor=actor, correlation_id=correlation_id, reason=reason)  # type: ignore[attr-defined]
+
+    def used(self, at: datetime, actor: str, correlation_id: str) -> bool:
+        """Record a use made at ``at``, unless one within ``USE_INTERVAL`` before it is
+        recorded already (another instance saw it too) or the credential is revoked:
+        whether it was recorded."""
+        last: datetime | None = getattr(self, "last_used_at", None)
+        if self.revoked or (last is not None and at - last < USE_INTERVAL):
+            return False
+        self._used(at=at, actor=actor, correlation_id=correlation_id)  # type: ignore[attr-defined]
+        return True
 
 
 class PersonalAccessToken(_Credential):
@@ -145,6 +156,10 @@ class PersonalAccessToken(_Credential):
     def _revoke(self, actor: str, correlation_id: str, reason: str) -> None:
         self.revoked = True
 
+    @event("PATUsed")
+    def _used(self, at: datetime, actor: str, correlation_id: str) -> None:
+        self.last_used_at = at
+
 
 class Key(_Credential):
     @event("KeyIssued")
@@ -198,3 +213,7 @@ class Key(_Credential):
     @event("KeyRevoked")
     def _revoke(self, actor: str, correlation_id: str, reason: str) -> None:
         self.revoked = True
+
+    @event("KeyUsed")
+    def _used(self, at: datetime, actor: str, correlation_id: str) -> None:
+        self.last_used_at = at

@@ -10,8 +10,10 @@ def rfc3339(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def rfc3339_epoch(seconds: float) -> str | None:
+def rfc3339_epoch(seconds: float | None) -> str | None:
     """A POSIX time (a JWT's ``exp``, a kept creation time) to the second; None if it is no time."""
+    if seconds is None:
+        return None
     try:
         return rfc3339(datetime.fromtimestamp(float(seconds), UTC))
     except (TypeError, ValueError, OverflowError, OSError):

@@ -129,6 +129,9 @@ class _CredentialFacts(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     status: str  # active, revoked, redeemed, expired
     created_at: str
+    issued_by: str  # the principal id that created it, or ``system``
+    updated_at: str  # of its last change (scopes, secret, revocation, redemption); else created_at
+    last_used_at: str | None  # of its last recorded use, within a minute (PATUsed/KeyUsed); None: never
 
 
 class CredentialDetail(_CredentialFacts, frozen=True, kw_only=True):
@@ -137,6 +140,7 @@ class CredentialDetail(_CredentialFacts, frozen=True, kw_only=True):
     scopes: list[Scope] | None  # None: unscoped, it acts with its owner's roles
     description: str | UnsetType = UNSET  # PATs only
     revoked_reason: str | UnsetType = UNSET  # once revoked
+    revoked_at: str | UnsetType = UNSET  # once revoked
 
 
 class TenantDetail(msgspec.Struct, frozen=True, kw_only=True):
@@ -261,6 +265,7 @@ class AsOfCredential(_CredentialFacts, frozen=True, kw_only=True):
 
     description: str | UnsetType = UNSET  # PATs only
     revoked_reason: str | UnsetType = UNSET  # once revoked
+    revoked_at: str | UnsetType = UNSET  # once revoked
 
 
 class HistoryEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -47,6 +47,7 @@ from authbus.infra.settings import Settings
 from authbus.infra.snapshot import restore_read_model, write_snapshot
 from authbus.infra.store import EventStore, is_postgres
 from authbus.infra.store_unit import PasswordWork, PasswordWorkNeeded, StoreUnitOfWork
+from authbus.infra.use_recorder import UseRecorder
 from authbus.projections.memos import Bearers, Views
 from authbus.projections.queries import signing_key_for
 from authbus.projections.read_model import ReadModel
@@ -81,7 +82,8 @@ class Node:
         self.app = app
         self.store: EventStore = app
         self.model = ReadModel()  # replaced by the restored one in start(), before anything holds it
-        self.bearers, self.views = Bearers(), Views()  # what verify remembers: beside the model, never snapshotted
+        # What verify remembers: beside the model, never snapshotted.
+        self.bearers, self.views = Bearers(notes_uses=settings.use_interval > 0), Views()
         self._snapshot_position = 0  # of the snapshot last loaded or written
         self.consistency_wait = settings.consistency_wait
         self.nc: Client | None = None
@@ -93,6 +95,7 @@ class Node:
         self.publisher: Publisher | None = None
         self.guard: BusGuard | None = None  # closes revoked connections, with a system account connection
         self.sealer: CheckpointSealer | None = None
+        self.uses: UseRecorder | None = None
         self._parts = AsyncExitStack()  # what start() started, for stop() to stop in reverse
         self.audit_public_key = public_key_b64(audit_key(app.keys.audit_seed))  # auth.v1.audit.public_key
         self.keys = app.keys.keyring
@@ -198,6 +201,9 @@ class Node:
                 self.store, self.app.keys.audit_seed, self.settings.seal_interval, sealed=follower.nudge
             )
             self._background(parts, self.sealer.stop, self.sealer.run(), "authbus-sealer")
+        if self.settings.use_interval > 0:
+            self.uses = UseRecorder(self.bearers, self.perform, self.settings.use_interval)
+            self._background(parts, self.uses.stop, self.uses.run(), "authbus-uses")
 
     @staticmethod
     def _background(parts: AsyncExitStack, stop: Callable[[], None], run: Coroutine[Any, Any, None], name: str) -> None:

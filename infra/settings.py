@@ -43,6 +43,7 @@ class Settings:
     event_feed: bool = True  # publish the log to JetStream (one instance at a time)
     feed_lease_seconds: float = 10.0
     seal_interval: float = 10.0  # seconds between tamper-evidence checkpoints; 0 turns sealing off
+    use_interval: float = 10.0  # seconds between batches of recorded PAT/API-key uses (last_used_at); 0: not recorded
     snapshot_every: int = 10000  # write a read-model snapshot at start after a tail this long; 0 turns snapshots off
     metrics_port: int | None = None  # serve Prometheus metrics on this port (0: any free one); None: off
     metrics_host: str = "127.0.0.1"

@@ -7,10 +7,14 @@ spares work, and never vouches for more than a fresh check would.
   expired, disabled) is judged afresh on every request.
 * ``Views``: the ``credential`` and ``principal`` parts of a verify reply, built once and
   built again when what they show changes.
+
+``Bearers`` also notes which PATs and API keys were used, for the node to record in
+batches (PATUsed/KeyUsed, DESIGN §6): noting is a dict write, never a store write.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
@@ -19,12 +23,32 @@ from authbus.projections.read_model import CredentialView, PrincipalView
 
 VERIFIED_KEPT = 65_536  # bearer strings remembered, the oldest making room
 VIEWS_KEPT = 65_536  # credentials' and principals' views remembered, the oldest making room
+USE_INTERVAL = 60.0  # seconds: a credential's use is recorded at most this often
+USED_KINDS = frozenset({"pat", "api_key"})
 
 
 class Bearers:
-    def __init__(self, kept: int = VERIFIED_KEPT) -> None:
+    def __init__(self, kept: int = VERIFIED_KEPT, notes_uses: bool = False) -> None:
         self._kept = kept
         self._seen: dict[str, tuple[Any, Any]] = {}
+        self._notes_uses = notes_uses
+        self.uses: dict[UUID, tuple[str, float]] = {}  # credential id → (kind, first use seen), not yet recorded
+
+    def used(self, credential: CredentialView, now: float) -> None:
+        """``credential`` acted at ``now``: noted, unless its last recorded use is less than
+        ``USE_INTERVAL`` old or a use is noted already."""
+        if not self._notes_uses or credential.kind not in USED_KINDS or credential.id in self.uses:
+            return
+        last = credential.used_ts
+        if last is None or now - last >= USE_INTERVAL:
+            self.uses[credential.id] = (credential.kind, now)
+
+    def take_uses(self, limit: int) -> dict[UUID, tuple[str, float]]:
+        """Up to ``limit`` noted uses, the oldest first, no longer noted here."""
+        taken = dict(itertools.islice(self.uses.items(), limit))
+        for credential_id in taken:
+            del self.uses[credential_id]
+        return taken
 
     def get(self, token: str) -> tuple[Any, Any] | None:
         """What was remembered with ``token``: (credential or signed token, digest or None)."""

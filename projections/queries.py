@@ -15,6 +15,7 @@ from authbus.domain.policy import Actor
 from authbus.domain.scopes import Scope, find_grant
 from authbus.domain.signing import ASYMMETRIC_ALGS
 from authbus.domain.tenant import SYSTEM_TENANT_ID
+from authbus.domain.times import rfc3339_epoch
 from authbus.projections.jwt_tokens import VerificationKeys, looks_like_jwt, verify_jwt
 from authbus.projections.memos import FORGETFUL, Bearers, credential_view, principal_view
 from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, RoleView, SessionView, SigningKeyView
@@ -43,7 +44,7 @@ def verify(model: ReadModel, token: str, now: float, keys: VerificationKeys, bea
     # is checked afresh every time, and a reset secret makes the remembered digest stale.
     seen = bearers.get(token)
     if seen is not None and seen[0].digest is seen[1]:
-        return standing(model, seen[0], now)
+        return _in_use(standing(model, seen[0], now), bearers, now)
     parsed = tokens.parse(token)
     if parsed is None:
         return Verdict("malformed")
@@ -52,7 +53,13 @@ def verify(model: ReadModel, token: str, now: float, keys: VerificationKeys, bea
     if credential is None or credential.kind != parsed.kind or not tokens.secret_matches(parsed.secret, credential.digest):
         return Verdict("unknown")
     bearers.remember(token, credential, credential.digest)
-    return standing(model, credential, now)
+    return _in_use(standing(model, credential, now), bearers, now)
+
+
+def _in_use(verdict: Verdict, bearers: Bearers, now: float) -> Verdict:
+    if verdict.credential is not None:
+        bearers.used(verdict.credential, now)
+    return verdict
 
 
 def standing(model: ReadModel, credential: CredentialView, now: float) -> Verdict:
@@ -201,12 +208,16 @@ def credential_detail(credential: CredentialView, now: float) -> dict[str, Any]:
         "name": credential.name,
         "status": "expired" if credential.status == "active" and expired else credential.status,
         "created_at": credential.created_at,
+        "issued_by": credential.issued_by,
+        "updated_at": rfc3339_epoch(credential.created if credential.changed is None else credential.changed),
+        "last_used_at": rfc3339_epoch(credential.used_ts),
         "scopes": scope_list(credential),
     }
     if credential.kind == "pat":
         detail["description"] = credential.description
     if credential.revoked_reason is not None:
         detail["revoked_reason"] = credential.revoked_reason
+        detail["revoked_at"] = rfc3339_epoch(credential.revoked_ts)
     return detail
 
 

@@ -95,6 +95,10 @@ class CredentialView:
         "description",
         "created",
         "revoked_reason",
+        "issued_by",  # the principal id that created it, or ``system``
+        "changed",  # POSIX time of its last change after creation (scopes, secret, status); None: none
+        "revoked_ts",  # POSIX time it was revoked; None: not revoked
+        "used_ts",  # POSIX time of its last recorded use (PATUsed/KeyUsed); None: none recorded
     )
 
     def __init__(self, event: Any, kind: str, owner: PrincipalView | None, scopes: dict[ScopeKey, Scope] | None) -> None:
@@ -108,6 +112,10 @@ class CredentialView:
         self.revoked_reason: str | None = None
         self.created: float = event.timestamp.timestamp()
         self.scopes = scopes
+        self.issued_by: str = event.actor
+        self.changed: float | None = None
+        self.revoked_ts: float | None = None
+        self.used_ts: float | None = None
         self.set_secret(event.secret_hash, event.expires_at)
 
     @property
@@ -151,6 +159,10 @@ def _credential(
     name: str,
     description: str,
     revoked_reason: str | None,
+    issued_by: str,
+    changed: float | None,
+    revoked_ts: float | None,
+    used_ts: float | None,
     id_int: int,
     created: float,
 ) -> CredentialView:
@@ -163,6 +175,7 @@ def _credential(
     c.id, c.kind, c.owner_id, c.tenant_id, c.digest = credential_id, kind, owner_id, tenant_id, digest
     c.expires_ts, c.expires_at, c.status, c.scopes, c.name = expires_ts, expires_at, status, scopes, name
     c.description, c.revoked_reason = description, revoked_reason
+    c.issued_by, c.changed, c.revoked_ts, c.used_ts = issued_by, changed, revoked_ts, used_ts
     c.created = created
     return c
 
@@ -261,6 +274,7 @@ class ReadModel:
         self.role_holders: dict[UUID, dict[UUID, None]] = {}
         self.login_activity: dict[UUID, deque[dict[str, Any]]] = {}
         self._scopes: dict[tuple[Any, ...], Scope] = {}  # every distinct scope once, shared
+        self._actors: dict[str, str] = {}  # every issuer once, shared by its credentials
         self._appliers = self._build_appliers()
 
     # Pickled as a persisted snapshot (infra/snapshot.py): the appliers are bound methods
@@ -315,13 +329,13 @@ class ReadModel:
             PersonalAccessToken.PATCreated: lambda e: self._credential_created(e, "pat"),
             PersonalAccessToken.ScopeAdded: self._scope_added,
             PersonalAccessToken.ScopeRemoved: self._scope_removed,
-            PersonalAccessToken.PATSecretReset: lambda e: self.credentials[e.originator_id].set_secret(
-                e.secret_hash, e.expires_at
-            ),
+            PersonalAccessToken.PATSecretReset: self._secret_reset,
             PersonalAccessToken.PATRevoked: self._revoked,
+            PersonalAccessToken.PATUsed: self._used,
             Key.KeyIssued: lambda e: self._credential_created(e, e.kind),
             Key.KeyRevoked: self._revoked,
-            Key.KeyRedeemed: lambda e: setattr(self.credentials[e.originator_id], "status", "redeemed"),
+            Key.KeyRedeemed: self._redeemed,
+            Key.KeyUsed: self._used,
             NameClaim.NameClaimed: lambda e: None,
             NameClaim.NameReleased: lambda e: None,
             NameClaim.NameReclaimed: lambda e: None,
@@ -433,7 +447,9 @@ class ReadModel:
 
     def _credential_created(self, e: Any, kind: str) -> None:
         scopes = None if e.scopes is None else {s.key: s for s in map(self.scope, e.scopes)}
-        self.credentials[e.originator_id] = CredentialView(e, kind, self.principals.get(e.user_id), scopes)
+        credential = CredentialView(e, kind, self.principals.get(e.user_id), scopes)
+        credential.issued_by = self._actors.setdefault(e.actor, e.actor)  # a few issuers, a million credentials
+        self.credentials[e.originator_id] = credential
         self.credentials_by_owner.setdefault(e.user_id, {})[e.originator_id] = None
 
     def scope(self, data: dict[str, Any]) -> Scope:
@@ -444,18 +460,33 @@ class ReadModel:
             scope = self._scopes[seen] = Scope.from_dict(data)
         return scope
 
+    def _changed(self, e: Any) -> CredentialView:
+        credential = self.credentials[e.originator_id]
+        credential.changed = e.timestamp.timestamp()
+        return credential
+
     def _scope_added(self, e: Any) -> None:
         scope = self.scope(e.scope)
-        scopes = self.credentials[e.originator_id].scopes
+        scopes = self._changed(e).scopes
         if scopes is not None:
             scopes[scope.key] = scope
 
     def _scope_removed(self, e: Any) -> None:
-        scopes = self.credentials[e.originator_id].scopes
+        scopes = self._changed(e).scopes
         if scopes is not None:
             scopes.pop(self.scope(e.scope).key, None)
 
+    def _secret_reset(self, e: Any) -> None:
+        self._changed(e).set_secret(e.secret_hash, e.expires_at)
+
     def _revoked(self, e: Any) -> None:
-        credential = self.credentials[e.originator_id]
+        credential = self._changed(e)
         credential.status = "revoked"
         credential.revoked_reason = e.reason
+        credential.revoked_ts = credential.changed
+
+    def _redeemed(self, e: Any) -> None:
+        self._changed(e).status = "redeemed"
+
+    def _used(self, e: Any) -> None:
+        self.credentials[e.originator_id].used_ts = e.at.timestamp()

@@ -160,7 +160,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 def make_settings(nats_server: NatsServer, database_url: str, prefix: str, data_dir: Path, kek: str) -> Settings:
-    # No background sealing: tests assert exactly which events a request appends.
+    # No background sealing nor recorded uses: tests assert exactly which events a request
+    # appends.  tests/e2e/test_credential_use.py records uses on purpose.
     # tests/integration/test_audit_chain.py seals on purpose.  A busy machine may take a while to fold:
     # requests wait for their position longer than the default, and a test about ``stale``
     # shortens the wait with ``quick_to_stale``.
@@ -171,6 +172,7 @@ def make_settings(nats_server: NatsServer, database_url: str, prefix: str, data_
         subject_prefix=prefix,
         kek=kek,
         seal_interval=0,
+        use_interval=0,
         consistency_wait=5.0,
     )
 

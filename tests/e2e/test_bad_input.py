@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.domain import tokens
 from authbus.domain.commands import COMMANDS
+from authbus.domain.errors import InvalidRequest
 from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.handlers.admin_reads import ADMIN_READS
 from authbus.handlers.audit_key import PublicKeyRequest
@@ -57,7 +58,7 @@ from authbus.handlers.sessions import (
     RefreshRequest,
 )
 from authbus.handlers.verification import AuthorizeRequest, JwksRequest, VerifyRequest
-from authbus.handlers.wire import MAX_BODY, MAX_TOKEN
+from authbus.handlers.wire import MAX_BODY, MAX_TOKEN, decode
 from tests.conftest import quick_to_stale
 from tests.helpers import PASSWORD, PAT_SCOPE, TenantWorld, b64url, device, make_tenant, secret_of, store_position
 
@@ -966,6 +967,24 @@ _PLACEHOLDER = W(
 )
 CASES = _cases()
 
+
+def decoding_refusal(case: Case) -> InvalidRequest | None:
+    """What decoding the case's body (built from the stand-in world) raises, if anything."""
+    try:
+        decode(case.body(_PLACEHOLDER), STRUCTS[case.endpoint])
+    except InvalidRequest as error:
+        return error
+    return None
+
+
+# The schema half: refused by decoding alone, before a bearer is read or the store is asked.
+# These run through NATS on one backend: the store never sees them, and the unit tier
+# (tests/unit/test_request_decoding.py) decodes every one of them again.
+SCHEMA_CASES = [
+    p for p in CASES if p.values[0].code == "invalid_request" and not p.values[0].steps and decoding_refusal(p.values[0])
+]
+STORE_CASES = [p for p in CASES if p not in SCHEMA_CASES]
+
 # ---------------------------------------------------------------------------------------
 # Sending, and what no reply may contain.
 
@@ -1081,8 +1100,7 @@ async def take(client, instance, w: W, steps: tuple[Step, ...], secrets: list[st
         assert (reply.body.get("error") or {}).get("code") == step.refused, (step, reply.body)
 
 
-@pytest.mark.parametrize("case", CASES)
-async def test_bad_request_is_rejected_and_appends_nothing(client, instance, world, secrets, case: Case):
+async def check_refusal(client, instance, world, secrets, case: Case) -> None:
     await take(client, instance, world, case.steps, secrets)
     before = store_position(instance)
     reply = await send(
@@ -1092,6 +1110,17 @@ async def test_bad_request_is_rejected_and_appends_nothing(client, instance, wor
     assert appended(instance, before) == list(case.records)
     if case.message is not None:
         assert reply.body["error"]["message"] == case.message
+
+
+@pytest.mark.parametrize("case", STORE_CASES)
+async def test_bad_request_is_rejected_and_appends_nothing(client, instance, world, secrets, case: Case):
+    await check_refusal(client, instance, world, secrets, case)
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("case", SCHEMA_CASES)
+async def test_undecodable_request_is_rejected_and_appends_nothing(client, instance, world, secrets, case: Case):
+    await check_refusal(client, instance, world, secrets, case)
 
 
 # A tenant admin of A sends tenant B's ids: the same answer as for an id that does not

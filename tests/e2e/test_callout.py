@@ -86,6 +86,7 @@ async def bus(request, databases, tmp_path_factory, watch_for_secrets) -> AsyncI
         subject_prefix="bus",
         kek=secrets.token_hex(32),
         seal_interval=0,
+        use_interval=0,
         callout_issuer_seed=issuer_seed,
         callout_xkey_seed=xkey_seed,
     )
@@ -400,6 +401,7 @@ async def test_callout_init_prints_a_working_pair_of_settings_and_server_configu
         subject_prefix=env["AUTHBUS_SUBJECT_PREFIX"],
         kek=secrets.token_hex(32),
         seal_interval=0,
+        use_interval=0,
         callout_issuer_seed=env["AUTHBUS_CALLOUT_ISSUER_SEED"],
         callout_xkey_seed=env["AUTHBUS_CALLOUT_XKEY_SEED"],
     )

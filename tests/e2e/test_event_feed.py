@@ -113,6 +113,7 @@ async def test_a_killed_publisher_and_a_restarted_nats_lose_and_duplicate_nothin
         subject_prefix="feed",
         kek=kek,
         seal_interval=0,
+        use_interval=0,
     )
     app = open_application(settings)
     seed(app, tenants=400)

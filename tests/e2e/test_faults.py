@@ -121,6 +121,7 @@ async def bootstrapped(database_url: str, nats_server, tmp_path: Path, prefix: s
         subject_prefix=prefix,
         kek=secrets.token_hex(32),
         seal_interval=0,
+        use_interval=0,
     )
     app = open_application(settings)
     client = await AuthbusClient.connect(nats_server.url, prefix, app.bootstrap()["token"])

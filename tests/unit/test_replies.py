@@ -31,6 +31,8 @@ NOW = time.time()
 LATER = datetime.now(UTC) + timedelta(days=1)
 ROOT = Actor(uuid4(), SYSTEM_TENANT_ID, frozenset({"root"}), uuid4(), "api_key", None)
 FACTS = {"id", "kind", "expires_at", "user_id", "tenant_id", "name", "status", "created_at"}
+FACTS |= {"issued_by", "updated_at", "last_used_at"}  # SuperMQ's record of a key
+RECORD = FACTS | {"scopes"}  # what every credential detail shows
 
 
 class Log:
@@ -131,15 +133,15 @@ def test_admin_reads_answer_the_bytes_of_the_projections_details(log):
         assert encoded(ask(log, name, **{field: value})) == encoded(reply), name
 
 
-def test_a_credential_shows_description_and_revoked_reason_only_where_they_apply(log):
+def test_a_credential_shows_description_and_its_revocation_only_where_they_apply(log):
     user_id = next(iter(log.model.principals))
     live, gone = ask(log, "list_pats", user_id=user_id).items
-    assert keys(live) == FACTS | {"scopes", "description"} and live.description == "d"
-    assert keys(gone) == FACTS | {"scopes", "description", "revoked_reason"} and gone.revoked_reason == "leaked"
+    assert keys(live) == RECORD | {"description"} and live.description == "d"
+    assert keys(gone) == RECORD | {"description", "revoked_reason", "revoked_at"} and gone.revoked_reason == "leaked"
     assert live.scopes == gone.scopes == [Scope(**SCOPE)]
     api_key, recovery = ask(log, "list_keys", user_id=user_id).items
-    assert keys(api_key) == FACTS | {"scopes", "revoked_reason"} and api_key.revoked_reason == ""  # an empty reason is one
-    assert keys(recovery) == FACTS | {"scopes"} and (recovery.status, recovery.scopes) == ("redeemed", None)
+    assert keys(api_key) == RECORD | {"revoked_reason", "revoked_at"} and api_key.revoked_reason == ""  # an empty reason is one
+    assert keys(recovery) == RECORD and (recovery.status, recovery.scopes) == ("redeemed", None)
     assert keys(ask(log, "get_pat", pat_id=live.id)) == {"pat", "position"}
 
 
@@ -173,7 +175,7 @@ async def test_audit_reads_answer_the_bytes_of_the_projections_answers(log):
     answer = await audit_read(log, "audit_as_of", at_position=position, credential_id=pat.id)
     assert encoded(answer) == encoded({**audit.as_of(replay, events, pat.id, None), "position": position})
     assert keys(answer) == {"at", "valid", "reason", "credential", "principal", "scopes", "events", "position"}
-    assert keys(answer.credential) == FACTS | {"description", "revoked_reason"}  # its scopes stand beside it
+    assert keys(answer.credential) == FACTS | {"description", "revoked_reason", "revoked_at"}  # its scopes stand beside it
     assert (answer.valid, answer.reason, answer.scopes) == (False, "revoked", [Scope(**SCOPE)])
 
     digest = await audit_read(log, "rebuild_check")

@@ -152,3 +152,39 @@ def test_verifying_changes_nothing_in_the_fold(world):
     assert pickle.dumps(world.model) == before
     restored = pickle.loads(before)
     assert queries.verify(restored, token, time.time(), Keys()).valid
+
+
+def test_a_use_is_noted_once_until_recorded_and_again_only_a_minute_after(world):
+    world.bearers = Bearers(notes_uses=True)
+    pat, token = world.pat()
+    now = time.time()
+    for later in (0.0, 1.0, 2.0):  # the first use of a burst is the one noted
+        assert world.verify(token, now + later) is None
+    assert world.bearers.take_uses(10) == {pat.id: ("pat", now)} and not world.bearers.uses
+    at = datetime.fromtimestamp(now, UTC)
+    assert pat.used(at=at, **META) and not pat.used(at=at + timedelta(seconds=59), **META)  # once a minute
+    world.fold(pat)
+    world.verify(token, now + 30)
+    assert not world.bearers.uses  # recorded less than a minute ago
+    world.verify(token, now + 61)
+    assert world.bearers.uses == {pat.id: ("pat", now + 61)}
+
+
+def test_no_use_is_noted_for_a_refused_bearer_or_by_a_node_that_records_none(world):
+    pat, token = world.pat()
+    world.verify(token)
+    assert not world.bearers.uses  # Bearers() notes none: an audit's verify, a node with use_interval 0
+    world.bearers = Bearers(notes_uses=True)
+    pat.revoke(reason="lost", **META)
+    world.fold(pat)
+    assert world.verify(token) == "revoked" and not world.bearers.uses
+    assert not pat.used(at=datetime.now(UTC), **META)  # nor is a use of a revoked credential recorded
+
+
+def test_taken_uses_come_oldest_first_and_at_most_as_many_as_asked(world):
+    world.bearers = Bearers(notes_uses=True)
+    minted = [world.pat() for _ in range(3)]
+    for n, (_, token) in enumerate(minted):
+        world.verify(token, 1000.0 + n)
+    assert list(world.bearers.take_uses(2)) == [pat.id for pat, _ in minted[:2]]
+    assert list(world.bearers.uses) == [minted[2][0].id]
