@@ -15,6 +15,7 @@ import msgspec
 
 from authbus.domain.credentials import MAX_SCOPES
 from authbus.domain.scopes import Scope
+from authbus.domain.tenant import REGISTRATIONS_PER_MINUTE
 
 CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -82,6 +83,23 @@ class UpdateTenant(Command):
     tenant_id: UUID
     tags: Annotated[list[Tag], msgspec.Meta(max_length=64)] | None = None
     metadata: Annotated[dict[MetadataKey, Text], msgspec.Meta(max_length=64)] | None = None
+
+
+Audience = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^\S+\Z")]
+
+
+class SetTenantPolicy(Command):
+    """The tenant's whole policy (domain/tenant.py DEFAULT_POLICY): a field left out takes
+    its default, a lifetime or audience left out or null the deployment's."""
+
+    command = "set_tenant_policy"
+    tenant_id: UUID
+    access_token_seconds: Annotated[int, msgspec.Meta(ge=60, le=86400)] | None = None
+    session_seconds: Annotated[int, msgspec.Meta(ge=300, le=366 * 86400)] | None = None
+    audience: Audience | None = None
+    open_registration: bool = False  # auth.v1.register, without a bearer
+    keypair_signup: bool = False  # a key that answers a challenge becomes a user
+    registrations_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = REGISTRATIONS_PER_MINUTE
 
 
 class DisableTenant(Command):
@@ -323,5 +341,6 @@ COMMANDS: dict[str, type[Command]] = {
         UpdateTenant,
         AddScopes,
         RemoveScopes,
+        SetTenantPolicy,
     )
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -9,6 +10,19 @@ from eventsourcing.domain import Aggregate, event
 from authbus.domain.errors import Conflict, Forbidden
 
 SYSTEM_TENANT_ID = uuid5(NAMESPACE_URL, "authbus:tenant:system")
+REGISTRATIONS_PER_MINUTE = 30  # open registrations and keypair sign-ups a tenant takes, from all callers
+
+# A tenant's policy (set_tenant_policy): a lifetime or audience of None is the deployment's
+# (AUTHBUS_ACCESS_TOKEN_SECONDS, AUTHBUS_SESSION_SECONDS, AUTHBUS_AUDIENCE); self-service
+# is off until the tenant's admin turns it on.
+DEFAULT_POLICY: dict[str, Any] = {
+    "access_token_seconds": None,
+    "session_seconds": None,
+    "audience": None,
+    "open_registration": False,
+    "keypair_signup": False,
+    "registrations_per_minute": REGISTRATIONS_PER_MINUTE,
+}
 
 
 class Tenant(Aggregate):
@@ -18,6 +32,7 @@ class Tenant(Aggregate):
         self.disabled = False
         self.tags: list[str] = []
         self.metadata: dict[str, str] = {}
+        self.policy: dict[str, Any] = dict(DEFAULT_POLICY)
 
     def rename(self, name: str, actor: str, correlation_id: str) -> None:
         if self.id == SYSTEM_TENANT_ID:
@@ -43,6 +58,14 @@ class Tenant(Aggregate):
     def _update(self, tags: list[str], metadata: dict[str, str], actor: str, correlation_id: str) -> None:
         self.tags = tags
         self.metadata = metadata
+
+    def set_policy(self, policy: dict[str, Any], actor: str, correlation_id: str) -> None:
+        """The whole policy: what it leaves out takes its default."""
+        self._set_policy(policy={**DEFAULT_POLICY, **policy}, actor=actor, correlation_id=correlation_id)
+
+    @event("TenantPolicySet")
+    def _set_policy(self, policy: dict[str, Any], actor: str, correlation_id: str) -> None:
+        self.policy = policy
 
     def disable(self, actor: str, correlation_id: str, reason: str) -> None:
         if self.disabled:

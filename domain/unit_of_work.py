@@ -8,6 +8,7 @@ password, signing) is asked of the unit too, so ``domain/`` stays free of I/O.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, TypeVar
@@ -31,6 +32,15 @@ class TokenTerms:
     audience: str = "authbus"  # ``aud``
     access_seconds: int = 15 * 60  # an access token's lifetime
     session_seconds: int = 30 * 86400  # a session's, and so its refresh tokens'
+
+    def of_tenant(self, policy: dict[str, Any]) -> TokenTerms:
+        """These terms as a tenant's policy (domain/tenant.py) sets them for its own tokens."""
+        return dataclasses.replace(
+            self,
+            audience=policy.get("audience") or self.audience,
+            access_seconds=policy.get("access_token_seconds") or self.access_seconds,
+            session_seconds=policy.get("session_seconds") or self.session_seconds,
+        )
 
 
 DEFAULT_TERMS = TokenTerms()

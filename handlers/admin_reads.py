@@ -23,6 +23,7 @@ from authbus.handlers.replies import (
     SessionDetail,
     SigningKeyDetail,
     TenantDetail,
+    TenantPolicy,
     TenantReply,
     UserDetail,
     UserReply,
@@ -64,6 +65,7 @@ def _tenant(view: TenantView) -> TenantDetail:
         created_by=view.created_by,
         updated_at=view.updated_at,
         updated_by=view.updated_by,
+        policy=TenantPolicy(**view.policy),
     )
 
 

@@ -143,6 +143,17 @@ class CredentialDetail(_CredentialFacts, frozen=True, kw_only=True):
     revoked_at: str | UnsetType = UNSET  # once revoked
 
 
+class TenantPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """§7.24: a lifetime or audience of null is the deployment's."""
+
+    access_token_seconds: int | None
+    session_seconds: int | None
+    audience: str | None
+    open_registration: bool
+    keypair_signup: bool
+    registrations_per_minute: int
+
+
 class TenantDetail(msgspec.Struct, frozen=True, kw_only=True):
     """§8 tenant.  ``created_by`` / ``updated_by``: the principal id that acted, or ``system``."""
 
@@ -153,8 +164,9 @@ class TenantDetail(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str]
     created_at: str
     created_by: str
-    updated_at: str  # of the tenant's own last change (rename, tags or metadata, disable, enable)
+    updated_at: str  # of the tenant's own last change (rename, tags or metadata, policy, disable, enable)
     updated_by: str
+    policy: TenantPolicy
 
 
 class SigningKeyDetail(msgspec.Struct, frozen=True, kw_only=True):

@@ -23,7 +23,7 @@ from authbus.domain.role import Role
 from authbus.domain.scopes import Scope, ScopeKey
 from authbus.domain.session import Session
 from authbus.domain.signing import SigningKey
-from authbus.domain.tenant import Tenant
+from authbus.domain.tenant import DEFAULT_POLICY, Tenant
 from authbus.domain.throttle import LoginThrottle
 from authbus.domain.times import rfc3339, rfc3339_epoch
 from authbus.domain.user import User
@@ -32,7 +32,7 @@ LOGIN_ACTIVITY_KEPT = 50
 
 
 class TenantView:
-    __slots__ = ("id", "name", "disabled", "created_at", "created_by", "updated_at", "updated_by", "tags", "metadata")
+    __slots__ = ("id", "name", "disabled", "created_at", "created_by", "updated_at", "updated_by", "tags", "metadata", "policy")
 
     def __init__(self, id: UUID, name: str, created_at: str, created_by: str) -> None:
         self.id, self.name, self.created_at, self.created_by = id, name, created_at, created_by
@@ -40,6 +40,7 @@ class TenantView:
         self.disabled = False
         self.tags: list[str] = []
         self.metadata: dict[str, str] = {}
+        self.policy: dict[str, Any] = DEFAULT_POLICY  # replaced whole, never changed in place
 
 
 class PrincipalView:
@@ -302,6 +303,7 @@ class ReadModel:
             Tenant.TenantUpdated: lambda e: self._tenant_changed(e, tags=e.tags, metadata=e.metadata),
             Tenant.TenantDisabled: lambda e: self._tenant_changed(e, disabled=True),
             Tenant.TenantEnabled: lambda e: self._tenant_changed(e, disabled=False),
+            Tenant.TenantPolicySet: lambda e: self._tenant_changed(e, policy=e.policy),
             User.UserRegistered: self._user_registered,
             User.PasswordChanged: lambda e: setattr(self.principals[e.originator_id], "has_password", True),
             User.UserDisabled: lambda e: setattr(self.principals[e.originator_id], "disabled", True),

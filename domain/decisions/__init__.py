@@ -22,6 +22,7 @@ DECISIONS: dict[type[c.Command], Decision] = {
     c.EnableTenant: tenancy.enable_tenant,
     c.RenameTenant: tenancy.rename_tenant,
     c.UpdateTenant: tenancy.update_tenant,
+    c.SetTenantPolicy: tenancy.set_tenant_policy,
     c.AddScopes: issuance.add_scopes,
     c.RemoveScopes: issuance.remove_scopes,
     c.RegisterUser: accounts.register_user,

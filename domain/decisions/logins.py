@@ -92,6 +92,11 @@ def _usable(uow: UnitOfWork, user: User) -> bool:
     return not user.disabled and not uow.get(Tenant, user.tenant_id, "tenant_id").disabled
 
 
+def _terms(uow: UnitOfWork, user: User) -> TokenTerms:
+    """The deployment's terms as the user's tenant sets them (set_tenant_policy)."""
+    return uow.terms.of_tenant(uow.get(Tenant, user.tenant_id, "tenant_id").policy)
+
+
 def _start_session(uow: UnitOfWork, user: User, method: str, source: str, scopes: list[Scope] | None = None) -> Started:
     scp = down_scoped(uow, user, scopes)  # before anything changes: a refusal records nothing
     session_id = uuid4()
@@ -102,7 +107,7 @@ def _start_session(uow: UnitOfWork, user: User, method: str, source: str, scopes
         tenant_id=user.tenant_id,
         method=method,
         refresh_hash=hash_for_storage(refresh),
-        expires_at=uow.now + timedelta(seconds=uow.terms.session_seconds),
+        expires_at=uow.now + timedelta(seconds=_terms(uow, user).session_seconds),
         source=source,
         **uow.meta,
     )
@@ -114,8 +119,9 @@ def _start_session(uow: UnitOfWork, user: User, method: str, source: str, scopes
 
 
 def _pair(uow: UnitOfWork, user: User, session: Session, refresh: str, scp: list[str] | None) -> Started:
-    access = uow.sign(user.tenant_id, access_claims(user, session, int(uow.now.timestamp()), uow.terms, scp))
-    return Started(access, refresh, uow.terms.access_seconds, str(session.id))
+    terms = _terms(uow, user)
+    access = uow.sign(user.tenant_id, access_claims(user, session, int(uow.now.timestamp()), terms, scp))
+    return Started(access, refresh, terms.access_seconds, str(session.id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,14 +8,14 @@ from typing import Any
 from uuid import uuid4
 
 from authbus.domain import policy
-from authbus.domain.commands import CreateTenant, DisableTenant, EnableTenant, RenameTenant, UpdateTenant
+from authbus.domain.commands import CreateTenant, DisableTenant, EnableTenant, RenameTenant, SetTenantPolicy, UpdateTenant
 from authbus.domain.credentials import Key
 from authbus.domain.decisions.access import claim_name
 from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, not_found
 from authbus.domain.policy import Actor
 from authbus.domain.registry import NameClaim
 from authbus.domain.signing import SigningKey
-from authbus.domain.tenant import SYSTEM_TENANT_ID, Tenant, tenant_name_claim_id
+from authbus.domain.tenant import DEFAULT_POLICY, SYSTEM_TENANT_ID, Tenant, tenant_name_claim_id
 from authbus.domain.tokens import hash_for_storage
 from authbus.domain.unit_of_work import UnitOfWork
 from authbus.domain.user import User, username_claim_id
@@ -52,7 +52,7 @@ def enable_tenant(command: EnableTenant, actor: Actor, uow: UnitOfWork) -> dict[
     return {}
 
 
-def _administered(command: RenameTenant | UpdateTenant, actor: Actor, uow: UnitOfWork) -> Tenant:
+def _administered(command: RenameTenant | UpdateTenant | SetTenantPolicy, actor: Actor, uow: UnitOfWork) -> Tenant:
     """A tenant its admin (or root) describes; another tenant's is not found."""
     if not actor.sees(command.tenant_id):
         raise not_found("tenant_id")
@@ -81,6 +81,20 @@ def update_tenant(command: UpdateTenant, actor: Actor, uow: UnitOfWork) -> dict[
         raise InvalidRequest("give tags, metadata or both", field="tags")
     tenant = _administered(command, actor, uow)
     tenant.update(tags=command.tags, metadata=command.metadata, **uow.meta)
+    uow.add(tenant)
+    return {}
+
+
+def set_tenant_policy(command: SetTenantPolicy, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    tenant = _administered(command, actor, uow)
+    policy = {name: getattr(command, name) for name in DEFAULT_POLICY}
+    terms = uow.terms.of_tenant(policy)
+    if terms.session_seconds < terms.access_seconds:
+        raise InvalidRequest(
+            f"a session ({terms.session_seconds} s) must last at least as long as its access tokens ({terms.access_seconds} s)",
+            field="session_seconds",
+        )
+    tenant.set_policy(policy=policy, **uow.meta)
     uow.add(tenant)
     return {}
 

@@ -125,6 +125,37 @@ def tenant_update(
     command(ctx, "update_tenant", tenant_id=tenant_id, tags=tag, metadata=metadata)
 
 
+@tenant_app.command("policy")
+def tenant_policy(
+    ctx: typer.Context,
+    tenant_id: str,
+    access_token_seconds: Annotated[
+        Optional[int], typer.Option(help="Access-token lifetime, 60–86400; 0: the deployment's.")
+    ] = None,
+    session_seconds: Annotated[Optional[int], typer.Option(help="Session (refresh) lifetime; 0: the deployment's.")] = None,
+    audience: Annotated[Optional[str], typer.Option(help="Access tokens' aud; '': the deployment's.")] = None,
+    open_registration: Annotated[
+        Optional[bool], typer.Option("--open-registration/--no-open-registration", help="auth.v1.register without a bearer.")
+    ] = None,
+    keypair_signup: Annotated[
+        Optional[bool], typer.Option("--keypair-signup/--no-keypair-signup", help="A key answering a challenge becomes a user.")
+    ] = None,
+    registrations_per_minute: Annotated[
+        Optional[int], typer.Option(help="Self-service sign-ups per minute, all callers.")
+    ] = None,
+    command_id: CommandId = None,
+) -> None:
+    """Change a tenant's policy: what is not given stays as it is.  Example: authbus tenant policy <id> --open-registration --access-token-seconds 300"""
+    policy = ask(ctx, lambda c: c.admin("get_tenant", tenant_id=tenant_id))["tenant"]["policy"]
+    deployments = {"access_token_seconds": access_token_seconds, "session_seconds": session_seconds, "audience": audience}
+    policy |= {name: value or None for name, value in deployments.items() if value is not None}  # 0 or '': unset
+    switches = {"open_registration": open_registration, "keypair_signup": keypair_signup}
+    policy |= {name: value for name, value in switches.items() if value is not None}
+    if registrations_per_minute is not None:
+        policy["registrations_per_minute"] = registrations_per_minute
+    command(ctx, "set_tenant_policy", tenant_id=tenant_id, **policy, command_id=command_id)
+
+
 @user_app.command("create")
 def user_create(
     ctx: typer.Context,

@@ -185,6 +185,15 @@ BASE: dict[str, Callable[[W], Body]] = {
     "admin.rebuild_check": lambda w: {"min_position": 0},
     "cmd.rename_tenant": lambda w: cmd(tenant_id=w.tenant_id, name=f"renamed-{uuid.uuid4().hex}"),
     "cmd.update_tenant": lambda w: cmd(tenant_id=w.tenant_id, tags=["eu"], metadata={"plan": "pro"}),
+    "cmd.set_tenant_policy": lambda w: cmd(
+        tenant_id=w.tenant_id,
+        access_token_seconds=300,
+        session_seconds=86400,
+        audience="https://api.example.com",
+        open_registration=True,
+        keypair_signup=True,
+        registrations_per_minute=5,
+    ),
     "admin.get_tenant": lambda w: {"tenant_id": w.tenant_id, "min_position": 0},
     "admin.list_tenants": lambda w: {"limit": 10, "after": w.tenant_id, "min_position": 0},
     "cmd.add_scopes": lambda w: cmd(pat_id=w.pat_id, scopes=[dict(SCOPE_NEW)]),
@@ -668,6 +677,26 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("admin.list_sessions", "after-not-a-uuid", put("after", "next"), "invalid_request", "after"),
     ("admin.login_activity", "user_id-not-a-uuid", put("user_id", "user-1"), "invalid_request", "user_id"),
     ("admin.login_activity", "min_position-negative", put("min_position", -1), "invalid_request", "min_position"),
+    *(
+        ("cmd.set_tenant_policy", f"{field}-{value}", put(field, value), "invalid_request", field)
+        for field, value in (
+            ("access_token_seconds", 59),
+            ("access_token_seconds", 86401),
+            ("session_seconds", 299),
+            ("session_seconds", 366 * 86400 + 1),
+            ("registrations_per_minute", 0),
+            ("registrations_per_minute", 10_001),
+            ("audience", ""),
+            ("audience", "two words"),
+        )
+    ),
+    (
+        "cmd.set_tenant_policy",
+        "session-shorter-than-access",
+        lambda b, w: b.update(access_token_seconds=3600, session_seconds=300),
+        "invalid_request",
+        "session_seconds",
+    ),
 ]
 
 
@@ -913,11 +942,13 @@ def _cases() -> list:
             if not (k == "empty" and e in EMPTY_BODY_IS_EMPTY_OBJECT)
         ]
         cases += [Case(e, f"not-object-{k}", raw(v), "invalid_request", "body") for k, v in NOT_OBJECT.items()]
-        base_fields = list(BASE[e](_PLACEHOLDER))
+        base = BASE[e](_PLACEHOLDER)
+        base_fields = list(base)
         cases += [Case(e, f"missing-{f}", changed(e, drop(f)), "invalid_request", f) for f in required(e)]
         cases += [Case(e, f"null-{f}", changed(e, put(f, None)), "invalid_request", f) for f in null_refused(e)]
         for f in base_fields:
-            cases.append(Case(e, f"wrong-type-{f}", changed(e, put(f, True)), "invalid_request", f))
+            wrong = "yes" if isinstance(base[f], bool) else True
+            cases.append(Case(e, f"wrong-type-{f}", changed(e, put(f, wrong)), "invalid_request", f))
             if f != "scope":  # an object is the right type there; its bad contents are in CONSTRAINTS
                 cases.append(Case(e, f"object-for-{f}", changed(e, put(f, {"x": 1})), "invalid_request", f))
         cases.append(Case(e, "unknown-field", changed(e, put("bogus", 1)), "invalid_request", "bogus"))
@@ -1167,6 +1198,7 @@ CROSS_TENANT: dict[str, tuple[str, str | None]] = {
     "admin.rebuild_check": ("forbidden", None),
     "cmd.rename_tenant": ("not_found", "tenant_id"),
     "cmd.update_tenant": ("not_found", "tenant_id"),
+    "cmd.set_tenant_policy": ("not_found", "tenant_id"),
     "admin.get_tenant": ("not_found", "tenant_id"),
     "cmd.add_scopes": ("not_found", "pat_id"),
     "cmd.remove_scopes": ("not_found", "pat_id"),

@@ -101,13 +101,17 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         listed = authbus(tmp_path, port, "--json", "pat", "list", "--user", user)
         assert [p["name"] for p in json.loads(listed.stdout)] == ["laptop"]
 
+        assert authbus(tmp_path, port, "tenant", "policy", tenant, "--access-token-seconds", "300").returncode == 0
+        assert authbus(tmp_path, port, "tenant", "policy", tenant, "--open-registration").returncode == 0
+        policy = json.loads(authbus(tmp_path, port, "--json", "tenant", "get", tenant).stdout)["policy"]
+        assert (policy["access_token_seconds"], policy["open_registration"]) == (300, True)  # the first option kept
         authbus(tmp_path, port, "user", "create", "--tenant", tenant, "--password-stdin", "bob", stdin="bob's password\n")
         pair = json.loads(
             authbus(
                 tmp_path, port, "--json", "login", "--tenant", tenant, "--password-stdin", "bob", stdin="bob's password\n"
             ).stdout
         )
-        assert authbus(tmp_path, port, "verify", pair["access_token"]).returncode == 0
+        assert authbus(tmp_path, port, "verify", pair["access_token"]).returncode == 0 and pair["expires_in"] == 300
         bob = json.loads(authbus(tmp_path, port, "--json", "verify", pair["access_token"]).stdout)["principal"]["id"]
         sessions = json.loads(authbus(tmp_path, port, "--json", "session", "list", "--user", bob).stdout)
         assert [s["method"] for s in sessions] == ["password"]

@@ -1,14 +1,17 @@
 """Tenants as an admin tool reads and changes them (issue 18): get, list, rename, tags and
-metadata, and who created and last changed each, on both stores."""
+metadata, policy, and who created and last changed each, on both stores."""
 
 import uuid
+from datetime import datetime
 
+import jwt
+import msgspec
 import pytest
 
-from authbus.domain.tenant import SYSTEM_TENANT_ID
+from authbus.domain.tenant import DEFAULT_POLICY, SYSTEM_TENANT_ID
 from authbus.handlers.replies import TenantReply
 from authbus.infra.client import AuthbusError
-from tests.helpers import make_org
+from tests.helpers import PASSWORD, make_org
 
 
 async def refused(call, code: str, field: str | None = None) -> AuthbusError:
@@ -71,3 +74,41 @@ async def test_root_lists_every_tenant_an_admin_only_its_own(client):
     await refused(client.admin("list_tenants", token=a.user_key), "forbidden")
     await refused(client.admin("get_tenant", tenant_id=b.tenant_id, token=a.admin_key), "not_found", "tenant_id")
     await refused(client.admin("get_tenant", token=a.user_key), "forbidden")
+
+
+async def test_a_tenant_policy_sets_its_tokens_lifetimes_and_audience(client):
+    org = await make_org(client, "policy")
+    tenant = (await client.admin_as(TenantReply, "get_tenant", tenant_id=org.tenant_id)).tenant
+    assert msgspec.structs.asdict(tenant.policy) == DEFAULT_POLICY  # self-service off, the deployment's terms
+    await client.command("change_password", user_id=org.user_id, password=PASSWORD)
+    policy = {"access_token_seconds": 300, "session_seconds": 3600, "audience": "https://api.example.com"}
+    await client.command("set_tenant_policy", tenant_id=org.tenant_id, **policy, token=org.admin_key)
+    tenant = (await client.admin_as(TenantReply, "get_tenant", tenant_id=org.tenant_id)).tenant
+    assert msgspec.structs.asdict(tenant.policy) == {**DEFAULT_POLICY, **policy} and tenant.updated_by == org.admin_id
+
+    pair = await client.login(org.tenant_id, "user-1", PASSWORD)
+    claims = jwt.decode(pair.access_token, options={"verify_signature": False})
+    assert (pair.expires_in, claims["exp"] - claims["iat"], claims["aud"]) == (300, 300, policy["audience"])
+    (session,) = (await client.admin("list_sessions", user_id=org.user_id))["items"]
+    assert rfc3339_seconds(session["expires_at"]) - rfc3339_seconds(session["created_at"]) in (3600, 3601)
+    refreshed = jwt.decode((await client.refresh(pair.refresh_token)).access_token, options={"verify_signature": False})
+    assert (refreshed["exp"] - refreshed["iat"], refreshed["aud"]) == (300, policy["audience"])
+
+    # The whole policy each time: what is left out is the default again.
+    await client.command("set_tenant_policy", tenant_id=org.tenant_id, open_registration=True)
+    tenant = (await client.admin_as(TenantReply, "get_tenant", tenant_id=org.tenant_id)).tenant
+    assert msgspec.structs.asdict(tenant.policy) == {**DEFAULT_POLICY, "open_registration": True}
+    assert (await client.login(org.tenant_id, "user-1", PASSWORD)).expires_in == 15 * 60
+
+    await refused(client.command("set_tenant_policy", tenant_id=org.tenant_id, token=org.user_key), "forbidden")
+    other = await make_org(client, "policy-other")
+    await refused(client.command("set_tenant_policy", tenant_id=org.tenant_id, token=other.admin_key), "not_found", "tenant_id")
+    await refused(
+        client.command("set_tenant_policy", tenant_id=org.tenant_id, access_token_seconds=3600, session_seconds=600),
+        "invalid_request",
+        "session_seconds",
+    )
+
+
+def rfc3339_seconds(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

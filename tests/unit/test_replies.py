@@ -108,7 +108,7 @@ def test_admin_reads_answer_the_bytes_of_the_projections_details(log):
         return {"items": items, "next": None, "position": position}
 
     def described(view: Any) -> dict[str, Any]:  # a tenant as wire.md §8 shows it
-        names = ("name", "disabled", "tags", "metadata", "created_at", "created_by", "updated_at", "updated_by")
+        names = ("name", "disabled", "tags", "metadata", "created_at", "created_by", "updated_at", "updated_by", "policy")
         return {"id": str(view.id), **{name: getattr(view, name) for name in names}}
 
     expected = {
