@@ -62,6 +62,13 @@ class Backend(Protocol):
     async def login(
         self, tenant_id: UUID, username: str, password: str, source: str, caller: str, scopes: list[Scope] | None = None
     ) -> tuple[logins.Outcome, int]: ...
+    def admit_signup(self, tenant_id: UUID, caller: str, switch: str) -> None:
+        """``forbidden`` unless the tenant's policy has ``switch`` on; ``rate_limited`` when the
+        caller or the tenant has had its sign-ups for the minute; else counts this one."""
+
+    async def register(
+        self, tenant_id: UUID, username: str, password: str, source: str, caller: str
+    ) -> tuple[logins.Started, int]: ...
     async def read_log(self, start: int, limit: int) -> list[tuple[int, Any]]: ...
     async def admit(self, work: Awaitable[None], lane: str = "default") -> None:
         """Run ``work`` beside other requests, so a slow one blocks nothing else; each

@@ -81,6 +81,7 @@ class Tokens(msgspec.Struct, frozen=True, kw_only=True):
     token_type: str = "Bearer"
     expires_in: int  # seconds, of the access token
     session_id: str
+    user_id: str  # whose session it is (the access token's ``sub``)
     position: int
 
     @classmethod
@@ -90,6 +91,7 @@ class Tokens(msgspec.Struct, frozen=True, kw_only=True):
             refresh_token=started.refresh_token,
             expires_in=started.expires_in,
             session_id=started.session_id,
+            user_id=started.user_id,
             position=position,
         )
 

@@ -26,7 +26,7 @@ QUEUE_GROUP = "authbus"
 INLINE = frozenset({"verify", "authorize", "jwks", "audit_public_key"})
 QUIET = frozenset({"health"})  # asked every few seconds by probes: logged at debug level only
 # Requests anyone may send that wait on argon2 or a session: bounded apart from the rest.
-LOGIN_LANE = frozenset({"login", "refresh", "logout", "challenge_answer", "redeem"})
+LOGIN_LANE = frozenset({"login", "register", "refresh", "logout", "challenge_answer", "redeem"})
 VERSION = "0.1.0"
 
 
@@ -37,6 +37,7 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "authorize": ("", "authorize"),
     "jwks": ("", "jwks"),
     "login": ("", "login"),
+    "register": ("", "register"),
     "refresh": ("", "refresh"),
     "logout": ("", "logout"),
     "challenge": ("", "challenge"),
@@ -62,6 +63,7 @@ def handlers(backend: Backend) -> dict[str, Callable[[Request], Awaitable[Reply]
         "authorize": authorize(backend),
         "jwks": jwks(backend),
         "login": sessions.login_endpoint(backend),
+        "register": sessions.register_endpoint(backend),
         "refresh": sessions.refresh_endpoint(backend),
         "logout": sessions.logout_endpoint(backend),
         "challenge": sessions.challenge_endpoint(backend),

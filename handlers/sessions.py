@@ -11,9 +11,9 @@ import msgspec
 from nats.micro.request import Request
 
 from authbus.domain import public_keys, tokens
-from authbus.domain.commands import PublicKey, Scopes
-from authbus.domain.decisions import logins
-from authbus.domain.errors import RateLimited, Unauthenticated
+from authbus.domain.commands import Password, PublicKey, Scopes, Username
+from authbus.domain.decisions import logins, signups
+from authbus.domain.errors import Forbidden, RateLimited, Unauthenticated
 from authbus.domain.times import rfc3339_epoch
 from authbus.handlers.backend import Backend
 from authbus.handlers.replies import Tokens
@@ -21,6 +21,7 @@ from authbus.handlers.wire import Body, Position, Token, caller_of, ensure_posit
 
 Source = Annotated[str, msgspec.Meta(max_length=256)]
 WRONG_CREDENTIALS = "wrong username or password"
+NOT_ANSWERED = "the challenge answer is not valid"
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -30,6 +31,16 @@ class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
     source: Source = ""
     min_position: Position | None = None  # read your writes: a user or key registered a moment ago
     scopes: Scopes | None = None  # a down-scoped access token: these, of what the user holds
+
+
+class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Open registration (§6.10): no bearer; the tenant's policy must allow it."""
+
+    tenant_id: UUID
+    username: Username
+    password: Password
+    source: Source = ""
+    min_position: Position | None = None
 
 
 class LogoutRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -95,6 +106,18 @@ def login_endpoint(backend: Backend):
     return handle
 
 
+def register_endpoint(backend: Backend):
+    body = Body(RegisterRequest)
+
+    async def handle(request: Request) -> Tokens:
+        req = body.decode(request.data)
+        await ensure_position(backend, req.min_position)
+        started, position = await backend.register(req.tenant_id, req.username, req.password, req.source, caller_of(request))
+        return Tokens.of(started, position)
+
+    return handle
+
+
 def _refresh_session(backend: Backend, token: str) -> tuple[UUID, str, str]:
     parsed = tokens.parse(token)
     if parsed is None or parsed.kind != "refresh":
@@ -154,12 +177,27 @@ def answer_endpoint(backend: Backend):
         req = body.decode(request.data)
         await ensure_position(backend, req.min_position)
         answered = backend.challenges.answer(req.challenge, req.signature, backend.now())
-        user_id = backend.model.public_keys.get((answered.tenant_id, answered.public_key)) if answered else None
-        if answered is None or user_id is None:
-            raise Unauthenticated("the challenge answer is not valid", field="signature")
-        outcome, position = await backend.perform(
-            "challenge_login", str(user_id), lambda uow: logins.challenge_login(uow, user_id, answered.nonce, req.source)
+        if answered is None:
+            raise Unauthenticated(NOT_ANSWERED, field="signature")
+        user_id = backend.model.public_keys.get((answered.tenant_id, answered.public_key))
+        if user_id is not None:
+            outcome, position = await backend.perform(
+                "challenge_login", str(user_id), lambda uow: logins.challenge_login(uow, user_id, answered.nonce, req.source)
+            )
+            return _tokens(outcome, position, "challenge")
+        # A key no user holds: a user of its own where the tenant takes keypair sign-ups.
+        try:
+            backend.admit_signup(answered.tenant_id, caller_of(request), "keypair_signup")
+        except Forbidden:
+            raise Unauthenticated(NOT_ANSWERED, field="signature") from None
+        decide = functools.partial(
+            signups.keypair_signup,
+            tenant_id=answered.tenant_id,
+            public_key=answered.public_key,
+            nonce=answered.nonce,
+            source=req.source,
         )
+        outcome, position = await backend.perform("keypair_signup", signups.SIGNUP_ACTOR, decide)
         return _tokens(outcome, position, "challenge")
 
     return handle

@@ -24,8 +24,8 @@ from nats.aio.client import Client
 from nats.micro.service import Service
 
 from authbus.domain.commands import Command
-from authbus.domain.decisions import logins
-from authbus.domain.errors import Unavailable
+from authbus.domain.decisions import logins, signups
+from authbus.domain.errors import Conflict, Unavailable
 from authbus.domain.policy import Actor
 from authbus.domain.scopes import Scope
 from authbus.domain.unit_of_work import UnitOfWork
@@ -44,6 +44,7 @@ from authbus.infra.observability.prometheus import MetricsServer
 from authbus.infra.publisher import Publisher
 from authbus.infra.sealer import CheckpointSealer, audit_key, public_key_b64
 from authbus.infra.settings import Settings
+from authbus.infra.signup_limits import SignupLimits
 from authbus.infra.snapshot import restore_read_model, write_snapshot
 from authbus.infra.store import EventStore, is_postgres
 from authbus.infra.store_unit import PasswordWork, PasswordWorkNeeded, StoreUnitOfWork
@@ -100,6 +101,7 @@ class Node:
         self.audit_public_key = public_key_b64(audit_key(app.keys.audit_seed))  # auth.v1.audit.public_key
         self.keys = app.keys.keyring
         self.challenges = app.keys.challenges
+        self.signups = SignupLimits()
         self._stopping = False
         self._started = time.monotonic()
         # Commands go to the writer in groups, one transaction each.  On PostgreSQL a second
@@ -415,6 +417,29 @@ class Node:
         if self._follower is not None and not self._follower.store_reachable:
             raise Unavailable("the event store is unavailable; retry")
         return await asyncio.get_running_loop().run_in_executor(self._logins, self.app.read, look)
+
+    def admit_signup(self, tenant_id: UUID, caller: str, switch: str) -> None:
+        """A self-service sign-up of the kind ``switch`` names may go on: the tenant takes
+        them and neither the caller nor the tenant has reached its bound for the minute."""
+        tenant = self.model.tenants.get(tenant_id)
+        signups.require_open(tenant, switch)
+        assert tenant is not None
+        self.signups.admit(tenant_id, caller, tenant.policy["registrations_per_minute"], time.monotonic())
+
+    async def register(
+        self, tenant_id: UUID, username: str, password: str, source: str, caller: str
+    ) -> tuple[logins.Started, int]:
+        """Open registration: checked, counted and the username looked up before the slow
+        hash, so a closed tenant or a taken name costs no argon2."""
+        self.admit_signup(tenant_id, caller, "open_registration")
+        if (tenant_id, username.casefold()) in self.model.users_by_name:
+            raise Conflict("username is already taken", field="username")
+        with self.gate.caller_slot(caller):
+            password_hash = await self.gate.hash(caller, password)
+        decide = functools.partial(
+            signups.register, tenant_id=tenant_id, username=username, password_hash=password_hash, source=source
+        )
+        return await self.perform("register", signups.SIGNUP_ACTOR, decide)
 
     async def login(
         self, tenant_id: UUID, username: str, password: str, source: str, caller: str, scopes: list[Scope] | None = None

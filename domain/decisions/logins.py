@@ -37,6 +37,7 @@ class Started:
     refresh_token: str
     expires_in: int  # seconds, of the access token
     session_id: str
+    user_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ def _terms(uow: UnitOfWork, user: User) -> TokenTerms:
     return uow.terms.of_tenant(uow.get(Tenant, user.tenant_id, "tenant_id").policy)
 
 
-def _start_session(uow: UnitOfWork, user: User, method: str, source: str, scopes: list[Scope] | None = None) -> Started:
+def start_session(uow: UnitOfWork, user: User, method: str, source: str, scopes: list[Scope] | None = None) -> Started:
     scp = down_scoped(uow, user, scopes)  # before anything changes: a refusal records nothing
     session_id = uuid4()
     refresh = uow.mint("refresh", session_id)
@@ -121,7 +122,7 @@ def _start_session(uow: UnitOfWork, user: User, method: str, source: str, scopes
 def _pair(uow: UnitOfWork, user: User, session: Session, refresh: str, scp: list[str] | None) -> Started:
     terms = _terms(uow, user)
     access = uow.sign(user.tenant_id, access_claims(user, session, int(uow.now.timestamp()), terms, scp))
-    return Started(access, refresh, terms.access_seconds, str(session.id))
+    return Started(access, refresh, terms.access_seconds, str(session.id), str(user.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +188,7 @@ def password_login(
         user.login_failed(method="password", reason="disabled", source=source, at=now, **uow.meta)
         uow.add(user)
         return Refused("disabled")
-    return _start_session(uow, user, "password", source, scopes)
+    return start_session(uow, user, "password", source, scopes)
 
 
 def _presented_session(uow: UnitOfWork, session_id: UUID) -> Session | None:
@@ -250,7 +251,7 @@ def challenge_login(uow: UnitOfWork, user_id: UUID, nonce: str, source: str) -> 
         user.login_failed(method="challenge", reason="disabled", source=source, at=uow.now, **uow.meta)
         uow.add(user)
         return Refused("disabled")
-    return _start_session(uow, user, "challenge", source)
+    return start_session(uow, user, "challenge", source)
 
 
 def challenge_claim_id(nonce: str) -> UUID:

@@ -483,6 +483,20 @@ def login(
 
 
 @app.command()
+def register(
+    ctx: typer.Context,
+    username: str,
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input instead of a prompt.")] = False,
+) -> None:
+    """Sign yourself up where the tenant's policy allows it (tenant policy --open-registration),
+    and print the new session's tokens.  Example: authbus register --tenant <tenant_id> alice"""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
+    body = {"tenant_id": tenant, "username": username, "password": password, "source": "authbus cli"}
+    show(ctx, ask(ctx, lambda c: c.call("register", body, token="")))
+
+
+@app.command()
 def logout(ctx: typer.Context, refresh_token: str) -> None:
     """End the session a refresh token belongs to."""
     show(ctx, ask(ctx, lambda c: c.call("logout", {"refresh_token": refresh_token}, token="")))

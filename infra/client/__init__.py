@@ -297,6 +297,15 @@ class AuthbusClient:
             body["source"] = source
         return msgspec.convert(await self._read("login", body, min_position), Tokens)
 
+    async def register(
+        self, tenant_id: str, username: str, password: str, *, source: str | None = None, min_position: int | None = None
+    ) -> Tokens:
+        """Open registration, where the tenant's policy allows it: a new user, logged in."""
+        body = {"tenant_id": tenant_id, "username": username, "password": password}
+        if source is not None:
+            body["source"] = source
+        return msgspec.convert(await self._read("register", body, min_position), Tokens)
+
     async def refresh(self, refresh_token: str, *, source: str | None = None, min_position: int | None = None) -> Tokens:
         """Rotates the pair: ``refresh_token`` is spent, sending it again revokes the session."""
         body = {"refresh_token": refresh_token}

@@ -56,6 +56,7 @@ from authbus.handlers.sessions import (
     LoginRequest,
     LogoutRequest,
     RefreshRequest,
+    RegisterRequest,
 )
 from authbus.handlers.verification import AuthorizeRequest, JwksRequest, VerifyRequest
 from authbus.handlers.wire import MAX_BODY, MAX_TOKEN, decode
@@ -115,6 +116,13 @@ BASE: dict[str, Callable[[W], Body]] = {
         "source": "bad-input",
         "min_position": 0,
         "scopes": [dict(PAT_SCOPE)],
+    },
+    "register": lambda w: {
+        "tenant_id": w.tenant_id,
+        "username": f"self-{uuid.uuid4().hex}",
+        "password": PASSWORD,
+        "source": "bad-input",
+        "min_position": 0,
     },
     "refresh": lambda w: {
         "refresh_token": w.refresh_token,
@@ -209,6 +217,7 @@ STRUCTS: dict[str, type] = {
     "audit.public_key": PublicKeyRequest,
     "health": HealthRequest,
     "login": LoginRequest,
+    "register": RegisterRequest,
     "refresh": RefreshRequest,
     "logout": LogoutRequest,
     "challenge": ChallengeRequest,
@@ -228,7 +237,7 @@ ID_FIELDS = ("tenant_id", "user_id", "pat_id", "key_id", "kid", "session_id", "c
 # Answer a request with no body at all: like an HTTP GET, an empty body means ``{}``.
 EMPTY_BODY_IS_EMPTY_OBJECT = {"jwks", "audit.public_key", "health"}
 # Endpoints with no bearer that still change the store when they succeed.
-UNAUTHENTICATED_WRITES = {"redeem", "login", "refresh", "logout", "challenge.answer"}
+UNAUTHENTICATED_WRITES = {"redeem", "login", "register", "refresh", "logout", "challenge.answer"}
 
 STATUS = {
     "invalid_request": "400",
@@ -244,6 +253,7 @@ STATUS = {
 PREPARE: dict[str, Callable[[W], tuple[str, Body]]] = {
     "cmd.enable_tenant": lambda w: ("disable_tenant", {"tenant_id": w.tenant_id}),
     "cmd.enable_user": lambda w: ("disable_user", {"user_id": w.user_id}),
+    "register": lambda w: ("set_tenant_policy", {"tenant_id": w.tenant_id, "open_registration": True}),
 }
 
 # ---------------------------------------------------------------------------------------
@@ -551,6 +561,17 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("login", "password-empty", put("password", ""), "invalid_request", "password"),
     ("login", "password-too-long", put("password", TOO_LONG_TEXT), "invalid_request", "password"),
     ("login", "source-too-long", put("source", LONG_SOURCE), "invalid_request", "source"),
+    ("register", "tenant_id-not-a-uuid", put("tenant_id", "acme"), "invalid_request", "tenant_id"),
+    ("register", "username-leading-dot", put("username", ".alice"), "invalid_request", "username"),
+    ("register", "username-space", put("username", "al ice"), "invalid_request", "username"),
+    ("register", "username-too-long", put("username", LONG_NAME), "invalid_request", "username"),
+    ("register", "password-too-short", put("password", "short"), "invalid_request", "password"),
+    ("register", "password-too-long", put("password", TOO_LONG_TEXT), "invalid_request", "password"),
+    ("register", "source-too-long", put("source", LONG_SOURCE), "invalid_request", "source"),
+    # Closed (the default), unknown and disabled tenants answer alike.
+    ("register", "tenant-closed", lambda b, w: None, "forbidden", "tenant_id"),
+    ("register", "unknown-tenant_id", put("tenant_id", lambda w: str(uuid.uuid4())), "forbidden", "tenant_id"),
+    ("register", "system-tenant", put("tenant_id", str(SYSTEM_TENANT_ID)), "forbidden", "tenant_id"),
     ("refresh", "source-too-long", put("source", LONG_SOURCE), "invalid_request", "source"),
     ("logout", "source-too-long", put("source", LONG_SOURCE), "invalid_request", "source"),
     ("challenge", "tenant_id-not-a-uuid", put("tenant_id", "acme"), "invalid_request", "tenant_id"),
@@ -774,6 +795,11 @@ RETIRE_KEY = root_step("cmd.retire_signing_key", kid="signing_kid")
 REVOKE_KEY = root_step("cmd.revoke_signing_key", kid="signing_kid")
 REMOVE_PUBLIC_KEY = root_step("cmd.remove_public_key", user_id="user_id", public_key="public_key")
 FAILED = ("LoginFailed",)
+OPEN_REGISTRATION = Step("cmd.set_tenant_policy", lambda w: cmd(tenant_id=w.tenant_id, open_registration=True))
+CLOSE_REGISTRATION = Step("cmd.set_tenant_policy", lambda w: cmd(tenant_id=w.tenant_id))
+ONE_A_MINUTE = Step(
+    "cmd.set_tenant_policy", lambda w: cmd(tenant_id=w.tenant_id, open_registration=True, registrations_per_minute=1)
+)
 UNKNOWN_FAILED = ("FirstLoginFailed",)
 
 # Refusals of a request that is well-formed: by the credentials it presents (a password, a
@@ -824,6 +850,15 @@ REFUSALS: list[Case] = [
     bad_answer(
         "user-disabled", as_is, "challenge", records=("NameClaimed", "LoginFailed"), steps=(DISABLE_USER,)
     ),  # the answer spends the challenge
+    refusal("register", "username-taken", put("username", "user-1"), "conflict", "username", steps=(OPEN_REGISTRATION,)),
+    refusal(
+        "register", "username-taken-other-case", put("username", "USER-1"), "conflict", "username", steps=(OPEN_REGISTRATION,)
+    ),
+    refusal("register", "tenant-disabled", as_is, "forbidden", "tenant_id", steps=(OPEN_REGISTRATION, DISABLE_TENANT)),
+    refusal("register", "tenant-closed-again", as_is, "forbidden", "tenant_id", steps=(OPEN_REGISTRATION, CLOSE_REGISTRATION)),
+    refusal(
+        "register", "tenant-rate-limited", as_is, "rate_limited", None, steps=(ONE_A_MINUTE, Step("register", BASE["register"]))
+    ),
     conflict("cmd.create_signing_key", "tenant-disabled", "tenant_id", DISABLE_TENANT),
     conflict("cmd.retire_signing_key", "already-retired", "kid", RETIRE_KEY),
     conflict("cmd.retire_signing_key", "revoked", "kid", REVOKE_KEY),

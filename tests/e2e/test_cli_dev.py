@@ -105,6 +105,10 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         assert authbus(tmp_path, port, "tenant", "policy", tenant, "--open-registration").returncode == 0
         policy = json.loads(authbus(tmp_path, port, "--json", "tenant", "get", tenant).stdout)["policy"]
         assert (policy["access_token_seconds"], policy["open_registration"]) == (300, True)  # the first option kept
+        signed_up = authbus(
+            tmp_path, port, "--json", "register", "--tenant", tenant, "--password-stdin", "erin", stdin="erin's password\n"
+        )
+        assert json.loads(signed_up.stdout)["user_id"], signed_up.stderr
         authbus(tmp_path, port, "user", "create", "--tenant", tenant, "--password-stdin", "bob", stdin="bob's password\n")
         pair = json.loads(
             authbus(
