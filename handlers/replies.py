@@ -169,7 +169,7 @@ class TenantDetail(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: str  # of the tenant's own last change (rename, tags or metadata, policy, role order, disable, enable)
     updated_by: str
     policy: TenantPolicy
-    role_order: list[str]  # its roles by name, lowest first, root last (§7.24)
+    role_order: list[str]  # its roles by name, lowest first, root last (§7.25)
 
 
 class SigningKeyDetail(msgspec.Struct, frozen=True, kw_only=True):

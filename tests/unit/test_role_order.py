@@ -1,4 +1,4 @@
-"""Roles with an order (wire.md §7.24, and §6.2's ``min_role``): the rules of an order, the
+"""Roles with an order (wire.md §7.25, and §6.2's ``min_role``): the rules of an order, the
 decision that sets one, and authorize's answer on the read model its events fold into."""
 
 from __future__ import annotations
