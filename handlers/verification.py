@@ -23,7 +23,7 @@ class VerifyRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class AuthorizeRequest(msgspec.Struct, forbid_unknown_fields=True):
     """A scope question (``entity_type``, ``operation``, ``entity_id``, maybe ``domain``), a
-    rank question (``min_role``), or both: ``question`` says which is asked."""
+    rank question (``min_role``), or both; ``check_question`` refuses anything else."""
 
     token: Token
     entity_type: Name | None = None
