@@ -210,6 +210,14 @@ class DeleteRole(Command):
     reason: Text = ""
 
 
+class SetRoleOrder(Command):
+    """The tenant's roles, built-in and its own, lowest first (domain/role_order.py)."""
+
+    command = "set_role_order"
+    order: Annotated[list[RoleName], msgspec.Meta(min_length=1, max_length=256)]
+    tenant_id: UUID | None = None  # default: the caller's
+
+
 # Credentials --------------------------------------------------------------------------
 
 
@@ -342,5 +350,6 @@ COMMANDS: dict[str, type[Command]] = {
         AddScopes,
         RemoveScopes,
         SetTenantPolicy,
+        SetRoleOrder,
     )
 }

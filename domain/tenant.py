@@ -33,6 +33,7 @@ class Tenant(Aggregate):
         self.tags: list[str] = []
         self.metadata: dict[str, str] = {}
         self.policy: dict[str, Any] = dict(DEFAULT_POLICY)
+        self.role_order: list[str] | None = None  # None: the default (domain/role_order.py)
 
     def rename(self, name: str, actor: str, correlation_id: str) -> None:
         if self.id == SYSTEM_TENANT_ID:
@@ -66,6 +67,15 @@ class Tenant(Aggregate):
     @event("TenantPolicySet")
     def _set_policy(self, policy: dict[str, Any], actor: str, correlation_id: str) -> None:
         self.policy = policy
+
+    def set_role_order(self, order: list[str], names: list[str], actor: str, correlation_id: str) -> None:
+        """``order``: built-in names and tenant-role ids, lowest first; ``names`` the same
+        roles by name as they are now, for whoever reads the log."""
+        self._set_role_order(order=order, names=names, actor=actor, correlation_id=correlation_id)
+
+    @event("RoleOrderSet")
+    def _set_role_order(self, order: list[str], names: list[str], actor: str, correlation_id: str) -> None:
+        self.role_order = order
 
     def disable(self, actor: str, correlation_id: str, reason: str) -> None:
         if self.disabled:

@@ -54,7 +54,7 @@ class ListTenants(_Listing):
     pass
 
 
-def _tenant(view: TenantView) -> TenantDetail:
+def _tenant(model: ReadModel, view: TenantView) -> TenantDetail:
     return TenantDetail(
         id=str(view.id),
         name=view.name,
@@ -66,6 +66,7 @@ def _tenant(view: TenantView) -> TenantDetail:
         updated_at=view.updated_at,
         updated_by=view.updated_by,
         policy=TenantPolicy(**view.policy),
+        role_order=queries.role_order_names(model, view),
     )
 
 
@@ -77,7 +78,7 @@ def _get_tenant(model: ReadModel, actor: Actor, req: GetTenant, now: float) -> T
     if not actor.audits(tenant_id):
         raise Forbidden("reading a tenant needs the admin or auditor role")
     policy.require_scope(actor, "tenant", "read", tenant_id)
-    return TenantReply(tenant=_tenant(view), position=model.position)
+    return TenantReply(tenant=_tenant(model, view), position=model.position)
 
 
 def _list_tenants(model: ReadModel, actor: Actor, req: ListTenants, now: float) -> Page[TenantDetail]:
@@ -87,7 +88,7 @@ def _list_tenants(model: ReadModel, actor: Actor, req: ListTenants, now: float) 
     policy.require_scope(actor, "tenant", "list", "*")
     visible = model.tenants if actor.is_root else {actor.tenant_id: None}
     ids, cursor = queries.page(dict.fromkeys(visible), req.after, req.limit)
-    return Page(items=[_tenant(model.tenants[i]) for i in ids], next=cursor, position=model.position)
+    return Page(items=[_tenant(model, model.tenants[i]) for i in ids], next=cursor, position=model.position)
 
 
 class GetUser(_Read):

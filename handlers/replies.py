@@ -67,7 +67,9 @@ class Decision(msgspec.Struct, frozen=True):
     ``matched_scope`` only with ``reason == "scope"``."""
 
     allowed: bool
-    reason: str  # scope, role:<role>, no_matching_scope, other_tenant, not_a_bearer_credential, or a verify reason
+    # scope, role:<role>, no_matching_scope, other_tenant, not_a_bearer_credential, a verify
+    # reason, or for min_role: role_too_low, unknown_role, unranked_role, scoped_credential
+    reason: str
     position: int
     principal: Principal | None = None
     matched_scope: Scope | None = None
@@ -166,9 +168,10 @@ class TenantDetail(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str]
     created_at: str
     created_by: str
-    updated_at: str  # of the tenant's own last change (rename, tags or metadata, policy, disable, enable)
+    updated_at: str  # of the tenant's own last change (rename, tags or metadata, policy, role order, disable, enable)
     updated_by: str
     policy: TenantPolicy
+    role_order: list[str]  # its roles by name, lowest first, root last (§7.25)
 
 
 class SigningKeyDetail(msgspec.Struct, frozen=True, kw_only=True):

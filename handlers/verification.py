@@ -8,6 +8,8 @@ from uuid import UUID
 import msgspec
 from nats.micro.request import Request
 
+from authbus.domain.commands import RoleName
+from authbus.domain.errors import InvalidRequest
 from authbus.domain.scopes import Name, Operation
 from authbus.handlers.backend import Backend
 from authbus.handlers.wire import Body, Position, Token, ensure_position
@@ -20,13 +22,32 @@ class VerifyRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AuthorizeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A scope question (``entity_type``, ``operation``, ``entity_id``, maybe ``domain``), a
+    rank question (``min_role``), or both; ``check_question`` refuses anything else."""
+
     token: Token
-    entity_type: Name
-    operation: Operation
-    entity_id: Name
+    entity_type: Name | None = None
+    operation: Operation | None = None
+    entity_id: Name | None = None
     domain: Name | None = None
     tenant_id: UUID | None = None
     min_position: Position | None = None
+    min_role: RoleName | None = None
+
+
+SCOPE_FIELDS = ("entity_type", "operation", "entity_id")
+
+
+def check_question(req: AuthorizeRequest) -> None:
+    """A whole scope triple, ``min_role``, or both; else invalid_request naming the first
+    field of the triple missing."""
+    triple = (req.entity_type, req.operation, req.entity_id)
+    if None not in triple:
+        return
+    if req.min_role is not None and req.domain is None and triple == (None, None, None):
+        return
+    missing = SCOPE_FIELDS[triple.index(None)]
+    raise InvalidRequest(f"give entity_type, operation and entity_id, or min_role: {missing} is missing", field=missing)
 
 
 def verify(backend: Backend):
@@ -56,6 +77,7 @@ def authorize(backend: Backend):
 
     async def handle(request: Request) -> dict[str, Any]:
         req = body.decode(request.data)
+        check_question(req)
         if req.min_position is not None:
             await ensure_position(backend, req.min_position)
         model = backend.model
@@ -70,6 +92,7 @@ def authorize(backend: Backend):
             req.entity_id,
             req.tenant_id,
             backend.bearers,
+            req.min_role,
         )
         principal = decision.verdict.principal
         return {

@@ -227,7 +227,9 @@ def digest(model: ReadModel) -> str:
     """
     state = {
         "position": model.position,
-        "tenants": {str(t.id): [t.name, t.disabled, t.created_at] for t in model.tenants.values()},
+        "tenants": {
+            str(t.id): [t.name, t.disabled, t.created_at, [str(k) for k in t.role_order]] for t in model.tenants.values()
+        },
         "principals": {
             str(p.id): [
                 str(p.tenant_id),

@@ -12,13 +12,23 @@ from uuid import UUID
 from authbus.domain import tokens
 from authbus.domain.permissions import EVERYTHING_ROLES, READ_OPERATIONS, HeldRole, Permissions
 from authbus.domain.policy import Actor
+from authbus.domain.role import is_builtin
+from authbus.domain.role_order import HIGHEST, RoleKey
 from authbus.domain.scopes import Scope, find_grant
 from authbus.domain.signing import ASYMMETRIC_ALGS
 from authbus.domain.tenant import SYSTEM_TENANT_ID
 from authbus.domain.times import rfc3339_epoch
 from authbus.projections.jwt_tokens import VerificationKeys, looks_like_jwt, verify_jwt
 from authbus.projections.memos import FORGETFUL, Bearers, credential_view, principal_view
-from authbus.projections.read_model import CredentialView, PrincipalView, ReadModel, RoleView, SessionView, SigningKeyView
+from authbus.projections.read_model import (
+    CredentialView,
+    PrincipalView,
+    ReadModel,
+    RoleView,
+    SessionView,
+    SigningKeyView,
+    TenantView,
+)
 
 BEARER_KINDS = frozenset({"pat", "api_key", "access_token"})
 REDEEMABLE_KINDS = frozenset({"recovery", "invitation"})
@@ -115,12 +125,16 @@ def authorize(
     now: float,
     keys: VerificationKeys,
     domain: str | None,
-    entity_type: str,
-    operation: str,
-    entity_id: str,
+    entity_type: str | None,
+    operation: str | None,
+    entity_id: str | None,
     tenant_id: UUID | None = None,
     bearers: Bearers = FORGETFUL,
+    min_role: str | None = None,
 ) -> Decision:
+    """May the token's holder do ``operation`` on ``entity_type``/``entity_id``, and does it
+    hold a role ranked at least ``min_role``?  Either question, or both (both must hold);
+    the scope triple is all None when only ``min_role`` is asked."""
     verdict = verify(model, token, now, keys, bearers)
     if not verdict.valid:
         return Decision(False, verdict.reason or "unknown", verdict)
@@ -130,6 +144,11 @@ def authorize(
         return Decision(False, "not_a_bearer_credential", verdict)
     if tenant_id is not None and tenant_id != principal.tenant_id and "root" not in principal.roles:
         return Decision(False, "other_tenant", verdict)
+    if min_role is not None:
+        ranked = rank_decision(model, verdict, min_role, tenant_id)
+        if not ranked.allowed or entity_type is None or operation is None or entity_id is None:
+            return ranked
+    assert entity_type is not None and operation is not None and entity_id is not None
     if credential.kind == "tenant_token":  # the tenant vouches for its scopes; there is no owner here
         scope = find_grant(credential.scopes, domain, entity_type, operation, entity_id)
         return Decision(scope is not None, "scope" if scope else "no_matching_scope", verdict, scope)
@@ -143,6 +162,54 @@ def authorize(
     if held is None:
         return Decision(False, "no_matching_scope", verdict)
     return Decision(True, held[0], verdict, held[1])
+
+
+def rank_decision(model: ReadModel, verdict: Verdict, min_role: str, tenant_id: UUID | None) -> Decision:
+    """Whether the principal holds a role ranked at least ``min_role`` in its tenant's order
+    (domain/role_order.py): a few lookups per role held, the ranks computed by the fold.
+
+    A credential restricted to scopes (a PAT, a scoped API key, a down-scoped access token,
+    a tenant token) carries no rank: a narrow credential must not pass a "≥ admin" gate.
+    ``min_role`` is looked up in the tenant the request concerns (``tenant_id``, else the
+    principal's); root outranks every role of every tenant."""
+    credential, principal = verdict.credential, verdict.principal
+    if credential.kind == "tenant_token" or credential.scopes is not None:
+        return Decision(False, "scoped_credential", verdict)
+    concerned = tenant_id if tenant_id is not None else principal.tenant_id
+    wanted = role_key(model, concerned, min_role)
+    if wanted is None:
+        return Decision(False, "unknown_role", verdict)
+    if HIGHEST in principal.builtin:
+        return Decision(True, f"role:{HIGHEST}", verdict)
+    ranks = model.tenants[principal.tenant_id].ranks
+    needed = ranks.get(wanted)
+    if needed is None:
+        return Decision(False, "unranked_role", verdict)
+    best, best_name = -1, ""
+    for role in principal.builtin:
+        rank = ranks.get(role, -1)
+        if rank > best:
+            best, best_name = rank, role
+    for role_id in principal.role_ids:
+        rank = ranks.get(role_id, -1)  # a deleted role has left the order
+        if rank > best:
+            best, best_name = rank, model.roles[role_id].name
+    if best < needed:
+        return Decision(False, "role_too_low", verdict)
+    return Decision(True, f"role:{best_name}", verdict)
+
+
+def role_key(model: ReadModel, tenant_id: UUID, name: str) -> RoleKey | None:
+    """A built-in role's name (any case) or the tenant's live role of that name, by id."""
+    if is_builtin(name):
+        return name.casefold()
+    return model.role_names.get((tenant_id, name.casefold()))
+
+
+def role_order_names(model: ReadModel, tenant: TenantView) -> list[str]:
+    """The tenant's role order by name, lowest first, ``root`` last."""
+    names = [key if isinstance(key, str) else model.roles[key].name for key in tenant.role_order if key != HIGHEST]
+    return [*names, HIGHEST]
 
 
 def actor_for(model: ReadModel, token: str, now: float, keys: VerificationKeys, bearers: Bearers = FORGETFUL) -> Actor | None:

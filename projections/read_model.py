@@ -20,6 +20,7 @@ from authbus.domain.checkpoint import Checkpoint
 from authbus.domain.credentials import Key, PersonalAccessToken
 from authbus.domain.registry import CommandRecord, NameClaim
 from authbus.domain.role import Role
+from authbus.domain.role_order import DEFAULT_ORDER, DEFAULT_RANKS, Ranks, RoleKey, key_of, ranks
 from authbus.domain.scopes import Scope, ScopeKey
 from authbus.domain.session import Session
 from authbus.domain.signing import SigningKey
@@ -32,7 +33,24 @@ LOGIN_ACTIVITY_KEPT = 50
 
 
 class TenantView:
-    __slots__ = ("id", "name", "disabled", "created_at", "created_by", "updated_at", "updated_by", "tags", "metadata", "policy")
+    """``role_order`` are its live roles in their order, lowest first (built-in names and
+    role ids), and ``ranks`` each one's rank, computed when the order or a role changes so
+    that ``min_role`` costs a lookup per role held."""
+
+    __slots__ = (
+        "id",
+        "name",
+        "disabled",
+        "created_at",
+        "created_by",
+        "updated_at",
+        "updated_by",
+        "tags",
+        "metadata",
+        "policy",
+        "role_order",
+        "ranks",
+    )
 
     def __init__(self, id: UUID, name: str, created_at: str, created_by: str) -> None:
         self.id, self.name, self.created_at, self.created_by = id, name, created_at, created_by
@@ -41,6 +59,12 @@ class TenantView:
         self.tags: list[str] = []
         self.metadata: dict[str, str] = {}
         self.policy: dict[str, Any] = DEFAULT_POLICY  # replaced whole, never changed in place
+        self.role_order: tuple[RoleKey, ...] = DEFAULT_ORDER
+        self.ranks: Ranks = DEFAULT_RANKS
+
+    def order_roles(self, order: Iterable[RoleKey]) -> None:
+        self.role_order = tuple(order)
+        self.ranks = ranks(self.role_order)
 
 
 class PrincipalView:
@@ -304,6 +328,7 @@ class ReadModel:
             Tenant.TenantDisabled: lambda e: self._tenant_changed(e, disabled=True),
             Tenant.TenantEnabled: lambda e: self._tenant_changed(e, disabled=False),
             Tenant.TenantPolicySet: lambda e: self._tenant_changed(e, policy=e.policy),
+            Tenant.RoleOrderSet: self._role_order_set,
             User.UserRegistered: self._user_registered,
             User.PasswordChanged: lambda e: setattr(self.principals[e.originator_id], "has_password", True),
             User.UserDisabled: lambda e: setattr(self.principals[e.originator_id], "disabled", True),
@@ -368,6 +393,16 @@ class ReadModel:
         for name, value in changed.items():
             setattr(tenant, name, value)
         tenant.updated_at, tenant.updated_by = rfc3339(e.timestamp) or "", e.actor
+
+    def _role_order_set(self, e: Any) -> None:
+        tenant = self.tenants[e.originator_id]
+        keys = map(key_of, e.order)
+        tenant.order_roles(k for k in keys if isinstance(k, str) or self._live_role(k))
+        self._tenant_changed(e)
+
+    def _live_role(self, role_id: UUID) -> bool:
+        role = self.roles.get(role_id)
+        return role is not None and not role.deleted
 
     def _user_registered(self, e: Any) -> None:
         principal = self.principals[e.originator_id] = PrincipalView(e, rfc3339(e.timestamp) or "")
@@ -444,6 +479,9 @@ class ReadModel:
         role = self.roles[e.originator_id]
         role.deleted = True
         self.role_names.pop((role.tenant_id, role.name.casefold()), None)
+        tenant = self.tenants[role.tenant_id]
+        if role.id in tenant.ranks:  # it drops out of the order
+            tenant.order_roles(k for k in tenant.role_order if k != role.id)
         for holder in self.role_holders.get(role.id, {}):
             self._user_roles_changed(self.principals[holder])
 

@@ -38,6 +38,7 @@ DECISIONS: dict[type[c.Command], Decision] = {
     c.AddRoleScopes: role_catalog.add_role_scopes,
     c.RemoveRoleScopes: role_catalog.remove_role_scopes,
     c.DeleteRole: role_catalog.delete_role,
+    c.SetRoleOrder: role_catalog.set_role_order,
     c.CreatePAT: issuance.create_pat,
     c.AddScope: issuance.add_scope,
     c.RemoveScope: issuance.remove_scope,

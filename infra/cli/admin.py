@@ -91,7 +91,7 @@ def tenant_enable(ctx: typer.Context, tenant_id: str) -> None:
 
 @tenant_app.command("get")
 def tenant_get(ctx: typer.Context, tenant_id: Annotated[Optional[str], typer.Argument(help="Default: your own.")] = None) -> None:
-    """Show a tenant: name, tags, metadata, who created and last changed it."""
+    """Show a tenant: name, tags, metadata, its role order, who created and last changed it."""
     fields = {"tenant_id": tenant_id} if tenant_id else {}
     show(ctx, ask(ctx, lambda c: c.admin("get_tenant", **fields))["tenant"])
 
@@ -262,6 +262,18 @@ def role_remove_scope(ctx: typer.Context, role_id: str, scope: list[str]) -> Non
 def role_delete(ctx: typer.Context, role_id: str, reason: Reason = None) -> None:
     """Delete a role: it grants nothing from then on.  Example: authbus role delete <role_id> --reason 'reorg'"""
     command(ctx, "delete_role", role_id=role_id, reason=reason)
+
+
+@role_app.command("order")
+def role_order(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(help="Role names, lowest first; root is always highest.")],
+    tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: yours).")] = None,
+    command_id: CommandId = None,
+) -> None:
+    """Place the tenant's roles in an order with the built-in ones, lowest first, for
+    authorize --min-role.  Example: authbus role order --tenant <tenant_id> user appAdmin admin root"""
+    command(ctx, "set_role_order", order=names, tenant_id=tenant, command_id=command_id)
 
 
 @user_app.command("set-password")
@@ -515,16 +527,18 @@ def verify(ctx: typer.Context, token: str, min_position: Annotated[Optional[int]
 def authorize(
     ctx: typer.Context,
     token: str,
-    entity_type: Annotated[str, typer.Option()],
-    operation: Annotated[str, typer.Option()],
-    entity_id: Annotated[str, typer.Option()],
+    entity_type: Annotated[Optional[str], typer.Option()] = None,
+    operation: Annotated[Optional[str], typer.Option()] = None,
+    entity_id: Annotated[Optional[str], typer.Option()] = None,
     domain: Annotated[Optional[str], typer.Option()] = None,
+    min_role: Annotated[Optional[str], typer.Option(help="Does it hold a role ranked at least this one?")] = None,
 ) -> None:
-    """May this credential do it?  Exits 0 when allowed, 1 when not.
-    Example: authbus authorize <token> --domain docs --entity-type document --operation read --entity-id 42"""
-    fields = {"entity_type": entity_type, "operation": operation, "entity_id": entity_id}
-    if domain is not None:
-        fields["domain"] = domain
+    """May this credential do it, or does it hold a role ranked at least --min-role (or both)?
+    Exits 0 when allowed, 1 when not.
+    Example: authbus authorize <token> --domain docs --entity-type document --operation read --entity-id 42
+    Example: authbus authorize <token> --min-role appAdmin"""
+    asked = {"entity_type": entity_type, "operation": operation, "entity_id": entity_id, "domain": domain, "min_role": min_role}
+    fields = {k: v for k, v in asked.items() if v is not None}
     reply = ask(ctx, lambda c: c.call("authorize", {"token": token, **fields}, token=""))
     show(ctx, reply)
     raise typer.Exit(0 if reply["allowed"] else 1)

@@ -253,19 +253,25 @@ class AuthbusClient:
         self,
         token: str,
         *,
-        entity_type: str,
-        operation: str,
-        entity_id: str,
+        entity_type: str | None = None,
+        operation: str | None = None,
+        entity_id: str | None = None,
         domain: str | None = None,
         tenant_id: str | None = None,
+        min_role: str | None = None,
         min_position: int | None = None,
     ) -> Decision:
-        """§6.2: may the holder of ``token`` do ``operation`` on ``entity_type``/``entity_id``?"""
-        body = {"token": token, "entity_type": entity_type, "operation": operation, "entity_id": entity_id}
-        if domain is not None:
-            body["domain"] = domain
-        if tenant_id is not None:
-            body["tenant_id"] = tenant_id
+        """§6.2: may the holder of ``token`` do ``operation`` on ``entity_type``/``entity_id``,
+        and (with ``min_role``) does it hold a role ranked at least that?"""
+        asked = {
+            "entity_type": entity_type,
+            "operation": operation,
+            "entity_id": entity_id,
+            "domain": domain,
+            "tenant_id": tenant_id,
+            "min_role": min_role,
+        }
+        body = {"token": token, **{k: v for k, v in asked.items() if v is not None}}
         reply = await self._read("authorize", body, min_position, repeat=True)
         return msgspec.convert(reply, Decision)
 

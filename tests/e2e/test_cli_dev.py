@@ -98,6 +98,13 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         allowed = authbus(tmp_path, port, "authorize", token, *target, "--operation", "read")
         assert allowed.returncode == 0 and "docs/document:read:*" in allowed.stdout
         assert authbus(tmp_path, port, "authorize", token, *target, "--operation", "delete").returncode == 1
+        assert authbus(tmp_path, port, "role", "order", "--tenant", tenant, "user", "readers", "admin").returncode == 0
+        shown = json.loads(authbus(tmp_path, port, "--json", "tenant", "get", tenant).stdout)
+        assert shown["role_order"] == ["user", "readers", "admin", "root"]
+        narrow = authbus(tmp_path, port, "authorize", token, "--min-role", "readers")  # a PAT carries no rank
+        assert narrow.returncode == 1 and "scoped_credential" in narrow.stdout
+        root = token_file.read_text().strip()
+        assert authbus(tmp_path, port, "authorize", root, "--min-role", "admin").returncode == 0
         listed = authbus(tmp_path, port, "--json", "pat", "list", "--user", user)
         assert [p["name"] for p in json.loads(listed.stdout)] == ["laptop"]
 

@@ -97,6 +97,15 @@ async def test_verify_and_authorize_answer_typed(client):
     assert (other.allowed, other.reason) == (False, "other_tenant")
     nobody = await client.authorize("nope", entity_type="doc", operation="read", entity_id="1")
     assert (nobody.allowed, nobody.reason, nobody.principal) == (False, "malformed", None)
+    ranked = await client.authorize(world.key_token, min_role="user")  # a rank, no scope
+    assert (ranked.allowed, ranked.reason, ranked.matched_scope, ranked.principal) == (
+        True,
+        "role:user",
+        None,
+        verified.principal,
+    )
+    unranked = await client.authorize(world.key_token, min_role="editors")  # not in the default order
+    assert (unranked.allowed, unranked.reason) == (False, "unranked_role")
 
 
 async def test_login_and_refresh_answer_tokens(client):

@@ -1,5 +1,6 @@
 """Tenants as an admin tool reads and changes them (issue 18): get, list, rename, tags and
-metadata, policy, and who created and last changed each, on both stores."""
+metadata, policy, the order of their roles and authorize's min_role, and who created
+and last changed each, on both stores."""
 
 import uuid
 from datetime import datetime
@@ -11,7 +12,8 @@ import pytest
 from authbus.domain.tenant import DEFAULT_POLICY, SYSTEM_TENANT_ID
 from authbus.handlers.replies import TenantReply
 from authbus.infra.client import AuthbusError
-from tests.helpers import PASSWORD, make_org
+from tests.e2e.test_bad_input import appended
+from tests.helpers import PASSWORD, make_org, store_position
 
 
 async def refused(call, code: str, field: str | None = None) -> AuthbusError:
@@ -112,3 +114,76 @@ async def test_a_tenant_policy_sets_its_tokens_lifetimes_and_audience(client):
 
 def rfc3339_seconds(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+DOC_READ = {"domain": None, "entity_type": "doc", "operation": "read", "entity_id": "*"}
+AUSTACK = ["user", "appAdmin", "admin", "root"]
+
+
+async def test_roles_in_an_order_answer_min_role(client, instance):
+    """austack's ``user < appAdmin < admin < root``: set by the tenant's admin, shown by
+    get_tenant, asked through authorize's min_role; a deleted role drops out."""
+    org = await make_org(client, "austack")
+    app_admin = await client.command("create_role", name="appAdmin", scopes=[DOC_READ], token=org.admin_key)
+    alice = await client.command("register_user", tenant_id=org.tenant_id, username="alice", roles=["user", "appAdmin"])
+    alice_key = (await client.command("issue_key", user_id=alice["result"]["user_id"], kind="api_key"))["result"]["token"]
+    before = store_position(instance)
+    await client.command("set_role_order", order=["USER", "appadmin", "admin"], token=org.admin_key)  # root implied
+    assert appended(instance, before) == ["RoleOrderSet"]
+    tenant = (await client.admin_as(TenantReply, "get_tenant", token=org.admin_key)).tenant
+    assert (tenant.role_order, tenant.updated_by) == (AUSTACK, org.admin_id)
+
+    async def rank(token: str, min_role: str, **more) -> tuple[bool, str]:
+        decision = await client.authorize(token, min_role=min_role, **more)
+        return decision.allowed, decision.reason
+
+    assert await rank(alice_key, "appAdmin") == (True, "role:appAdmin")
+    assert await rank(alice_key, "admin") == (False, "role_too_low")
+    assert await rank(org.user_key, "appAdmin") == (False, "role_too_low")
+    assert await rank(org.admin_key, "appAdmin") == (True, "role:admin")
+    assert await rank(org.admin_key, "nobody") == (False, "unknown_role")
+    for wanted in AUSTACK:
+        assert await rank(instance.root_token, wanted, tenant_id=org.tenant_id) == (True, "role:root"), wanted
+    # A scope and a rank asked together: both must hold.
+    doc = {"entity_type": "doc", "operation": "read", "entity_id": "7"}
+    assert await rank(alice_key, "appAdmin", **doc) == (True, "role:appAdmin")
+    assert await rank(alice_key, "appAdmin", **{**doc, "operation": "delete"}) == (False, "no_matching_scope")
+    assert await rank(org.admin_key, "appAdmin", **doc, tenant_id=str(SYSTEM_TENANT_ID)) == (False, "other_tenant")
+    # A PAT, however its owner ranks, is narrower than its owner: it has no rank.
+    pat = await client.command("create_pat", user_id=org.admin_id, name="ci", scopes=[DOC_READ])
+    assert await rank(pat["result"]["token"], "user") == (False, "scoped_credential")
+    # A deleted role leaves the order; its name back is another role, not ranked.
+    await client.command("delete_role", role_id=app_admin["result"]["role_id"], token=org.admin_key)
+    tenant = (await client.admin_as(TenantReply, "get_tenant", tenant_id=org.tenant_id)).tenant
+    assert tenant.role_order == ["user", "admin", "root"]
+    assert await rank(alice_key, "appAdmin") == (False, "unknown_role")
+    await client.command("create_role", name="appAdmin", token=org.admin_key)
+    assert await rank(org.admin_key, "appAdmin") == (False, "unranked_role")
+    logged = await client.admin("audit_log", tenant_id=org.tenant_id, type="RoleOrderSet", since_position=before, limit=500)
+    assert [(line["aggregate"], line["data"]["names"]) for line in logged["items"]] == [("tenant", AUSTACK[:3])]
+
+
+async def test_a_bad_role_order_appends_nothing_and_names_its_place(client, instance):
+    org, other = await make_org(client, "order-a"), await make_org(client, "order-b")
+    await client.command("create_role", name="appAdmin", token=org.admin_key)
+    before = store_position(instance)
+    for order, code, field in (
+        (["user", "appAdmin", "APPADMIN"], "invalid_request", "order[2]"),
+        (["user", "ghost"], "not_found", "order[1]"),
+        (["admin", "user"], "invalid_request", "order[1]"),
+        (["user", "root", "admin"], "invalid_request", "order[1]"),
+        ([], "invalid_request", "order"),
+    ):
+        await refused(client.command("set_role_order", order=order, token=org.admin_key), code, field)
+    await refused(client.command("set_role_order", order=["user"], token=org.user_key), "forbidden")
+    await refused(
+        client.command("set_role_order", tenant_id=org.tenant_id, order=["user"], token=other.admin_key), "forbidden", "tenant_id"
+    )
+    # another tenant's role is no role of this one
+    await refused(client.command("set_role_order", order=["user", "appAdmin"], token=other.admin_key), "not_found", "order[1]")
+    assert store_position(instance) == before
+    # The question must be whole: a scope triple, min_role, or both.
+    await refused(client.authorize(org.admin_key), "invalid_request", "entity_type")
+    await refused(
+        client.authorize(org.admin_key, entity_type="doc", entity_id="1", min_role="user"), "invalid_request", "operation"
+    )

@@ -21,6 +21,7 @@ from authbus.domain.errors import not_found
 from authbus.domain.policy import Actor
 from authbus.domain.unit_of_work import Meta, TokenTerms
 from authbus.domain.user import User
+from authbus.projections.read_model import ReadModel
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -67,18 +68,22 @@ class MemoryUnitOfWork:
 
 
 class MemoryStore:
-    """Aggregates by id and the names of the events saved, in order."""
+    """Aggregates by id, the names of the events saved, in order, and the read model they fold into."""
 
     def __init__(self) -> None:
         self.aggregates: dict[UUID, Aggregate] = {}
         self.log: list[str] = []
+        self.model = ReadModel()  # what the saved events fold into, as an instance's would
         self.root = self.actor(UUID(self.save("system", bootstrap)["key_id"]))
 
     def save(self, actor: str, decision: Any) -> dict[str, Any]:
         uow = MemoryUnitOfWork(self, actor)
         result = decision(uow)
         for aggregate in uow.pending.values():
-            self.log += [type(event).__name__ for event in aggregate.collect_events()]
+            events = aggregate.collect_events()
+            self.log += [type(event).__name__ for event in events]
+            for event in events:
+                self.model.apply(self.model.position + 1, event)
             self.aggregates[aggregate.id] = aggregate
         return result
 

@@ -57,7 +57,7 @@ class Log:
 def log() -> Log:
     """A user with a live PAT and a revoked one, an API key revoked without a reason, a
     redeemed recovery key, a session ended by logout, a failed and a succeeded login; a
-    tenant role and an HS256 signing key."""
+    tenant role placed in the tenant's role order and an HS256 signing key."""
     log = Log()
     tenant = Tenant(name="acme", **META)
     user = User(tenant_id=tenant.id, username="alice", kind="user", roles=["user"], password_hash=None, **META)
@@ -77,7 +77,8 @@ def log() -> Log:
     user.login_failed(method="password", reason="bad_password", source="", **META)
     role = Role(id=uuid4(), tenant_id=tenant.id, name="editors", description="", scopes=[SCOPE], **META)
     key = SigningKey(id=uuid4(), tenant_id=tenant.id, alg="HS256", public_jwk=None, sealed_private="sealed", **META)
-    log.add(live, gone, api_key, recovery, session, user, role, key)
+    tenant.set_role_order(order=["user", str(role.id), "admin"], names=["user", "editors", "admin"], **META)
+    log.add(live, gone, api_key, recovery, session, user, role, key, tenant)
     return log
 
 
@@ -109,7 +110,10 @@ def test_admin_reads_answer_the_bytes_of_the_projections_details(log):
 
     def described(view: Any) -> dict[str, Any]:  # a tenant as wire.md §8 shows it
         names = ("name", "disabled", "tags", "metadata", "created_at", "created_by", "updated_at", "updated_by", "policy")
-        return {"id": str(view.id), **{name: getattr(view, name) for name in names}}
+        return {"id": str(view.id), **{name: getattr(view, name) for name in names}, "role_order": order[view.id]}
+
+    order = {view.id: ["user", "auditor", "admin", "root"] for view in model.tenants.values()}
+    order[tenant] = ["user", "editors", "admin", "root"]  # the tenant's own: auditor left out, root always last
 
     expected = {
         ("get_tenant", "tenant_id", tenant): {"tenant": described(model.tenants[tenant]), "position": position},
@@ -166,7 +170,13 @@ async def test_audit_reads_answer_the_bytes_of_the_projections_answers(log):
     lines = audit.LogScan(audit.LogFilter(), model, fold=False).lines(log.events)
     page = await audit_read(log, "audit_log", limit=500)
     assert encoded(page) == encoded({"items": lines, "next": None, "position": position})
-    assert set(page.items[-1].data) == {"tenant_id", "alg", "public_jwk"}  # the sealed private half stays in the store
+    signing_key, role_order = page.items[-2:]
+    assert set(signing_key.data) == {"tenant_id", "alg", "public_jwk"}  # the sealed private half stays in the store
+    assert (role_order.type, role_order.aggregate, role_order.data["names"]) == (
+        "RoleOrderSet",
+        "tenant",
+        ["user", "editors", "admin"],
+    )
 
     pat = next(c for c in model.credentials.values() if c.name == "gone")
     replay = audit.Replay(audit.Point(position=position))
