@@ -126,6 +126,22 @@ class RegisterUser(Command):
     roles: Annotated[list[RoleName], msgspec.Meta(max_length=32)] = msgspec.field(default_factory=lambda: ["user"])
 
 
+DisplayName = Annotated[str, msgspec.Meta(max_length=256)]  # "": none
+Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^([^@\s]+@[^@\s]+\.[^@\s]+)?\Z")]  # "": none
+
+
+class UpdateUser(Command):
+    """A new username (the claim moves), or a profile: each given replaces what was there,
+    one left out stays."""
+
+    command = "update_user"
+    user_id: UUID
+    username: Username | None = None
+    display_name: DisplayName | None = None
+    email: Email | None = None
+    metadata: Annotated[dict[MetadataKey, Text], msgspec.Meta(max_length=64)] | None = None
+
+
 class ChangePassword(Command):
     command = "change_password"
     secret_fields = ("password", "old_password")
@@ -351,5 +367,6 @@ COMMANDS: dict[str, type[Command]] = {
         RemoveScopes,
         SetTenantPolicy,
         SetRoleOrder,
+        UpdateUser,
     )
 }

@@ -40,6 +40,35 @@ class User(Aggregate):
         self.disabled = False
         self.public_keys: list[str] = []  # base64url raw Ed25519 keys, for challenge login
         self.failures: list[datetime] = []  # recent failed logins (domain/throttle.py)
+        self.display_name = ""  # "": none
+        self.email = ""
+        self.metadata: dict[str, str] = {}
+
+    def rename(self, username: str, actor: str, correlation_id: str) -> None:
+        if username == self.username:
+            raise Conflict("the user already has this username", field="username")
+        self._rename(username=username, actor=actor, correlation_id=correlation_id)
+
+    @event("UserRenamed")
+    def _rename(self, username: str, actor: str, correlation_id: str) -> None:
+        self.username = username
+
+    def update(
+        self, display_name: str | None, email: str | None, metadata: dict[str, str] | None, actor: str, correlation_id: str
+    ) -> None:
+        """The profile: each of display name, email and metadata given replaces what was
+        there, one left out (None) stays."""
+        self._update(
+            display_name=self.display_name if display_name is None else display_name,
+            email=self.email if email is None else email,
+            metadata=self.metadata if metadata is None else dict(metadata),
+            actor=actor,
+            correlation_id=correlation_id,
+        )
+
+    @event("UserUpdated")
+    def _update(self, display_name: str, email: str, metadata: dict[str, str], actor: str, correlation_id: str) -> None:
+        self.display_name, self.email, self.metadata = display_name, email, metadata
 
     @event("PasswordChanged")
     def change_password(self, password_hash: str, actor: str, correlation_id: str) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 from nats.micro.request import Request
 
 from authbus.domain import policy
+from authbus.domain.commands import RoleName
 from authbus.domain.errors import Forbidden, not_found
 from authbus.domain.policy import Actor
 from authbus.handlers.backend import Backend
@@ -99,6 +100,15 @@ class ListUsers(_Listing):
     tenant_id: UUID | None = None
 
 
+class SearchUsers(_Listing):
+    """Users of a tenant by username prefix (case-insensitive), role and status; all given must match."""
+
+    tenant_id: UUID | None = None
+    username_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    role: RoleName | None = None
+    status: Literal["active", "disabled"] | None = None
+
+
 class GetPAT(_Read):
     pat_id: UUID
 
@@ -167,6 +177,13 @@ def _audited_tenant(model: ReadModel, actor: Actor, tenant_id: UUID | None, enti
 def _list_users(model: ReadModel, actor: Actor, req: ListUsers, now: float) -> Page[UserDetail]:
     tenant_id = _audited_tenant(model, actor, req.tenant_id, "user")
     ids, cursor = queries.page(model.users_by_tenant.get(tenant_id, {}), req.after, req.limit)
+    return Page(items=[_user(model.principals[i]) for i in ids], next=cursor, position=model.position)
+
+
+def _search_users(model: ReadModel, actor: Actor, req: SearchUsers, now: float) -> Page[UserDetail]:
+    tenant_id = _audited_tenant(model, actor, req.tenant_id, "user")
+    found = queries.matching_users(model, tenant_id, req.username_prefix, req.role, req.status)
+    ids, cursor = queries.page(found, req.after, req.limit)
     return Page(items=[_user(model.principals[i]) for i in ids], next=cursor, position=model.position)
 
 
@@ -271,6 +288,7 @@ ADMIN_READS = {
     "list_tenants": (ListTenants, _list_tenants),
     "get_user": (GetUser, _get_user),
     "list_users": (ListUsers, _list_users),
+    "search_users": (SearchUsers, _search_users),
     "get_pat": (GetPAT, _get_pat),
     "get_key": (GetKey, _get_key),
     "list_pats": (ListCredentials, _lister("pat", frozenset({"pat"}))),

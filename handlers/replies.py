@@ -120,6 +120,9 @@ class UserDetail(msgspec.Struct, frozen=True, kw_only=True):
     disabled: bool
     has_password: bool
     created_at: str
+    display_name: str  # "": none
+    email: str  # "": none
+    metadata: dict[str, str]
 
 
 # What CredentialDetail and AsOfCredential share: the detail's ``scopes`` comes after these and

@@ -34,7 +34,7 @@ Position = Annotated[int, msgspec.Meta(ge=0)]
 T = TypeVar("T")
 
 
-_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_PATH = re.compile(r" - at (?P<key>`key` in )?`\$\.?(?P<path>[^`]*)`$")
 _NAMED = re.compile(r"(?P<what>missing required|unknown) field `(?P<name>.*)`$", re.DOTALL)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 # The shape of our field paths.  An unknown field's name is the caller's own text (a pasted
@@ -48,8 +48,10 @@ def describe(error: msgspec.ValidationError) -> InvalidRequest:
     text = str(error)
     path = ""
     match = _PATH.search(text)
-    if match:  # a value inside a dict is at `[...]`, its key not shown: the dict is the field
+    if match:  # a value inside a dict is at `[...]`, its key not shown: the dict is the field, as for a bad key
         path, text = match.group("path").replace("[...]", ""), text[: match.start()]
+        if match.group("key"):
+            text = f"a key: {text}"
     named = _NAMED.search(text)
     if named:
         name, text = named.group("name"), f"{text[: named.start()]}{named.group('what')} field"

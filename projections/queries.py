@@ -263,6 +263,7 @@ def user_detail(principal: PrincipalView) -> dict[str, Any]:
         "disabled": principal.disabled,
         "has_password": principal.has_password,
         "created_at": principal.created_at,
+        **principal.profile,
     }
 
 
@@ -326,6 +327,27 @@ def page(ids: dict[UUID, None], after: UUID | None, limit: int) -> tuple[list[UU
     chunk = ordered[start : start + limit]
     more = start + limit < len(ordered)
     return chunk, (str(chunk[-1]) if more and chunk else None)
+
+
+def matching_users(
+    model: ReadModel, tenant_id: UUID, username_prefix: str | None, role: str | None, status: str | None
+) -> dict[UUID, None]:
+    """The tenant's users (in the order they registered) whose username starts with
+    ``username_prefix`` and who hold ``role`` (both case-insensitively) and have ``status``,
+    each only where given.  A scan of the tenant: for admin tools, not a request path."""
+    prefix = None if username_prefix is None else username_prefix.casefold()
+    wanted = None if role is None else role.casefold()
+    found: dict[UUID, None] = {}
+    for user_id in model.users_by_tenant.get(tenant_id, {}):
+        principal = model.principals[user_id]
+        if prefix is not None and not principal.username.casefold().startswith(prefix):
+            continue
+        if wanted is not None and wanted not in (name.casefold() for name in principal.roles):
+            continue
+        if status is not None and principal.disabled != (status == "disabled"):
+            continue
+        found[user_id] = None
+    return found
 
 
 def signing_key_for(model: ReadModel, tenant_id: UUID) -> SigningKeyView | None:

@@ -67,6 +67,9 @@ class TenantView:
         self.ranks = ranks(self.role_order)
 
 
+NO_PROFILE: dict[str, Any] = {"display_name": "", "email": "", "metadata": {}}  # shared: never changed in place
+
+
 class PrincipalView:
     """``builtin`` are the built-in roles held, ``role_ids`` the tenant-defined ones (a
     deleted one stays listed and grants nothing); ``roles`` names both, as replies show them."""
@@ -83,6 +86,7 @@ class PrincipalView:
         "has_password",
         "created_at",
         "view",
+        "profile",
     )
 
     def __init__(self, event: Any, created_at: str) -> None:
@@ -93,6 +97,7 @@ class PrincipalView:
         self.builtin: tuple[str, ...] = tuple(event.roles)
         self.role_ids: tuple[UUID, ...] = tuple(UUID(k) for k in (getattr(event, "custom_roles", None) or {}))
         self.roles: tuple[str, ...] = self.builtin
+        self.profile: dict[str, Any] = NO_PROFILE  # display_name, email, metadata; replaced whole
         self.disabled = False
         self.has_password = event.password_hash is not None
         self.created_at = created_at
@@ -330,6 +335,12 @@ class ReadModel:
             Tenant.TenantPolicySet: lambda e: self._tenant_changed(e, policy=e.policy),
             Tenant.RoleOrderSet: self._role_order_set,
             User.UserRegistered: self._user_registered,
+            User.UserRenamed: self._user_renamed,
+            User.UserUpdated: lambda e: setattr(
+                self.principals[e.originator_id],
+                "profile",
+                {"display_name": e.display_name, "email": e.email, "metadata": e.metadata},
+            ),
             User.PasswordChanged: lambda e: setattr(self.principals[e.originator_id], "has_password", True),
             User.UserDisabled: lambda e: setattr(self.principals[e.originator_id], "disabled", True),
             User.UserEnabled: lambda e: setattr(self.principals[e.originator_id], "disabled", False),
@@ -411,6 +422,12 @@ class ReadModel:
         self._user_roles_changed(principal)
         self.users_by_tenant.setdefault(e.tenant_id, {})[e.originator_id] = None
         self.users_by_name[(e.tenant_id, e.username.casefold())] = e.originator_id
+
+    def _user_renamed(self, e: Any) -> None:
+        principal = self.principals[e.originator_id]
+        self.users_by_name.pop((principal.tenant_id, principal.username.casefold()), None)
+        principal.username = e.username
+        self.users_by_name[(principal.tenant_id, e.username.casefold())] = principal.id
 
     def _login(self, e: Any, outcome: str) -> None:
         entry = {"at": rfc3339(e.timestamp), "outcome": outcome, "method": e.method, "source": e.source}

@@ -27,6 +27,7 @@ DECISIONS: dict[type[c.Command], Decision] = {
     c.RemoveScopes: issuance.remove_scopes,
     c.RegisterUser: accounts.register_user,
     c.ChangePassword: accounts.change_password,
+    c.UpdateUser: accounts.update_user,
     c.DisableUser: accounts.disable_user,
     c.EnableUser: accounts.enable_user,
     c.GrantRole: accounts.grant_role,

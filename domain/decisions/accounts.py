@@ -16,10 +16,11 @@ from authbus.domain.commands import (
     RegisterUser,
     RemovePublicKey,
     RevokeRole,
+    UpdateUser,
 )
 from authbus.domain.credentials import Key
 from authbus.domain.decisions.access import active_tenant, claim_name, resolve_role, visible_user
-from authbus.domain.errors import Conflict, Forbidden, NotFound
+from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from authbus.domain.policy import Actor
 from authbus.domain.registry import NameClaim
 from authbus.domain.role import BUILTIN_ROLES
@@ -52,6 +53,32 @@ def register_user(command: RegisterUser, actor: Actor, uow: UnitOfWork) -> dict[
     claim_name(uow, username_claim_id(command.tenant_id, command.username), "username", command.username, user.id, "username")
     uow.add(user)
     return {"user_id": str(user.id)}
+
+
+def update_user(command: UpdateUser, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    """A new username (the old one is free for others from then on), a profile, or both;
+    by the user itself or an admin of its tenant."""
+    profile = (command.display_name, command.email, command.metadata)
+    if command.username is None and all(part is None for part in profile):
+        raise InvalidRequest("give username, display_name, email or metadata", field="username")
+    user = visible_user(uow, actor, command.user_id)
+    policy.require_self_or_admin(actor, user.id, user.tenant_id, user.roles)
+    policy.require_scope(actor, "user", "update", user.id)
+    if command.username is not None:
+        old_claim, new_claim = (
+            username_claim_id(user.tenant_id, user.username),
+            username_claim_id(user.tenant_id, command.username),
+        )
+        user.rename(username=command.username, **uow.meta)
+        if new_claim != old_claim:  # not only another spelling of the same name
+            released = uow.get(NameClaim, old_claim, "user_id")
+            released.release(**uow.meta)
+            uow.add(released)
+            claim_name(uow, new_claim, "username", command.username, user.id, "username")
+    if any(part is not None for part in profile):
+        user.update(display_name=command.display_name, email=command.email, metadata=command.metadata, **uow.meta)
+    uow.add(user)
+    return {}
 
 
 def change_password(command: ChangePassword, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:

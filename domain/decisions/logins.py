@@ -72,6 +72,8 @@ def access_claims(
         "preferred_username": user.username,
         "roles": [*user.roles, *user.custom_roles.values()],
     }
+    if user.display_name:
+        claims["name"] = user.display_name
     if scp is not None:
         claims["scp"] = scp
     return claims

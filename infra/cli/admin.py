@@ -118,11 +118,15 @@ def tenant_update(
     ] = None,
 ) -> None:
     """Set a tenant's tags, its metadata, or both.  Example: authbus tenant update <id> --tag eu --meta plan=pro"""
+    command(ctx, "update_tenant", tenant_id=tenant_id, tags=tag, metadata=_metadata(meta))
+
+
+def _metadata(meta: list[str] | None) -> dict[str, str] | None:
+    """``--meta key=value`` options as a dict; None when none was given."""
     pairs = [item.partition("=") for item in meta or []]
     if any(not sep for _, sep, _ in pairs):
         raise typer.BadParameter("use key=value", param_hint="--meta")
-    metadata = {key: value for key, _, value in pairs} if meta is not None else None
-    command(ctx, "update_tenant", tenant_id=tenant_id, tags=tag, metadata=metadata)
+    return {key: value for key, _, value in pairs} if meta is not None else None
 
 
 @tenant_app.command("policy")
@@ -188,6 +192,36 @@ def user_list(
     """List the users of a tenant."""
     items = all_pages(ctx, "list_users", tenant_id=tenant)
     show(ctx, items, ("id", "username", "kind", "roles", "disabled", "created_at"))
+
+
+@user_app.command("update")
+def user_update(
+    ctx: typer.Context,
+    user_id: str,
+    username: Annotated[Optional[str], typer.Option(help="A new username; the old one is free for others then.")] = None,
+    display_name: Annotated[Optional[str], typer.Option(help="'': none.")] = None,
+    email: Annotated[Optional[str], typer.Option(help="'': none.")] = None,
+    meta: Annotated[
+        Optional[list[str]], typer.Option(help="key=value (repeatable); the metadata given replaces the user's.")
+    ] = None,
+    command_id: CommandId = None,
+) -> None:
+    """Rename a user or change its profile; what is not given stays.  Example: authbus user update <id> --display-name "Ada Lovelace" --email ada@example.com"""
+    fields = {"username": username, "display_name": display_name, "email": email, "metadata": _metadata(meta)}
+    command(ctx, "update_user", user_id=user_id, **{k: v for k, v in fields.items() if v is not None}, command_id=command_id)
+
+
+@user_app.command("search")
+def user_search(
+    ctx: typer.Context,
+    tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None,
+    prefix: Annotated[Optional[str], typer.Option(help="Usernames starting with this, in any case.")] = None,
+    role: Annotated[Optional[str], typer.Option(help="Holding this role (built-in or the tenant's).")] = None,
+    status: Annotated[Optional[str], typer.Option(help="active or disabled.")] = None,
+) -> None:
+    """Find users of a tenant; every filter given must match.  Example: authbus user search --prefix ada --role appAdmin"""
+    items = all_pages(ctx, "search_users", tenant_id=tenant, username_prefix=prefix, role=role, status=status)
+    show(ctx, items, ("id", "username", "display_name", "roles", "disabled", "created_at"))
 
 
 @user_app.command("disable")

@@ -106,6 +106,9 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         root = token_file.read_text().strip()
         assert authbus(tmp_path, port, "authorize", root, "--min-role", "admin").returncode == 0
         listed = authbus(tmp_path, port, "--json", "pat", "list", "--user", user)
+        assert authbus(tmp_path, port, "user", "update", user, "--display-name", "Alice A.").returncode == 0
+        found = json.loads(authbus(tmp_path, port, "--json", "user", "search", "--tenant", tenant, "--prefix", "ALI").stdout)
+        assert [(u["username"], u["display_name"]) for u in found] == [("alice", "Alice A.")]
         assert [p["name"] for p in json.loads(listed.stdout)] == ["laptop"]
 
         assert authbus(tmp_path, port, "tenant", "policy", tenant, "--access-token-seconds", "300").returncode == 0

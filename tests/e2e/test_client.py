@@ -150,6 +150,7 @@ async def test_every_admin_and_audit_read_decodes_into_its_struct(client, instan
         "list_tenants": (Page[TenantDetail], {}),
         "get_user": (UserReply, user),
         "list_users": (Page[UserDetail], tenant),
+        "search_users": (Page[UserDetail], {**tenant, "username_prefix": "user"}),
         "get_pat": (PatReply, {"pat_id": world.pat_id}),
         "get_key": (KeyReply, {"key_id": world.key_id}),
         "list_pats": (Page[CredentialDetail], user),

@@ -120,6 +120,7 @@ def test_admin_reads_answer_the_bytes_of_the_projections_details(log):
         ("list_tenants", "limit", 500): page([described(view) for view in model.tenants.values()]),
         ("get_user", "user_id", user_id): {"user": queries.user_detail(user), "position": position},
         ("list_users", "tenant_id", tenant): page([queries.user_detail(user)]),
+        ("search_users", "tenant_id", tenant): page([queries.user_detail(user)]),
         ("get_pat", "pat_id", pats[1].id): {"pat": queries.credential_detail(pats[1], NOW), "position": position},
         ("get_key", "key_id", other_keys[0].id): {"key": queries.credential_detail(other_keys[0], NOW), "position": position},
         ("list_pats", "user_id", user_id): page([queries.credential_detail(c, NOW) for c in pats]),
