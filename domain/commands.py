@@ -44,6 +44,9 @@ PublicKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"
 class Command(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     command: ClassVar[str]
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    # Kept out of the request digest as secrets are: the digest outlives a deleted user's
+    # data key, and a SHA-256 of a username or email is found again by guessing.
+    personal_fields: ClassVar[tuple[str, ...]] = ()
     credential_field: ClassVar[str] = "Authorization"  # where the acting credential came from
     command_id: CommandId | None = None
 
@@ -52,7 +55,7 @@ def request_digest(command: Command) -> str:
     """What identifies a request for a repeated command_id; passwords are left out.  The
     fields go in the order commands first had, ``command_id`` last, whatever order a struct
     declares them in now: a digest kept in the log must match the same request later."""
-    blanked = msgspec.structs.replace(command, **{f: "" for f in command.secret_fields})
+    blanked = msgspec.structs.replace(command, **{f: "" for f in (*command.secret_fields, *command.personal_fields)})
     fields = {f: getattr(blanked, f) for f in command.__struct_fields__ if f != "command_id"}
     return hashlib.sha256(msgspec.json.encode({**fields, "command_id": None})).hexdigest()
 
@@ -119,6 +122,7 @@ class EnableTenant(Command):
 class RegisterUser(Command):
     command = "register_user"
     secret_fields = ("password",)
+    personal_fields = ("username",)
     tenant_id: UUID
     username: Username
     password: Password | None = None
@@ -135,11 +139,20 @@ class UpdateUser(Command):
     one left out stays."""
 
     command = "update_user"
+    personal_fields = ("username", "display_name", "email", "metadata")
     user_id: UUID
     username: Username | None = None
     display_name: DisplayName | None = None
     email: Email | None = None
     metadata: Annotated[dict[MetadataKey, Text], msgspec.Meta(max_length=64)] | None = None
+
+
+class DeleteUser(Command):
+    """Erase a user: its personal data is crypto-shredded, its credentials stop acting."""
+
+    command = "delete_user"
+    user_id: UUID
+    reason: Text = ""
 
 
 class ChangePassword(Command):
@@ -368,5 +381,6 @@ COMMANDS: dict[str, type[Command]] = {
         SetTenantPolicy,
         SetRoleOrder,
         UpdateUser,
+        DeleteUser,
     )
 }

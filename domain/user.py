@@ -40,9 +40,21 @@ class User(Aggregate):
         self.disabled = False
         self.public_keys: list[str] = []  # base64url raw Ed25519 keys, for challenge login
         self.failures: list[datetime] = []  # recent failed logins (domain/throttle.py)
+        self.deleted = False
         self.display_name = ""  # "": none
         self.email = ""
         self.metadata: dict[str, str] = {}
+
+    def delete(self, reason: str, actor: str, correlation_id: str) -> None:
+        """For good: the user's personal data is erased from the log (infra/personal_data.py)
+        and nothing it held acts again."""
+        self._delete(reason=reason, actor=actor, correlation_id=correlation_id)
+
+    @event("UserDeleted")
+    def _delete(self, reason: str, actor: str, correlation_id: str) -> None:
+        self.deleted = self.disabled = True  # every check of a disabled user holds for a deleted one
+        self.public_keys = []
+        self.display_name, self.email, self.metadata = "", "", {}
 
     def rename(self, username: str, actor: str, correlation_id: str) -> None:
         if username == self.username:
@@ -147,6 +159,11 @@ class User(Aggregate):
             self.roles.remove(role)
         else:
             self.custom_roles.pop(role_id, None)
+
+
+def erased_username(user_id: UUID) -> str:
+    """A deleted user's username, as the log reads once its data key is gone: one per user."""
+    return f"erased-{user_id}"
 
 
 def username_claim_id(tenant_id: UUID, username: str) -> UUID:

@@ -106,7 +106,7 @@ class SearchUsers(_Listing):
     tenant_id: UUID | None = None
     username_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     role: RoleName | None = None
-    status: Literal["active", "disabled"] | None = None
+    status: Literal["active", "disabled", "deleted"] | None = None
 
 
 class GetPAT(_Read):

@@ -116,8 +116,9 @@ class UserDetail(msgspec.Struct, frozen=True, kw_only=True):
     tenant_id: str
     kind: str  # user, service
     roles: list[str]
-    username: str
-    disabled: bool
+    username: str  # erased-<id> once deleted
+    disabled: bool  # a deleted user is disabled too
+    deleted: bool
     has_password: bool
     created_at: str
     display_name: str  # "": none

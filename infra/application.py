@@ -83,7 +83,7 @@ class AuthbusApplication(EventStore):
     name = EventStore.name  # eventsourcing names the tables after it: the same log as every reader's
 
     def __init__(self, keys: KeyMaterial, env: dict[str, str], terms: TokenTerms = DEFAULT_TERMS) -> None:
-        super().__init__(env=env)
+        super().__init__(env=env, personal_wrap=keys.key_wrap)
         self.keys = keys
         self.terms = terms
 

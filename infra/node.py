@@ -29,6 +29,7 @@ from authbus.domain.errors import Conflict, Unavailable
 from authbus.domain.policy import Actor
 from authbus.domain.scopes import Scope
 from authbus.domain.unit_of_work import UnitOfWork
+from authbus.domain.user import User
 from authbus.handlers import callout
 from authbus.handlers.metrics import RequestStats
 from authbus.handlers.service import QUEUE_GROUP, VERSION, start_service, subjects
@@ -162,6 +163,7 @@ class Node:
             tail,
         )
         follower = self._follower = Follower(self.store, self.model, loop, listen=is_postgres(self.settings.database_url))
+        follower.listeners.append(self._forget_deleted)
         follower.start()
         parts.push_async_callback(self._stop_following, follower)
         nc = self.nc = await nats.connect(
@@ -218,6 +220,12 @@ class Node:
             task.cancel()
 
         parts.push_async_callback(stopped)
+
+    def _forget_deleted(self, batch: list[tuple[int, Any]]) -> None:
+        """A user deleted through another instance: its data key, cached here, is gone too."""
+        deleted = [event.originator_id for _, event in batch if isinstance(event, User.UserDeleted)]
+        if deleted:
+            self.store.personal_keys.forget(deleted)
 
     def on_fold(self, listener: Callable[[list[tuple[int, Any]]], None]) -> None:
         """Call ``listener`` on the loop with every batch folded into the read model, once
@@ -366,6 +374,8 @@ class Node:
     def _restore(self) -> int:
         """Snapshot plus tail; a long tail is snapshotted at once, while nothing else touches the model."""
         self.model, tail = restore_read_model(self.store, self.settings.snapshot_file, self.app.keys.snapshot_key)
+        # Deleted users' data keys, should a crash have come between a delete and its shredding.
+        self.store.personal_keys.destroy(p.id for p in self.model.principals.values() if p.deleted)
         self._snapshot_position = self.model.position - tail
         if 0 < self.settings.snapshot_every <= tail:
             self._write_snapshot()

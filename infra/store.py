@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import InterfaceError, OperationalError, Recording, StoredEvent
+from eventsourcing.persistence import InterfaceError, Mapper, OperationalError, Recording, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import Cursor
@@ -24,6 +24,10 @@ from psycopg.errors import LockNotAvailable, QueryCanceled
 from psycopg.generators import send
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
+
+from authbus.domain.user import User
+from authbus.infra.crypto.keys import KeyWrap
+from authbus.infra.personal_data import PersonalDataMapper, PersonalKeys
 
 log = logging.getLogger("authbus.store")
 
@@ -163,9 +167,28 @@ class AuthbusRecorder(PostgresApplicationRecorder):
 
 
 class EventStore(Application):
-    """The whole log of authbus: every aggregate of every tenant, in one sequence."""
+    """The whole log of authbus: every aggregate of every tenant, in one sequence.
+
+    ``personal_wrap`` (the KEK's key wrap) opens the users' data keys, so personal fields are
+    sealed on the way in and opened on the way out (infra/personal_data.py); without it (an
+    offline tool given no KEK) they read as withheld and no user can be stored.
+    """
 
     name = "authbus"
+
+    def __init__(self, env: dict[str, str] | None = None, personal_wrap: KeyWrap | None = None) -> None:
+        super().__init__(env=env)
+        postgres = isinstance(self.recorder, PostgresAggregateRecorder)
+        self.personal_keys = PersonalKeys(self.recorder.datastore, postgres, personal_wrap)  # type: ignore[attr-defined]
+        if personal_wrap is not None:
+            self.personal_keys.create_table()
+        mapper = self.mapper
+        assert isinstance(mapper, PersonalDataMapper)
+        mapper.keys = self.personal_keys
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        mapper = super().construct_mapper()
+        return PersonalDataMapper(mapper.transcoder, mapper.compressor, mapper.cipher)
 
     @property
     def stalls(self) -> Stalls:
@@ -182,6 +205,12 @@ class EventStore(Application):
             processing.aggregates[aggregate.id] = aggregate
         processing.saved_kwargs.update(kwargs)
         recordings = self._record(processing)
+        deleted = [event.originator_id for event in processing.events if isinstance(event, User.UserDeleted)]
+        if deleted:  # appended: now their personal data goes (again at every start, should this fail)
+            try:
+                self.personal_keys.destroy(deleted)
+            except Exception as error:
+                log.warning("the data keys of deleted users %s stay until the next start: %s", deleted, error)
         self._take_snapshots(processing)
         self._notify(recordings)
         return recordings
@@ -277,8 +306,8 @@ def with_database(server_url: str, name: str) -> str:
     return f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
 
 
-def open_store(database_url: str) -> EventStore:
-    return EventStore(env=store_environment(database_url))
+def open_store(database_url: str, personal_wrap: KeyWrap | None = None) -> EventStore:
+    return EventStore(env=store_environment(database_url), personal_wrap=personal_wrap)
 
 
 def is_postgres(database_url: str) -> bool:

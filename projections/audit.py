@@ -223,7 +223,8 @@ def digest(model: ReadModel) -> str:
 
     Private halves of signing keys never enter it; secret digests do (hashed once more), so
     a secret reset that one side missed shows.  Ordered indexes keep their order: it is what
-    paging serves.
+    paging serves.  Personal data (usernames, profiles) stays out: it is sealed in the log
+    (infra/personal_data.py) and an auditor may hold no KEK; which users have a name does not.
     """
     state = {
         "position": model.position,
@@ -233,7 +234,7 @@ def digest(model: ReadModel) -> str:
         "principals": {
             str(p.id): [
                 str(p.tenant_id),
-                p.username,
+                p.deleted,
                 p.kind,
                 sorted(p.roles),
                 [str(r) for r in p.role_ids],
@@ -285,7 +286,7 @@ def digest(model: ReadModel) -> str:
         "credentials_by_owner": _ordered(model.credentials_by_owner),
         "signing_keys_by_tenant": _ordered(model.signing_keys_by_tenant),
         "sessions_by_user": _ordered(model.sessions_by_user),
-        "users_by_name": {f"{t}:{name}": str(u) for (t, name), u in model.users_by_name.items()},
+        "named_users": sorted(str(u) for u in model.users_by_name.values()),
         "public_keys": {f"{t}:{key}": str(u) for (t, key), u in model.public_keys.items()},
         "login_activity": {str(u): list(entries) for u, entries in model.login_activity.items()},
     }

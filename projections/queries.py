@@ -261,6 +261,7 @@ def user_detail(principal: PrincipalView) -> dict[str, Any]:
         **principal_view(principal),
         "username": principal.username,
         "disabled": principal.disabled,
+        "deleted": principal.deleted,
         "has_password": principal.has_password,
         "created_at": principal.created_at,
         **principal.profile,
@@ -344,10 +345,14 @@ def matching_users(
             continue
         if wanted is not None and wanted not in (name.casefold() for name in principal.roles):
             continue
-        if status is not None and principal.disabled != (status == "disabled"):
+        if status is not None and status != _status(principal):
             continue
         found[user_id] = None
     return found
+
+
+def _status(principal: PrincipalView) -> str:
+    return "deleted" if principal.deleted else "disabled" if principal.disabled else "active"
 
 
 def signing_key_for(model: ReadModel, tenant_id: UUID) -> SigningKeyView | None:

@@ -27,7 +27,7 @@ from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import DEFAULT_POLICY, Tenant
 from authbus.domain.throttle import LoginThrottle
 from authbus.domain.times import rfc3339, rfc3339_epoch
-from authbus.domain.user import User
+from authbus.domain.user import User, erased_username
 
 LOGIN_ACTIVITY_KEPT = 50
 
@@ -67,6 +67,7 @@ class TenantView:
         self.ranks = ranks(self.role_order)
 
 
+DELETED = "user deleted"  # the revocation reason of a deleted user's credentials and sessions
 NO_PROFILE: dict[str, Any] = {"display_name": "", "email": "", "metadata": {}}  # shared: never changed in place
 
 
@@ -87,6 +88,7 @@ class PrincipalView:
         "created_at",
         "view",
         "profile",
+        "deleted",
     )
 
     def __init__(self, event: Any, created_at: str) -> None:
@@ -98,6 +100,7 @@ class PrincipalView:
         self.role_ids: tuple[UUID, ...] = tuple(UUID(k) for k in (getattr(event, "custom_roles", None) or {}))
         self.roles: tuple[str, ...] = self.builtin
         self.profile: dict[str, Any] = NO_PROFILE  # display_name, email, metadata; replaced whole
+        self.deleted = False
         self.disabled = False
         self.has_password = event.password_hash is not None
         self.created_at = created_at
@@ -336,6 +339,7 @@ class ReadModel:
             Tenant.RoleOrderSet: self._role_order_set,
             User.UserRegistered: self._user_registered,
             User.UserRenamed: self._user_renamed,
+            User.UserDeleted: self._user_deleted,
             User.UserUpdated: lambda e: setattr(
                 self.principals[e.originator_id],
                 "profile",
@@ -428,6 +432,26 @@ class ReadModel:
         self.users_by_name.pop((principal.tenant_id, principal.username.casefold()), None)
         principal.username = e.username
         self.users_by_name[(principal.tenant_id, e.username.casefold())] = principal.id
+
+    def _user_deleted(self, e: Any) -> None:
+        """Its name and keys are free, its profile gone, and nothing it held acts again: its
+        credentials and sessions read as revoked, reason ``user deleted``."""
+        principal = self.principals[e.originator_id]
+        self.users_by_name.pop((principal.tenant_id, principal.username.casefold()), None)
+        principal.username, principal.profile = erased_username(principal.id), NO_PROFILE
+        principal.disabled = principal.deleted = True
+        for held in [k for k, owner in self.public_keys.items() if owner == principal.id]:
+            del self.public_keys[held]
+        at = e.timestamp.timestamp()
+        for credential_id in self.credentials_by_owner.get(principal.id, {}):
+            credential = self.credentials[credential_id]
+            if credential.status == "active":
+                credential.status, credential.revoked_reason = "revoked", DELETED
+                credential.revoked_ts = credential.changed = at
+        for session_id in self.sessions_by_user.get(principal.id, {}):
+            session = self.sessions[session_id]
+            if not session.revoked:
+                session.revoked, session.revoked_reason = True, DELETED
 
     def _login(self, e: Any, outcome: str) -> None:
         entry = {"at": rfc3339(e.timestamp), "outcome": outcome, "method": e.method, "source": e.source}

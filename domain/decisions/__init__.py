@@ -28,6 +28,7 @@ DECISIONS: dict[type[c.Command], Decision] = {
     c.RegisterUser: accounts.register_user,
     c.ChangePassword: accounts.change_password,
     c.UpdateUser: accounts.update_user,
+    c.DeleteUser: accounts.delete_user,
     c.DisableUser: accounts.disable_user,
     c.EnableUser: accounts.enable_user,
     c.GrantRole: accounts.grant_role,

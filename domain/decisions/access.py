@@ -59,7 +59,7 @@ def current_actor(actor: Actor, uow: UnitOfWork, field: str = "Authorization") -
 def visible_user(uow: UnitOfWork, actor: Actor, user_id: UUID) -> User:
     """The user, or not_found when it is in a tenant the actor cannot see."""
     user = uow.get(User, user_id, "user_id")
-    if not actor.sees(user.tenant_id):
+    if not actor.sees(user.tenant_id) or user.deleted:
         raise not_found("user_id")
     return user
 
@@ -73,8 +73,12 @@ def visible(uow: UnitOfWork, actor: Actor, cls: type[A], entity_id: UUID, field:
     return entity
 
 
-def require_owner_or_admin(actor: Actor, uow: UnitOfWork, owner_id: UUID) -> None:
+def require_owner_or_admin(actor: Actor, uow: UnitOfWork, owner_id: UUID, field: str) -> None:
+    """The owner of the credential at ``field``, or an admin of its tenant; a deleted
+    user's credentials are gone with it."""
     owner = uow.get(User, owner_id, "user_id")
+    if owner.deleted:
+        raise not_found(field)
     policy.require_self_or_admin(actor, owner.id, owner.tenant_id, owner.roles)
 
 

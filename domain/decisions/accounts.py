@@ -8,6 +8,7 @@ from typing import Any
 from authbus.domain import policy, public_keys
 from authbus.domain.commands import (
     ChangePassword,
+    DeleteUser,
     DisableUser,
     EnableUser,
     GrantRole,
@@ -77,6 +78,25 @@ def update_user(command: UpdateUser, actor: Actor, uow: UnitOfWork) -> dict[str,
             claim_name(uow, new_claim, "username", command.username, user.id, "username")
     if any(part is not None for part in profile):
         user.update(display_name=command.display_name, email=command.email, metadata=command.metadata, **uow.meta)
+    uow.add(user)
+    return {}
+
+
+def delete_user(command: DeleteUser, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    """By the user itself or an admin of its tenant; never a root user.  Its username and
+    public keys are free for others at once; its credentials and sessions act no more."""
+    user = visible_user(uow, actor, command.user_id)
+    if "root" in user.roles:
+        raise Forbidden("a root user cannot be deleted", field="user_id")
+    policy.require_self_or_admin(actor, user.id, user.tenant_id, user.roles)
+    policy.require_scope(actor, "user", "delete", user.id)
+    claims = [username_claim_id(user.tenant_id, user.username)]
+    claims += [public_key_claim_id(user.tenant_id, key) for key in user.public_keys]
+    for claim_id in claims:
+        claim = uow.get(NameClaim, claim_id, "user_id")
+        claim.release(**uow.meta)
+        uow.add(claim)
+    user.delete(reason=command.reason, **uow.meta)
     uow.add(user)
     return {}
 

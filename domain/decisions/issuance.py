@@ -79,7 +79,7 @@ def _managed_pat(
     operation: str,
 ) -> PersonalAccessToken:
     pat = visible(uow, actor, PersonalAccessToken, command.pat_id, "pat_id")
-    require_owner_or_admin(actor, uow, pat.user_id)
+    require_owner_or_admin(actor, uow, pat.user_id, "pat_id")
     policy.require_scope(actor, "pat", operation, pat.id)
     return pat
 
@@ -172,7 +172,7 @@ def issue_key(command: IssueKey, actor: Actor, uow: UnitOfWork) -> dict[str, Any
 
 def revoke_key(command: RevokeKey, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
     key = visible(uow, actor, Key, command.key_id, "key_id")
-    require_owner_or_admin(actor, uow, key.user_id)
+    require_owner_or_admin(actor, uow, key.user_id, "key_id")
     policy.require_scope(actor, "key", "delete", key.id)
     key.revoke(reason=command.reason, **uow.meta)
     uow.add(key)
@@ -181,7 +181,7 @@ def revoke_key(command: RevokeKey, actor: Actor, uow: UnitOfWork) -> dict[str, A
 
 def revoke_session(command: RevokeSession, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
     session = visible(uow, actor, Session, command.session_id, "session_id")
-    require_owner_or_admin(actor, uow, session.user_id)
+    require_owner_or_admin(actor, uow, session.user_id, "session_id")
     policy.require_scope(actor, "session", "delete", session.id)
     session.revoke(reason=command.reason or "revoked", **uow.meta)
     uow.add(session)

@@ -27,6 +27,7 @@ from authbus.infra.audit.audit_app import audit_app
 from authbus.infra.settings import Settings
 
 if TYPE_CHECKING:  # the store and the projections load when a tool runs, not with the CLI
+    from authbus.infra.crypto.keys import KeyWrap
     from authbus.infra.store import EventStore
     from authbus.projections.audit import Point
 
@@ -54,10 +55,26 @@ def open_log(database_url: str | None) -> EventStore:
     parts = urlsplit(url)
     if parts.scheme == "sqlite" and not os.path.exists(unquote(parts.path)[1:]):
         fail(f"no event store at {url}")
+    wrap = _personal_wrap()
     try:
-        return open_store(url)
+        return open_store(url, wrap)
     except Exception as error:  # unreachable database, bad URL: one line, not a traceback
         fail(f"cannot open the event store: {error}")
+
+
+def _personal_wrap() -> KeyWrap | None:
+    """The KEK's key wrap when one is at hand (AUTHBUS_KEK, or the data directory's kek):
+    with it an auditor reads users' personal data; without it, those fields read [sealed]."""
+    from authbus.infra.crypto.kek import KEKError, load_kek
+    from authbus.infra.crypto.key_material import KeyMaterial
+
+    settings = Settings.load()
+    if not settings.kek and not settings.default_kek_file.exists():
+        return None
+    try:
+        return KeyMaterial.from_kek(load_kek(settings.kek, settings.default_kek_file)).key_wrap
+    except KEKError as error:
+        fail(str(error))
 
 
 def head(store: EventStore) -> int:

@@ -24,6 +24,7 @@ from authbus.domain.credentials import PersonalAccessToken
 from authbus.domain.tenant import Tenant
 from authbus.domain.user import User
 from authbus.infra.bench.report import BenchOptions, Result
+from authbus.infra.crypto.key_material import KeyMaterial
 from authbus.infra.follower import fold
 from authbus.infra.snapshot import restore_read_model, snapshot_key, write_snapshot
 from authbus.infra.store import EventStore, open_store
@@ -154,7 +155,7 @@ def _cold_start_child() -> None:
     and memory, the memory as it stays once start-up garbage is collected."""
     database_url, snapshot, kek, how = sys.argv[1], Path(sys.argv[2]), bytes.fromhex(sys.argv[3]), sys.argv[4]
     started = time.perf_counter()
-    store = open_store(database_url)
+    store = open_store(database_url, KeyMaterial.from_kek(kek).key_wrap)
     if how == "live":
         model, tail = follow_live(store), 0
     else:
@@ -189,7 +190,8 @@ def run(options: BenchOptions, tmp: Path) -> list[Result]:
     wanted = options.scenarios
     count = options.cold_credentials
     database_url = f"sqlite:///{tmp / 'cold.db'}"
-    store = open_store(database_url)
+    kek = secrets.token_bytes(32)
+    store = open_store(database_url, KeyMaterial.from_kek(kek).key_wrap)
     results: list[Result] = []
     try:
         options.progress(f"seeding a store with {count:,} credentials")
@@ -215,7 +217,6 @@ def run(options: BenchOptions, tmp: Path) -> list[Result]:
         model, rate = fold_from_store_rate(store)
         if "fold_from_store" in wanted:
             results.append(Result("fold_from_store", value=rate, unit="events/s", note="SQLite read + decode + fold"))
-        kek = secrets.token_bytes(32)
         snapshot = tmp / "cold.snapshot"
         prepare_cold_start(store, model, snapshot, kek)
         del model

@@ -211,6 +211,13 @@ def user_update(
     command(ctx, "update_user", user_id=user_id, **{k: v for k, v in fields.items() if v is not None}, command_id=command_id)
 
 
+@user_app.command("delete")
+def user_delete(ctx: typer.Context, user_id: str, reason: Reason = None, command_id: CommandId = None) -> None:
+    """Erase a user for good: its personal data is crypto-shredded, its credentials stop
+    acting, its username is free.  Example: authbus user delete <user_id> --reason 'asked to be forgotten'"""
+    command(ctx, "delete_user", user_id=user_id, reason=reason, command_id=command_id)
+
+
 @user_app.command("search")
 def user_search(
     ctx: typer.Context,

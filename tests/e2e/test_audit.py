@@ -24,9 +24,10 @@ SCOPE_A = {"domain": "docs", "entity_type": "doc", "operation": "read", "entity_
 SCOPE_B = {"domain": "docs", "entity_type": "doc", "operation": "update", "entity_id": "42"}
 
 
-async def authbus(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    """The CLI in a process of its own; awaited, so the instance in this event loop can answer it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHBUS_")}
+async def authbus(tmp_path, *args: str, kek: str | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a process of its own; awaited, so the instance in this event loop can answer
+    it.  Given no ``kek``, it has none (the users' personal data reads as sealed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHBUS_")} | ({"AUTHBUS_KEK": kek} if kek else {})
     process = await asyncio.create_subprocess_exec(
         *CLI, *args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -238,9 +239,12 @@ async def test_as_of_replays_a_pat_through_scope_and_revocation(client, instance
 
     # The CLI replays the same log to the same answer.
     db = ("--database-url", instance.settings.database_url)
-    cli = await authbus(tmp_path, "audit", "as-of", str(pat["added"]), "--credential", pat["id"], "--json", *db)
+    as_of = ("audit", "as-of", str(pat["added"]), "--credential", pat["id"], "--json", *db)
+    cli = await authbus(tmp_path, *as_of, kek=instance.settings.kek)
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout) == {k: v for k, v in then.items() if k != "position"}
+    sealed = json.loads((await authbus(tmp_path, *as_of)).stdout)  # an auditor without the KEK
+    assert sealed["principal"] == {**then["principal"], "username": f"sealed-{org.user_id}"}
     revoked = await authbus(tmp_path, "audit", "as-of", str(pat["revoked"]), "--token", pat["token"], *db)
     assert revoked.returncode == 1 and "revoked" in revoked.stdout and "PATRevoked" in revoked.stdout
     assert pat["token"] not in revoked.stdout

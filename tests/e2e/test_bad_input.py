@@ -141,6 +141,7 @@ BASE: dict[str, Callable[[W], Body]] = {
         tenant_id=w.tenant_id, username="bob", password="bob's password", kind="user", roles=["user"]
     ),
     "cmd.change_password": lambda w: cmd(user_id=w.user_id, password="a new password", old_password="whatever"),
+    "cmd.delete_user": lambda w: cmd(user_id=w.user_id, reason="asked to be forgotten"),
     "cmd.update_user": lambda w: cmd(
         user_id=w.user_id,
         username=f"renamed-{uuid.uuid4().hex}",
@@ -429,7 +430,7 @@ ENUMS: list[tuple[str, str, list[Any], str]] = [
     ("cmd.register_user", "kind", ["robot", "User", ""], "kind"),
     ("cmd.issue_key", "kind", ["pat", "refresh", "API_KEY"], "kind"),
     ("cmd.create_signing_key", "alg", ["none", "HS512", "eddsa", "RS256 ", ""], "alg"),
-    ("admin.search_users", "status", ["Active", "deleted", ""], "status"),
+    ("admin.search_users", "status", ["Active", "Deleted", ""], "status"),
 ]
 
 
@@ -550,6 +551,7 @@ CONSTRAINTS: list[tuple[str, str, Callable[[Body, W], None], str, str | None]] =
     ("cmd.register_user", "username-taken", put("username", "user-1"), "conflict", "username"),
     ("cmd.change_password", "password-short", put("password", "short"), "invalid_request", "password"),
     ("cmd.update_user", "username-space", put("username", "a b"), "invalid_request", "username"),
+    ("cmd.delete_user", "reason-too-long", put("reason", TOO_LONG_TEXT), "invalid_request", "reason"),
     ("cmd.update_user", "username-too-long", put("username", LONG_NAME), "invalid_request", "username"),
     ("cmd.update_user", "username-taken", put("username", "ADMIN-1"), "conflict", "username"),
     ("cmd.update_user", "email-no-at", put("email", "ada.example.com"), "invalid_request", "email"),
@@ -849,6 +851,7 @@ def root_step(e: str, **fields: str) -> Step:
 
 DISABLE_USER = root_step("cmd.disable_user", user_id="user_id")
 DISABLE_TENANT = root_step("cmd.disable_tenant", tenant_id="tenant_id")
+DELETE_USER = root_step("cmd.delete_user", user_id="user_id")
 REFRESH_ONCE = Step("refresh", _refresh_token)
 LOGOUT = Step("logout", _refresh_token)
 RETIRE_KEY = root_step("cmd.retire_signing_key", kid="signing_kid")
@@ -919,6 +922,9 @@ REFUSALS: list[Case] = [
     refusal(
         "register", "tenant-rate-limited", as_is, "rate_limited", None, steps=(ONE_A_MINUTE, Step("register", BASE["register"]))
     ),
+    refusal("cmd.delete_user", "already-deleted", as_is, "not_found", "user_id", steps=(DELETE_USER,)),
+    refusal("cmd.update_user", "user-deleted", as_is, "not_found", "user_id", steps=(DELETE_USER,)),
+    refusal("cmd.revoke_pat", "owner-deleted", as_is, "not_found", "pat_id", steps=(DELETE_USER,)),
     conflict("cmd.create_signing_key", "tenant-disabled", "tenant_id", DISABLE_TENANT),
     conflict("cmd.retire_signing_key", "already-retired", "kid", RETIRE_KEY),
     conflict("cmd.retire_signing_key", "revoked", "kid", REVOKE_KEY),
@@ -1258,6 +1264,7 @@ CROSS_TENANT: dict[str, tuple[str, str | None]] = {
     "cmd.register_user": ("forbidden", "tenant_id"),
     "cmd.change_password": ("not_found", "user_id"),
     "cmd.update_user": ("not_found", "user_id"),
+    "cmd.delete_user": ("not_found", "user_id"),
     "cmd.disable_user": ("not_found", "user_id"),
     "cmd.enable_user": ("not_found", "user_id"),
     "cmd.grant_role": ("not_found", "user_id"),

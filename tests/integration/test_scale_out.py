@@ -18,6 +18,7 @@ from authbus.infra.bench import offline as bench_offline
 from authbus.infra.bench import scale as bench_scale
 from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient, AuthbusError
+from authbus.infra.crypto.key_material import KeyMaterial
 from authbus.infra.store import APPLICATION_NAME, open_store
 from tests.conftest import make_settings, start_instance
 from tests.helpers import eventually, make_org
@@ -103,7 +104,7 @@ def test_the_largest_saves_authbus_makes_never_hang(databases):
     holding the log's write lock for good: one save of 800–2,000 aggregates hung every
     instance.  The largest save authbus makes (the bench's seeding batch) is made again and
     again, and a single event larger than any command could write, too."""
-    store = open_store(databases.new("postgres"))
+    store = open_store(databases.new("postgres"), KeyMaterial.from_kek(secrets.token_bytes(32)).key_wrap)
     huge = PersonalAccessToken(
         id=uuid.uuid4(),
         user_id=uuid.uuid4(),

@@ -12,7 +12,9 @@ import pytest
 from authbus.infra import snapshot
 from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
+from authbus.infra.crypto.key_material import KeyMaterial
 from authbus.infra.follower import fold
+from authbus.infra.settings import Settings
 from authbus.infra.snapshot import restore_read_model, snapshot_key, write_snapshot
 from authbus.infra.store import open_store
 from authbus.projections.audit import digest
@@ -21,9 +23,9 @@ from tests.conftest import start_instance
 from tests.helpers import secret_of
 
 
-def folded(database_url: str) -> ReadModel:
-    """The whole log folded afresh: what any start must arrive at."""
-    store = open_store(database_url)
+def folded(settings: Settings) -> ReadModel:
+    """The whole log folded afresh (its personal data opened): what any start must arrive at."""
+    store = open_store(settings.database_url, KeyMaterial.from_kek(bytes.fromhex(settings.kek)).key_wrap)
     try:
         model = ReadModel()
         fold(store, model)
@@ -58,7 +60,7 @@ async def test_a_stop_leaves_a_snapshot_and_the_next_start_folds_only_the_tail(f
             await second.node.stop()
         assert not (tmp_path / "other" / snapshot_file.name).exists()
 
-        expected = folded(first.settings.database_url)
+        expected = folded(first.settings)
         app = open_application(first.settings)
         try:
             model, tail = restore_read_model(app, snapshot_file, app.keys.snapshot_key)
@@ -139,7 +141,7 @@ def test_a_spoiled_snapshot_is_ignored_and_the_whole_log_folded(fresh_store, dat
     app = open_application(mine)
     try:
         app.bootstrap()
-        expected = folded(mine.database_url)
+        expected = folded(mine)
         path = mine.snapshot_file
         write_snapshot(expected, app, path, app.keys.snapshot_key)
         data = path.read_bytes()
@@ -164,7 +166,7 @@ def test_a_spoiled_snapshot_is_ignored_and_the_whole_log_folded(fresh_store, dat
             elsewhere = dataclasses.replace(mine, database_url=databases.new(backend), data_dir=tmp_path / "elsewhere")
             foreign = open_application(elsewhere)
             foreign.bootstrap()
-            write_snapshot(folded(elsewhere.database_url), foreign, path, app.keys.snapshot_key)
+            write_snapshot(folded(elsewhere), foreign, path, app.keys.snapshot_key)
             foreign.close()
 
         with caplog.at_level(logging.WARNING, logger="authbus.snapshot"):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from authbus.domain.commands import CreatePAT, request_digest
+from authbus.domain.commands import CreatePAT, RegisterUser, UpdateUser, request_digest
 from authbus.domain.credentials import expiry
 from authbus.domain.errors import InvalidRequest
 from authbus.handlers.wire import decode
@@ -49,3 +49,17 @@ def test_the_digest_of_a_create_pat_is_the_one_kept_in_the_log():
     command = CreatePAT(user_id=user_id, name="ci", command_id="c-1")
     before = f'{{"user_id":"{user_id}","name":"ci","description":"","expires_in":null,"scopes":[],"command_id":null}}'
     assert request_digest(command) == hashlib.sha256(before.encode()).hexdigest()
+
+
+def test_personal_fields_stay_out_of_the_request_digest():
+    """The digest outlives a deleted user's data key: no username or email may be found
+    again in it by guessing."""
+    user_id = uuid.uuid4()
+    first = UpdateUser(user_id=user_id, username="ada", email="ada@example.com", metadata={"team": "a"}, command_id="c1")
+    other = UpdateUser(user_id=user_id, username="bob", email="bob@example.com", metadata={"team": "b"}, command_id="c1")
+    assert request_digest(first) == request_digest(other)
+    assert request_digest(first) != request_digest(UpdateUser(user_id=uuid.uuid4(), username="ada", command_id="c1"))
+    tenant = uuid.uuid4()
+    assert request_digest(RegisterUser(tenant_id=tenant, username="ada")) == request_digest(
+        RegisterUser(tenant_id=tenant, username="bob")
+    )
