@@ -296,6 +296,15 @@ class RevokePAT(Command):
     reason: Text = ""
 
 
+class UpdatePAT(Command):
+    """SuperMQ's PATCH /pats/{id}/name and /description: either given replaces, one left out stays."""
+
+    command = "update_pat"
+    pat_id: UUID
+    name: PatName | None = None
+    description: Text | None = None
+
+
 class ResetPATSecret(Command):
     command = "reset_pat_secret"
     pat_id: UUID
@@ -382,5 +391,6 @@ COMMANDS: dict[str, type[Command]] = {
         SetRoleOrder,
         UpdateUser,
         DeleteUser,
+        UpdatePAT,
     )
 }

@@ -142,6 +142,21 @@ class PersonalAccessToken(_Credential):
     def _remove_scope(self, scope: dict[str, str | None], actor: str, correlation_id: str) -> None:
         self.scopes.remove(scope)
 
+    def update(self, name: str | None, description: str | None, actor: str, correlation_id: str) -> None:
+        """A new name, description, or both; one left out (None) stays.  A revoked PAT keeps its record."""
+        if self.revoked:
+            raise Conflict("a revoked PAT cannot be changed", field="pat_id")
+        self._update(
+            name=self.name if name is None else name,
+            description=self.description if description is None else description,
+            actor=actor,
+            correlation_id=correlation_id,
+        )
+
+    @event("PATUpdated")
+    def _update(self, name: str, description: str, actor: str, correlation_id: str) -> None:
+        self.name, self.description = name, description
+
     def reset_secret(self, secret_hash: str, expires_at: datetime | None, actor: str, correlation_id: str) -> None:
         if self.revoked:
             raise Conflict("a revoked PAT cannot be reset", field="pat_id")

@@ -99,9 +99,7 @@ class PersonalKeys:
                 self._load_all()
             if user_id in self._keys and (self._keys[user_id] is not None or not create):
                 return self._keys[user_id]
-            found = self._select(user_id)
-            if found is None and create and self._wrap is not None:
-                found = self._insert(user_id)
+            found = self._insert(user_id) if create and self._wrap is not None else self._select(user_id)
             self._keys[user_id] = found
             return found
 
@@ -147,14 +145,21 @@ class PersonalKeys:
         return self._open(user_id, row["wrapped"] if self._postgres else row[0])
 
     def _insert(self, user_id: UUID) -> KeyWrap | None:
+        """A new key, in one round trip for a new user; or the one another instance made first."""
         assert self._wrap is not None
-        wrapped = self._wrap.wrap(f"personal:{user_id}", os.urandom(32))
+        key = os.urandom(32)
         with self._datastore.transaction(commit=True) as cursor:
-            cursor.execute(
-                f"INSERT INTO {TABLE} (user_id, wrapped) VALUES ({self._mark}, {self._mark}) ON CONFLICT (user_id) DO NOTHING",
-                (str(user_id), wrapped),
+            insert = (
+                f"INSERT INTO {TABLE} (user_id, wrapped) VALUES ({self._mark}, {self._mark}) ON CONFLICT (user_id) DO NOTHING"
             )
-        return self._select(user_id)  # another instance's, had it made one first
+            values = (str(user_id), self._wrap.wrap(f"personal:{user_id}", key))
+            if self._postgres:
+                cursor.execute(f"{insert} RETURNING user_id", values)
+            else:  # SQLite before 3.35 has no RETURNING
+                cursor.execute(insert, values)
+                cursor.execute("SELECT user_id FROM (SELECT 1 AS user_id) WHERE changes() = 1")
+            made = cursor.fetchone() is not None
+        return KeyWrap(key) if made else self._select(user_id)
 
     def _open(self, user_id: UUID, wrapped: str) -> KeyWrap | None:
         assert self._wrap is not None

@@ -372,6 +372,7 @@ class ReadModel:
             PersonalAccessToken.ScopeAdded: self._scope_added,
             PersonalAccessToken.ScopeRemoved: self._scope_removed,
             PersonalAccessToken.PATSecretReset: self._secret_reset,
+            PersonalAccessToken.PATUpdated: self._pat_updated,
             PersonalAccessToken.PATRevoked: self._revoked,
             PersonalAccessToken.PATUsed: self._used,
             Key.KeyIssued: lambda e: self._credential_created(e, e.kind),
@@ -556,6 +557,10 @@ class ReadModel:
         scopes = self._changed(e).scopes
         if scopes is not None:
             scopes.pop(self.scope(e.scope).key, None)
+
+    def _pat_updated(self, e: Any) -> None:
+        credential = self._changed(e)
+        credential.name, credential.description = e.name, e.description
 
     def _secret_reset(self, e: Any) -> None:
         self._changed(e).set_secret(e.secret_hash, e.expires_at)

@@ -46,6 +46,7 @@ DECISIONS: dict[type[c.Command], Decision] = {
     c.RemoveScope: issuance.remove_scope,
     c.RevokePAT: issuance.revoke_pat,
     c.ResetPATSecret: issuance.reset_pat_secret,
+    c.UpdatePAT: issuance.update_pat,
     c.IssueKey: issuance.issue_key,
     c.RevokeKey: issuance.revoke_key,
     c.RevokeSession: issuance.revoke_session,

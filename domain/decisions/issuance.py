@@ -18,6 +18,7 @@ from authbus.domain.commands import (
     RevokeKey,
     RevokePAT,
     RevokeSession,
+    UpdatePAT,
 )
 from authbus.domain.credentials import Key, PersonalAccessToken, expiry
 from authbus.domain.decisions.access import (
@@ -73,7 +74,7 @@ def create_pat(command: CreatePAT, actor: Actor, uow: UnitOfWork) -> dict[str, A
 
 
 def _managed_pat(
-    command: AddScope | AddScopes | RemoveScope | RemoveScopes | RevokePAT | ResetPATSecret,
+    command: AddScope | AddScopes | RemoveScope | RemoveScopes | RevokePAT | ResetPATSecret | UpdatePAT,
     actor: Actor,
     uow: UnitOfWork,
     operation: str,
@@ -132,6 +133,15 @@ def _first_of_each(scopes: list[Scope]) -> list[tuple[int, dict[str, str | None]
 def revoke_pat(command: RevokePAT, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
     pat = _managed_pat(command, actor, uow, "delete")
     pat.revoke(reason=command.reason, **uow.meta)
+    uow.add(pat)
+    return {}
+
+
+def update_pat(command: UpdatePAT, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
+    if command.name is None and command.description is None:
+        raise InvalidRequest("give name, description or both", field="name")
+    pat = _managed_pat(command, actor, uow, "update")
+    pat.update(name=command.name, description=command.description, **uow.meta)
     uow.add(pat)
     return {}
 

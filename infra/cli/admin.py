@@ -390,6 +390,17 @@ def pat_reset(ctx: typer.Context, pat_id: str, expires_in: ExpiresIn = None) -> 
     command(ctx, "reset_pat_secret", pat_id=pat_id, expires_in=lifetime(expires_in))
 
 
+@pat_app.command("update")
+def pat_update(
+    ctx: typer.Context,
+    pat_id: str,
+    name: Annotated[Optional[str], typer.Option()] = None,
+    description: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Rename a PAT or change its description; what is not given stays.  Example: authbus pat update <pat_id> --name nightly"""
+    command(ctx, "update_pat", pat_id=pat_id, name=name, description=description)
+
+
 @scope_app.command("add")
 @pat_app.command("add-scope")
 def pat_add_scope(ctx: typer.Context, pat_id: str, scope: list[str]) -> None:

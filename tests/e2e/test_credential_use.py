@@ -97,3 +97,13 @@ async def test_uses_noted_when_a_node_stops_are_recorded_before_it_goes(fresh_st
             await second.node.stop()
     finally:
         await client.close()
+
+
+async def test_a_pat_is_renamed_and_described_as_supermq_does_it(client):
+    org = await make_org(client)
+    pat = (await client.command("create_pat", user_id=org.user_id, name="ci"))["result"]
+    await client.command("update_pat", pat_id=pat["pat_id"], name="nightly", token=org.user_key)
+    await client.command("update_pat", pat_id=pat["pat_id"], description="the nightly build", token=org.admin_key)
+    shown = (await client.admin("get_pat", pat_id=pat["pat_id"]))["pat"]
+    assert (shown["name"], shown["description"]) == ("nightly", "the nightly build")
+    assert shown["updated_at"] >= shown["created_at"] and (await client.verify(pat["token"])).valid  # the secret stays
