@@ -31,7 +31,7 @@ from authbus.projections.read_model import ReadModel
 log = logging.getLogger("authbus.snapshot")
 
 MAGIC = b"authbus-read-model\n"
-FORMAT_VERSION = 7  # bump when the read model's shape changes within one authbus version
+FORMAT_VERSION = 8  # bump when the read model's shape changes within one authbus version
 AUTHBUS_VERSION = version("authbus")
 MAC_BYTES = 32
 CHUNK = 1 << 20

@@ -102,6 +102,18 @@ def claim_name(uow: UnitOfWork, claim_id: UUID, namespace: str, name: str, owner
     uow.add(claim)
 
 
+def move_claim(uow: UnitOfWork, old: UUID, new: UUID, namespace: str, name: str, owner_id: UUID, fields: tuple[str, str]) -> None:
+    """A rename's unique name: the old claim released (free for others from then on) and the
+    new one taken, unless both are one claim (another spelling of the same name).  ``fields``:
+    where the owner and the new name are in the request."""
+    if new == old:
+        return
+    released = uow.get(NameClaim, old, fields[0])
+    released.release(**uow.meta)
+    uow.add(released)
+    claim_name(uow, new, namespace, name, owner_id, fields[1])
+
+
 def resolve_role(uow: UnitOfWork, tenant_id: UUID, name: str, field: str) -> tuple[str, UUID | None]:
     """A built-in role by its name (any case), or the tenant's live role of that name."""
     if is_builtin(name):

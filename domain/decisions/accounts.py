@@ -20,7 +20,7 @@ from authbus.domain.commands import (
     UpdateUser,
 )
 from authbus.domain.credentials import Key
-from authbus.domain.decisions.access import active_tenant, claim_name, resolve_role, visible_user
+from authbus.domain.decisions.access import active_tenant, claim_name, move_claim, resolve_role, visible_user
 from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from authbus.domain.policy import Actor
 from authbus.domain.registry import NameClaim
@@ -66,16 +66,10 @@ def update_user(command: UpdateUser, actor: Actor, uow: UnitOfWork) -> dict[str,
     policy.require_self_or_admin(actor, user.id, user.tenant_id, user.roles)
     policy.require_scope(actor, "user", "update", user.id)
     if command.username is not None:
-        old_claim, new_claim = (
-            username_claim_id(user.tenant_id, user.username),
-            username_claim_id(user.tenant_id, command.username),
-        )
+        old_claim = username_claim_id(user.tenant_id, user.username)
         user.rename(username=command.username, **uow.meta)
-        if new_claim != old_claim:  # not only another spelling of the same name
-            released = uow.get(NameClaim, old_claim, "user_id")
-            released.release(**uow.meta)
-            uow.add(released)
-            claim_name(uow, new_claim, "username", command.username, user.id, "username")
+        new_claim = username_claim_id(user.tenant_id, command.username)
+        move_claim(uow, old_claim, new_claim, "username", command.username, user.id, ("user_id", "username"))
     if any(part is not None for part in profile):
         user.update(display_name=command.display_name, email=command.email, metadata=command.metadata, **uow.meta)
     uow.add(user)

@@ -10,10 +10,9 @@ from uuid import uuid4
 from authbus.domain import policy
 from authbus.domain.commands import CreateTenant, DisableTenant, EnableTenant, RenameTenant, SetTenantPolicy, UpdateTenant
 from authbus.domain.credentials import Key
-from authbus.domain.decisions.access import claim_name
+from authbus.domain.decisions.access import claim_name, move_claim
 from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, not_found
 from authbus.domain.policy import Actor
-from authbus.domain.registry import NameClaim
 from authbus.domain.signing import SigningKey
 from authbus.domain.tenant import DEFAULT_POLICY, SYSTEM_TENANT_ID, Tenant, tenant_name_claim_id
 from authbus.domain.tokens import hash_for_storage
@@ -67,11 +66,7 @@ def rename_tenant(command: RenameTenant, actor: Actor, uow: UnitOfWork) -> dict[
     tenant = _administered(command, actor, uow)
     old_claim, new_claim = tenant_name_claim_id(tenant.name), tenant_name_claim_id(command.name)
     tenant.rename(name=command.name, **uow.meta)
-    if new_claim != old_claim:  # not only another spelling of the same name
-        released = uow.get(NameClaim, old_claim, "tenant_id")
-        released.release(**uow.meta)
-        uow.add(released)
-        claim_name(uow, new_claim, "tenant", command.name, tenant.id, "name")
+    move_claim(uow, old_claim, new_claim, "tenant", command.name, tenant.id, ("tenant_id", "name"))
     uow.add(tenant)
     return {}
 
