@@ -48,6 +48,7 @@ class Backend(Protocol):
     consistency_wait: float
     stats: RequestStats
     audit_public_key: str  # base64url, the raw 32-byte Ed25519 key that signs checkpoints
+    issuer: str  # what access tokens carry as ``iss`` (AUTHBUS_ISSUER)
 
     @property  # read-only here, so an implementation may hold a richer kind (infra's Keyring)
     def keys(self) -> VerificationKeys: ...

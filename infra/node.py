@@ -38,6 +38,7 @@ from authbus.infra.crypto.kek import Passwords
 from authbus.infra.crypto.password_gate import PasswordGate
 from authbus.infra.follower import Follower, HeadWatch, wait_until
 from authbus.infra.group_commit import GroupCommit
+from authbus.infra.http_server import HttpEdge
 from authbus.infra.nats.bus_guard import BusGuard
 from authbus.infra.nats.callout_config import callout_keys
 from authbus.infra.nats.sync import sync_with_server
@@ -93,6 +94,8 @@ class Node:
         self.callout_keys = callout_keys(settings)
         self.stats = RequestStats([*subjects(settings.subject_prefix), *([callout.ENDPOINT] if self.callout_keys else [])])
         self.metrics: MetricsServer | None = None
+        self.http: HttpEdge | None = None
+        self.issuer = settings.issuer
         self._follower: Follower | None = None
         self.publisher: Publisher | None = None
         self.guard: BusGuard | None = None  # closes revoked connections, with a system account connection
@@ -196,6 +199,9 @@ class Node:
             )
             await self._guard_the_bus(parts, follower, self.callout_keys)
         await sync_with_server(nc)  # the server holds every subscription before start() returns
+        if self.settings.http_port is not None:
+            self.http = await HttpEdge(self, self.settings.http_host, self.settings.http_port).start()
+            parts.push_async_callback(self.http.stop)
         if self.publisher is not None:
             self._background(parts, self.publisher.stop, self.publisher.run(), "authbus-event-feed")
         if self.settings.seal_interval > 0:

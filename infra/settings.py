@@ -47,6 +47,10 @@ class Settings:
     snapshot_every: int = 10000  # write a read-model snapshot at start after a tail this long; 0 turns snapshots off
     metrics_port: int | None = None  # serve Prometheus metrics on this port (0: any free one); None: off
     metrics_host: str = "127.0.0.1"
+    # The HTTP edge (docs/wire.md §11): OIDC discovery, JWKS, introspection, forward auth,
+    # health, on this port (0: any free one); None: off.
+    http_port: int | None = None
+    http_host: str = "127.0.0.1"
     log_format: str = "text"  # or json
     # nats-server's auth callout (handlers/callout.py): answered when an issuer seed is set.
     callout_issuer_seed: str | None = field(default=None, repr=False)  # account seed, SA…

@@ -541,9 +541,14 @@ def login(
 ) -> None:
     """Log in with a password and print an access token and a refresh token.
     Example: authbus login --tenant <tenant_id> alice"""
+    _with_password(ctx, "login", username, tenant, password_stdin)
+
+
+def _with_password(ctx: typer.Context, endpoint: str, username: str, tenant: str, password_stdin: bool) -> None:
+    """Login or register: the password from stdin or a prompt, the pair it gets shown."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
     body = {"tenant_id": tenant, "username": username, "password": password, "source": "authbus cli"}
-    show(ctx, ask(ctx, lambda c: c.call("login", body, token="")))
+    show(ctx, ask(ctx, lambda c: c.call(endpoint, body, token="")))
 
 
 @app.command()
@@ -555,9 +560,7 @@ def register(
 ) -> None:
     """Sign yourself up where the tenant's policy allows it (tenant policy --open-registration),
     and print the new session's tokens.  Example: authbus register --tenant <tenant_id> alice"""
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
-    body = {"tenant_id": tenant, "username": username, "password": password, "source": "authbus cli"}
-    show(ctx, ask(ctx, lambda c: c.call("register", body, token="")))
+    _with_password(ctx, "register", username, tenant, password_stdin)
 
 
 @app.command()

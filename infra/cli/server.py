@@ -38,6 +38,14 @@ MetricsPort = Annotated[
     typer.Option(envvar="AUTHBUS_METRICS_PORT", help="Serve Prometheus metrics at http://<metrics-host>:<port>/metrics."),
 ]
 MetricsHost = Annotated[str, typer.Option(envvar="AUTHBUS_METRICS_HOST", help="Address the metrics endpoint listens on.")]
+HttpPort = Annotated[
+    Optional[int],
+    typer.Option(
+        envvar="AUTHBUS_HTTP_PORT",
+        help="Serve the HTTP edge (OIDC discovery, JWKS, introspection, forward auth, health) on this port; 0: any free one.",
+    ),
+]
+HttpHost = Annotated[str, typer.Option(envvar="AUTHBUS_HTTP_HOST", help="Address the HTTP edge listens on.")]
 LogFormat = Annotated[str, typer.Option(envvar="AUTHBUS_LOG_FORMAT", help="text, or json for one JSON object a line.")]
 LogLevel = Annotated[str, typer.Option(envvar="AUTHBUS_LOG_LEVEL", help="debug, info, warning or error.")]
 
@@ -49,6 +57,10 @@ def dev(
     subject_prefix: Prefix = "auth",
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
+    http_port: Annotated[
+        int, typer.Option(envvar="AUTHBUS_HTTP_PORT", help="Port of the HTTP edge; 0 (the default): a free one, printed.")
+    ] = 0,
+    http_host: HttpHost = "127.0.0.1",
     log_format: LogFormat = "text",
     log_level: LogLevel = "info",
     callout: Annotated[
@@ -69,7 +81,7 @@ def dev(
     """
     from authbus.infra.bootstrap import open_application
     from authbus.infra.nats.callout_config import CalloutSetup
-    from authbus.infra.nats.nats_server import NatsServer
+    from authbus.infra.nats.nats_server import NatsServer, free_port
     from authbus.infra.observability import logs
 
     settings = Settings.load(
@@ -77,9 +89,13 @@ def dev(
         subject_prefix=subject_prefix,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        http_port=http_port or free_port(),
+        http_host=http_host,
         log_format=log_format,
         log_level=log_level,
     )
+    if not os.environ.get("AUTHBUS_ISSUER"):  # tokens name the edge that publishes their keys (OIDC discovery)
+        settings.issuer = f"http://{http_host}:{settings.http_port}"
     or_exit(lambda: logs.configure(settings.log_format, settings.log_level))
     settings.database_url = (
         settings.database_url if os.environ.get("AUTHBUS_DATABASE_URL") else f"sqlite:///{data_dir / 'events.db'}"
@@ -117,6 +133,8 @@ def serve(
     subject_prefix: Prefix = "auth",
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
+    http_port: HttpPort = None,
+    http_host: HttpHost = "127.0.0.1",
     log_format: LogFormat = "text",
     log_level: LogLevel = "info",
     data_dir: Annotated[
@@ -144,6 +162,8 @@ def serve(
         subject_prefix=subject_prefix,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        http_port=http_port,
+        http_host=http_host,
         log_format=log_format,
         log_level=log_level,
     )
@@ -284,6 +304,11 @@ def _dev_banner(settings: Settings, server: NatsServer, node: Node, fresh: bool)
     out.print(f"  root token   {token_file}")
     if node.metrics is not None:
         out.print(f"  metrics      http://{node.metrics.host}:{node.metrics.port}/metrics")
+    if node.http is not None:
+        base = f"http://{node.http.host}:{node.http.port}"
+        out.print(
+            f"  HTTP         {base}/.well-known/openid-configuration  (JWKS, introspection, forward auth: docs/wire.md §11)"
+        )
     out.print("\nTry, in another terminal:", highlight=False)
     out.print(
         f"  {me} tenant create acme\n"

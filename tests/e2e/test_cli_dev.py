@@ -11,8 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
+import jwt
 import nats
 import nats.errors
 import pytest
@@ -40,9 +42,12 @@ def start_dev(cwd: Path, port: int, *flags: str) -> subprocess.Popen:
     )
     watchdog = threading.Timer(60, process.kill)  # a silent hang ends the read too: stdout closes
     watchdog.start()
+    banner: list[str] = []
     try:
         for line in process.stdout:  # the banner's last line says it is ready
+            banner.append(line)
             if "Ctrl-C stops everything" in line:
+                process.banner = banner  # type: ignore[attr-defined]
                 return process
     finally:
         watchdog.cancel()
@@ -126,6 +131,12 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
             ).stdout
         )
         assert authbus(tmp_path, port, "verify", pair["access_token"]).returncode == 0 and pair["expires_in"] == 300
+        # The HTTP edge is on, at the URL the banner prints, and is the tokens' issuer (OIDC discovery).
+        (http,) = [line.split()[1] for line in dev.banner if line.strip().startswith("HTTP")]
+        with urllib.request.urlopen(http, timeout=10) as reply:
+            discovered = json.load(reply)
+        issuer = discovered["issuer"]
+        assert http.startswith(issuer) and jwt.decode(pair["access_token"], options={"verify_signature": False})["iss"] == issuer
         bob = json.loads(authbus(tmp_path, port, "--json", "verify", pair["access_token"]).stdout)["principal"]["id"]
         sessions = json.loads(authbus(tmp_path, port, "--json", "session", "list", "--user", bob).stdout)
         assert [s["method"] for s in sessions] == ["password"]
