@@ -8,7 +8,8 @@ the same read model on the same event loop (docs/wire.md §11).
   ``ext_authz``): 200 with the principal in headers, or 401 / 403 saying why;
 * liveness and readiness.
 
-Errors are RFC 7807 problem details; nothing echoes a token.
+Requests and responses are plain values here; infra/http_server.py speaks HTTP/1.1.  Errors
+are RFC 7807 problem details; nothing echoes a token.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 from uuid import UUID
-
-from aiohttp import web
 
 from authbus.domain.scopes import parse_scope, scope_text
 from authbus.domain.signing import ASYMMETRIC_ALGS
@@ -32,31 +33,44 @@ from authbus.handlers.backend import Backend
 from authbus.handlers.wire import MAX_TOKEN
 from authbus.projections import queries
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 JWKS_MAX_AGE = 60  # seconds: a verifier meets a rotated-in key within a minute, and at once on an unknown kid
-PROBLEM = "application/problem+json"
 BEARERS = frozenset({"pat", "api_key", "access_token", "tenant_token"})
 # The principal a gateway hands on to the service behind it.
 PRINCIPAL_HEADERS = ("X-Authbus-Principal", "X-Authbus-Tenant", "X-Authbus-Kind", "X-Authbus-Roles", "X-Authbus-Credential")
+WANTED = {"scope": "x-authbus-scope", "min_role": "x-authbus-min-role", "tenant_id": "x-authbus-tenant"}
+NO_STORE = {"Cache-Control": "no-store"}
 
 
-def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
-    """An RFC 7807 problem: ``title`` the kind of problem, ``detail`` what was wrong here."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM, headers=headers)
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    query: dict[str, str]  # each parameter's first value
+    headers: dict[str, str]  # names in lower case
+    body: bytes = b""
+    origin: str = ""  # http://<Host>, as the client reached this edge
 
 
-@web.middleware
-async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own refusals (no such path, another method, a body too large) as problems too."""
-    try:
-        return await handler(request)
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        allow = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
-        return problem(error.status, HTTPStatus(error.status).phrase, error.reason, allow)
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None, content_type: str = "application/json"
+) -> HttpResponse:
+    return HttpResponse(status, {"Content-Type": content_type, **(headers or {})}, json.dumps(data, sort_keys=True).encode())
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> HttpResponse:
+    """An RFC 7807 problem: ``title`` the status's phrase, ``detail`` what was wrong here."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+    return json_response(body, status, headers, "application/problem+json")
 
 
 def challenge(error: str | None = None, description: str | None = None, scope: str | None = None) -> dict[str, str]:
@@ -86,84 +100,55 @@ def bearer_of(header: str) -> str | None:
     return None
 
 
-def _base(backend: Backend, request: web.Request) -> str:
+def _base(backend: Backend, request: HttpRequest) -> str:
     """Where this edge is as clients reach it: the issuer when it is a URL, else the request's origin."""
     issuer = backend.issuer
-    return issuer.rstrip("/") if issuer.startswith(("http://", "https://")) else str(request.url.origin())
+    return issuer.rstrip("/") if issuer.startswith(("http://", "https://")) else request.origin
 
 
-def _tenant(backend: Backend, request: web.Request) -> UUID | None:
-    """The tenant a per-tenant path names; None for the all-tenants one."""
-    raw = request.match_info.get("tenant_id")
-    if raw is None:
-        return None
-    try:
-        tenant_id = UUID(raw)
-    except ValueError:
-        raise web.HTTPNotFound(reason="no such tenant") from None
-    if tenant_id not in backend.model.tenants:
-        raise web.HTTPNotFound(reason="no such tenant")
-    return tenant_id
-
-
-def discovery(backend: Backend) -> Handler:
+def discovery(backend: Backend, request: HttpRequest, tenant_id: UUID | None) -> HttpResponse:
     """``/.well-known/openid-configuration``: where the keys and introspection are."""
-
-    async def handle(request: web.Request) -> web.Response:
-        tenant_id = _tenant(backend, request)
-        base = _base(backend, request)
-        keys_at = f"{base}/tenants/{tenant_id}" if tenant_id is not None else base
-        document = {
-            "issuer": backend.issuer,
-            "jwks_uri": f"{keys_at}/.well-known/jwks.json",
-            "introspection_endpoint": f"{base}/oauth2/introspect",
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "bearer"],
-            "response_types_supported": ["token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": sorted(ASYMMETRIC_ALGS),
-            "grant_types_supported": ["password", "refresh_token"],
-        }
-        return web.json_response(document, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
-
-    return handle
+    base = _base(backend, request)
+    keys_at = f"{base}/tenants/{tenant_id}" if tenant_id is not None else base
+    document = {
+        "issuer": backend.issuer,
+        "jwks_uri": f"{keys_at}/.well-known/jwks.json",
+        "introspection_endpoint": f"{base}/oauth2/introspect",
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "bearer"],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": sorted(ASYMMETRIC_ALGS),
+        "grant_types_supported": ["password", "refresh_token"],
+    }
+    return json_response(document, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
 
 
-def jwks(backend: Backend) -> Handler:
+def jwks(backend: Backend, request: HttpRequest, tenant_id: UUID | None) -> HttpResponse:
     """The public keys that verify access tokens; an ETag lets a verifier ask again cheaply."""
-
-    async def handle(request: web.Request) -> web.Response:
-        body = json.dumps({"keys": queries.jwks(backend.model, _tenant(backend, request))}, sort_keys=True)
-        etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
-        headers = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}, must-revalidate", "ETag": etag}
-        if etag in request.headers.get("If-None-Match", ""):
-            return web.Response(status=304, headers=headers)
-        return web.Response(text=body, content_type="application/jwk-set+json", headers=headers)
-
-    return handle
+    body = json.dumps({"keys": queries.jwks(backend.model, tenant_id)}, sort_keys=True).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}, must-revalidate", "ETag": etag}
+    if etag in request.headers.get("if-none-match", ""):
+        return HttpResponse(304, headers)
+    return HttpResponse(200, {"Content-Type": "application/jwk-set+json", **headers}, body)
 
 
-def introspect(backend: Backend) -> Handler:
+async def introspect(backend: Backend, request: HttpRequest) -> HttpResponse:
     """RFC 7662.  The caller authenticates with its own authbus credential (Bearer, or the
     password of HTTP Basic) and learns about tokens of its own tenant (root: of any); any
     other token, like an invalid one, is ``{"active": false}``."""
-
-    async def handle(request: web.Request) -> web.Response:
-        caller = bearer_of(request.headers.get("Authorization", ""))
-        actor = None
-        if caller is not None and len(caller) <= MAX_TOKEN:
-            actor = queries.actor_for(backend.model, caller, backend.now(), backend.keys, backend.bearers)
-        if actor is None:
-            return problem(401, "Unauthorized", "authenticate with an authbus credential", challenge("invalid_client"))
-        if request.content_type != "application/x-www-form-urlencoded":
-            return problem(400, "Bad Request", "send the token as application/x-www-form-urlencoded (RFC 7662 §2.1)")
-        form = parse_qs((await request.read()).decode("utf-8", "replace"), keep_blank_values=True)
-        given = form.get("token", [])
-        if len(given) != 1 or not 0 < len(given[0]) <= MAX_TOKEN:
-            return problem(400, "Bad Request", f"give one token of 1–{MAX_TOKEN} characters", invalid_params=[{"name": "token"}])
-        answer = introspection(backend, given[0], None if actor.is_root else actor.tenant_id)
-        return web.json_response(answer, headers={"Cache-Control": "no-store"})
-
-    return handle
+    caller = bearer_of(request.headers.get("authorization", ""))
+    actor = None
+    if caller is not None and len(caller) <= MAX_TOKEN:
+        actor = queries.actor_for(backend.model, caller, backend.now(), backend.keys, backend.bearers)
+    if actor is None:
+        return problem(401, "authenticate with an authbus credential", challenge("invalid_client"))
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return problem(400, "send the token as application/x-www-form-urlencoded (RFC 7662 §2.1)")
+    given = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True).get("token", [])
+    if len(given) != 1 or not 0 < len(given[0]) <= MAX_TOKEN:
+        return problem(400, f"give one token of 1–{MAX_TOKEN} characters", invalid_params=[{"name": "token"}])
+    return json_response(introspection(backend, given[0], None if actor.is_root else actor.tenant_id), headers=NO_STORE)
 
 
 def introspection(backend: Backend, token: str, tenant_id: UUID | None) -> dict[str, Any]:
@@ -189,96 +174,76 @@ def introspection(backend: Backend, token: str, tenant_id: UUID | None) -> dict[
     return answer
 
 
-def forward_auth(backend: Backend) -> Handler:
+async def forward_auth(backend: Backend, request: HttpRequest) -> HttpResponse:
     """For a gateway: the request's bearer, and what it must hold (``scope`` and
     ``min_role``, as query parameters or ``X-Authbus-Scope`` / ``X-Authbus-Min-Role``
     headers; ``tenant_id`` / ``X-Authbus-Tenant`` for the tenant the request concerns).
     Nothing wanted: any valid bearer passes."""
-
-    async def handle(request: web.Request) -> web.Response:
-        wanted = {name: request.query.get(name) or request.headers.get(header) for name, header in WANTED.items()}
-        scope = parse_scope(wanted["scope"]) if wanted["scope"] else None
-        if wanted["scope"] and scope is None:
-            return problem(
-                400,
-                "Bad Request",
-                "scope is written [domain/]entity_type:operation:entity_id",
-                invalid_params=[{"name": "scope"}],
-            )
-        try:
-            tenant_id = UUID(wanted["tenant_id"]) if wanted["tenant_id"] else None
-        except ValueError:
-            return problem(400, "Bad Request", "tenant_id is not a UUID", invalid_params=[{"name": "tenant_id"}])
-        token = bearer_of(request.headers.get("Authorization", ""))
-        if token is None or len(token) > MAX_TOKEN:
-            return problem(401, "Unauthorized", "a bearer token is needed", challenge())
+    wanted = {name: request.query.get(name) or request.headers.get(header) for name, header in WANTED.items()}
+    scope = parse_scope(wanted["scope"]) if wanted["scope"] else None
+    if wanted["scope"] and scope is None:
+        return problem(400, "scope is written [domain/]entity_type:operation:entity_id", invalid_params=[{"name": "scope"}])
+    try:
+        tenant_id = UUID(wanted["tenant_id"]) if wanted["tenant_id"] else None
+    except ValueError:
+        return problem(400, "tenant_id is not a UUID", invalid_params=[{"name": "tenant_id"}])
+    token = bearer_of(request.headers.get("authorization", ""))
+    if token is None or len(token) > MAX_TOKEN:
+        return problem(401, "a bearer token is needed", challenge())
+    model, now = backend.model, backend.now()
+    decision = None
+    if scope is not None or wanted["min_role"]:
         triple = (None, None, None) if scope is None else (scope.entity_type, scope.operation, scope.entity_id)
-        decision = (
-            queries.authorize(
-                backend.model,
-                token,
-                backend.now(),
-                backend.keys,
-                scope.domain if scope else None,
-                *triple,
-                tenant_id,
-                backend.bearers,
-                wanted["min_role"],
-            )
-            if scope or wanted["min_role"]
-            else None
+        domain = scope.domain if scope is not None else None
+        decision = queries.authorize(
+            model, token, now, backend.keys, domain, *triple, tenant_id, backend.bearers, wanted["min_role"]
         )
-        verdict = (
-            decision.verdict
-            if decision is not None
-            else queries.verify(backend.model, token, backend.now(), backend.keys, backend.bearers)
-        )
-        if not verdict.valid:
-            return problem(401, "Unauthorized", f"the token is {verdict.reason}", challenge("invalid_token", verdict.reason))
-        if verdict.credential.kind not in BEARERS:
-            return problem(401, "Unauthorized", "not a bearer credential", challenge("invalid_token", "not_a_bearer_credential"))
-        if decision is not None and not decision.allowed:
-            shown = wanted["scope"] or f"min_role:{wanted['min_role']}"
-            return problem(403, "Forbidden", decision.reason, challenge("insufficient_scope", decision.reason, shown))
-        principal, credential = verdict.principal, verdict.credential
-        values = (str(principal.id), str(principal.tenant_id), principal.kind, ",".join(principal.roles), str(credential.id))
-        return web.Response(
-            status=200, headers={**dict(zip(PRINCIPAL_HEADERS, values, strict=True)), "Cache-Control": "no-store"}
-        )
-
-    return handle
+    verdict = decision.verdict if decision is not None else queries.verify(model, token, now, backend.keys, backend.bearers)
+    if not verdict.valid:
+        return problem(401, f"the token is {verdict.reason}", challenge("invalid_token", verdict.reason))
+    if verdict.credential.kind not in BEARERS:
+        return problem(401, "not a bearer credential", challenge("invalid_token", "not_a_bearer_credential"))
+    if decision is not None and not decision.allowed:
+        asked = wanted["scope"] or f"min_role:{wanted['min_role']}"
+        return problem(403, decision.reason, challenge("insufficient_scope", decision.reason, asked))
+    principal, credential = verdict.principal, verdict.credential
+    values = (str(principal.id), str(principal.tenant_id), principal.kind, ",".join(principal.roles), str(credential.id))
+    return HttpResponse(200, {**dict(zip(PRINCIPAL_HEADERS, values, strict=True)), **NO_STORE})
 
 
-WANTED = {"scope": "X-Authbus-Scope", "min_role": "X-Authbus-Min-Role", "tenant_id": "X-Authbus-Tenant"}
-
-
-def healthz(backend: Backend) -> Handler:
-    """Liveness: the process answers."""
-
-    async def handle(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
-
-    return handle
-
-
-def readyz(backend: Backend) -> Handler:
+async def readyz(backend: Backend) -> HttpResponse:
     """Readiness: ``auth.v1.health``'s answer, 200 when ``ok`` and 503 when ``degraded``."""
-
-    async def handle(request: web.Request) -> web.Response:
-        health = await backend.health()
-        return web.json_response(health, status=200 if health["status"] == "ok" else 503, headers={"Cache-Control": "no-store"})
-
-    return handle
+    health = await backend.health()
+    return json_response(health, 200 if health["status"] == "ok" else 503, NO_STORE)
 
 
-def routes(backend: Backend) -> list[web.RouteDef]:
-    return [
-        web.get("/.well-known/openid-configuration", discovery(backend)),
-        web.get("/.well-known/jwks.json", jwks(backend)),
-        web.get("/tenants/{tenant_id}/.well-known/openid-configuration", discovery(backend)),
-        web.get("/tenants/{tenant_id}/.well-known/jwks.json", jwks(backend)),
-        web.post("/oauth2/introspect", introspect(backend)),
-        web.route("*", "/forward-auth", forward_auth(backend)),
-        web.get("/healthz", healthz(backend)),
-        web.get("/readyz", readyz(backend)),
-    ]
+_PER_TENANT = re.compile(r"/tenants/(?P<tenant>[^/]+)(?P<rest>/\.well-known/(?:openid-configuration|jwks\.json))\Z")
+_KEYS = {"/.well-known/openid-configuration": discovery, "/.well-known/jwks.json": jwks}
+
+
+async def answer(backend: Backend, request: HttpRequest) -> HttpResponse:
+    """The route for ``request``: its answer, 404 for no such path, 405 for another method."""
+    path, tenant_id = request.path, None
+    per_tenant = _PER_TENANT.match(path)
+    if per_tenant:
+        try:
+            tenant_id = UUID(per_tenant["tenant"])
+        except ValueError:
+            return problem(404, "no such tenant")
+        if tenant_id not in backend.model.tenants:
+            return problem(404, "no such tenant")
+        path = per_tenant["rest"]
+    allowed = "POST" if path == "/oauth2/introspect" else None if path == "/forward-auth" else "GET, HEAD"
+    if path not in (*_KEYS, "/oauth2/introspect", "/forward-auth", "/healthz", "/readyz"):
+        return problem(404, "no such path; see docs/wire.md §11")
+    if allowed is not None and request.method not in allowed.split(", "):
+        return problem(405, f"{request.path} takes {allowed}", {"Allow": allowed})
+    if path in _KEYS:
+        return _KEYS[path](backend, request, tenant_id)
+    if path == "/oauth2/introspect":
+        return await introspect(backend, request)
+    if path == "/forward-auth":
+        return await forward_auth(backend, request)
+    if path == "/healthz":
+        return json_response({"status": "ok"}, headers=NO_STORE)
+    return await readyz(backend)
