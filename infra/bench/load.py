@@ -31,6 +31,9 @@ class LoadSpec(msgspec.Struct):
     # Verify through infra.client.verify_cache.CachedVerifier instead: each payload is a bare token,
     # ``subject`` is the subject prefix, and a valid answer is the expected one.
     cached_verify: bool = False
+    # Over HTTP instead: GET ``subject`` (a path) on 127.0.0.1:``http_port``, each payload a
+    # bearer token for the Authorization header, a reply fine when its status line holds ``expect``.
+    http_port: int | None = None
 
 
 class LoadResult(msgspec.Struct):
@@ -39,6 +42,27 @@ class LoadResult(msgspec.Struct):
     latencies_us: list[int]
     errors: int
     first_error: str | None
+
+
+class _HttpConnection:
+    """One keep-alive connection, a request at a time: the least an HTTP client can do."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.port, self.path = port, path
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def get(self, token: bytes) -> bytes:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection("127.0.0.1", self.port)
+        reader, writer = self.streams
+        writer.write(b"GET %s HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer %s\r\n\r\n" % (self.path.encode(), token))
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+        )
+        if length:
+            await reader.readexactly(length)
+        return head.split(b"\r\n", 1)[0]
 
 
 async def _drive(
@@ -51,12 +75,16 @@ async def _drive(
 
     async def worker() -> None:
         nonlocal remaining, errors, first_error
+        http = _HttpConnection(spec.http_port, spec.subject) if spec.http_port is not None else None
         while remaining > 0:
             remaining -= 1
             payload = payloads[remaining % n]
             started = time.perf_counter()
             try:
-                if verifier is not None:
+                if http is not None:
+                    status = await http.get(payload)
+                    ok, detail = spec.expect in status, status.decode(errors="replace")
+                elif verifier is not None:
                     verdict = await verifier.verify(payload.decode())
                     ok, detail = verdict.valid, repr(verdict)[:200]
                 else:

@@ -25,6 +25,8 @@ LOAD = (
     "peer_postgres",
     "create_pat_postgres",
     "create_pat_sqlite",
+    "http_echo",
+    "forward_auth_http",
 )
 SCALE = ("convergence_postgres", "failover_postgres")  # instances in processes of their own: infra/bench/scale.py
 OFFLINE = ("fold", "fold_from_store", "memory_per_credential", "cold_start", "cold_start_no_snapshot", "memory_after_restart")
@@ -33,6 +35,7 @@ POSTGRES = ("peer_postgres", "create_pat_postgres", *SCALE)
 VERIFY = tuple(name for name in LOAD if name.startswith(("verify_", "authorize_")))  # answered from the read model
 SWEEP = (1, 4, 16, 64, 128, 256)  # concurrencies of the latency plot
 SWEPT = ("echo", "verify_pat", "peer_postgres")
+HTTP = ("http_echo", "forward_auth_http")  # over HTTP, against the HTTP no-op (http_echo)
 
 
 @dataclass
@@ -116,10 +119,12 @@ def machine() -> dict[str, Any]:
 
 
 def ratios(results: list[Result]) -> None:
-    echo = next((r for r in results if r.name == "echo"), None)
-    if echo is None or not echo.rps or not echo.p99_ms:
-        return
+    """Each load result against its stack's no-op: ``echo`` over NATS, ``http_echo`` over HTTP."""
+    by_name = {r.name: r for r in results}
     for result in results:
+        baseline = by_name.get("http_echo" if result.name in HTTP else "echo")
+        if baseline is None or not baseline.rps or not baseline.p99_ms:
+            continue
         if result.rps is not None and result.p99_ms is not None:
-            result.ratio_rps = result.rps / echo.rps
-            result.ratio_p99 = result.p99_ms / echo.p99_ms
+            result.ratio_rps = result.rps / baseline.rps
+            result.ratio_p99 = result.p99_ms / baseline.p99_ms

@@ -12,6 +12,7 @@ nats-server and one PostgreSQL, and the order it measures them in is read here, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import shutil
 import sys
@@ -24,10 +25,12 @@ from typing import Any
 import msgspec
 import nats
 
+from authbus.handlers.http_edge import HttpRequest, HttpResponse
 from authbus.infra.bench import offline as bench_offline
 from authbus.infra.bench import scale as bench_scale
 from authbus.infra.bench.load import LoadResult, LoadSpec
 from authbus.infra.bench.report import (
+    HTTP,
     LOAD,
     OFFLINE,
     POSTGRES,
@@ -46,6 +49,7 @@ from authbus.infra.bench.report import (
 from authbus.infra.bench.world import Peer, ScratchPostgres, World, seed_world, start_echo
 from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient
+from authbus.infra.http_server import HttpEdge
 from authbus.infra.nats.nats_server import NatsServer, free_port
 from authbus.infra.node import Node
 from authbus.infra.settings import Settings
@@ -175,6 +179,8 @@ class LoadBench:
             if "create_pat_sqlite" in wanted:
                 sqlite_url = f"sqlite:///{self.tmp / 'benchsq.db'}"
                 specs["create_pat_sqlite"] = await self._create_pat_spec(stack, server, "benchsq", sqlite_url)
+            if set(wanted) & set(HTTP):
+                specs.update(await self._http_specs(stack, server))
             for name in LOAD:
                 if name in wanted:
                     await self.measure(name, specs[name])
@@ -200,6 +206,28 @@ class LoadBench:
             "authorize_1000_scopes": self.spec(
                 "bench.v1.authorize", world.authorize_payloads(world.many_scopes_pat, mixed=True), allowed
             ),
+        }
+
+    async def _http_specs(self, stack: AsyncExitStack, server: NatsServer) -> dict[str, LoadSpec]:
+        """Forward auth over HTTP for a PAT holding the scope asked, and the limit of the same
+        HTTP stack: a server of the edge's own kind that answers 200 without looking."""
+
+        async def ok(request: HttpRequest) -> HttpResponse:
+            return HttpResponse(200)
+
+        noop = await HttpEdge(None, "127.0.0.1", 0, respond=ok).start()
+        stack.push_async_callback(noop.stop)
+        settings = dataclasses.replace(
+            _settings(self.tmp, "benchhttp", server.url, f"sqlite:///{self.tmp / 'benchhttp.db'}"), http_port=0
+        )
+        node, client = await _node(stack, settings)
+        assert node.http is not None
+        world = await seed_world(client)
+        tokens = [world.one_scope_pat.encode()]
+        path = "/forward-auth?scope=document:read:42"
+        return {
+            "http_echo": msgspec.structs.replace(self.spec(path, tokens, b" 200 "), http_port=noop.port),
+            "forward_auth_http": msgspec.structs.replace(self.spec(path, tokens, b" 200 "), http_port=node.http.port),
         }
 
     async def _create_pat_spec(self, stack: AsyncExitStack, server: NatsServer, prefix: str, database_url: str) -> LoadSpec:

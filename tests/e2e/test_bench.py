@@ -92,3 +92,11 @@ def test_create_pat_runs_on_the_embedded_store_too():
     figure = scenarios["create_pat_sqlite"]
     assert figure["requests"] == 300
     assert figure["rps"] > 0 and 0 < figure["p50_ms"] <= figure["p99_ms"]
+
+
+def test_http_forward_auth_is_reported_against_the_http_no_op():
+    scenarios = figures("--quick", "--scenario", "echo,http_echo,forward_auth_http", "--requests", "1000", "--rounds", "1")
+    assert list(scenarios) == ["echo", "http_echo", "forward_auth_http"]
+    http_echo, forward = scenarios["http_echo"], scenarios["forward_auth_http"]
+    assert http_echo["ratio_rps"] == 1.0 and forward["rps"] > 0
+    assert forward["ratio_rps"] == forward["rps"] / http_echo["rps"]  # its own stack's baseline, not NATS echo's
