@@ -7,8 +7,6 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from authbus.domain.errors import InvalidRequest
 from authbus.infra.audit.audit_app import audit_app
@@ -69,6 +67,9 @@ def as_of_command(
 
 
 def _print(answer: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     at, credential, principal = answer["at"], answer["credential"], answer["principal"]
     verdict = "[green]valid[/]" if answer["valid"] else f"[red]not valid[/] ({answer['reason']})"
     out.print(f"[bold]as of[/]       position {at['position']}, {at['time'] or 'before the first event'}", highlight=False)

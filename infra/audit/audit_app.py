@@ -6,4 +6,6 @@ from __future__ import annotations
 
 import typer
 
-audit_app = typer.Typer(no_args_is_help=True, help="Replay the log: who could do what, when; prove nobody edited it.")
+audit_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Replay the log: who could do what, when; prove nobody edited it."
+)

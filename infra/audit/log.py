@@ -17,13 +17,10 @@ from uuid import UUID
 
 import msgspec
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
 
 from authbus.domain.times import rfc3339
 from authbus.infra.audit.audit_app import audit_app
+from authbus.infra.cli.console import LazyConsole
 from authbus.infra.settings import Settings
 
 if TYPE_CHECKING:  # the store and the projections load when a tool runs, not with the CLI
@@ -34,8 +31,8 @@ if TYPE_CHECKING:  # the store and the projections load when a tool runs, not wi
 PAGE = 2000
 TABLE_ROWS = 200  # a table is printed this many rows at a time, so memory stays flat
 
-err = Console(stderr=True)
-out = Console()
+err = LazyConsole(stderr=True)
+out = LazyConsole()
 
 DatabaseUrl = Annotated[
     str | None, typer.Option(envvar="AUTHBUS_DATABASE_URL", help="The event store (default: sqlite under ./.authbus).")
@@ -43,6 +40,8 @@ DatabaseUrl = Annotated[
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
+    from rich.text import Text
+
     err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
     raise typer.Exit(code)
 
@@ -102,6 +101,8 @@ def read(
 @contextmanager
 def progress(label: str, total: int, shown: bool = True) -> Iterator[Any]:
     """A transient bar on stderr, when stderr is a terminal; yields ``advance_to(position)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     bar = Progress(
         TextColumn(label),
         BarColumn(),
@@ -215,9 +216,11 @@ def _jsonl():
 
 
 def _table():
+    from rich.table import Table
+
     rows: list[list[str]] = []
     first = True
-    console = out if out.is_terminal else Console(width=200)  # a file gets the table unsqueezed
+    console = out if out.is_terminal else LazyConsole(width=200)  # a file gets the table unsqueezed
 
     def flush() -> None:
         nonlocal first

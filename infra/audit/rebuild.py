@@ -3,16 +3,13 @@ process, and compare its digest with a running instance's at the same position."
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
 import typer
-from nats.errors import Error as NatsError
 
 from authbus.infra.audit.audit_app import audit_app
 from authbus.infra.audit.log import DatabaseUrl, fail, head, open_log, out, progress, read
-from authbus.infra.client import AuthbusClient, AuthbusError
 
 
 @audit_app.command("rebuild")
@@ -63,6 +60,12 @@ def _live(ctx: typer.Context) -> dict[str, Any] | None:
     options = ctx.obj  # infra.cli.common.Ctx: the --nats-url, --token and --subject-prefix of `authbus`
     nats_url = getattr(options, "nats_url", "nats://127.0.0.1:4222")
     prefix, token = getattr(options, "prefix", "auth"), getattr(options, "token", None)
+
+    import asyncio
+
+    from nats.errors import Error as NatsError
+
+    from authbus.infra.client import AuthbusClient, AuthbusError
 
     async def ask() -> dict[str, Any] | None:
         try:

@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from authbus.infra.audit.audit_app import audit_app
 from authbus.infra.audit.log import DatabaseUrl, err, fail, head, open_log, progress
+from authbus.infra.cli.console import LazyConsole
 from authbus.infra.settings import Settings
 
 if TYPE_CHECKING:
     from authbus.infra.audit.chain_verifier import Verdict
 
-out = Console(highlight=False)
+out = LazyConsole(highlight=False)
 
 
 def _public_key(public_key: str | None, kek_file: Path | None) -> tuple[bytes | None, str]:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from authbus.infra.bench.report import SCENARIOS, BenchOptions, ScenarioFailed
+from authbus.infra.cli.console import LazyConsole
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.table import Table
+
+err = LazyConsole(stderr=True)
 
 # What DESIGN §8 asks of each figure, for the table's last column.
 TARGETS = {
@@ -98,7 +100,7 @@ def bench(
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
-        Console().print(table(document))
+        LazyConsole().print(table(document))
 
 
 def _figure(value: float | None, digits: int = 2) -> str:
@@ -106,6 +108,8 @@ def _figure(value: float | None, digits: int = 2) -> str:
 
 
 def table(document: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     m = document["machine"]
     out = Table(title=f"authbus bench — {m['cores']} cores, {m['cpu']}, Python {m['python']}", title_justify="left")
     for column in ("scenario", "requests/s", "p50 ms", "p99 ms", "× echo rps", "× echo p99", "value", "target"):

@@ -7,11 +7,8 @@ import os
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-
-from authbus.infra.nats.nats_server import nats_server_binary
 
 LOAD = (
     "echo",
@@ -99,6 +96,10 @@ class ScenarioFailed(RuntimeError):
 
 
 def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    from authbus.infra.nats.nats_server import nats_server_binary
+
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -17,19 +17,24 @@ from authbus.infra.audit import as_of, log, rebuild  # noqa: F401  (each registe
 from authbus.infra.audit import verify as verify_tool  # noqa: F401
 from authbus.infra.audit.audit_app import audit_app
 from authbus.infra.cli.common import app, ask, show
-from authbus.infra.client import AuthbusClient
 
-tenant_app = typer.Typer(no_args_is_help=True, help="Create, disable and enable tenants.")
-user_app = typer.Typer(no_args_is_help=True, help="Register, inspect, disable users; grant and revoke roles.")
-pat_app = typer.Typer(no_args_is_help=True, help="Personal access tokens and their scopes.")
-key_app = typer.Typer(no_args_is_help=True, help="API keys, recovery and invitation keys.")
-signing_app = typer.Typer(no_args_is_help=True, help="Keys that sign JWTs: create, list, retire, revoke.")
-session_app = typer.Typer(no_args_is_help=True, help="Login sessions (refresh-token families).")
+if TYPE_CHECKING:
+    from authbus.infra.client import AuthbusClient
+
+tenant_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Create, disable and enable tenants.")
+user_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Register, inspect, disable users; grant and revoke roles."
+)
+pat_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Personal access tokens and their scopes.")
+key_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="API keys, recovery and invitation keys.")
+signing_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Keys that sign JWTs: create, list, retire, revoke.")
+session_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Login sessions (refresh-token families).")
 role_app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="Roles: the built-in root, admin, auditor and user, and the tenant's own, which carry scopes. Grant and revoke both.",
 )
-scope_app = typer.Typer(no_args_is_help=True, help="Add and remove a PAT's scopes.")
+scope_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Add and remove a PAT's scopes.")
 for sub, name in (
     (audit_app, "audit"),
     (tenant_app, "tenant"),

@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from authbus.infra.client import AuthbusClient, AuthbusError
-from authbus.infra.crypto.kek import KEKError
+from authbus.infra.cli.console import LazyConsole
 from authbus.infra.settings import DEFAULT_DATA_DIR
 
+if TYPE_CHECKING:  # the client (nats, asyncio, msgspec) loads when a command first asks
+    from authbus.infra.client import AuthbusClient
+
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="authbus: event-sourced authentication and authorization on NATS."
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,  # click's plain help: rich's formatter alone took longer than the rest of --help
+    help="authbus: event-sourced authentication and authorization on NATS.",
 )
 
-out = Console()
-err = Console(stderr=True)
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 log = logging.getLogger("authbus.cli")
 
 Prefix = Annotated[str, typer.Option(envvar="AUTHBUS_SUBJECT_PREFIX", help="Subject prefix.")]
@@ -52,6 +53,10 @@ def main_options(
 
 
 def ask(ctx: typer.Context, request: Callable[[AuthbusClient], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    import asyncio
+
+    from authbus.infra.client import AuthbusClient, AuthbusError
+
     options: Ctx = ctx.obj
 
     async def go() -> dict[str, Any]:
@@ -77,6 +82,8 @@ def show(ctx: typer.Context, data: Any, columns: tuple[str, ...] = ()) -> None:
         out.print_json(json.dumps(data))
         return
     if columns and isinstance(data, list):
+        from rich.table import Table
+
         table = Table()
         for column in columns:
             table.add_column(column, overflow="fold")
@@ -85,6 +92,8 @@ def show(ctx: typer.Context, data: Any, columns: tuple[str, ...] = ()) -> None:
         out.print(table, markup=False)  # names, reasons and scopes are the users' own text, not markup
         return
     # Plain lines, soft-wrapped: a token shown once must copy as one piece.
+    from rich.text import Text
+
     width = max(map(len, data), default=0)
     for key, value in data.items():
         out.print(Text.assemble((key.ljust(width), "bold"), "  ", cell(value)), soft_wrap=True, highlight=False)
@@ -106,6 +115,8 @@ def format_scope(scope: dict[str, Any]) -> str:
 
 
 def or_exit(make: Callable[[], Any]) -> Any:
+    from authbus.infra.crypto.kek import KEKError
+
     try:
         return make()
     except (KEKError, ValueError) as error:
@@ -114,5 +125,7 @@ def or_exit(make: Callable[[], Any]) -> Any:
 
 def fail(message: str, code: int) -> None:
     # One line, however narrow the terminal; the message may quote a user's own text.
+    from rich.text import Text
+
     err.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)

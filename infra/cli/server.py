@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import signal
@@ -16,7 +15,6 @@ import typer
 from authbus.domain.errors import Conflict
 from authbus.infra.bench.command import bench
 from authbus.infra.cli.common import Prefix, app, err, fail, log, or_exit, out
-from authbus.infra.crypto.kek import write_private
 from authbus.infra.settings import DEFAULT_DATA_DIR, Settings
 
 # The server's parts (the store, the node, nats-server, the callout's keys) are imported in
@@ -26,7 +24,9 @@ if TYPE_CHECKING:
     from authbus.infra.nats.nats_server import NatsServer
     from authbus.infra.node import Node
 
-callout_app = typer.Typer(no_args_is_help=True, help="NATS auth callout: keys and nats-server configuration.")
+callout_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="NATS auth callout: keys and nats-server configuration."
+)
 app.add_typer(callout_app, name="callout")
 app.command()(bench)
 
@@ -79,6 +79,8 @@ def dev(
 
     Example: authbus dev --nats-port 4333 --metrics-port 9090
     """
+    import asyncio
+
     from authbus.infra.bootstrap import open_application
     from authbus.infra.nats.callout_config import CalloutSetup
     from authbus.infra.nats.nats_server import NatsServer, free_port
@@ -150,6 +152,8 @@ def serve(
 
     Example: authbus serve --nats-url nats://nats:4222 --database-url postgresql://authbus:pw@db/authbus --log-format json
     """
+    import asyncio
+
     from authbus.infra.bootstrap import open_application
     from authbus.infra.nats.callout_config import without_credentials
     from authbus.infra.observability import logs
@@ -197,6 +201,7 @@ def bootstrap(
     Example: AUTHBUS_KEK=… authbus bootstrap --database-url postgresql://authbus:pw@db/authbus
     """
     from authbus.infra.bootstrap import open_application
+    from authbus.infra.crypto.kek import write_private
 
     settings = Settings.load(database_url=database_url, kek_file=kek_file)
     application = or_exit(lambda: open_application(settings))
@@ -258,6 +263,8 @@ def hold_data_dir(data_dir: Path) -> IO[str]:
 
 
 def _bootstrap_into(application: AuthbusApplication, token_file: Path) -> bool:
+    from authbus.infra.crypto.kek import write_private
+
     try:
         token = application.bootstrap()["token"]
     except Conflict:
@@ -269,6 +276,8 @@ def _bootstrap_into(application: AuthbusApplication, token_file: Path) -> bool:
 
 
 async def _run_until_signalled(settings: Settings, application: AuthbusApplication, started: Callable[[Node], None]) -> None:
+    import asyncio
+
     from authbus.infra.node import Node
 
     try:

@@ -339,7 +339,7 @@ def test_every_command_and_admin_read_has_a_cli_verb():
     assert set(ADMIN_READS) | {"rebuild_check"} <= reached, sorted(set(ADMIN_READS) - reached)
     nouns = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=60).stdout
     for noun in ("tenant", "user", "role", "pat", "scope", "key", "signing-key", "session", "audit", "health", "bench"):
-        assert re.search(rf"│ {re.escape(noun)}\s", nouns), noun
+        assert re.search(rf"^  {re.escape(noun)}\s", nouns, re.MULTILINE), noun
 
 
 async def test_serve_keeps_its_store_and_snapshot_under_data_dir(tmp_path, nats_server):
