@@ -44,13 +44,22 @@ def scope_text(scope: Scope) -> str:
 
 def parse_scope(text: str) -> Scope | None:
     """``[domain/]entity_type:operation:entity_id`` (``docs/document:read:*``), checked as a
-    request's scope is; None if it is not one."""
-    prefix, slash, rest = text.partition("/")
-    domain = prefix if slash else None
-    parts = (rest if slash else text).split(":")
-    if len(parts) != 3:
+    request's scope is; None if it is not one.
+
+    The domain ends at the first ``/`` and the entity type at the first ``:``; neither holds
+    a ``/`` in this form (``a/b/c:read:*``, ``docs//document:read:*``: where would the domain
+    end?).  The entity id is all that follows the operation, ``/`` and ``:`` included
+    (``file:read:folder/7``).  So a text names one scope, and a scope has one text."""
+    head, _, rest = text.partition(":")
+    operation, colon, entity_id = rest.partition(":")
+    if not colon:
         return None
-    return checked_scope({"domain": domain, "entity_type": parts[0], "operation": parts[1], "entity_id": parts[2]})
+    domain, slash, entity_type = head.partition("/")
+    if not slash:
+        domain, entity_type = None, head  # type: ignore[assignment]
+    if "/" in entity_type:
+        return None
+    return checked_scope({"domain": domain, "entity_type": entity_type, "operation": operation, "entity_id": entity_id})
 
 
 def checked_scope(fields: dict[str, Any]) -> Scope | None:

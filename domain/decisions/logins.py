@@ -85,7 +85,7 @@ def down_scoped(uow: UnitOfWork, user: User, scopes: list[Scope] | None) -> list
     if scopes is None:
         return None
     for index, scope in enumerate(scopes):
-        if parse_scope(scope_text(scope)) != scope:  # "/" or ":" where the string form cuts
+        if parse_scope(scope_text(scope)) != scope:  # no string form: a "/" or ":" in its domain or type
             raise InvalidRequest("this scope has no string form for a token's scp", field=f"scopes[{index}]")
     require_held(permissions_of(uow, user), scopes, "scopes")
     return list(dict.fromkeys(scope_text(scope) for scope in scopes))

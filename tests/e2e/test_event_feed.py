@@ -4,12 +4,14 @@ publisher killed mid-stream, a NATS restart, and several instances."""
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import msgspec
 import nats
@@ -22,7 +24,7 @@ from authbus.infra.nats.nats_server import NatsServer, free_port
 from authbus.infra.publisher import stream_name
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS, start_instance
-from tests.helpers import eventually, root_actor
+from tests.helpers import eventually, make_tenant, root_actor
 
 FORBIDDEN = (b"secret_hash", b"password_hash", b"sealed_private", b"refresh_hash", b"$argon2", b"PRIVATE KEY")
 
@@ -238,3 +240,43 @@ async def test_a_standby_taking_over_a_purged_stream_publishes_what_came_during_
         await wait_for_head(nats_server.url, stream, created)
         positions, _, _ = await stream_positions(nats_server.url, stream)
         assert positions == [p for p in store_positions(standby.node.app) if p > head]
+
+
+def documented_filters() -> list[str]:
+    """The subjects wire.md §9.1 tells a verify cache to subscribe to, as written there."""
+    text = (Path(__file__).parents[2] / "docs" / "wire.md").read_text()
+    section = text[text.index("### 9.1") : text.index("### 9.2")]
+    return re.findall(r"^(auth\.v1\.events\.<tenant_id>\.\S+)$", section, re.MULTILINE)
+
+
+async def test_the_documented_revocation_filters_each_receive_their_event(client, instance, nats_server):
+    filters = documented_filters()
+    assert len(filters) == 7, filters
+    world = await make_tenant(client, "filters", login=True)
+    doomed = (await client.command("register_user", tenant_id=world.tenant_id, username="doomed"))["result"]["user_id"]
+    kid = (await client.command("create_signing_key", tenant_id=world.tenant_id, alg="EdDSA"))["result"]["kid"]
+    received: dict[str, list[str]] = {f: [] for f in filters}
+    nc = await nats.connect(nats_server.url)
+    try:
+        for written in filters:
+            subject = written.replace("auth.", f"{instance.prefix}.", 1).replace("<tenant_id>", world.tenant_id)
+
+            async def note(msg, written=written) -> None:
+                received[written].append(msgspec.json.decode(msg.data)["type"])
+
+            await nc.subscribe(subject, cb=note)
+        await nc.flush()
+        for name, fields in (
+            ("revoke_pat", {"pat_id": world.pat_id}),
+            ("revoke_key", {"key_id": world.key_id}),
+            ("revoke_session", {"session_id": world.session_id}),
+            ("revoke_signing_key", {"kid": kid}),
+            ("disable_user", {"user_id": world.user_id}),
+            ("delete_user", {"user_id": doomed}),
+            ("disable_tenant", {"tenant_id": world.tenant_id}),
+        ):
+            await client.command(name, **fields)
+        assert await eventually(lambda: all(received.values()), 30.0), received
+        assert {f: types for f, types in received.items()} == {f: [f.rsplit(".", 1)[1]] for f in filters}
+    finally:
+        await nc.close()

@@ -44,7 +44,7 @@ def test_no_claims_grant_nothing():
         {"scp": "docs/document:read:*"},
         {"scp": ["docs/document:read"]},
         {"scp": [7]},
-        {"scp": ["docs/document:read:*:more"]},
+        {"scp": ["docs//document:read:*"]},
         {"per": {"docs": {"document": "R"}}},
         {"dpv": 1},
         {"dpv": {"docs": "document/4"}},
@@ -61,7 +61,8 @@ def test_a_malformed_claim_makes_the_whole_token_malformed(claims):
     [
         ("docs/document:read:*", Scope(domain="docs", entity_type="document", operation="read", entity_id="*")),
         ("document:read:42", Scope(entity_type="document", operation="read", entity_id="42")),
-        ("a/b/c:read:1", Scope(domain="a", entity_type="b/c", operation="read", entity_id="1")),
+        ("a/b/c:read:1", None),  # where would the domain end?
+        ("file:read:folder/7", Scope(entity_type="file", operation="read", entity_id="folder/7")),
         ("document:read:", None),
         ("document:READ:1", None),
         ("/document:read:1", None),
