@@ -50,6 +50,7 @@ def _public_key(public_key: str | None, kek_file: Path | None) -> tuple[bytes | 
 
 @audit_app.command("verify")
 def verify(
+    ctx: typer.Context,
     database_url: DatabaseUrl = None,
     kek_file: Annotated[
         Path | None,
@@ -78,7 +79,7 @@ def verify(
     finally:
         store.close()
     verdict.key_source = source
-    _report(verdict, as_json)
+    _report(verdict, as_json or getattr(ctx.obj, "as_json", False))  # `authbus --json audit verify` too
     if not verdict.ok:
         raise typer.Exit(1)
 

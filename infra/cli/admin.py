@@ -551,7 +551,8 @@ def login(
 
 def _with_password(ctx: typer.Context, endpoint: str, username: str, tenant: str, password_stdin: bool) -> None:
     """Login or register: the password from stdin or a prompt, the pair it gets shown."""
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
+    piped = password_stdin or not sys.stdin.isatty()  # a pipe: read it, without getpass's warning about echo
+    password = sys.stdin.readline().rstrip("\n") if piped else typer.prompt("password", hide_input=True)
     body = {"tenant_id": tenant, "username": username, "password": password, "source": "authbus cli"}
     show(ctx, ask(ctx, lambda c: c.call(endpoint, body, token="")))
 

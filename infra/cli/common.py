@@ -39,13 +39,18 @@ class Ctx:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    nats_url: Annotated[str, typer.Option(envvar="AUTHBUS_NATS_URL", help="NATS server URL.")] = "nats://127.0.0.1:4222",
+    nats_url: Annotated[
+        Optional[str],
+        typer.Option(envvar="AUTHBUS_NATS_URL", help="NATS server URL; default nats://127.0.0.1:$AUTHBUS_NATS_PORT (4222)."),
+    ] = None,
     token: Annotated[
         Optional[str], typer.Option(envvar="AUTHBUS_TOKEN", help="Bearer credential; default: ./.authbus/root.token if present.")
     ] = None,
     subject_prefix: Prefix = "auth",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
+    if nats_url is None:  # the port `authbus dev --nats-port` (or AUTHBUS_NATS_PORT) gave its server
+        nats_url = f"nats://127.0.0.1:{os.environ.get('AUTHBUS_NATS_PORT') or 4222}"
     if token is None:
         default = Path(os.environ.get("AUTHBUS_DATA_DIR") or DEFAULT_DATA_DIR) / "root.token"
         token = default.read_text().strip() if default.exists() else None
@@ -81,12 +86,16 @@ def show(ctx: typer.Context, data: Any, columns: tuple[str, ...] = ()) -> None:
     if ctx.obj.as_json:
         out.print_json(json.dumps(data))
         return
+    if isinstance(data, list) and not data:
+        out.print("nothing found", style="dim")  # rather than an empty table, which reads as a fault
+        return
     if columns and isinstance(data, list):
         from rich.table import Table
 
         table = Table()
-        for column in columns:
-            table.add_column(column, overflow="fold")
+        for column in columns:  # an id is copied whole: never folded across lines
+            whole = column == "id" or column.endswith("_id")
+            table.add_column(column, overflow="fold", no_wrap=whole, min_width=36 if whole else None)
         for row in data:
             table.add_row(*(cell(row.get(c)) for c in columns))
         out.print(table, markup=False)  # names, reasons and scopes are the users' own text, not markup

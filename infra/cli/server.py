@@ -319,6 +319,12 @@ def _dev_banner(settings: Settings, server: NatsServer, node: Node, fresh: bool)
             f"  HTTP         {base}/.well-known/openid-configuration  (JWKS, introspection, forward auth: docs/wire.md §11)"
         )
     out.print("\nTry, in another terminal:", highlight=False)
+    elsewhere = {  # what the CLI must be told to find this dev: its port and data directory, if not the defaults
+        "AUTHBUS_NATS_PORT": str(server.port) if server.port != 4222 else None,
+        "AUTHBUS_DATA_DIR": str(settings.data_dir.resolve()) if settings.data_dir != DEFAULT_DATA_DIR else None,
+    }
+    if any(elsewhere.values()):
+        out.print("  export " + " ".join(f"{k}={v}" for k, v in elsewhere.items() if v), markup=False, highlight=False)
     out.print(
         f"  {me} tenant create acme\n"
         f"  {me} user create --tenant <tenant_id> alice\n"

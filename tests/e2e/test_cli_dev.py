@@ -131,6 +131,11 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
             ).stdout
         )
         assert authbus(tmp_path, port, "verify", pair["access_token"]).returncode == 0 and pair["expires_in"] == 300
+        # The banner says how the CLI finds this dev's port, and the CLI honours it.
+        assert f"  export AUTHBUS_NATS_PORT={port}\n" in dev.banner
+        env = {k: v for k, v in os.environ.items() if k != "AUTHBUS_NATS_URL"} | {"AUTHBUS_NATS_PORT": str(port)}
+        found = subprocess.run([*CLI, "health"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert found.returncode == 0, found.stderr
         # The HTTP edge is on, at the URL the banner prints, and is the tokens' issuer (OIDC discovery).
         (http,) = [line.split()[1] for line in dev.banner if line.strip().startswith("HTTP")]
         with urllib.request.urlopen(http, timeout=10) as reply:
@@ -138,8 +143,13 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         issuer = discovered["issuer"]
         assert http.startswith(issuer) and jwt.decode(pair["access_token"], options={"verify_signature": False})["iss"] == issuer
         bob = json.loads(authbus(tmp_path, port, "--json", "verify", pair["access_token"]).stdout)["principal"]["id"]
+        assert authbus(tmp_path, port, "pat", "list", "--user", bob).stdout.strip() == "nothing found"
+        verified = authbus(tmp_path, port, "--json", "audit", "verify")  # the global --json, as every command takes it
+        assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True, verified.stdout
         sessions = json.loads(authbus(tmp_path, port, "--json", "session", "list", "--user", bob).stdout)
         assert [s["method"] for s in sessions] == ["password"]
+        piped = authbus(tmp_path, port, "--json", "login", "--tenant", tenant, "bob", stdin="bob's password\n")  # no flag: a pipe
+        assert piped.returncode == 0 and "GetPassWarning" not in piped.stderr and json.loads(piped.stdout)["access_token"]
         assert authbus(tmp_path, port, "logout", pair["refresh_token"]).returncode == 0
         assert authbus(tmp_path, port, "verify", pair["access_token"]).returncode == 1
         secret = field(authbus(tmp_path, port, "--json", "signing-key", "create", "--alg", "HS256", "--tenant", tenant), "secret")
@@ -148,7 +158,7 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         assert authbus(tmp_path, port, "role", "grant", bob, "auditor").returncode == 0
         assert authbus(tmp_path, port, "user", "set-password", bob, stdin="a new passphrase\n").returncode == 0
         activity = json.loads(authbus(tmp_path, port, "--json", "user", "login-activity", bob).stdout)
-        assert [a["outcome"] for a in activity] == ["succeeded"]
+        assert [a["outcome"] for a in activity] == ["succeeded", "succeeded"]  # the prompt and the pipe
         # The sealer appends checkpoints on its own every few seconds: one may be stored
         # and not yet folded at the instant health asks, so lag 0 is waited for (bounded).
         for _ in range(20):
