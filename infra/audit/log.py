@@ -20,7 +20,7 @@ import typer
 
 from authbus.domain.times import rfc3339
 from authbus.infra.audit.audit_app import audit_app
-from authbus.infra.cli.console import LazyConsole
+from authbus.infra.console import LazyConsole
 from authbus.infra.settings import Settings
 
 if TYPE_CHECKING:  # the store and the projections load when a tool runs, not with the CLI

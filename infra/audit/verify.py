@@ -13,7 +13,7 @@ import typer
 
 from authbus.infra.audit.audit_app import audit_app
 from authbus.infra.audit.log import DatabaseUrl, err, fail, head, open_log, progress
-from authbus.infra.cli.console import LazyConsole
+from authbus.infra.console import LazyConsole
 from authbus.infra.settings import Settings
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from authbus.infra.bench.report import SCENARIOS, BenchOptions, ScenarioFailed
-from authbus.infra.cli.console import LazyConsole
+from authbus.infra.console import LazyConsole
 
 if TYPE_CHECKING:
     from rich.table import Table

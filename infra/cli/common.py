@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from authbus.infra.cli.console import LazyConsole
+from authbus.infra.console import LazyConsole
 from authbus.infra.settings import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:  # the client (nats, asyncio, msgspec) loads when a command first asks
