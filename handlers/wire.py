@@ -37,6 +37,24 @@ T = TypeVar("T")
 _PATH = re.compile(r" - at (?P<key>`key` in )?`\$\.?(?P<path>[^`]*)`$")
 _NAMED = re.compile(r"(?P<what>missing required|unknown) field `(?P<name>.*)`$", re.DOTALL)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_REGEX = re.compile(r"Expected `str` matching regex '(?P<pattern>[^']*)'")
+# What each pattern of the contract asks for, in words: "Expected str matching regex" told
+# a caller nothing (tests/unit/test_request_decoding.py checks every pattern has its words).
+PATTERN_WORDS = {
+    r"^[a-z][a-z0-9_.-]*\Z": "a lowercase word such as create, read, list, update, delete, share, publish or subscribe",
+    r"^[^\s]+\Z": "text without whitespace",
+    r"^\S+\Z": "text without whitespace",
+    r"^\S(.*\S)?\Z": "text that neither starts nor ends with whitespace",
+    r"^[A-Za-z0-9][A-Za-z0-9._@+-]*\Z": "letters, digits and . _ @ + -, starting with a letter or a digit",
+    r"^[A-Za-z][A-Za-z0-9_.:-]*\Z": "letters, digits and _ . : -, starting with a letter",
+    r"^[A-Za-z0-9_.:-]+\Z": "letters, digits and _ . : -",
+    r"^[A-Za-z0-9:_-]+\Z": "an Ed25519 public key: base64url, multibase (b… or z…) or did:key",
+    r"^(?=\d)(\d+h)?(\d+m)?(\d+s)?\Z": "seconds, or a duration such as 720h or 1h30m",
+    r"^([^@\s]+@[^@\s]+\.[^@\s]+)?\Z": 'an email address (name@example.com), or "" for none',
+    r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z": "a challenge exactly as auth.v1.challenge issued it",
+    r"^[A-Za-z]+\Z": "an event type, letters only (PATRevoked)",
+    r"^[A-Za-z0-9-]+\Z": "a principal id, or system",
+}
 # The shape of our field paths.  An unknown field's name is the caller's own text (a pasted
 # token even, or backticks forging a path in msgspec's message), so it is echoed only when
 # it looks like one of ours; otherwise the error names the object that holds it.
@@ -60,6 +78,10 @@ def describe(error: msgspec.ValidationError) -> InvalidRequest:
     if not _FIELD.fullmatch(path):
         path = ""
     field = path or "body"
+    expected = _REGEX.search(text)
+    words = PATTERN_WORDS.get(expected.group("pattern").replace("\\\\", "\\")) if expected else None
+    if words is not None:
+        return InvalidRequest(f"invalid {field}: {field.rsplit('.', 1)[-1]} must be {words}", field=field)
     reason = _QUOTED.sub("", text).replace("`", "").strip().rstrip(",")
     return InvalidRequest(f"invalid {field}: {reason}", field=field)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from authbus.handlers.wire import encode
+from authbus.handlers.wire import PATTERN_WORDS, encode
 from tests.e2e.test_bad_input import _PLACEHOLDER, LEAKS, SCHEMA_CASES, STRUCTS, Case
 from tests.e2e.test_bad_input import decoding_refusal as _refusal
 from tests.helpers import secret_of
@@ -34,3 +34,32 @@ def test_decoding_names_the_field_and_repeats_nothing(case: Case):
     reply = encode({"error": {"code": error.code, "message": error.message, "details": error.details}, "position": 0})
     assert error.message and not any(s.encode() in reply for s in SECRETS if s), reply
     assert not any(pattern.search(reply) for pattern in LEAKS), reply
+
+
+def _patterns(node: object, seen: set[int]) -> set[str]:
+    """Every string pattern reachable from a msgspec type description."""
+    if id(node) in seen:
+        return set()
+    seen.add(id(node))
+    found = {node.pattern} if isinstance(node, msgspec.inspect.StrType) and node.pattern else set()
+    children = []
+    if isinstance(node, msgspec.inspect.StructType):
+        children = [f.type for f in node.fields]
+    elif isinstance(node, msgspec.inspect.UnionType):
+        children = list(node.types)
+    elif isinstance(node, msgspec.inspect.ListType | msgspec.inspect.SetType | msgspec.inspect.FrozenSetType):
+        children = [node.item_type]
+    elif isinstance(node, msgspec.inspect.DictType):
+        children = [node.key_type, node.value_type]
+    for child in children:
+        found |= _patterns(child, seen)
+    return found
+
+
+def test_every_pattern_of_the_contract_is_told_in_words():
+    """An invalid_request says what was expected ("operation must be a lowercase word such as
+    create, read, …"), never msgspec's "Expected str matching regex"."""
+    patterns = set().union(*(_patterns(msgspec.inspect.type_info(cls), set()) for cls in STRUCTS.values()))
+    assert patterns - set(PATTERN_WORDS) == set()
+    error = _refusal(next(p.values[0] for p in SCHEMA_CASES if p.values[0].label == "operation-uppercase"))
+    assert error is not None and "must be a lowercase word" in error.message
