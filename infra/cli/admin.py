@@ -6,7 +6,9 @@ options over one shared ``send``; split, the tree would be read in pieces."""
 
 from __future__ import annotations
 
+import base64
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -16,7 +18,7 @@ from authbus.domain.scopes import parse_scope as parse_scope_text
 from authbus.infra.audit import as_of, log, rebuild  # noqa: F401  (each registers its tool on audit_app)
 from authbus.infra.audit import verify as verify_tool  # noqa: F401
 from authbus.infra.audit.audit_app import audit_app
-from authbus.infra.cli.common import app, ask, show
+from authbus.infra.cli.common import app, ask, fail, show
 
 if TYPE_CHECKING:
     from authbus.infra.client import AuthbusClient
@@ -47,6 +49,28 @@ for sub, name in (
     (scope_app, "scope"),
 ):
     app.add_typer(sub, name=name)
+
+
+def _tenant_named(ctx: typer.Context, value: str | None) -> str | None:
+    """A --tenant given by name (``acme``) as its id; an id passes as it is."""
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        pass
+    tenants = all_pages(ctx, "list_tenants")
+    found = [t["id"] for t in tenants if t["name"].casefold() == value.casefold()]
+    if not found:
+        raise typer.BadParameter(f"no tenant named {value!r} that these credentials can see", param_hint="--tenant")
+    return found[0]
+
+
+TenantOption = Annotated[
+    Optional[str], typer.Option("--tenant", help="Tenant id or name (default: your own).", callback=_tenant_named)
+]
+RequiredTenant = Annotated[str, typer.Option("--tenant", help="Tenant id or name.", callback=_tenant_named)]
+TenantArg = Annotated[str, typer.Argument(help="Tenant id or name.", callback=_tenant_named)]
 
 
 def command(ctx: typer.Context, name: str, /, **fields: Any) -> None:
@@ -83,19 +107,22 @@ def tenant_create(ctx: typer.Context, name: str, command_id: CommandId = None) -
 
 
 @tenant_app.command("disable")
-def tenant_disable(ctx: typer.Context, tenant_id: str, reason: Reason = None) -> None:
+def tenant_disable(ctx: typer.Context, tenant_id: TenantArg, reason: Reason = None) -> None:
     """Disable a tenant: none of its credentials verify until it is enabled again."""
     command(ctx, "disable_tenant", tenant_id=tenant_id, reason=reason)
 
 
 @tenant_app.command("enable")
-def tenant_enable(ctx: typer.Context, tenant_id: str) -> None:
+def tenant_enable(ctx: typer.Context, tenant_id: TenantArg) -> None:
     """Enable a disabled tenant."""
     command(ctx, "enable_tenant", tenant_id=tenant_id)
 
 
 @tenant_app.command("get")
-def tenant_get(ctx: typer.Context, tenant_id: Annotated[Optional[str], typer.Argument(help="Default: your own.")] = None) -> None:
+def tenant_get(
+    ctx: typer.Context,
+    tenant_id: Annotated[Optional[str], typer.Argument(help="Id or name; default: your own.", callback=_tenant_named)] = None,
+) -> None:
     """Show a tenant: name, tags, metadata, its role order, who created and last changed it."""
     fields = {"tenant_id": tenant_id} if tenant_id else {}
     show(ctx, ask(ctx, lambda c: c.admin("get_tenant", **fields))["tenant"])
@@ -108,7 +135,7 @@ def tenant_list(ctx: typer.Context) -> None:
 
 
 @tenant_app.command("rename")
-def tenant_rename(ctx: typer.Context, tenant_id: str, name: str, command_id: CommandId = None) -> None:
+def tenant_rename(ctx: typer.Context, tenant_id: TenantArg, name: str, command_id: CommandId = None) -> None:
     """Rename a tenant; its old name is free for others from then on.  Example: authbus tenant rename <id> acme-eu"""
     command(ctx, "rename_tenant", tenant_id=tenant_id, name=name, command_id=command_id)
 
@@ -116,7 +143,7 @@ def tenant_rename(ctx: typer.Context, tenant_id: str, name: str, command_id: Com
 @tenant_app.command("update")
 def tenant_update(
     ctx: typer.Context,
-    tenant_id: str,
+    tenant_id: TenantArg,
     tag: Annotated[Optional[list[str]], typer.Option(help="A tag (repeatable); the tags given replace the tenant's.")] = None,
     meta: Annotated[
         Optional[list[str]], typer.Option(help="key=value (repeatable); the metadata given replaces the tenant's.")
@@ -137,7 +164,7 @@ def _metadata(meta: list[str] | None) -> dict[str, str] | None:
 @tenant_app.command("policy")
 def tenant_policy(
     ctx: typer.Context,
-    tenant_id: str,
+    tenant_id: TenantArg,
     access_token_seconds: Annotated[
         Optional[int], typer.Option(help="Access-token lifetime, 60–86400; 0: the deployment's.")
     ] = None,
@@ -169,7 +196,7 @@ def tenant_policy(
 def user_create(
     ctx: typer.Context,
     username: str,
-    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    tenant: RequiredTenant,
     role: Annotated[
         Optional[list[str]], typer.Option(help="root, admin, auditor, user or a role of the tenant's own (repeatable).")
     ] = None,
@@ -191,9 +218,7 @@ def user_get(ctx: typer.Context, user_id: str) -> None:
 
 
 @user_app.command("list")
-def user_list(
-    ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None
-) -> None:
+def user_list(ctx: typer.Context, tenant: TenantOption = None) -> None:
     """List the users of a tenant."""
     items = all_pages(ctx, "list_users", tenant_id=tenant)
     show(ctx, items, ("id", "username", "kind", "roles", "disabled", "created_at"))
@@ -226,7 +251,7 @@ def user_delete(ctx: typer.Context, user_id: str, reason: Reason = None, command
 @user_app.command("search")
 def user_search(
     ctx: typer.Context,
-    tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None,
+    tenant: TenantOption = None,
     prefix: Annotated[Optional[str], typer.Option(help="Usernames starting with this, in any case.")] = None,
     role: Annotated[Optional[str], typer.Option(help="Holding this role (built-in or the tenant's).")] = None,
     status: Annotated[Optional[str], typer.Option(help="active or disabled.")] = None,
@@ -266,7 +291,7 @@ def user_revoke_role(ctx: typer.Context, user_id: str, role: str, reason: Reason
 def role_create(
     ctx: typer.Context,
     name: str,
-    tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None,
+    tenant: TenantOption = None,
     description: Annotated[Optional[str], typer.Option()] = None,
     scope: Scopes = None,
     command_id: CommandId = None,
@@ -278,9 +303,7 @@ def role_create(
 
 
 @role_app.command("list")
-def role_list(
-    ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None
-) -> None:
+def role_list(ctx: typer.Context, tenant: TenantOption = None) -> None:
     """List a tenant's own roles with their scopes.  Example: authbus role list --tenant <tenant_id>"""
     show(ctx, all_pages(ctx, "list_roles", tenant_id=tenant), ("id", "name", "scopes", "description"))
 
@@ -314,7 +337,7 @@ def role_delete(ctx: typer.Context, role_id: str, reason: Reason = None) -> None
 def role_order(
     ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(help="Role names, lowest first; root is always highest.")],
-    tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: yours).")] = None,
+    tenant: TenantOption = None,
     command_id: CommandId = None,
 ) -> None:
     """Place the tenant's roles in an order with the built-in ones, lowest first, for
@@ -493,7 +516,7 @@ def signing_create(
     alg: Annotated[
         str, typer.Option(help="EdDSA, ES256, RS256, or HS256 (a secret for the tenant to mint tokens with).")
     ] = "EdDSA",
-    tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None,
+    tenant: TenantOption = None,
     private_key_file: Annotated[
         Optional[Path],
         typer.Option(help="Bring your own key: an unencrypted PKCS#8 PEM file of --alg (RSA ≥ 2048 bits, P-256, Ed25519)."),
@@ -506,9 +529,7 @@ def signing_create(
 
 
 @signing_app.command("list")
-def signing_list(
-    ctx: typer.Context, tenant: Annotated[Optional[str], typer.Option(help="Tenant id (default: your own).")] = None
-) -> None:
+def signing_list(ctx: typer.Context, tenant: TenantOption = None) -> None:
     """List a tenant's signing keys (never their private halves)."""
     show(ctx, all_pages(ctx, "list_signing_keys", tenant_id=tenant), ("kid", "alg", "status", "created_at"))
 
@@ -541,7 +562,7 @@ def session_revoke(ctx: typer.Context, session_id: str, reason: Reason = None) -
 def login(
     ctx: typer.Context,
     username: str,
-    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    tenant: RequiredTenant,
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input instead of a prompt.")] = False,
 ) -> None:
     """Log in with a password and print an access token and a refresh token.
@@ -561,12 +582,72 @@ def _with_password(ctx: typer.Context, endpoint: str, username: str, tenant: str
 def register(
     ctx: typer.Context,
     username: str,
-    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    tenant: RequiredTenant,
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input instead of a prompt.")] = False,
 ) -> None:
     """Sign yourself up where the tenant's policy allows it (tenant policy --open-registration),
     and print the new session's tokens.  Example: authbus register --tenant <tenant_id> alice"""
     _with_password(ctx, "register", username, tenant, password_stdin)
+
+
+@app.command()
+def refresh(ctx: typer.Context, refresh_token: str) -> None:
+    """Trade a refresh token for a new pair; the one given is spent.  Example: authbus refresh rt_…"""
+    show(ctx, ask(ctx, lambda c: c.call("refresh", {"refresh_token": refresh_token, "source": "authbus cli"}, token="")))
+
+
+@app.command()
+def redeem(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The recovery or invitation key (rec_… or inv_…).")],
+    password_stdin: Annotated[bool, typer.Option(help="Read the new password from standard input.")] = False,
+) -> None:
+    """Set a password with a recovery or invitation key (single use).  Example: authbus redeem rec_… --password-stdin"""
+    piped = password_stdin or not sys.stdin.isatty()
+    password = sys.stdin.readline().rstrip("\n") if piped else typer.prompt("new password", hide_input=True)
+    show(ctx, ask(ctx, lambda c: c.call("redeem", {"token": key, "password": password}, token="")))
+
+
+@app.command()
+def whoami(ctx: typer.Context) -> None:
+    """Who the CLI's credential (--token, AUTHBUS_TOKEN or ./.authbus/root.token) acts as.  Example: authbus whoami"""
+    if not ctx.obj.token:
+        fail("no credential: pass --token, set AUTHBUS_TOKEN, or run where ./.authbus/root.token is", 2)
+    reply = ask(ctx, lambda c: c.call("verify", {"token": ctx.obj.token}, token=""))
+    if not reply["valid"]:
+        fail(f"the credential is not valid: {reply['reason']}", 1)
+    show(ctx, {**reply["principal"], "credential": reply["credential"]["id"], "kind_of_credential": reply["credential"]["kind"]})
+
+
+@app.command("challenge-login")
+def challenge_login(
+    ctx: typer.Context,
+    key_file: Annotated[
+        Path, typer.Option(help="An Ed25519 private key: PKCS#8 PEM, as openssl genpkey -algorithm ed25519 writes it.")
+    ],
+    tenant: RequiredTenant,
+) -> None:
+    """Log in by signing a challenge with a key registered to the user (or, where the tenant
+    takes keypair sign-ups, becoming a user of it).  Example: authbus challenge-login --tenant acme --key-file me.pem"""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as error:
+        fail(f"cannot read an Ed25519 private key from {key_file}: {error}", 2)
+    if not isinstance(private, Ed25519PrivateKey):
+        fail(f"{key_file} holds no Ed25519 key", 2)
+    public = base64.urlsafe_b64encode(private.public_key().public_bytes_raw()).rstrip(b"=").decode()
+
+    async def login(client: AuthbusClient) -> dict[str, Any]:
+        challenge = await client.challenge(tenant, public)
+        signature = base64.urlsafe_b64encode(private.sign(challenge.encode())).rstrip(b"=").decode()
+        return await client.call(
+            "challenge.answer", {"challenge": challenge, "signature": signature, "source": "authbus cli"}, token=""
+        )
+
+    show(ctx, ask(ctx, login))
 
 
 @app.command()

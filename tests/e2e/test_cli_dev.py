@@ -1,6 +1,7 @@
 """``authbus dev`` and the admin CLI as a user runs them: real processes, real ports."""
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -18,6 +19,8 @@ import jwt
 import nats
 import nats.errors
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.domain.commands import COMMANDS
 from authbus.handlers.admin_reads import ADMIN_READS
@@ -150,6 +153,23 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         assert [s["method"] for s in sessions] == ["password"]
         piped = authbus(tmp_path, port, "--json", "login", "--tenant", tenant, "bob", stdin="bob's password\n")  # no flag: a pipe
         assert piped.returncode == 0 and "GetPassWarning" not in piped.stderr and json.loads(piped.stdout)["access_token"]
+        # The verbs the README's flows need: refresh, redeem, whoami, a challenge login; tenants by name.
+        renewed = json.loads(authbus(tmp_path, port, "--json", "refresh", json.loads(piped.stdout)["refresh_token"]).stdout)
+        assert renewed["user_id"] == bob and renewed["refresh_token"] != json.loads(piped.stdout)["refresh_token"]
+        assert json.loads(authbus(tmp_path, port, "--json", "whoami").stdout)["roles"] == ["root"]
+        assert json.loads(authbus(tmp_path, port, "--json", "tenant", "get", "ACME").stdout)["id"] == tenant
+        rec = field(
+            authbus(tmp_path, port, "--json", "key", "issue", "--user", bob, "--kind", "recovery", "--name", "r"), "token"
+        )
+        assert authbus(tmp_path, port, "redeem", rec, "--password-stdin", stdin="bob's new password\n").returncode == 0
+        device = Ed25519PrivateKey.generate()
+        (tmp_path / "bob.pem").write_bytes(
+            device.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+        public = base64.urlsafe_b64encode(device.public_key().public_bytes_raw()).rstrip(b"=").decode()
+        assert authbus(tmp_path, port, "user", "add-public-key", bob, public).returncode == 0
+        keyed = authbus(tmp_path, port, "--json", "challenge-login", "--tenant", "acme", "--key-file", str(tmp_path / "bob.pem"))
+        assert keyed.returncode == 0 and json.loads(keyed.stdout)["user_id"] == bob, keyed.stderr
         assert authbus(tmp_path, port, "logout", pair["refresh_token"]).returncode == 0
         assert authbus(tmp_path, port, "verify", pair["access_token"]).returncode == 1
         secret = field(authbus(tmp_path, port, "--json", "signing-key", "create", "--alg", "HS256", "--tenant", tenant), "secret")
@@ -158,7 +178,7 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         assert authbus(tmp_path, port, "role", "grant", bob, "auditor").returncode == 0
         assert authbus(tmp_path, port, "user", "set-password", bob, stdin="a new passphrase\n").returncode == 0
         activity = json.loads(authbus(tmp_path, port, "--json", "user", "login-activity", bob).stdout)
-        assert [a["outcome"] for a in activity] == ["succeeded", "succeeded"]  # the prompt and the pipe
+        assert [a["outcome"] for a in activity] == ["succeeded"] * 3  # the prompt, the pipe and the challenge
         # The sealer appends checkpoints on its own every few seconds: one may be stored
         # and not yet folded at the instant health asks, so lag 0 is waited for (bounded).
         for _ in range(20):
