@@ -108,13 +108,13 @@ def tenant_create(ctx: typer.Context, name: str, command_id: CommandId = None) -
 
 @tenant_app.command("disable")
 def tenant_disable(ctx: typer.Context, tenant_id: TenantArg, reason: Reason = None) -> None:
-    """Disable a tenant: none of its credentials verify until it is enabled again."""
+    """Disable a tenant: none of its credentials verify until it is enabled again.  Example: authbus tenant disable acme --reason 'unpaid'"""
     command(ctx, "disable_tenant", tenant_id=tenant_id, reason=reason)
 
 
 @tenant_app.command("enable")
 def tenant_enable(ctx: typer.Context, tenant_id: TenantArg) -> None:
-    """Enable a disabled tenant."""
+    """Enable a disabled tenant.  Example: authbus tenant enable acme"""
     command(ctx, "enable_tenant", tenant_id=tenant_id)
 
 
@@ -123,14 +123,14 @@ def tenant_get(
     ctx: typer.Context,
     tenant_id: Annotated[Optional[str], typer.Argument(help="Id or name; default: your own.", callback=_tenant_named)] = None,
 ) -> None:
-    """Show a tenant: name, tags, metadata, its role order, who created and last changed it."""
+    """Show a tenant: name, tags, metadata, its role order, who created and last changed it.  Example: authbus tenant get acme"""
     fields = {"tenant_id": tenant_id} if tenant_id else {}
     show(ctx, ask(ctx, lambda c: c.admin("get_tenant", **fields))["tenant"])
 
 
 @tenant_app.command("list")
 def tenant_list(ctx: typer.Context) -> None:
-    """List the tenants (root: every one; an admin or auditor: its own)."""
+    """List the tenants (root: every one; an admin or auditor: its own).  Example: authbus --json tenant list"""
     show(ctx, all_pages(ctx, "list_tenants"), ("id", "name", "disabled", "tags", "updated_at"))
 
 
@@ -213,13 +213,13 @@ def user_create(
 
 @user_app.command("get")
 def user_get(ctx: typer.Context, user_id: str) -> None:
-    """Show one user."""
+    """Show one user.  Example: authbus user get <user_id>"""
     show(ctx, ask(ctx, lambda c: c.admin("get_user", user_id=user_id))["user"])
 
 
 @user_app.command("list")
 def user_list(ctx: typer.Context, tenant: TenantOption = None) -> None:
-    """List the users of a tenant."""
+    """List the users of a tenant.  Example: authbus user list --tenant acme"""
     items = all_pages(ctx, "list_users", tenant_id=tenant)
     show(ctx, items, ("id", "username", "kind", "roles", "disabled", "created_at"))
 
@@ -263,13 +263,13 @@ def user_search(
 
 @user_app.command("disable")
 def user_disable(ctx: typer.Context, user_id: str, reason: Reason = None) -> None:
-    """Disable a user: its credentials stop verifying at once."""
+    """Disable a user: its credentials stop verifying at once.  Example: authbus user disable <user_id> --reason 'left the company'"""
     command(ctx, "disable_user", user_id=user_id, reason=reason)
 
 
 @user_app.command("enable")
 def user_enable(ctx: typer.Context, user_id: str) -> None:
-    """Enable a disabled user."""
+    """Enable a disabled user.  Example: authbus user enable <user_id>"""
     command(ctx, "enable_user", user_id=user_id)
 
 
@@ -396,25 +396,25 @@ def pat_create(
 
 @pat_app.command("list")
 def pat_list(ctx: typer.Context, user: Annotated[Optional[str], typer.Option(help="Owner (default: you).")] = None) -> None:
-    """List a user's PATs (never their secrets)."""
+    """List a user's PATs (never their secrets).  Example: authbus pat list --user <user_id>"""
     show(ctx, all_pages(ctx, "list_pats", user_id=user), ("id", "name", "status", "expires_at", "scopes"))
 
 
 @pat_app.command("get")
 def pat_get(ctx: typer.Context, pat_id: str) -> None:
-    """Show one PAT with its scopes."""
+    """Show one PAT with its scopes.  Example: authbus pat get <pat_id>"""
     show(ctx, ask(ctx, lambda c: c.admin("get_pat", pat_id=pat_id))["pat"])
 
 
 @pat_app.command("revoke")
 def pat_revoke(ctx: typer.Context, pat_id: str, reason: Reason = None) -> None:
-    """Revoke a PAT: it stops verifying on every instance."""
+    """Revoke a PAT: it stops verifying on every instance.  Example: authbus pat revoke <pat_id> --reason 'laptop lost'"""
     command(ctx, "revoke_pat", pat_id=pat_id, reason=reason)
 
 
 @pat_app.command("reset")
 def pat_reset(ctx: typer.Context, pat_id: str, expires_in: ExpiresIn = None) -> None:
-    """Give a PAT a new secret (the old token stops verifying); shown once."""
+    """Give a PAT a new secret (the old token stops verifying); shown once.  Example: authbus pat reset <pat_id> --expires-in 720h"""
     command(ctx, "reset_pat_secret", pat_id=pat_id, expires_in=lifetime(expires_in))
 
 
@@ -465,19 +465,19 @@ def key_issue(
 
 @key_app.command("get")
 def key_get(ctx: typer.Context, key_id: str) -> None:
-    """Show one key (never its secret)."""
+    """Show one key (never its secret).  Example: authbus key get <key_id>"""
     show(ctx, ask(ctx, lambda c: c.admin("get_key", key_id=key_id))["key"])
 
 
 @key_app.command("list")
 def key_list(ctx: typer.Context, user: Annotated[Optional[str], typer.Option(help="Owner (default: you).")] = None) -> None:
-    """List a user's keys (never their secrets)."""
+    """List a user's keys (never their secrets).  Example: authbus key list --user <user_id>"""
     show(ctx, all_pages(ctx, "list_keys", user_id=user), ("id", "kind", "name", "status", "expires_at"))
 
 
 @key_app.command("revoke")
 def key_revoke(ctx: typer.Context, key_id: str, reason: Reason = None) -> None:
-    """Revoke a key."""
+    """Revoke a key.  Example: authbus key revoke <key_id> --reason rotated"""
     command(ctx, "revoke_key", key_id=key_id, reason=reason)
 
 
@@ -506,7 +506,7 @@ def user_add_public_key(ctx: typer.Context, user_id: str, public_key: str) -> No
 
 @user_app.command("remove-public-key")
 def user_remove_public_key(ctx: typer.Context, user_id: str, public_key: str) -> None:
-    """Remove a registered public key."""
+    """Remove a registered public key.  Example: authbus user remove-public-key <user_id> <public_key>"""
     command(ctx, "remove_public_key", user_id=user_id, public_key=public_key)
 
 
@@ -530,31 +530,31 @@ def signing_create(
 
 @signing_app.command("list")
 def signing_list(ctx: typer.Context, tenant: TenantOption = None) -> None:
-    """List a tenant's signing keys (never their private halves)."""
+    """List a tenant's signing keys (never their private halves).  Example: authbus signing-key list --tenant acme"""
     show(ctx, all_pages(ctx, "list_signing_keys", tenant_id=tenant), ("kid", "alg", "status", "created_at"))
 
 
 @signing_app.command("retire")
 def signing_retire(ctx: typer.Context, kid: str) -> None:
-    """Stop signing with a key; its tokens verify until they expire."""
+    """Stop signing with a key; its tokens verify until they expire.  Example: authbus signing-key retire <kid>"""
     command(ctx, "retire_signing_key", kid=kid)
 
 
 @signing_app.command("revoke")
 def signing_revoke(ctx: typer.Context, kid: str, reason: Reason = None) -> None:
-    """Revoke a key: every token it signed is invalid at once."""
+    """Revoke a key: every token it signed is invalid at once.  Example: authbus signing-key revoke <kid> --reason 'key leaked'"""
     command(ctx, "revoke_signing_key", kid=kid, reason=reason)
 
 
 @session_app.command("list")
 def session_list(ctx: typer.Context, user: Annotated[Optional[str], typer.Option(help="User id (default: you).")] = None) -> None:
-    """List a user's sessions."""
+    """List a user's sessions.  Example: authbus session list --user <user_id>"""
     show(ctx, all_pages(ctx, "list_sessions", user_id=user), ("id", "method", "status", "rotations", "created_at", "expires_at"))
 
 
 @session_app.command("revoke")
 def session_revoke(ctx: typer.Context, session_id: str, reason: Reason = None) -> None:
-    """Revoke a session: its refresh token and every access token it issued stop working."""
+    """Revoke a session: its refresh token and every access token it issued stop working.  Example: authbus session revoke <session_id> --reason 'stolen phone'"""
     command(ctx, "revoke_session", session_id=session_id, reason=reason)
 
 
@@ -652,7 +652,7 @@ def challenge_login(
 
 @app.command()
 def logout(ctx: typer.Context, refresh_token: str) -> None:
-    """End the session a refresh token belongs to."""
+    """End the session a refresh token belongs to.  Example: authbus logout rt_…"""
     show(ctx, ask(ctx, lambda c: c.call("logout", {"refresh_token": refresh_token}, token="")))
 
 

@@ -37,3 +37,20 @@ def test_help_and_a_commands_start_import_only_what_they_use():
     starting = imported("import authbus.infra.cli, authbus.infra.client")  # what a command has before it connects
     assert starting & NOT_BEFORE_SENDING == set() and "nats" in starting
     assert len(starting) < 160, sorted(starting)  # top-level packages, the standard library's included (146 now)
+
+
+def test_every_command_shows_an_example_in_its_help():
+    from typer.main import get_command
+
+    from authbus.infra.cli import app
+
+    missing: list[str] = []
+
+    def walk(command, path: list[str]) -> None:
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            walk(sub, [*path, name])
+        if not getattr(command, "commands", None) and "Example" not in (command.help or ""):
+            missing.append(" ".join(path))
+
+    walk(get_command(app), [])
+    assert missing == []
