@@ -36,6 +36,10 @@ class Ctx:
         self.nats_url, self.token, self.prefix, self.as_json = nats_url, token, prefix, as_json
 
 
+# Commands that connect to no authbus through the CLI's options: no context is read for them.
+LOCAL_COMMANDS = frozenset({"context", "dev", "serve", "bootstrap", "bench", "callout"})
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -46,15 +50,26 @@ def main_options(
     token: Annotated[
         Optional[str], typer.Option(envvar="AUTHBUS_TOKEN", help="Bearer credential; default: ./.authbus/root.token if present.")
     ] = None,
-    subject_prefix: Prefix = "auth",
+    subject_prefix: Annotated[
+        Optional[str], typer.Option(envvar="AUTHBUS_SUBJECT_PREFIX", help="Subject prefix; default auth.")
+    ] = None,
+    context: Annotated[
+        Optional[str],
+        typer.Option(envvar="AUTHBUS_CONTEXT", help="A saved connection (authbus context); default: the one in use."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    if nats_url is None:  # the port `authbus dev --nats-port` (or AUTHBUS_NATS_PORT) gave its server
-        nats_url = f"nats://127.0.0.1:{os.environ.get('AUTHBUS_NATS_PORT') or 4222}"
+    saved: dict[str, Any] = {}
+    if ctx.invoked_subcommand not in LOCAL_COMMANDS:  # flags and AUTHBUS_* first, then the context
+        from authbus.infra.cli.contexts import selected
+
+        saved = selected(context)
+    if nats_url is None:  # else the port `authbus dev --nats-port` (or AUTHBUS_NATS_PORT) gave its server
+        nats_url = saved.get("nats_url") or f"nats://127.0.0.1:{os.environ.get('AUTHBUS_NATS_PORT') or 4222}"
     if token is None:
         default = Path(os.environ.get("AUTHBUS_DATA_DIR") or DEFAULT_DATA_DIR) / "root.token"
-        token = default.read_text().strip() if default.exists() else None
-    ctx.obj = Ctx(nats_url, token, subject_prefix, json_output)
+        token = saved.get("token") or (default.read_text().strip() if default.exists() else None)
+    ctx.obj = Ctx(nats_url, token, subject_prefix or saved.get("subject_prefix") or "auth", json_output)
 
 
 def ask(ctx: typer.Context, request: Callable[[AuthbusClient], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
