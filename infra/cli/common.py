@@ -75,13 +75,15 @@ def main_options(
 def ask(ctx: typer.Context, request: Callable[[AuthbusClient], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
     import asyncio
 
-    from authbus.infra.client import AuthbusClient, AuthbusError
+    from authbus.infra.client import AuthbusClient, AuthbusError, CredentialsRefused
 
     options: Ctx = ctx.obj
 
     async def go() -> dict[str, Any]:
         try:
             client = await AuthbusClient.connect(options.nats_url, options.prefix, options.token)
+        except CredentialsRefused as refused:
+            fail(f"{refused}: check --token, AUTHBUS_TOKEN or the context in use", 2)
         except Exception:
             fail(f"cannot reach NATS at {options.nats_url} (is `authbus dev` running?)", 2)
         try:

@@ -85,6 +85,11 @@ class _Refusal:
             self.refused = True
 
 
+class CredentialsRefused(ConnectionError):
+    """NATS answered, and refused the connection's credentials (or wanted some): not the
+    same trouble as no server at all."""
+
+
 async def _connect(url: str, refusal: _Refusal, token: str | None = None) -> Client:
     # With a token (an auth callout server), replies come to the connection's private
     # inbox: no other inbox may be listened to there (docs/wire.md §6.9).
@@ -137,9 +142,17 @@ class AuthbusClient:
         try:
             nc = await _connect(url, refusal)
         except Exception:
-            if not token or not refusal.refused:
+            if not refusal.refused:
                 raise
-            nc = await _connect(url, _Refusal(), token=token)
+            if not token:
+                raise CredentialsRefused(f"NATS at {url} lets clients in only with a credential") from None
+            again = _Refusal()
+            try:
+                nc = await _connect(url, again, token=token)
+            except Exception:
+                if again.refused:
+                    raise CredentialsRefused(f"NATS at {url} refused the credential") from None
+                raise
         try:
             return cls(nc, prefix, token, timeout, **options)
         except BaseException:  # a mistyped option leaves no connection open

@@ -266,8 +266,20 @@ async def test_dev_callout_lets_in_only_authbus_tokens_with_their_subjects_acros
         for wrong in (None, "pat_nope"):
             with pytest.raises(nats.errors.Error, match=r"(?i)authorization violation"):
                 await bus_client(port, wrong)
+        # A tenant admin's CLI: its replies come to its own private inbox, in the clients' account.
+        admin = field(
+            authbus(tmp_path, port, "--json", "user", "create", "--tenant", tenant, "--role", "admin", "ada"), "user_id"
+        )
+        key = field(authbus(tmp_path, port, "--json", "key", "issue", "--user", admin, "--name", "cli"), "token")
+        own = authbus(tmp_path, port, "--token", key, "--json", "user", "list")
+        assert own.returncode == 0 and {u["username"] for u in json.loads(own.stdout)} == {"carol", "ada"}, own.stderr
+        # Refused credentials and no server are told apart.
+        refused = authbus(tmp_path, port, "--token", "pat_nope", "whoami")
+        assert refused.returncode == 2 and "refused" in refused.stderr and "is `authbus dev` running" not in refused.stderr
     finally:
         assert stop_dev(dev) == 0
+    nothing = authbus(tmp_path, port, "--token", "pat_nope", "whoami")  # dev stopped: nothing listens
+    assert nothing.returncode == 2 and "cannot reach NATS" in nothing.stderr
 
     dev = start_dev(tmp_path, port, "--callout")  # same keys, same server config: the PAT still works
     try:
