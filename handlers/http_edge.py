@@ -21,7 +21,6 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -165,8 +164,9 @@ def introspection(backend: Backend, token: str, tenant_id: UUID | None) -> dict[
         "tnd": str(principal.tenant_id),
         "jti": str(credential.id),
     }
-    if credential.expires_at is not None:
-        answer["exp"] = int(datetime.fromisoformat(credential.expires_at.replace("Z", "+00:00")).timestamp())
+    expires = queries.expires_ts(credential)
+    if expires is not None:
+        answer["exp"] = int(expires)
     if credential.scopes is not None:
         answer["scope"] = " ".join(scope_text(scope) for scope in credential.scopes.values())
     if getattr(principal, "username", None):

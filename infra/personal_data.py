@@ -216,6 +216,8 @@ def _opened(key: KeyWrap | None, owner: UUID, name: str, value: Any, opens: bool
         return value
     if key is not None:
         return json.loads(key.unwrap(f"{owner}:{name}", value[SEALED]))
-    if not opens:
-        return {} if name == "metadata" else withheld_username(owner) if name == "username" else WITHHELD
-    return {} if name == "metadata" else erased_username(owner) if name == "username" else ERASED_TEXT
+    if name == "metadata":
+        return {}
+    if name == "username":  # one per user, so a read model built from it keeps them apart
+        return erased_username(owner) if opens else withheld_username(owner)
+    return ERASED_TEXT if opens else WITHHELD

@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from authbus.domain.decisions import usage
+from authbus.infra.application import SYSTEM_ACTOR
 from authbus.infra.follower import wait_until
 from authbus.projections.memos import Bearers
 
 log = logging.getLogger("authbus.uses")
 MAX_BATCH = 500
-SYSTEM_ACTOR = "system"
 
 Perform = Callable[[str, str, Callable[[Any], int]], Awaitable[tuple[int, int]]]
 

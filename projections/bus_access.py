@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -40,7 +39,7 @@ from authbus.domain.scopes import Scope, ScopeKey
 from authbus.projections.inboxes import EVERY_SUBJECT, others_inboxes
 from authbus.projections.jwt_tokens import VerificationKeys
 from authbus.projections.memos import FORGETFUL, Bearers
-from authbus.projections.queries import REDEEMABLE_KINDS, permissions_of, standing, verify
+from authbus.projections.queries import REDEEMABLE_KINDS, expires_ts, permissions_of, standing, verify
 from authbus.projections.read_model import PrincipalView, ReadModel
 
 ENTITY_TYPE = "subject"
@@ -187,7 +186,7 @@ def bus_grant(model: ReadModel, token: str, now: float, keys: VerificationKeys, 
     # Only root acting as itself enters authbus's own account: a root-owned credential with
     # scopes is held to them, in the clients' account, like any other.
     root = "root" in principal.roles and credential.scopes is None
-    return BusGrant(credential, principal, publish, subscribe, root, name, _expires_ts(credential))
+    return BusGrant(credential, principal, publish, subscribe, root, name, expires_ts(credential))
 
 
 def _fingerprint(*parts: object) -> str:
@@ -236,11 +235,3 @@ def still_admitted(model: ReadModel, name: str, now: float) -> bool | None:
         return False
     publish, subscribe = subjects_granted(model, credential.scopes, verdict.principal)
     return _fingerprint(credential.digest, publish, subscribe) == fingerprint
-
-
-def _expires_ts(credential: Any) -> float | None:
-    ts: float | None = getattr(credential, "expires_ts", None)
-    if ts is not None:
-        return ts
-    expires_at = credential.expires_at  # a JWT's, as RFC 3339
-    return None if expires_at is None else datetime.fromisoformat(expires_at).timestamp()

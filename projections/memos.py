@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
+from authbus.domain.credentials import USE_INTERVAL
 from authbus.projections.read_model import CredentialView, PrincipalView
 
 VERIFIED_KEPT = 65_536  # bearer strings remembered, the oldest making room
 VIEWS_KEPT = 65_536  # credentials' and principals' views remembered, the oldest making room
-USE_INTERVAL = 60.0  # seconds: a credential's use is recorded at most this often
 USED_KINDS = frozenset({"pat", "api_key"})
+USE_SECONDS = USE_INTERVAL.total_seconds()  # a use is recorded at most this often
 
 
 class Bearers:
@@ -40,7 +41,7 @@ class Bearers:
         if not self._notes_uses or credential.kind not in USED_KINDS or credential.id in self.uses:
             return
         last = credential.used_ts
-        if last is None or now - last >= USE_INTERVAL:
+        if last is None or now - last >= USE_SECONDS:
             self.uses[credential.id] = (credential.kind, now)
 
     def take_uses(self, limit: int) -> dict[UUID, tuple[str, float]]:

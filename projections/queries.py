@@ -6,6 +6,7 @@ few dictionary lookups, one SHA-256 and a constant-time compare.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -64,6 +65,16 @@ def verify(model: ReadModel, token: str, now: float, keys: VerificationKeys, bea
         return Verdict("unknown")
     bearers.remember(token, credential, credential.digest)
     return _in_use(standing(model, credential, now), bearers, now)
+
+
+def expires_ts(credential: Any) -> float | None:
+    """When a verified credential ends, as a POSIX time: a stored one keeps it, a JWT's is
+    read back from its RFC 3339 ``expires_at``; None: never."""
+    ts: float | None = getattr(credential, "expires_ts", None)
+    if ts is not None:
+        return ts
+    expires_at = credential.expires_at
+    return None if expires_at is None else datetime.fromisoformat(expires_at).timestamp()
 
 
 def _in_use(verdict: Verdict, bearers: Bearers, now: float) -> Verdict:

@@ -6,7 +6,6 @@ options over one shared ``send``; split, the tree would be read in pieces."""
 
 from __future__ import annotations
 
-import base64
 import sys
 import uuid
 from pathlib import Path
@@ -570,10 +569,15 @@ def login(
     _with_password(ctx, "login", username, tenant, password_stdin)
 
 
+def _password(password_stdin: bool, prompt: str) -> str:
+    """From standard input when asked or when it is a pipe (no getpass warning about echo), else a hidden prompt."""
+    piped = password_stdin or not sys.stdin.isatty()
+    return sys.stdin.readline().rstrip("\n") if piped else typer.prompt(prompt, hide_input=True)
+
+
 def _with_password(ctx: typer.Context, endpoint: str, username: str, tenant: str, password_stdin: bool) -> None:
     """Login or register: the password from stdin or a prompt, the pair it gets shown."""
-    piped = password_stdin or not sys.stdin.isatty()  # a pipe: read it, without getpass's warning about echo
-    password = sys.stdin.readline().rstrip("\n") if piped else typer.prompt("password", hide_input=True)
+    password = _password(password_stdin, "password")
     body = {"tenant_id": tenant, "username": username, "password": password, "source": "authbus cli"}
     show(ctx, ask(ctx, lambda c: c.call(endpoint, body, token="")))
 
@@ -603,8 +607,7 @@ def redeem(
     password_stdin: Annotated[bool, typer.Option(help="Read the new password from standard input.")] = False,
 ) -> None:
     """Set a password with a recovery or invitation key (single use).  Example: authbus redeem rec_… --password-stdin"""
-    piped = password_stdin or not sys.stdin.isatty()
-    password = sys.stdin.readline().rstrip("\n") if piped else typer.prompt("new password", hide_input=True)
+    password = _password(password_stdin, "new password")
     show(ctx, ask(ctx, lambda c: c.call("redeem", {"token": key, "password": password}, token="")))
 
 
@@ -632,17 +635,19 @@ def challenge_login(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from authbus.infra.crypto.keys import b64url
+
     try:
         private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as error:
         fail(f"cannot read an Ed25519 private key from {key_file}: {error}", 2)
     if not isinstance(private, Ed25519PrivateKey):
         fail(f"{key_file} holds no Ed25519 key", 2)
-    public = base64.urlsafe_b64encode(private.public_key().public_bytes_raw()).rstrip(b"=").decode()
+    public = b64url(private.public_key().public_bytes_raw())
 
     async def login(client: AuthbusClient) -> dict[str, Any]:
         challenge = await client.challenge(tenant, public)
-        signature = base64.urlsafe_b64encode(private.sign(challenge.encode())).rstrip(b"=").decode()
+        signature = b64url(private.sign(challenge.encode()))
         return await client.call(
             "challenge.answer", {"challenge": challenge, "signature": signature, "source": "authbus cli"}, token=""
         )
