@@ -44,8 +44,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 class HttpRequest:
     method: str
     path: str
-    query: dict[str, str]  # each parameter's first value
-    headers: dict[str, str]  # names in lower case
+    query: dict[str, list[str]]  # each parameter's values, in order
+    headers: dict[str, str]  # names in lower case; a repeated field's lines joined with ", " (RFC 9110 §5.3)
     body: bytes = b""
     origin: str = ""  # http://<Host>, as the client reached this edge
 
@@ -178,8 +178,15 @@ async def forward_auth(backend: Backend, request: HttpRequest) -> HttpResponse:
     """For a gateway: the request's bearer, and what it must hold (``scope`` and
     ``min_role``, as query parameters or ``X-Authbus-Scope`` / ``X-Authbus-Min-Role``
     headers; ``tenant_id`` / ``X-Authbus-Tenant`` for the tenant the request concerns).
-    Nothing wanted: any valid bearer passes."""
-    wanted = {name: request.query.get(name) or request.headers.get(header) for name, header in WANTED.items()}
+    Nothing wanted: any valid bearer passes. A want given twice, differently, is refused:
+    the gateway's and a client's copy cannot be told apart, so neither may win."""
+    wanted: dict[str, str | None] = {}
+    for name, header in WANTED.items():
+        given = {*request.query.get(name, ()), *filter(None, [request.headers.get(header)])}
+        if len(given) > 1:
+            detail = f"{name} is given more than once, differently (as a query parameter or the {header} header)"
+            return problem(400, detail, invalid_params=[{"name": name}])
+        wanted[name] = next(iter(given), None) or None
     scope = parse_scope(wanted["scope"]) if wanted["scope"] else None
     if wanted["scope"] and scope is None:
         return problem(400, "scope is written [domain/]entity_type:operation:entity_id", invalid_params=[{"name": "scope"}])

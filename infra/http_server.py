@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import h11
 
@@ -83,7 +83,10 @@ class HttpEdge:
         request = await _next(conn, reader)
         if not isinstance(request, h11.Request):
             return False
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
+        headers: dict[str, str] = {}
+        for name, value in request.headers:  # a repeated field is one, its lines joined (RFC 9110 §5.3)
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
         if len(request.target) + sum(len(n) + len(v) for n, v in request.headers) > MAX_HEAD:  # h11 bounds only a partial head
             await self._send(conn, writer, problem(431, f"the request line and headers are at most {MAX_HEAD} bytes"))
             return False
@@ -103,7 +106,7 @@ class HttpEdge:
         asked = HttpRequest(
             method=request.method.decode("latin-1"),
             path=target.path,
-            query=dict(reversed(parse_qsl(target.query))),  # a parameter's first value wins
+            query=parse_qs(target.query, keep_blank_values=True),
             headers=headers,
             body=bytes(body),
             origin=f"http://{headers.get('host', f'{self.host}:{self.port}')}",

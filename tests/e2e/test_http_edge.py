@@ -160,6 +160,18 @@ async def test_forward_auth_answers_a_gateway_for_each_outcome(client, edge):
     assert status == 401 and "not_a_bearer_credential" in headers["www-authenticate"]
     status, _, problem = await forward(edge, world.pat_token, "?scope=not-a-scope")
     assert status == 400 and "entity_type:operation:entity_id" in problem
+    # A client's own copy of a want can't be told from the gateway's: two that differ are refused.
+    assert (await forward(edge, world.pat_token, "?scope=doc:read:42", scope="doc:read:42"))[0] == 200
+    for query, extra in (("?scope=doc:update:42", {"scope": "doc:read:42"}), ("?scope=doc:update:42&scope=doc:read:42", {})):
+        status, _, problem = await forward(edge, world.pat_token, query, **extra)
+        assert status == 400 and json.loads(problem)["invalid_params"] == [{"name": "scope"}]
+    # Two Authorization lines are one field, their values joined: no bearer of its own.
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(edge.rsplit(":", 1)[1]))
+    twice = f"Authorization: Bearer {world.pat_token}\r\nAuthorization: Bearer {world.key_token}\r\n"
+    writer.write(f"GET /forward-auth HTTP/1.1\r\nHost: edge\r\n{twice}Connection: close\r\n\r\n".encode())
+    reply = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert reply.startswith(b"HTTP/1.1 401") and b'error="invalid_token"' in reply
     await client.command("revoke_pat", pat_id=world.pat_id)
     status, headers, problem = await forward(edge, world.pat_token, "?scope=doc:read:42")
     assert status == 401 and 'error_description="revoked"' in headers["www-authenticate"]
