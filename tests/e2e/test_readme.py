@@ -1,13 +1,16 @@
-"""The README's command blocks, run as a newcomer would run them (issue 19: docs a
-copy-paste can trust): every line of "Try it", "HTTP" (a gateway in front of a toy service
-included) and "Audit", in order, against one `authbus dev`, each `<placeholder>` filled
-with what an earlier line printed.
+"""The docs' command blocks, run as a newcomer would run them (issue 19: docs a copy-paste
+can trust): every line of the README's "Try it", "HTTP" (a gateway in front of a toy
+service included) and "Audit", then every `authbus` line of docs/operations.md, in order,
+against one `authbus dev`, each `<placeholder>` filled with what an earlier line printed.
 
-`.venv/bin/authbus` lines run with `--json` added, so that what they print can fill the
-placeholders of later lines (what a line's comment names after `→`); every other line (curl, pip, the toy service, Caddy) runs in
-bash exactly as written, in a directory laid out as a clone is (`.venv`, `examples/`,
-`.authbus/` of the running dev). A line's comment that starts with an HTTP status is the
-status it must answer, and every placeholder its comment names must show in its output.
+`authbus` lines run with `--json` added, so that what they print can fill the placeholders
+of later lines (what a line's comment names after `→`); every other line (curl, pip, the toy
+service, Caddy) runs in bash exactly as written, in a directory laid out as a clone is
+(`.venv`, `examples/`, `.authbus/` of the running dev). A line's comment that starts with an
+HTTP status is the status it must answer, and every placeholder its comment names must show
+in its output. operations.md's container lines can't run here (no container engine):
+tests/integration/test_deploy.py holds them against compose.yaml, and
+tests/e2e/test_backup_restore.py runs its pg_dump and pg_restore.
 """
 
 from __future__ import annotations
@@ -28,45 +31,25 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authbus.infra.nats.nats_server import free_port
+from tests.doc_commands import OPERATIONS, README, ROOT, captures, command_lines, fill, split_comment
 from tests.e2e.test_cli_dev import CLI, start_dev, stop_dev
 
-ROOT = Path(__file__).parents[2]
-README = ROOT / "README.md"
 SECTIONS = ("Try it", "HTTP: OIDC discovery, introspection, forward auth", "Audit")
 # The walk-through's fixed ports, each replaced by a free one (tests run side by side).
 FIXED_PORTS = ("8080", "9000")
 
 
-def command_lines(section: str) -> list[str]:
-    """The lines of the plain fenced blocks of one README section, its subsections included."""
-    text = README.read_text()
-    body = text[text.index(f"## {section}\n") :]
-    end = body.find("\n## ", 1)
-    body = body if end < 0 else body[:end]
-    blocks = re.findall(r"^```\n(.*?)^```", body, re.MULTILINE | re.DOTALL)
-    return [line for block in blocks for line in block.splitlines() if line.strip()]
-
-
-def captures(line: str) -> list[str]:
-    """What an authbus line's comment says to keep for later lines: `# → tenant_id`."""
-    named = re.search(r"→ (\w+(?:, \w+)*)", line.partition("  #")[2])
-    return named[1].split(", ") if named else []
-
-
-def fill(text: str, values: dict[str, str]) -> str:
-    for placeholder, value in values.items():
-        text = text.replace(placeholder, value)
-    leftover = re.findall(r"<\w+>", text)
-    assert not leftover, f"{text}: nothing earlier gives {leftover}"
-    return text
-
-
 def run_authbus(line: str, cwd: Path, env: dict[str, str], values: dict[str, str]) -> subprocess.CompletedProcess:
-    command, _, _comment = line.partition("  #")
+    command, _ = split_comment(line)
     command, _, here = command.partition("<<<")
     args = [fill(arg, values) for arg in shlex.split(command)[1:]]
     stdin = shlex.split(here)[0] + "\n" if here else "a long password\n"  # a prompt reads the pipe
     return subprocess.run([*CLI, "--json", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, input=stdin)
+
+
+def answer_of(done: subprocess.CompletedProcess) -> dict:
+    reply = json.loads(done.stdout)
+    return reply.get("result", reply)
 
 
 def wait_listening(port: int, process: subprocess.Popen, log: Path) -> None:
@@ -99,15 +82,14 @@ def clone_layout(where: Path, ports: dict[str, str]) -> None:
     shutil.copytree(ROOT / "examples", where / "examples")
     for path in (where / "examples").rglob("*"):
         if path.is_file():
-            text = path.read_text()
-            for fixed, port in ports.items():
-                text = text.replace(fixed, port)
-            path.write_text(text)
+            path.write_text(fill(path.read_text(), ports))
 
 
-def test_the_readme_command_blocks_run_as_written(tmp_path):
-    lines = [line for section in SECTIONS for line in command_lines(section)]
-    assert len(lines) >= 25 and any(line.startswith("curl ") for line in lines), lines
+def test_the_docs_command_blocks_run_as_written(tmp_path):
+    readme = [line for section in SECTIONS for line in command_lines(README, section)]
+    operations = [line for line in command_lines(OPERATIONS) if line.startswith("authbus ")]
+    assert len(readme) >= 25 and any(line.startswith("curl ") for line in readme), readme
+    assert len(operations) >= 5, operations
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # the "bring your own key" line's key.pem
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     (tmp_path / "key.pem").write_bytes(pem)
@@ -121,11 +103,17 @@ def test_the_readme_command_blocks_run_as_written(tmp_path):
     values = {"<port>": http.split("/")[2].rsplit(":", 1)[1]}
     background: list[subprocess.Popen] = []
     try:
-        for line in lines:
-            if "<api_key>" in line and "<api_key>" not in values:  # the README's stand-in for any unscoped key of the user
-                issued = run_authbus(f".venv/bin/authbus key issue --user {values['<user_id>']} --name readme", tmp_path, env, {})
-                values["<api_key>"] = json.loads(issued.stdout)["result"]["token"]
-            if line.startswith(".venv/bin/authbus "):
+        for line in readme + operations:
+            command, comment = split_comment(line)
+            # The docs' stand-ins for what a reader already has: any unscoped key of the user,
+            # and the tenant's signing key before a rotation.
+            if "<api_key>" in line and "<api_key>" not in values:
+                issued = run_authbus(f"authbus key issue --user {values['<user_id>']} --name readme", tmp_path, env, {})
+                values["<api_key>"] = answer_of(issued)["token"]
+            if "<old_kid>" in line and "<old_kid>" not in values:
+                created = run_authbus(f"authbus signing-key create --tenant {values['<tenant_id>']}", tmp_path, env, {})
+                values["<old_kid>"] = answer_of(created)["kid"]
+            if command.split()[0].endswith("authbus"):
                 done = run_authbus(line, tmp_path, env, values)
                 # Every line succeeds; as-of of a time before any of this answers its documented "no" (1).
                 expected = (0, 1) if " as-of " in line else (0,)
@@ -133,13 +121,9 @@ def test_the_readme_command_blocks_run_as_written(tmp_path):
                     line,
                     done.stderr,
                 )
-                if names := captures(line):
-                    reply = json.loads(done.stdout)
-                    reply = reply.get("result", reply)
-                    values |= {f"<{name}>": reply[name] for name in names}
+                values |= {f"<{name}>": answer_of(done)[name] for name in captures(comment)}
                 continue
-            command, _, comment = line.partition("#")
-            command, comment = fill(command, ports | values).strip(), fill(comment, ports | values).strip()
+            command, comment = fill(command, ports | values), fill(comment, ports | values)
             if command.endswith("&"):  # a server of the walk-through, up until the end
                 log = tmp_path / f"background-{len(background)}.log"
                 with log.open("w") as out:
@@ -152,12 +136,11 @@ def test_the_readme_command_blocks_run_as_written(tmp_path):
                         start_new_session=True,
                     )
                 background.append(started)
-                listens = int(re.findall(r"127\.0\.0\.1:(\d+)", comment)[-1])
-                wait_listening(listens, background[-1], log)
+                wait_listening(int(re.findall(r"127\.0\.0\.1:(\d+)", comment)[-1]), started, log)
                 continue
             done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
             check_shell_output(line, comment, done, values)
-        assert {"<tenant_id>", "<user_id>", "<token>", "<pat_id>", "<access_token>"} <= set(values)
+        assert {"<tenant_id>", "<user_id>", "<token>", "<pat_id>", "<access_token>", "<old_kid>"} <= set(values)
         assert len(background) == 2  # the toy service and the gateway
     finally:
         for process in background:  # bash and what it started: a group of their own

@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import typer.main
 import yaml  # PyYAML, from the `test` extra
 
 from authbus.infra.settings import Settings
+from tests.doc_commands import OPERATIONS, command_lines, split_comment
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "authbus.infra"]
@@ -173,7 +175,7 @@ def invocations(service: dict[str, Any]) -> list[list[str]]:
         found, current = [], []
         for token in [*lexer, ";"]:
             if token and all(c in "();<>|&" for c in token):
-                while current and current[0] in SHELL_PREFIXES:
+                while current and (current[0] in SHELL_PREFIXES or re.match(r"\w+=", current[0])):  # or NAME=value
                     current.pop(0)
                 if current and current[0] == "authbus":
                     found.append(current[1:])
@@ -286,21 +288,27 @@ def test_operations_doc_describes_every_variable() -> None:
 # ---------------------------------------------------------------- (b) commands
 
 
+def assert_real_invocation(where: str, args: list[str]) -> None:
+    words = command_path(args)
+    assert words, f"{where}: `authbus {' '.join(args)}` names no command"
+    for n in range(1, len(words) + 1):  # the command, the words after it its arguments
+        path = words[:n]
+        text = help_text(*path)
+        usage = next(line for line in text.splitlines() if "Usage:" in line)
+        if "COMMAND" not in usage:
+            break
+    assert f" {' '.join(path)} [OPTIONS]" in usage and "COMMAND" not in usage, (
+        f"{where}: `authbus {' '.join(words)}` is not a command"
+    )
+    for option in options(args):
+        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), f"{where}: `authbus {' '.join(path)}` has no {option}"
+
+
 def test_every_authbus_invocation_is_a_real_command_with_real_options() -> None:
     checked = 0
     for name, service in authbus_services().items():
         for args in invocations(service):
-            path = command_path(args)
-            assert path, f"{name}: `authbus {' '.join(args)}` names no command"
-            text = help_text(*path)
-            usage = next(line for line in text.splitlines() if "Usage:" in line)
-            assert f" {' '.join(path)} [OPTIONS]" in usage and "COMMAND" not in usage, (
-                f"{name}: `authbus {' '.join(path)}` is not a command"
-            )
-            for option in options(args):
-                assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), (
-                    f"{name}: `authbus {' '.join(path)}` has no {option}"
-                )
+            assert_real_invocation(name, args)
             checked += 1
     assert checked >= 3, "expected bootstrap and at least two serve instances"
 
@@ -313,6 +321,7 @@ def test_the_image_runs_authbus_serve_by_default() -> None:
 def test_the_invocation_parser_sees_through_shell_wrappers() -> None:
     service = {"entrypoint": ["sh", "-c", "test -s /x || exec authbus bootstrap --token-file /x > /dev/null; authbus serve"]}
     assert invocations(service) == [["bootstrap", "--token-file", "/x"], ["serve"]]
+    assert invocations({"entrypoint": ["sh", "-c", 'T="$(cat /t)" authbus tenant create a']}) == [["tenant", "create", "a"]]
 
 
 # ---------------------------------------------------------------- (c) wiring
@@ -465,3 +474,89 @@ def test_the_healthcheck_pings_the_service_on_the_configured_nats() -> None:
     assert "AUTHBUS_NATS_URL" in test[2] and "$SRV.PING.authbus" in test[2]
     options = next(args for name, args in final_stage() if name == "HEALTHCHECK")
     assert re.search(r"--timeout=\d+s", options)
+
+
+# ---------------------------------------------------------------- (e) the container lines of operations.md
+#
+# They can't run here (no container engine); tests/e2e/test_backup_restore.py runs what
+# they run in the postgres container, and tests/e2e/test_readme.py the plain `authbus` lines.
+
+# `docker compose <verb> …` as far as the shell takes it: to a redirect or the end of a `$( … )`.
+COMPOSE_CALL = re.compile(r"""docker compose ((?:'[^']*'|"[^"]*"|[^<>)'"])*)""")
+VALUED_OPTIONS = {"--entrypoint", "-e", "--env", "-u", "--user", "-w", "--workdir"}
+
+
+@dataclass(frozen=True)
+class ComposeCall:
+    line: str
+    verb: str
+    services: list[str]
+    inner: list[str]  # what exec or run runs in the container
+
+
+def compose_calls() -> list[ComposeCall]:
+    found = []
+    for line in command_lines(OPERATIONS):
+        command, _ = split_comment(line)
+        for text in COMPOSE_CALL.findall(command):
+            verb, *rest = shlex.split(text)
+            entrypoint, named, i = [], [], 0
+            while i < len(rest):
+                if rest[i].startswith("-"):
+                    if rest[i] == "--entrypoint":
+                        entrypoint = [rest[i + 1]]
+                    i += 2 if rest[i] in VALUED_OPTIONS else 1
+                elif verb in ("exec", "run"):
+                    named, inner = [rest[i]], [*entrypoint, *rest[i + 1 :]]
+                    break
+                else:
+                    named.append(rest[i])
+                    i += 1
+            found.append(ComposeCall(line, verb, named, inner if verb in ("exec", "run") else []))
+    return found
+
+
+def test_the_container_lines_of_operations_are_read_as_compose_would() -> None:
+    calls = compose_calls()
+    assert {call.verb for call in calls} == {"up", "exec", "run", "stop", "build", "ps"}
+    (restore,) = [call for call in calls if "pg_restore" in call.inner]
+    assert restore.services == ["postgres"] and restore.inner[:3] == ["pg_restore", "-U", "authbus"]
+    (kek,) = [call for call in calls if call.verb == "run"]
+    assert kek.services == ["kek"] and kek.inner == ["sh", "-c", "umask 077; cat > /secrets/kek"]
+
+
+def test_every_container_line_of_operations_names_real_services_and_mounted_paths() -> None:
+    checked: list[list[str]] = []
+    for call in compose_calls():
+        for name in call.services:
+            assert name in services(), f"{call.line}: no service {name}"
+        if not call.inner:
+            continue
+        service = services()[call.services[0]]
+        mounted = mounts(service)
+        script = " ".join(call.inner)
+        for path in re.findall(r"(?<![\w.])/[\w./-]+", script):
+            under = [target for target in mounted if path == target or path.startswith(target.rstrip("/") + "/")]
+            assert under, f"{call.line}: {path} is on no volume of {call.services[0]}"
+            written = re.search(rf">\s*{re.escape(path)}\b", script)
+            assert not (written and mounted[under[0]][1]), f"{call.line}: {path} is written on a read-only mount"
+        for args in invocations({"entrypoint": call.inner}):
+            assert_real_invocation(call.line, args)
+            checked.append(args)
+        if call.inner[0] in ("pg_dump", "pg_restore"):
+            env = environment(service)
+            assert pg_user_and_database(call.inner[1:]) == (env["POSTGRES_USER"], env["POSTGRES_DB"]), call.line
+    assert checked == [["tenant", "create", "acme-prod"]]
+
+
+def pg_user_and_database(words: list[str]) -> tuple[str | None, str | None]:
+    """``-U user`` and the database (``-d name``, else the last word that is no option) of a pg_dump or pg_restore."""
+    given: dict[str, str] = {}
+    rest: list[str] = []
+    words = iter(words)
+    for word in words:
+        if word in ("-U", "-d"):
+            given[word] = next(words)
+        elif not word.startswith("-"):
+            rest.append(word)
+    return given.get("-U"), given.get("-d") or (rest[-1] if rest else None)
