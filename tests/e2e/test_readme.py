@@ -1,12 +1,14 @@
 """The docs' command blocks, run as a newcomer would run them (issue 19: docs a copy-paste
 can trust): every line of the README's "Try it", "HTTP" (a gateway in front of a toy
-service included) and "Audit", then every `authbus` line of docs/operations.md, in order,
-against one `authbus dev`, each `<placeholder>` filled with what an earlier line printed.
+service included), "NATS itself asks authbus" and "Audit", then every `authbus` line of
+docs/operations.md, in order, against one `authbus dev --callout`, each `<placeholder>`
+filled with what an earlier line printed.
 
 `authbus` lines run with `--json` added, so that what they print can fill the placeholders
-of later lines (what a line's comment names after `→`); every other line (curl, pip, the toy
-service, Caddy) runs in bash exactly as written, in a directory laid out as a clone is
-(`.venv`, `examples/`, `.authbus/` of the running dev). A line's comment that starts with an
+of later lines (what a line's comment names after `→`); `nats pub` lines through nats-py
+(the nats CLI is not on PyPI); every other line (curl, pip, the toy service, Caddy) runs in
+bash exactly as written, in a directory laid out as a clone is (`.venv`, `examples/`,
+`.authbus/` of the running dev). A line's comment that starts with an
 HTTP status is the status it must answer, and every placeholder its comment names must show
 in its output. operations.md's container lines can't run here (no container engine):
 tests/integration/test_deploy.py holds them against compose.yaml, and
@@ -15,6 +17,7 @@ tests/e2e/test_backup_restore.py runs its pg_dump and pg_restore.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -27,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import nats
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -34,7 +38,7 @@ from authbus.infra.nats.nats_server import free_port
 from tests.doc_commands import OPERATIONS, README, ROOT, captures, command_lines, fill, split_comment
 from tests.e2e.test_cli_dev import CLI, start_dev, stop_dev
 
-SECTIONS = ("Try it", "HTTP: OIDC discovery, introspection, forward auth", "Audit")
+SECTIONS = ("Try it", "HTTP: OIDC discovery, introspection, forward auth", "NATS itself asks authbus: the auth callout", "Audit")
 # The walk-through's fixed ports, each replaced by a free one (tests run side by side).
 FIXED_PORTS = ("8080", "9000")
 
@@ -76,6 +80,30 @@ def check_shell_output(line: str, comment: str, done: subprocess.CompletedProces
         assert values[placeholder] in done.stdout, (line, placeholder, done.stdout)
 
 
+async def nats_pub(server: str, subject: str, payload: str) -> list[str]:
+    """`nats pub` through nats-py (the nats CLI is not on PyPI): the errors the server sent."""
+    errors: list[str] = []
+
+    async def noted(error: Exception) -> None:
+        errors.append(str(error))
+
+    nc = await nats.connect(server, error_cb=noted, max_reconnect_attempts=0)
+    try:
+        await nc.publish(subject, payload.encode())
+        await nc.flush(timeout=10)  # a refused publish's -ERR arrives, and is handled, before the flush's PONG
+    finally:
+        await nc.close()
+    return errors
+
+
+def run_nats(line: str, command: str, comment: str) -> None:
+    verb, *rest = shlex.split(command)[1:]
+    assert verb == "pub" and rest[0] == "--server", f"{line}: only `nats pub --server URL SUBJECT PAYLOAD` is run here"
+    errors = asyncio.run(nats_pub(*rest[1:]))
+    refused = any("permissions violation" in error.lower() for error in errors)
+    assert refused == ("permissions violation" in comment), (line, errors)
+
+
 def clone_layout(where: Path, ports: dict[str, str]) -> None:
     """`.venv` and `examples/` where the lines expect them, the fixed ports replaced."""
     (where / ".venv").symlink_to(Path(sys.prefix))
@@ -96,7 +124,8 @@ def test_the_docs_command_blocks_run_as_written(tmp_path):
     ports = {fixed: str(free_port()) for fixed in FIXED_PORTS}
     clone_layout(tmp_path, ports)
     port = free_port()
-    dev = start_dev(tmp_path, port)
+    ports["127.0.0.1:4222"] = f"127.0.0.1:{port}"
+    dev = start_dev(tmp_path, port, "--callout")  # the callout block's server; every other line works on either
     (http,) = [line.split()[1] for line in dev.banner if line.strip().startswith("HTTP")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHBUS_")} | {"AUTHBUS_NATS_PORT": str(port)}
     env |= {"XDG_DATA_HOME": str(tmp_path / "xdg"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}  # Caddy's storage
@@ -137,6 +166,9 @@ def test_the_docs_command_blocks_run_as_written(tmp_path):
                     )
                 background.append(started)
                 wait_listening(int(re.findall(r"127\.0\.0\.1:(\d+)", comment)[-1]), started, log)
+                continue
+            if command.startswith("nats "):
+                run_nats(line, command, comment)
                 continue
             done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
             check_shell_output(line, comment, done, values)
