@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import nats
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authbus.domain import tokens
@@ -181,3 +184,18 @@ def root_actor(root: dict) -> Actor:
         credential_kind="api_key",
         scopes=None,
     )
+
+
+async def health_once_up(nats_url: str, prefix: str, process: subprocess.Popen, seconds: float = 60) -> dict:
+    """``auth.v1.health``'s answer from a ``serve`` started in ``process``, as soon as one answers."""
+    nc = await nats.connect(nats_url)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return json.loads((await nc.request(f"{prefix}.v1.health", b"", timeout=1)).data)
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                assert time.monotonic() < deadline and process.poll() is None, "serve did not come up"
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()

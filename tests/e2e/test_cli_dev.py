@@ -30,6 +30,7 @@ from authbus.infra.crypto.kek import KEKError
 from authbus.infra.nats.nats_server import NatsServer, free_port, port_open
 from authbus.infra.settings import Settings
 from tests.conftest import BACKENDS
+from tests.helpers import health_once_up
 
 CLI = [sys.executable, "-m", "authbus.infra"]
 
@@ -399,19 +400,7 @@ async def test_serve_keeps_its_store_and_snapshot_under_data_dir(tmp_path, nats_
         stderr=subprocess.DEVNULL,
     )
     try:
-        nc = await nats.connect(nats_server.url)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    reply = await nc.request(f"{prefix}.v1.health", b"", timeout=1)
-                    break
-                except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                    assert time.monotonic() < deadline and process.poll() is None, "serve did not come up"
-                    await asyncio.sleep(0.1)
-            assert json.loads(reply.data)["status"] == "ok"
-        finally:
-            await nc.close()
+        assert (await health_once_up(nats_server.url, prefix, process))["status"] == "ok"
         assert (data_dir / "events.db").exists() and not (tmp_path / ".authbus").exists()
     finally:
         process.send_signal(signal.SIGTERM)

@@ -13,14 +13,19 @@ HTTP status is the status it must answer, and every placeholder its comment name
 in its output. operations.md's container lines can't run here (no container engine):
 tests/integration/test_deploy.py holds them against compose.yaml, and
 tests/e2e/test_backup_restore.py runs its pg_dump and pg_restore.
+
+"Running in production" runs in a test of its own, against PostgreSQL. The "Performance"
+lines are tests/e2e/test_bench.py's, with fewer requests: `bench --quick` takes minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -34,9 +39,11 @@ import nats
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from authbus.infra.client import AuthbusClient
 from authbus.infra.nats.nats_server import free_port
 from tests.doc_commands import OPERATIONS, README, ROOT, captures, command_lines, fill, split_comment
 from tests.e2e.test_cli_dev import CLI, start_dev, stop_dev
+from tests.helpers import health_once_up
 
 SECTIONS = ("Try it", "HTTP: OIDC discovery, introspection, forward auth", "NATS itself asks authbus: the auth callout", "Audit")
 # The walk-through's fixed ports, each replaced by a free one (tests run side by side).
@@ -179,3 +186,39 @@ def test_the_docs_command_blocks_run_as_written(tmp_path):
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
         assert stop_dev(dev) == 0
+
+
+async def test_the_production_lines_run_against_postgresql_and_nats(databases, nats_server, tmp_path):
+    """ "Running in production": a KEK exported, bootstrap printing root's token once, serve
+    answering, with the README's database and NATS URLs pointed at the test's. The subject
+    prefix is a variable of the test's own, so that this serve answers only it."""
+    stand_ins = {
+        "<64 hex chars>": secrets.token_hex(32),
+        "postgresql://authbus:…@db/authbus": databases.new("postgres"),
+        "nats://nats:4222": nats_server.url,
+    }
+    prefix = f"prod{secrets.token_hex(3)}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHBUS_")} | {"AUTHBUS_SUBJECT_PREFIX": prefix}
+    lines = command_lines(README, "Running in production")
+    assert [line.split()[:2] for line in lines] == [["export", "AUTHBUS_KEK=<64"], ["authbus", "bootstrap"], ["authbus", "serve"]]
+    export, bootstrap, serve = (shlex.split(fill(split_comment(line)[0], stand_ins)) for line in lines)
+    env |= dict([export[1].split("=", 1)])
+    run = functools.partial(
+        subprocess.run, [*CLI, *bootstrap[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    done = await asyncio.to_thread(run)
+    assert done.returncode == 0, done.stderr
+    root_token = done.stdout.strip()
+    again = await asyncio.to_thread(run)
+    assert again.returncode != 0 and root_token not in again.stdout + again.stderr  # "prints root's token once"
+    process = subprocess.Popen([*CLI, *serve[1:]], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+    try:
+        assert (await health_once_up(nats_server.url, prefix, process))["status"] == "ok"
+        client = await AuthbusClient.connect(nats_server.url, prefix=prefix, token=root_token)
+        try:
+            assert (await client.verify(root_token)).valid
+        finally:
+            await client.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
