@@ -83,32 +83,50 @@ def check_shell_output(line: str, comment: str, done: subprocess.CompletedProces
     elif line.startswith("curl "):
         answer = json.loads(done.stdout)  # a JSON answer, not a problem
         assert "title" not in answer, (line, answer)
+    shows_what_it_says(line, comment, done, values)
+
+
+def shows_what_it_says(line: str, comment: str, done: subprocess.CompletedProcess, values: dict[str, str]) -> None:
     for placeholder in re.findall(r"<\w+>", comment):
         assert values[placeholder] in done.stdout, (line, placeholder, done.stdout)
 
 
-async def nats_pub(server: str, subject: str, payload: str) -> list[str]:
-    """`nats pub` through nats-py (the nats CLI is not on PyPI): the errors the server sent."""
-    errors: list[str] = []
+async def nats_pub(server: str, subject: str, payload: str, watcher_url: str) -> str:
+    """`nats pub` through nats-py (the nats CLI is not on PyPI), a watcher (a client of the
+    same account) subscribed to the subject: "delivered" once the watcher has the message, "refused" once the server says
+    permissions violation, whichever comes first (the -ERR may come after a flush's PONG)."""
+    delivered, refused = asyncio.Event(), asyncio.Event()
+
+    async def arrived(_msg: object) -> None:
+        delivered.set()
 
     async def noted(error: Exception) -> None:
-        errors.append(str(error))
+        if "permissions violation" in str(error).lower():
+            refused.set()
 
-    nc = await nats.connect(server, error_cb=noted, max_reconnect_attempts=0)
+    watcher = await nats.connect(watcher_url)
     try:
-        await nc.publish(subject, payload.encode())
-        await nc.flush(timeout=10)  # a refused publish's -ERR arrives, and is handled, before the flush's PONG
+        await watcher.subscribe(subject, cb=arrived)
+        await watcher.flush()
+        nc = await nats.connect(server, error_cb=noted, max_reconnect_attempts=0)
+        try:
+            await nc.publish(subject, payload.encode())
+            outcomes = {asyncio.ensure_future(delivered.wait()): "delivered", asyncio.ensure_future(refused.wait()): "refused"}
+            done, pending = await asyncio.wait(outcomes, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in pending:
+                waiting.cancel()
+            return " and ".join(sorted(outcomes[task] for task in done)) or "neither in 10 s"
+        finally:
+            await nc.close()
     finally:
-        await nc.close()
-    return errors
+        await watcher.close()
 
 
-def run_nats(line: str, command: str, comment: str) -> None:
+def run_nats(line: str, command: str, comment: str, watcher_url: str) -> None:
     verb, *rest = shlex.split(command)[1:]
     assert verb == "pub" and rest[0] == "--server", f"{line}: only `nats pub --server URL SUBJECT PAYLOAD` is run here"
-    errors = asyncio.run(nats_pub(*rest[1:]))
-    refused = any("permissions violation" in error.lower() for error in errors)
-    assert refused == ("permissions violation" in comment), (line, errors)
+    outcome = asyncio.run(nats_pub(*rest[1:], watcher_url))
+    assert outcome == ("refused" if "permissions violation" in comment else "delivered"), (line, outcome)
 
 
 def clone_layout(where: Path, ports: dict[str, str]) -> None:
@@ -157,6 +175,7 @@ def test_the_docs_command_blocks_run_as_written(tmp_path):
                     line,
                     done.stderr,
                 )
+                shows_what_it_says(line, comment, done, values)
                 values |= {f"<{name}>": answer_of(done)[name] for name in captures(comment)}
                 continue
             command, comment = fill(command, ports | values), fill(comment, ports | values)
@@ -175,7 +194,13 @@ def test_the_docs_command_blocks_run_as_written(tmp_path):
                 wait_listening(int(re.findall(r"127\.0\.0\.1:(\d+)", comment)[-1]), started, log)
                 continue
             if command.startswith("nats "):
-                run_nats(line, command, comment)
+                if "<watcher>" not in values:  # a client of the tenant that may hear every subject: an admin's key
+                    admin = run_authbus(
+                        f"authbus user create --tenant {values['<tenant_id>']} --role admin watcher", tmp_path, env, {}
+                    )
+                    key = run_authbus(f"authbus key issue --user {answer_of(admin)['user_id']} --name watcher", tmp_path, env, {})
+                    values["<watcher>"] = f"nats://{answer_of(key)['token']}@127.0.0.1:{port}"
+                run_nats(line, command, comment, values["<watcher>"])
                 continue
             done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
             check_shell_output(line, comment, done, values)
