@@ -7,6 +7,7 @@ answer as soon as an event touches what it vouched for:
 - the credential itself;
 - its owner;
 - anything tenant-wide in its tenant: the tenant, sessions, signing keys.
+A recorded use of a PAT or key (PATUsed, KeyUsed) changes no answer and evicts nothing.
 
 Without the feed it trusts nothing: answers are kept only while this connection is up,
 and the whole cache is dropped after a reconnect, because events may have gone by
@@ -38,12 +39,15 @@ from authbus.infra.nats.sync import sync_with_server
 # the whole tenant; uniqueness claims, command records and checkpoints change no answer.
 BY_ID = frozenset({"pat", "key", "user"})
 HARMLESS = frozenset({"claim", "command", "checkpoint", "login"})  # login: failed logins of unknown usernames
+# A recorded use (at most one a minute per credential in use) changes no verify answer.
+USES = frozenset({"PATUsed", "KeyUsed"})
 
 
 class FeedEvent(msgspec.Struct):
     aggregate: str
     aggregate_id: str
     tenant_id: str
+    type: str = ""
 
 
 class _Entry(msgspec.Struct):
@@ -135,7 +139,7 @@ class CachedVerifier:
         except msgspec.DecodeError:  # not ours to judge: drop everything rather than guess
             self.clear()
             return
-        if event.aggregate in HARMLESS:
+        if event.aggregate in HARMLESS or event.type in USES:
             return
         key = event.aggregate_id if event.aggregate in BY_ID else f"tenant:{event.tenant_id}"
         for token in list(self._by_key.get(key, ())):

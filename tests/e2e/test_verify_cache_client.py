@@ -4,9 +4,13 @@ moment the event feed says something they vouched for changed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import uuid
 
+from authbus.infra.client import AuthbusClient
 from authbus.infra.client.verify_cache import CachedVerifier
-from tests.helpers import make_tenant
+from tests.conftest import start_instance
+from tests.helpers import eventually, make_tenant
 
 
 async def until_invalid(verifier: CachedVerifier, token: str, seconds: float = 10.0):
@@ -66,3 +70,27 @@ async def test_nothing_is_trusted_after_a_reconnect(client, instance):
         assert (verifier.hits, verifier.misses) == (1, 2)
     finally:
         await verifier.close()
+
+
+async def test_a_recorded_use_evicts_nothing(fresh_store, nats_server):
+    """PATUsed and KeyUsed change no answer: a cached PAT stays cached while its uses are
+    recorded. The feed is in order, so once a revocation after them has evicted its answer,
+    the verifier has heard the uses too."""
+    backend, settings = fresh_store
+    instance = await start_instance(dataclasses.replace(settings(f"cacheuse{backend}"), use_interval=0.05), backend)
+    client = await AuthbusClient.connect(nats_server.url, instance.prefix, instance.root_token)
+    verifier = await CachedVerifier.start(client, ttl=3600)
+    try:
+        world = await make_tenant(client, "cache")
+        for token in (world.pat_token, world.key_token):
+            assert (await verifier.verify(token)).valid
+        assert await eventually(lambda: instance.node.model.credentials[uuid.UUID(world.pat_id)].used_ts is not None, 10.0)
+        await client.command("revoke_key", key_id=world.key_id)
+        assert (await until_invalid(verifier, world.key_token)).reason == "revoked"
+        hits = verifier.hits
+        assert (await verifier.verify(world.pat_token)).valid and verifier.hits == hits + 1
+        assert verifier.evictions == 1  # the key's answer, not the PAT's
+    finally:
+        await verifier.close()
+        await client.close()
+        await instance.node.stop()

@@ -85,7 +85,9 @@ async def test_a_commit_that_wakes_no_follower_is_folded_within_the_bound(nats_s
         for _ in range(3):
             position = await asyncio.to_thread(append_for, writer, 0)
             assert await eventually(lambda p=position: instance.node.model.position >= p, FOLDED_WITHIN, every=0.01)
-        assert instance.node._follower.missed_wakeups >= 3
+        # Every one of them was found by a look at the head; a look that finds a read of the
+        # log still under way (a slow machine) lets that read bring the event, uncounted.
+        assert instance.node._follower.missed_wakeups >= 1
     finally:
         writer.close()
         await instance.node.stop()
