@@ -16,9 +16,23 @@ from authbus.infra.bootstrap import open_application
 from authbus.infra.client import AuthbusClient, AuthbusError
 from authbus.infra.nats.nats_server import free_port
 from authbus.infra.settings import Settings
+from tests.conftest import BACKENDS, make_settings, start_instance
 from tests.helpers import grant_scopes, make_org, store_position
 
 CLI = [sys.executable, "-m", "authbus.infra"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+async def instance(request, nats_server, databases, tmp_path_factory):
+    """This module's own store: the audit tools read the whole log, which in the session's
+    store holds every other test's events as well (and took seconds a scan)."""
+    backend = request.param
+    data_dir = tmp_path_factory.mktemp(f"audit-{backend}")
+    settings = make_settings(nats_server, databases.new(backend), f"audit{backend}", data_dir, secrets.token_hex(32))
+    inst = await start_instance(settings, backend)
+    yield inst
+    await inst.node.stop()
+
 FORBIDDEN = ("secret_hash", "password_hash", "sealed_private", "refresh_hash", "$argon2")
 SCOPE_A = {"domain": "docs", "entity_type": "doc", "operation": "read", "entity_id": "*"}
 SCOPE_B = {"domain": "docs", "entity_type": "doc", "operation": "update", "entity_id": "42"}
