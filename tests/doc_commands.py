@@ -12,22 +12,30 @@ README = ROOT / "README.md"
 OPERATIONS = ROOT / "docs" / "operations.md"
 
 
-def command_lines(doc: Path, section: str | None = None) -> list[str]:
-    """The lines of the plain fenced blocks of ``doc`` (a language-tagged block is code or
-    configuration, not commands), or of one ``## section`` of it, its subsections included."""
+def blocks(doc: Path, section: str | None = None, language: str = "") -> list[str]:
+    """The fenced blocks of ``doc`` in ``language`` ("" for a plain one), or of one
+    ``## section`` of it, its subsections included."""
     body = doc.read_text()
     if section is not None:
         body = body[body.index(f"## {section}\n") :]
         end = body.find("\n## ", 1)
         body = body if end < 0 else body[:end]
-    lines: list[str] = []
-    fence: str | None = None  # the open block's language, "" for a plain one
+    found: list[tuple[str, list[str]]] = []  # each block's language and lines
+    open_block = False
     for line in body.splitlines():
         if line.startswith("```"):
-            fence = line[3:].strip() if fence is None else None
-        elif fence == "" and line.strip():
-            lines.append(line)
-    return lines
+            open_block = not open_block
+            if open_block:
+                found.append((line[3:].strip(), []))
+        elif open_block:
+            found[-1][1].append(line)
+    return ["\n".join(lines) + "\n" for tag, lines in found if tag == language]
+
+
+def command_lines(doc: Path, section: str | None = None) -> list[str]:
+    """The lines of the plain fenced blocks (a language-tagged block is code or
+    configuration, not commands)."""
+    return [line for block in blocks(doc, section) for line in block.splitlines() if line.strip()]
 
 
 def split_comment(line: str) -> tuple[str, str]:

@@ -1,8 +1,9 @@
 """The toy service behind the gateway (README, "Put a gateway in front of a service").
 
-It trusts the gateway: whoever reaches it has been let through by authbus's forward auth,
-and the X-Authbus-* headers say who that is. It listens on loopback only, so nothing but
-the gateway on this machine can reach it.
+It believes the gateway: whoever reaches it has been let through by authbus's forward
+auth, and the X-Authbus-* headers say who that is. So a real service must be reachable only
+through its gateway. This toy listens on loopback, where anything on the machine could
+reach it directly and claim any principal.
 
     python examples/gateway/hello.py [port]   # default 9000
 """

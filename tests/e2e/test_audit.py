@@ -33,6 +33,7 @@ async def instance(request, nats_server, databases, tmp_path_factory):
     yield inst
     await inst.node.stop()
 
+
 FORBIDDEN = ("secret_hash", "password_hash", "sealed_private", "refresh_hash", "$argon2")
 SCOPE_A = {"domain": "docs", "entity_type": "doc", "operation": "read", "entity_id": "*"}
 SCOPE_B = {"domain": "docs", "entity_type": "doc", "operation": "update", "entity_id": "42"}

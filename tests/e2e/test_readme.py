@@ -8,9 +8,9 @@ filled with what an earlier line printed.
 of later lines (what a line's comment names after `→`); `nats pub` lines through nats-py
 (the nats CLI is not on PyPI); every other line (curl, pip, the toy service, Caddy) runs in
 bash exactly as written, in a directory laid out as a clone is (`.venv`, `examples/`,
-`.authbus/` of the running dev). A line's comment that starts with an
-HTTP status is the status it must answer, and every placeholder its comment names must show
-in its output. operations.md's container lines can't run here (no container engine):
+`.authbus/` of the running dev); the HTTP section's Python runs as a script. A line's
+comment that starts with an HTTP status is the status it must answer, and every
+placeholder its comment names must show in its output. operations.md's container lines can't run here (no container engine):
 tests/integration/test_deploy.py holds them against compose.yaml, and
 tests/e2e/test_backup_restore.py runs its pg_dump and pg_restore.
 
@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authbus.infra.client import AuthbusClient
 from authbus.infra.nats.nats_server import free_port
-from tests.doc_commands import OPERATIONS, README, ROOT, captures, command_lines, fill, split_comment
+from tests.doc_commands import OPERATIONS, README, ROOT, blocks, captures, command_lines, fill, split_comment
 from tests.e2e.test_cli_dev import CLI, start_dev, stop_dev
 from tests.helpers import health_once_up
 
@@ -138,8 +138,22 @@ def clone_layout(where: Path, ports: dict[str, str]) -> None:
             path.write_text(fill(path.read_text(), ports))
 
 
+class PythonBlock(str):
+    """A README block of Python, run as a script; a block with `await` in it is a fragment."""
+
+
+def run_python(block: PythonBlock, values: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-c", fill(block, values)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (block, done.stderr)
+    assert values["<tenant_id>"] in done.stdout, (block, done.stdout)  # what it read from a token of the tenant
+
+
 def test_the_docs_command_blocks_run_as_written(tmp_path):
-    readme = [line for section in SECTIONS for line in command_lines(README, section)]
+    readme: list[str] = []
+    for section in SECTIONS:
+        readme += command_lines(README, section)
+        readme += [PythonBlock(code) for code in blocks(README, section, "python") if "await " not in code]
+    assert sum(isinstance(step, PythonBlock) for step in readme) == 1
     operations = [line for line in command_lines(OPERATIONS) if line.startswith("authbus ")]
     assert len(readme) >= 25 and any(line.startswith("curl ") for line in readme), readme
     assert len(operations) >= 5, operations
@@ -158,6 +172,9 @@ def test_the_docs_command_blocks_run_as_written(tmp_path):
     background: list[subprocess.Popen] = []
     try:
         for line in readme + operations:
+            if isinstance(line, PythonBlock):
+                run_python(line, values)
+                continue
             command, comment = split_comment(line)
             # The docs' stand-ins for what a reader already has: any unscoped key of the user,
             # and the tenant's signing key before a rotation.
