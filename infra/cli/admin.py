@@ -496,14 +496,18 @@ def all_pages(ctx: typer.Context, name: str, /, **fields: Any) -> list[dict[str,
     return ask(ctx, pages)["items"]
 
 
-@user_app.command("add-public-key")
+# base64url may begin with "-": read such a key as the argument it is, not as an unknown option.
+KEY_ARGUMENT = {"ignore_unknown_options": True}
+
+
+@user_app.command("add-public-key", context_settings=KEY_ARGUMENT)
 def user_add_public_key(ctx: typer.Context, user_id: str, public_key: str) -> None:
     """Register an Ed25519 public key for challenge login: base64url of its 32 bytes, multibase (b…, z…) or did:key.
     Example: authbus user add-public-key <user_id> did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"""
     command(ctx, "register_public_key", user_id=user_id, public_key=public_key)
 
 
-@user_app.command("remove-public-key")
+@user_app.command("remove-public-key", context_settings=KEY_ARGUMENT)
 def user_remove_public_key(ctx: typer.Context, user_id: str, public_key: str) -> None:
     """Remove a registered public key.  Example: authbus user remove-public-key <user_id> <public_key>"""
     command(ctx, "remove_public_key", user_id=user_id, public_key=public_key)

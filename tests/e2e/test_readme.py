@@ -92,9 +92,10 @@ def shows_what_it_says(line: str, comment: str, done: subprocess.CompletedProces
 
 
 async def nats_pub(server: str, subject: str, payload: str, watcher_url: str) -> str:
-    """`nats pub` through nats-py (the nats CLI is not on PyPI), a watcher (a client of the
-    same account) subscribed to the subject: "delivered" once the watcher has the message, "refused" once the server says
-    permissions violation, whichever comes first (the -ERR may come after a flush's PONG)."""
+    """`nats pub` through nats-py (the nats CLI is not on PyPI), with a watcher (a client of
+    the same account) subscribed to the subject: "delivered" once the watcher has the
+    message, "refused" once the server says permissions violation, whichever comes first
+    (the -ERR may come after a flush's PONG, so a flush proves nothing)."""
     delivered, refused = asyncio.Event(), asyncio.Event()
 
     async def arrived(_msg: object) -> None:
