@@ -16,6 +16,8 @@ tests/e2e/test_backup_restore.py runs its pg_dump and pg_restore.
 
 "Running in production" runs in a test of its own, against PostgreSQL. The "Performance"
 lines are tests/e2e/test_bench.py's, with fewer requests: `bench --quick` takes minutes.
+Of the Quickstart, `.ci/run` runs the second line, and tests/e2e/test_cli_dev.py the
+first's `authbus dev`.
 """
 
 from __future__ import annotations
