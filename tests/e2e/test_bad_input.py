@@ -1119,10 +1119,15 @@ def decoding_refusal(case: Case) -> InvalidRequest | None:
 # The schema half: refused by decoding alone, before a bearer is read or the store is asked.
 # These run through NATS on one backend: the store never sees them, and the unit tier
 # (tests/unit/test_request_decoding.py) decodes every one of them again.
-SCHEMA_CASES = [
-    p for p in CASES if p.values[0].code == "invalid_request" and not p.values[0].steps and decoding_refusal(p.values[0])
-]
-STORE_CASES = [p for p in CASES if p not in SCHEMA_CASES]
+def _schema_and_store(cases: list) -> tuple[list, list]:
+    halves: tuple[list, list] = ([], [])
+    for p in cases:
+        schema = p.values[0].code == "invalid_request" and not p.values[0].steps and decoding_refusal(p.values[0])
+        halves[0 if schema else 1].append(p)
+    return halves
+
+
+SCHEMA_CASES, STORE_CASES = _schema_and_store(CASES)
 
 # ---------------------------------------------------------------------------------------
 # Sending, and what no reply may contain.
