@@ -24,8 +24,10 @@ app = typer.Typer(
     help="authbus: event-sourced authentication and authorization on NATS.",
 )
 
-out = LazyConsole()
-err = LazyConsole(stderr=True)
+# A line is never folded at the terminal's width (80 when piped): a URL or a command
+# printed to be copied stays whole. Tables still fit the width.
+out = LazyConsole(soft_wrap=True)
+err = LazyConsole(stderr=True, soft_wrap=True)
 log = logging.getLogger("authbus.cli")
 
 Prefix = Annotated[str, typer.Option(envvar="AUTHBUS_SUBJECT_PREFIX", help="Subject prefix.")]

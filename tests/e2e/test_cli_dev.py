@@ -142,6 +142,7 @@ def test_dev_bootstraps_serves_the_cli_stops_cleanly_and_resumes(tmp_path):
         assert found.returncode == 0, found.stderr
         # The HTTP edge is on, at the URL the banner prints, and is the tokens' issuer (OIDC discovery).
         (http,) = [line.split()[1] for line in dev.banner if line.strip().startswith("HTTP")]
+        assert any(line.rstrip().endswith("forward auth: docs/wire.md §11)") for line in dev.banner)  # piped, not folded
         with urllib.request.urlopen(http, timeout=10) as reply:
             discovered = json.load(reply)
         issuer = discovered["issuer"]
