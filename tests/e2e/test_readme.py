@@ -234,8 +234,8 @@ def test_the_docs_command_blocks_run_as_written(tmp_path):
 
 
 async def test_the_production_lines_run_against_postgresql_and_nats(databases, nats_server, tmp_path):
-    """ "Running in production": a KEK exported, bootstrap printing root's token once, serve
-    answering, with the README's database and NATS URLs pointed at the test's. The subject
+    """The README's "Running in production": a KEK exported, bootstrap printing root's token
+    once, serve answering, with the README's database and NATS URLs pointed at the test's. The subject
     prefix is a variable of the test's own, so that this serve answers only it."""
     stand_ins = {
         "<64 hex chars>": secrets.token_hex(32),

@@ -500,7 +500,10 @@ def compose_calls() -> list[ComposeCall]:
         command, _ = split_comment(line)
         for text in COMPOSE_CALL.findall(command):
             verb, *rest = shlex.split(text)
-            entrypoint, named, i = [], [], 0
+            entrypoint: list[str] = []
+            named: list[str] = []
+            inner: list[str] = []
+            i = 0
             while i < len(rest):
                 if rest[i].startswith("-"):
                     if rest[i] == "--entrypoint":
@@ -512,7 +515,7 @@ def compose_calls() -> list[ComposeCall]:
                 else:
                     named.append(rest[i])
                     i += 1
-            found.append(ComposeCall(line, verb, named, inner if verb in ("exec", "run") else []))
+            found.append(ComposeCall(line, verb, named, inner))
     return found
 
 
