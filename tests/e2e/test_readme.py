@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import nats
@@ -226,6 +227,12 @@ def test_the_docs_command_blocks_run_as_written(tmp_path):
             check_shell_output(line, comment, done, values)
         assert {"<tenant_id>", "<user_id>", "<token>", "<pat_id>", "<access_token>", "<old_kid>"} <= set(values)
         assert len(background) == 2  # the toy service and the gateway
+        # Through the gateway, a client's own X-Authbus-* headers are replaced by authbus's answer.
+        forged = {"Authorization": f"Bearer {values['<token>']}", "X-Authbus-Principal": "forged", "X-Authbus-Roles": "root"}
+        request = urllib.request.Request(f"http://127.0.0.1:{ports['8080']}/docs/42", headers=forged)
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            hello = json.load(reply)
+        assert (hello["hello"], hello["roles"]) == (values["<user_id>"], "admin")  # carol, the last user made
     finally:
         for process in background:  # bash and what it started: a group of their own
             os.killpg(process.pid, signal.SIGTERM)
