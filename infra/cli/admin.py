@@ -236,8 +236,8 @@ def user_update(
     command_id: CommandId = None,
 ) -> None:
     """Rename a user or change its profile; what is not given stays.  Example: authbus user update <id> --display-name "Ada Lovelace" --email ada@example.com"""
-    fields = {"username": username, "display_name": display_name, "email": email, "metadata": _metadata(meta)}
-    command(ctx, "update_user", user_id=user_id, **{k: v for k, v in fields.items() if v is not None}, command_id=command_id)
+    profile = {"username": username, "display_name": display_name, "email": email, "metadata": _metadata(meta)}
+    command(ctx, "update_user", user_id=user_id, **profile, command_id=command_id)  # what is None is not sent
 
 
 @user_app.command("delete")

@@ -311,19 +311,21 @@ class AuthbusClient:
     async def login(
         self, tenant_id: str, username: str, password: str, *, source: str | None = None, min_position: int | None = None
     ) -> Tokens:
-        body = {"tenant_id": tenant_id, "username": username, "password": password}
-        if source is not None:
-            body["source"] = source
-        return msgspec.convert(await self._read("login", body, min_position), Tokens)
+        return await self._with_password("login", tenant_id, username, password, source, min_position)
 
     async def register(
         self, tenant_id: str, username: str, password: str, *, source: str | None = None, min_position: int | None = None
     ) -> Tokens:
         """Open registration, where the tenant's policy allows it: a new user, logged in."""
+        return await self._with_password("register", tenant_id, username, password, source, min_position)
+
+    async def _with_password(
+        self, subject: str, tenant_id: str, username: str, password: str, source: str | None, min_position: int | None
+    ) -> Tokens:
         body = {"tenant_id": tenant_id, "username": username, "password": password}
         if source is not None:
             body["source"] = source
-        return msgspec.convert(await self._read("register", body, min_position), Tokens)
+        return msgspec.convert(await self._read(subject, body, min_position), Tokens)
 
     async def refresh(self, refresh_token: str, *, source: str | None = None, min_position: int | None = None) -> Tokens:
         """Rotates the pair: ``refresh_token`` is spent, sending it again revokes the session."""
