@@ -102,15 +102,20 @@ def claim_name(uow: UnitOfWork, claim_id: UUID, namespace: str, name: str, owner
     uow.add(claim)
 
 
+def release_claim(uow: UnitOfWork, claim_id: UUID, field: str) -> None:
+    """A unique name given up: free for others from then on."""
+    claim = uow.get(NameClaim, claim_id, field)
+    claim.release(**uow.meta)
+    uow.add(claim)
+
+
 def move_claim(uow: UnitOfWork, old: UUID, new: UUID, namespace: str, name: str, owner_id: UUID, fields: tuple[str, str]) -> None:
     """A rename's unique name: the old claim released (free for others from then on) and the
     new one taken, unless both are one claim (another spelling of the same name).  ``fields``:
     where the owner and the new name are in the request."""
     if new == old:
         return
-    released = uow.get(NameClaim, old, fields[0])
-    released.release(**uow.meta)
-    uow.add(released)
+    release_claim(uow, old, fields[0])
     claim_name(uow, new, namespace, name, owner_id, fields[1])
 
 

@@ -20,10 +20,9 @@ from authbus.domain.commands import (
     UpdateUser,
 )
 from authbus.domain.credentials import Key
-from authbus.domain.decisions.access import active_tenant, claim_name, move_claim, resolve_role, visible_user
+from authbus.domain.decisions.access import active_tenant, claim_name, move_claim, release_claim, resolve_role, visible_user
 from authbus.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from authbus.domain.policy import Actor
-from authbus.domain.registry import NameClaim
 from authbus.domain.role import BUILTIN_ROLES
 from authbus.domain.unit_of_work import UnitOfWork
 from authbus.domain.user import User, public_key_claim_id, username_claim_id
@@ -87,9 +86,7 @@ def delete_user(command: DeleteUser, actor: Actor, uow: UnitOfWork) -> dict[str,
     claims = [username_claim_id(user.tenant_id, user.username)]
     claims += [public_key_claim_id(user.tenant_id, key) for key in user.public_keys]
     for claim_id in claims:
-        claim = uow.get(NameClaim, claim_id, "user_id")
-        claim.release(**uow.meta)
-        uow.add(claim)
+        release_claim(uow, claim_id, "user_id")
     user.delete(reason=command.reason, **uow.meta)
     uow.add(user)
     return {}
@@ -186,9 +183,8 @@ def remove_public_key(command: RemovePublicKey, actor: Actor, uow: UnitOfWork) -
     public_key = public_keys.canonical(command.public_key)
     user = _keyholder(command, actor, uow)
     user.remove_public_key(public_key=public_key, **uow.meta)
-    claim = uow.get(NameClaim, public_key_claim_id(user.tenant_id, public_key), "public_key")
-    claim.release(**uow.meta)
-    uow.add(user, claim)
+    uow.add(user)
+    release_claim(uow, public_key_claim_id(user.tenant_id, public_key), "public_key")
     return {}
 
 

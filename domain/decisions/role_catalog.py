@@ -8,10 +8,9 @@ from uuid import uuid4
 
 from authbus.domain import policy, role_order
 from authbus.domain.commands import AddRoleScopes, CreateRole, DeleteRole, RemoveRoleScopes, SetRoleOrder
-from authbus.domain.decisions.access import active_tenant, claim_name, resolve_role, unique_scopes, visible
+from authbus.domain.decisions.access import active_tenant, claim_name, release_claim, resolve_role, unique_scopes, visible
 from authbus.domain.errors import Conflict, Forbidden, InvalidRequest
 from authbus.domain.policy import Actor
-from authbus.domain.registry import NameClaim
 from authbus.domain.role import Role, is_builtin, role_name_claim_id
 from authbus.domain.unit_of_work import UnitOfWork
 
@@ -62,9 +61,9 @@ def remove_role_scopes(command: RemoveRoleScopes, actor: Actor, uow: UnitOfWork)
 def delete_role(command: DeleteRole, actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
     role = _administered(command, actor, uow, "delete")
     role.delete(reason=command.reason, **uow.meta)
-    claim = uow.get(NameClaim, role_name_claim_id(role.tenant_id, role.name), "role_id")
-    claim.release(**uow.meta)  # the name is free for a new role, which no old grant reaches
-    uow.add(role, claim)
+    uow.add(role)
+    # The name is free for a new role, which no old grant reaches.
+    release_claim(uow, role_name_claim_id(role.tenant_id, role.name), "role_id")
     return {}
 
 
